@@ -1,0 +1,529 @@
+"""Load a spec (with the files it ``use``s and its lexicons), check it, and resolve it.
+
+Checking reports every problem at once. Resolving inlines defines and lexicons, so
+the compiler sees only: Match(source, Regex), Has/Near(source, Phrases), Compare,
+Between, In, Missing, Truth(field), And/Or/Not, Measure and Window — with field
+references still by spec name (``Spec.fields`` maps them to columns).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import Diagnostic, SpecError, did_you_mean
+from ..grammar import ast
+from ..grammar.parser import parse
+
+
+@dataclass
+class CompiledRule:
+    """A rule ready to evaluate: ``predicate`` is resolved; ``rule`` is the AST as written."""
+    index: int
+    rule: ast.Rule
+    label_index: int
+    predicate: object
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+
+@dataclass
+class Spec:
+    path: Path
+    root: Path
+    concept: ast.Concept
+    labels: tuple
+    fields: dict            # spec name -> ast.Field
+    field_kinds: dict       # spec name -> "text" | "number" | "boolean" | "other" | None (no schema)
+    defines: dict           # name -> ast.Define
+    rules: list             # of CompiledRule
+    hints: list             # of ast.Hint (measures resolved)
+    examples: list          # of ast.Example (inputs bound to field names)
+    sources: dict           # displayed file name -> text (for diagnostics)
+    content_hash: str       # sha256 over every file the spec reads
+    files: list             # displayed names of every file read (spec, used specs, lexicons)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def rule_names(self) -> list:
+        return [r.name for r in self.rules]
+
+    @property
+    def text_fields(self) -> list:
+        return [n for n, k in self.field_kinds.items() if k in ("text", None)]
+
+    def column(self, name: str) -> str:
+        return self.fields[name].column
+
+
+def field_kind(dtype: pa.DataType) -> str:
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or getattr(pa.types, "is_string_view", lambda t: False)(dtype):
+        return "text"
+    if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return "number"
+    if pa.types.is_boolean(dtype):
+        return "boolean"
+    if pa.types.is_null(dtype):
+        return None
+    return "other"
+
+
+def regex_error(regex: ast.Regex) -> Optional[str]:
+    """RE2's complaint about a pattern, or None when it compiles."""
+    try:
+        pc.match_substring_regex(pa.array([""], pa.string()), regex_pattern(regex))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        return str(err).replace("Invalid regular expression: ", "")
+    return None
+
+
+def regex_pattern(regex: ast.Regex) -> str:
+    flags = "".join(f for f in "ims" if f in regex.flags)
+    return f"(?{flags}){regex.pattern}" if flags else regex.pattern
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def read_lexicon(path: Path) -> tuple:
+    """One phrase a line; blank lines and lines starting with # are skipped."""
+    text = path.read_text(encoding="utf-8")
+    return tuple(dict.fromkeys(s.strip() for s in text.splitlines() if s.strip() and not s.lstrip().startswith("#")))
+
+
+class _Checker:
+    def __init__(self, path: Path, schema: Optional[pa.Schema]):
+        self.path = path
+        self.root = path.parent
+        self.schema = schema
+        self.diags: list[Diagnostic] = []
+        self.sources: dict[str, str] = {}
+        self.hashed: dict[str, bytes] = {}  # root-relative path -> bytes
+        self.file_of_display: dict[str, Path] = {}
+
+    def error(self, span, message, hint=""):
+        self.diags.append(Diagnostic(span, message, hint=hint))
+
+    def warn(self, span, message, hint=""):
+        self.diags.append(Diagnostic(span, message, severity="warning", hint=hint))
+
+    # -- files -----------------------------------------------------------------------
+    def read(self, path: Path, span) -> Optional[ast.SpecFile]:
+        display = _display(path)
+        try:
+            raw = path.read_bytes()
+            text = raw.decode("utf-8")
+        except FileNotFoundError:
+            self.error(span, f"spec file not found: {display}")
+            return None
+        except UnicodeDecodeError as err:
+            self.error(span, f"{display} is not UTF-8 text (byte {err.start})", hint="save the file as UTF-8")
+            return None
+        except OSError as err:
+            self.error(span, f"cannot read {display}: {err.strerror}")
+            return None
+        self.sources[display] = text
+        self.file_of_display[display] = path
+        self.hashed[path.resolve().relative_to(self.root.resolve()).as_posix()] = raw
+        parsed, diags = parse(text, display)
+        self.diags.extend(diags)
+        return parsed
+
+    def load(self) -> list:
+        """Statements of the main file, plus the defines of every used file."""
+        main = self.read(self.path, None)
+        if main is None:
+            return []
+        statements = list(main.statements)
+        seen = {self.path.resolve()}
+        queue = [(s, self.path) for s in main.statements if isinstance(s, ast.Use)]
+        while queue:
+            use, from_path = queue.pop(0)
+            target = (from_path.parent / use.path)
+            if not _inside(target, self.root):
+                self.error(use.span, f'"{use.path}" is outside the spec\'s folder',
+                           hint="used files must live in the spec's folder or below it")
+                continue
+            if target.resolve() in seen:
+                continue
+            seen.add(target.resolve())
+            used = self.read(target, use.span)
+            if used is None:
+                continue
+            for s in used.statements:
+                if isinstance(s, ast.Define):
+                    statements.append(s)
+                elif isinstance(s, ast.Use):
+                    queue.append((s, target))
+                else:
+                    self.error(s.span, f"a used file holds only define and use lines (this one is used by {use.span.file})")
+        return statements
+
+    def lexicon(self, node: ast.Lexicon) -> Optional[ast.Phrases]:
+        base = self.file_of_display.get(node.span.file, self.path).parent
+        target = base / node.path
+        if not _inside(target, self.root):
+            self.error(node.span, f'lexicon "{node.path}" is outside the spec\'s folder',
+                       hint="keep lexicon files in the spec's folder or below it")
+            return None
+        try:
+            raw = target.read_bytes()
+            phrases = read_lexicon(target)
+        except FileNotFoundError:
+            self.error(node.span, f'lexicon file not found: {_display(target)}',
+                       hint="create it (one phrase a line) or fix the path; it is relative to the spec file")
+            return None
+        except (UnicodeDecodeError, OSError) as err:
+            self.error(node.span, f"cannot read lexicon {_display(target)}: {err}")
+            return None
+        if not phrases:
+            self.error(node.span, f"lexicon {_display(target)} has no phrases", hint="one phrase a line")
+            return None
+        self.hashed[target.resolve().relative_to(self.root.resolve()).as_posix()] = raw
+        return ast.Phrases(phrases, node.mode, node.span)
+
+    # -- the whole spec --------------------------------------------------------------
+    def run(self) -> Spec:
+        statements = self.load()
+        by_type = lambda t: [s for s in statements if isinstance(s, t)]
+        top = ast.Span(_display(self.path), 1, 1, 1, 2)
+
+        concepts = by_type(ast.Concept)
+        if not concepts and self.sources:
+            self.error(top, "the spec has no concept line", hint='start with: concept NAME "what it means"')
+        for extra in concepts[1:]:
+            self.error(extra.span, "one concept per file", hint="put each concept in its own spec file")
+        concept = concepts[0] if concepts else ast.Concept("unnamed", "", top)
+
+        labels_stmts = by_type(ast.Labels)
+        labels: list[str] = []
+        if not labels_stmts and self.sources:
+            self.error(top, "the spec has no labels line", hint="e.g. labels SPAM, HAM")
+        for extra in labels_stmts[1:]:
+            self.error(extra.span, "labels are given once", hint="list every label on one labels line")
+        if labels_stmts:
+            stmt = labels_stmts[0]
+            for name, span in zip(stmt.names, stmt.spans):
+                if name in labels:
+                    self.error(span, f"label {name} is listed twice")
+                elif name.lower() == "abstain":
+                    self.error(span, "abstain is implicit and is not a label")
+                else:
+                    labels.append(name)
+            if len(labels) < 2:
+                self.error(stmt.span, "a concept needs two or more labels", hint="e.g. labels SPAM, HAM")
+        self.labels = labels
+
+        self.fields: dict[str, ast.Field] = {}
+        self.kinds: dict[str, Optional[str]] = {}
+        columns = list(self.schema.names) if self.schema is not None else []
+        for f in by_type(ast.Field):
+            if f.name in self.fields:
+                self.error(f.span, f"field {f.name} is defined twice (first at line {self.fields[f.name].span.line})")
+                continue
+            self.fields[f.name] = f
+            if self.schema is None:
+                self.kinds[f.name] = None
+            elif f.column not in columns:
+                self.kinds[f.name] = None
+                self.error(f.span, f'column "{f.column}" is not in the data{did_you_mean(f.column, columns)}',
+                           hint="columns: " + ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else ""))
+            else:
+                self.kinds[f.name] = field_kind(self.schema.field(f.column).type)
+
+        self.defines: dict[str, ast.Define] = {}
+        for d in by_type(ast.Define):
+            if d.name in self.defines:
+                first = self.defines[d.name].span
+                self.error(d.span, f"{d.name} is defined twice (first at {first.file}:{first.line})")
+            elif d.name in self.fields:
+                self.error(d.span, f"{d.name} is already a field name", hint="give the define another name")
+            else:
+                self.defines[d.name] = d
+        self.resolved_defines: dict[str, object] = {}
+        self.resolving: list[str] = []
+        for name in self.defines:
+            self.define_value(name, self.defines[name].span)
+
+        rules = []
+        seen_rules: dict[str, ast.Rule] = {}
+        for r in by_type(ast.Rule):
+            if r.name in seen_rules:
+                self.error(r.span, f"rule {r.name} is defined twice (first at line {seen_rules[r.name].span.line})",
+                           hint="rule names must be unique: they are how labels are traced back")
+                continue
+            seen_rules[r.name] = r
+            label_index = self.label(r.label, r.label_span)
+            pred = self.predicate(r.predicate)
+            if r.unless is not None:
+                pred = ast.And((pred, ast.Not(self.predicate(r.unless), r.unless.span)), r.span)
+            rules.append(CompiledRule(len(rules), r, label_index, pred))
+        if not rules and self.sources:
+            self.warn(top, "the spec has no rules yet", hint="add one: rule NAME : PREDICATE => LABEL")
+
+        hints = []
+        for h in by_type(ast.Hint):
+            self.label(h.label, h.label_span)
+            if h.kind == "measure":
+                h = replace(h, measure=self.measure(h.measure))
+            hints.append(h)
+
+        examples = [self.example(e) for e in by_type(ast.Example)]
+
+        h = hashlib.sha256()
+        for rel in sorted(self.hashed):
+            h.update(rel.encode() + b"\0" + hashlib.sha256(self.hashed[rel]).digest())
+        errors = [d for d in self.diags if d.severity == "error"]
+        if errors:
+            raise SpecError(self.diags, self.sources)
+        return Spec(self.path, self.root, concept, tuple(labels), self.fields, self.kinds, self.defines,
+                    rules, hints, examples, self.sources, h.hexdigest(), sorted(self.hashed),
+                    [d for d in self.diags if d.severity == "warning"])
+
+    def label(self, name, span) -> int:
+        if name in self.labels:
+            return self.labels.index(name)
+        if self.labels:
+            self.error(span, f"unknown label {name}{did_you_mean(name, self.labels)}",
+                       hint="labels: " + ", ".join(self.labels))
+        return -1
+
+    # -- names -----------------------------------------------------------------------
+    def define_value(self, name, span):
+        if name in self.resolved_defines:
+            return self.resolved_defines[name]
+        if name in self.resolving:
+            cycle = " -> ".join(self.resolving[self.resolving.index(name):] + [name])
+            self.error(span, f"defines refer to each other in a circle: {cycle}")
+            return None
+        self.resolving.append(name)
+        value = self.defines[name].value
+        if isinstance(value, ast.Ref):
+            value = self.define_value(value.name, value.span) if value.name in self.defines else self.unknown(value)
+        elif isinstance(value, ast.Lexicon):
+            value = self.lexicon(value)
+        elif isinstance(value, ast.Regex):
+            value = self.regex(value)
+        elif isinstance(value, ast.Phrases):
+            value = self.phrases(value)
+        elif value is not None:
+            value = ("predicate", self.predicate(value))
+        self.resolving.pop()
+        self.resolved_defines[name] = value
+        return value
+
+    def unknown(self, ref: ast.Ref, what="field or define"):
+        names = list(self.fields) + list(self.defines)
+        self.error(ref.span, f"unknown {what} {ref.name}{did_you_mean(ref.name, names)}")
+        return None
+
+    def source(self, node):
+        """A text source: a text field or first/last(...) of one."""
+        if isinstance(node, ast.Window):
+            inner = self.source(node.source)
+            return replace(node, source=inner) if inner is not None else None
+        if node.name in self.fields:
+            kind = self.kinds[node.name]
+            if kind not in ("text", None):
+                self.error(node.span, f"{node.name} is a {kind} field; this needs text",
+                           hint=f'column "{self.fields[node.name].column}" holds {kind} values')
+            return node
+        if node.name in self.defines:
+            self.error(node.span, f"{node.name} is a define, not a field; a text field goes here")
+            return None
+        return self.unknown(node, "field")
+
+    def regex(self, node: ast.Regex):
+        problem = regex_error(node)
+        if problem:
+            hint = "RE2 has no lookaround or backreferences; rewrite without them" \
+                if "perl operator" in problem or "escape sequence" in problem else ""
+            self.error(node.span, f"invalid regex: {problem}", hint=hint)
+            return None
+        return node
+
+    def phrases(self, node: ast.Phrases):
+        empty = [p for p in node.phrases if not p.strip()]
+        if empty:
+            self.error(node.span, "a phrase cannot be empty")
+            return None
+        return node
+
+    def named(self, ref: ast.Ref, want: tuple, what: str):
+        """A define of one of the wanted node types (e.g. a regex define for `~`)."""
+        if ref.name in self.defines:
+            value = self.define_value(ref.name, ref.span)
+            if value is None:
+                return None
+            if isinstance(value, want):
+                return value
+            kind = {ast.Regex: "a regex", ast.Phrases: "a phrase list"}.get(type(value), "a test")
+            self.error(ref.span, f"{ref.name} is {kind}; {what} goes here")
+            return None
+        if ref.name in self.fields:
+            self.error(ref.span, f"{ref.name} is a field; {what} goes here")
+            return None
+        return self.unknown(ref, "define")
+
+    def regex_arg(self, node):
+        return self.regex(node) if isinstance(node, ast.Regex) else self.named(node, (ast.Regex,), "a regex")
+
+    def phrases_arg(self, node):
+        if isinstance(node, ast.Lexicon):
+            return self.lexicon(node)
+        if isinstance(node, ast.Phrases):
+            return self.phrases(node)
+        if node.name in self.defines and isinstance(self.define_value(node.name, node.span), ast.Regex):
+            self.error(node.span, f"{node.name} is a regex; `has` takes phrases", hint=f"write `~ {node.name}`")
+            return None
+        return self.named(node, (ast.Phrases,), "a phrase list")
+
+    # -- predicates and values -------------------------------------------------------
+    def predicate(self, node):
+        if isinstance(node, (ast.And, ast.Or)):
+            items = tuple(self.predicate(i) for i in node.items)
+            return replace(node, items=items)
+        if isinstance(node, ast.Not):
+            return replace(node, item=self.predicate(node.item))
+        if isinstance(node, ast.Match):
+            return replace(node, source=self.source(node.source), regex=self.regex_arg(node.regex))
+        if isinstance(node, ast.Has):
+            return replace(node, source=self.source(node.source), phrases=self.phrases_arg(node.phrases))
+        if isinstance(node, ast.Near):
+            return replace(node, source=self.source(node.source), left=self.phrases_arg(node.left),
+                           right=self.phrases_arg(node.right))
+        if isinstance(node, ast.Compare):
+            left, right = self.value(node.left), self.value(node.right)
+            lk, rk = self.value_kind(left), self.value_kind(right)
+            if "string" in (lk, rk):
+                if node.op not in ("==", "!="):
+                    self.error(node.span, f"`{node.op}` compares numbers; text can only be tested with == or !=")
+                elif {lk, rk} - {"string", "text", None}:
+                    self.error(node.span, "this compares a number with text", hint="quote both or neither")
+            elif "text" in (lk, rk) and None not in (lk, rk):
+                self.error(node.span, "a text field cannot be compared as a number",
+                           hint="compare a measure of it instead, e.g. len(text) > 10")
+            return replace(node, left=left, right=right)
+        if isinstance(node, ast.Between):
+            parts = [self.value(v) for v in (node.value, node.low, node.high)]
+            for v in parts:
+                if self.value_kind(v) in ("string", "text", "boolean"):
+                    self.error(node.span, "between compares numbers")
+                    break
+            return replace(node, value=parts[0], low=parts[1], high=parts[2])
+        if isinstance(node, ast.In):
+            src = node.source
+            if not isinstance(src, ast.Ref) or src.name not in self.fields:
+                if isinstance(src, ast.Ref):
+                    self.unknown(src, "field")
+                else:
+                    self.error(src.span, "`in { ... }` tests a field's value")
+                return node
+            kind = self.kinds[src.name]
+            kinds = {"string" if isinstance(v, ast.String) else "number" for v in node.values}
+            if kind == "number" and "string" in kinds or kind == "text" and "number" in kinds:
+                self.error(node.span, f"{src.name} holds {kind} values; quote the values to match" if kind == "text"
+                           else f"{src.name} holds numbers; write the values without quotes")
+            return node
+        if isinstance(node, ast.Missing):
+            if not isinstance(node.source, ast.Ref) or node.source.name not in self.fields:
+                if isinstance(node.source, ast.Ref):
+                    self.unknown(node.source, "field")
+                else:
+                    self.error(node.source.span, "`is missing` tests a field")
+            return node
+        if isinstance(node, ast.Truth):
+            name = node.ref.name
+            if name in self.fields:
+                if self.kinds[name] not in ("boolean", None):
+                    self.error(node.span, f"{name} is a {self.kinds[name]} field, not a yes/no test",
+                               hint=f'write a test on it, e.g. `{name} has "..."`' if self.kinds[name] == "text" else "")
+                return node
+            if name in self.defines:
+                value = self.define_value(name, node.span)
+                if isinstance(value, tuple):
+                    return value[1]
+                if value is not None:
+                    self.error(node.span, f"{name} is a {'regex' if isinstance(value, ast.Regex) else 'phrase list'}, not a test",
+                               hint=f"use it in a test: `text {'~' if isinstance(value, ast.Regex) else 'has'} {name}`")
+                return None
+            return self.unknown(node.ref)
+        return node
+
+    def value(self, node):
+        if isinstance(node, ast.Measure):
+            return self.measure(node)
+        if isinstance(node, ast.Ref):
+            if node.name in self.fields:
+                return node
+            if node.name in self.defines:
+                self.error(node.span, f"{node.name} is a define; a field, measure or number goes here")
+                return None
+            return self.unknown(node, "field")
+        return node
+
+    def measure(self, node: ast.Measure):
+        arg = node.arg
+        if node.func == "number":
+            arg = self.regex_arg(arg)
+        elif node.func == "count":
+            arg = self.regex_arg(arg) if isinstance(arg, ast.Regex) or (
+                isinstance(arg, ast.Ref) and isinstance(self.defines.get(arg.name) and self.define_value(arg.name, arg.span), ast.Regex)
+            ) else self.phrases_arg(arg)
+        return replace(node, source=self.source(node.source), arg=arg)
+
+    def value_kind(self, node):
+        if isinstance(node, ast.String):
+            return "string"
+        if isinstance(node, (ast.Number, ast.Measure)):
+            return "number"
+        if isinstance(node, ast.Ref) and node.name in self.fields:
+            return self.kinds[node.name]
+        return None
+
+    def example(self, e: ast.Example) -> ast.Example:
+        if e.label is not None:
+            self.label(e.label, e.label_span)
+        inputs = []
+        for name, value in e.inputs:
+            if name is None:
+                text_fields = [n for n, k in self.kinds.items() if k in ("text", None)]
+                if not text_fields:
+                    self.error(e.span, "a bare example string needs a text field", hint="write {field: value}")
+                    continue
+                name = text_fields[0]
+            elif name not in self.fields:
+                self.error(e.span, f"example names unknown field {name}{did_you_mean(name, self.fields)}")
+                continue
+            inputs.append((name, value))
+        return replace(e, inputs=tuple(inputs))
+
+
+def load_spec(path, schema: Optional[pa.Schema] = None) -> Spec:
+    """Parse and check a spec file. Raises ``SpecError`` listing every problem.
+
+    With ``schema`` (the data's Arrow schema), fields are checked against its columns
+    and types; without it, types are checked where the spec alone tells them.
+    """
+    return _Checker(Path(path), schema).run()

@@ -1,0 +1,374 @@
+"""The end model: a small PyTorch classifier trained on soft labels plus hint penalties.
+
+It learns from the label model's probabilistic labels (noise-aware cross-entropy:
+the expected log-loss under the soft label) and generalizes past the rules: it
+scores rows no rule covers. Direction hints add one penalty each (see
+:mod:`mteach.engine.hints`, the one place the penalty is defined).
+
+scikit-learn contract: ``__init__`` stores hyperparameters; ``fit`` returns
+``self``; learned state ends in ``_``; ``predict_proba`` / ``predict`` /
+``get_params`` / ``set_params``.
+
+Persistence without pickle: ``save(folder)`` writes ``weights.pt`` (a
+``state_dict`` saved with ``torch.save``, read back with
+``torch.load(weights_only=True)``) and ``end_model.json`` (parameters, shapes,
+training history and the weights' SHA-256); ``EndModel.load(folder)`` checks the
+hash first, so a corrupt or truncated file gives a clear :class:`EndModelLoadError`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from mteach.engine.hints import DEFAULT_SHARPNESS, HintConstraint, class_margin, hint_penalty
+
+WEIGHTS_FILE = "weights.pt"
+META_FILE = "end_model.json"
+FORMAT_VERSION = 1
+_PREDICT_BATCH = 4096
+
+
+class EndModelLoadError(ValueError):
+    """A saved end model that cannot be read back (missing, corrupt, truncated, mismatched)."""
+
+
+def _resolve_device(device: str):
+    import torch
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but no CUDA GPU is available")
+    return dev
+
+
+def _build_net(n_features: int, n_classes: int, hidden: int):
+    import torch.nn as nn
+    if hidden and hidden > 0:
+        return nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+    return nn.Sequential(nn.Linear(n_features, n_classes))
+
+
+def _as_csr(X) -> sp.csr_matrix:
+    if sp.issparse(X):
+        return X.tocsr().astype(np.float32, copy=False)
+    a = np.asarray(X, dtype=np.float32)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"X must be 2-d (rows × features), got shape {a.shape}")
+    return sp.csr_matrix(a)
+
+
+def _as_soft_labels(y, n: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 1:  # hard labels 0..k-1 → one-hot
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError("1-d labels must be integer class indices; soft labels must be (n, k)")
+        if y.min(initial=0) < 0:
+            raise ValueError("hard labels must be >= 0 (drop abstained rows before training)")
+        k = max(int(y.max(initial=0)) + 1, 2)
+        y = np.eye(k, dtype=np.float64)[y]
+    y = y.astype(np.float64)
+    if y.ndim != 2 or y.shape[1] < 2:
+        raise ValueError(f"soft labels must have shape (n, k) with k >= 2, got {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"soft labels have {y.shape[0]} rows but X has {n}")
+    if not np.all(np.isfinite(y)) or (y < 0).any():
+        raise ValueError("soft labels must be finite and non-negative")
+    s = y.sum(axis=1, keepdims=True)
+    if (s <= 0).any():
+        raise ValueError(f"{int((s <= 0).sum())} rows have all-zero soft labels "
+                         "(drop uncovered rows or give them a prior)")
+    return y / s
+
+
+class EndModel(ClassifierMixin, BaseEstimator):
+    """Linear (``hidden=0``) or one-hidden-layer MLP classifier over sparse features.
+
+    Parameters
+    ----------
+    hidden: hidden units; 0 = a linear model (multinomial logistic regression).
+    epochs, lr, batch_size: Adam-W training schedule.
+    weight_decay: decoupled weight decay on weights (biases are not decayed).
+    hint_strength: multiplier of every hint penalty (times each hint's own weight).
+    hint_margin: margin m of hints that do not carry their own.
+    hint_sharpness: the softplus sharpness a of the hint penalty.
+    seed: seeds weight init and batch order (a local generator; the global RNG
+        state is left as it was).
+    device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N".
+    """
+
+    def __init__(self, hidden: int = 0, epochs: int = 40, lr: float = 0.01,
+                 weight_decay: float = 1e-3, batch_size: int = 64,
+                 hint_strength: float = 1.0, hint_margin: float = 1.0,
+                 hint_sharpness: float = DEFAULT_SHARPNESS, seed: int = 0,
+                 device: str = "auto"):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.hint_strength = hint_strength
+        self.hint_margin = hint_margin
+        self.hint_sharpness = hint_sharpness
+        self.seed = seed
+        self.device = device
+
+    # ---- training ----------------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        checks = [("hidden", int, lambda v: v >= 0), ("epochs", int, lambda v: v >= 1),
+                  ("batch_size", int, lambda v: v >= 1), ("seed", int, lambda v: True),
+                  ("lr", float, lambda v: v > 0), ("weight_decay", float, lambda v: v >= 0),
+                  ("hint_strength", float, lambda v: v >= 0), ("hint_margin", float, lambda v: True),
+                  ("hint_sharpness", float, lambda v: v > 0)]
+        for name, typ, ok in checks:
+            v = getattr(self, name)
+            good_type = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            if typ is float:
+                good_type = good_type or isinstance(v, (float, np.floating))
+            if not good_type or not ok(v):
+                raise ValueError(f"EndModel parameter {name}={v!r} is invalid")
+
+    def fit(self, X, soft_labels, hints: Sequence[HintConstraint] = (), sample_weight=None) -> "EndModel":
+        import torch
+
+        self._validate_params()
+        X = _as_csr(X)
+        n, dim = X.shape
+        if n == 0:
+            raise ValueError("cannot fit the end model on zero rows")
+        Y = _as_soft_labels(soft_labels, n)
+        k = Y.shape[1]
+        hints = list(hints or ())
+        for h in hints:
+            if not isinstance(h, HintConstraint):
+                raise TypeError(f"hints must be HintConstraint objects (see compile_hints), got {type(h).__name__}")
+            if h.direction.shape[0] != dim:
+                raise ValueError(f"hint {h.name!r} has a direction of length {h.direction.shape[0]}, "
+                                 f"but X has {dim} features (compiled with another featurizer?)")
+            if not 0 <= h.label_index < k:
+                raise ValueError(f"hint {h.name!r} names class {h.label_index}, but there are {k} classes")
+        names = [h.name for h in hints]
+        keys = [nm if names.count(nm) == 1 else f"{nm} #{i}" for i, nm in enumerate(names)]
+        if sample_weight is None:
+            w = np.ones(n, dtype=np.float64)
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+            if w.shape[0] != n or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+                raise ValueError("sample_weight must be n finite non-negative numbers, not all zero")
+
+        device = _resolve_device(self.device)
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(int(self.seed))
+                net = _build_net(dim, k, int(self.hidden)).to(device)
+            gen = torch.Generator().manual_seed(int(self.seed))
+            decay = [p for nme, p in net.named_parameters() if nme.endswith("weight")]
+            no_decay = [p for nme, p in net.named_parameters() if not nme.endswith("weight")]
+            opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(self.weight_decay)},
+                                     {"params": no_decay, "weight_decay": 0.0}], lr=float(self.lr))
+            Yt = torch.as_tensor(Y, dtype=torch.float32)
+            Wt = torch.as_tensor(w / w.mean(), dtype=torch.float32)
+            d_units = [torch.as_tensor(h.unit_direction, dtype=torch.float32, device=device) for h in hints]
+            pairs = [torch.as_tensor(np.stack([h.x_a, h.x_b]), dtype=torch.float32, device=device)
+                     if h.kind == "pair" else None for h in hints]
+            history = []
+            bs = int(self.batch_size)
+            for epoch in range(int(self.epochs)):
+                perm = torch.randperm(n, generator=gen).numpy()
+                tot = ce_sum = 0.0
+                pen_sum = [0.0] * len(hints)
+                nb = 0
+                net.train()
+                for start in range(0, n, bs):
+                    idx = np.sort(perm[start:start + bs])
+                    xb = torch.as_tensor(X[idx].toarray(), device=device)
+                    yb = Yt[idx].to(device)
+                    wb = Wt[idx].to(device)
+                    logp = torch.log_softmax(net(xb), dim=1)
+                    ce = (-(yb * logp).sum(dim=1) * wb).sum() / wb.sum().clamp_min(1e-12)
+                    loss = ce
+                    for j, h in enumerate(hints):
+                        pen = hint_penalty(net, xb, h, float(self.hint_margin), float(self.hint_sharpness),
+                                           d_unit=d_units[j], pair_rows=pairs[j])
+                        loss = loss + float(self.hint_strength) * h.weight * pen
+                        pen_sum[j] += float(pen.detach())
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    tot += float(loss.detach())
+                    ce_sum += float(ce.detach())
+                    nb += 1
+                if not np.isfinite(tot):
+                    raise FloatingPointError(f"end model training diverged at epoch {epoch + 1} "
+                                             f"(loss {tot}); lower lr or hint_strength")
+                history.append({"epoch": epoch + 1, "loss": tot / nb, "ce": ce_sum / nb,
+                                "hints": {key: s / nb for key, s in zip(keys, pen_sum)}})
+        finally:
+            torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        net.eval()
+        self.net_ = net
+        self.device_ = device
+        self.n_features_in_ = dim
+        self.n_classes_ = k
+        self.classes_ = np.arange(k)
+        self.history_ = history
+        return self
+
+    # ---- prediction --------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise RuntimeError("this EndModel is not fitted yet: call fit(X, soft_labels) first")
+
+    def decision_function(self, X) -> np.ndarray:
+        """Logits, shape (n, k)."""
+        import torch
+        self._check_fitted()
+        X = _as_csr(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, the model was fitted on {self.n_features_in_}")
+        out = []
+        with torch.no_grad():
+            for start in range(0, X.shape[0], _PREDICT_BATCH):
+                xb = torch.as_tensor(X[start:start + _PREDICT_BATCH].toarray(), device=self.device_)
+                out.append(self.net_(xb).double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.n_classes_))
+
+    def predict_proba(self, X) -> np.ndarray:
+        z = self.decision_function(X)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        return np.argmax(self.decision_function(X), axis=1)
+
+    def top_features(self, x_row, featurizer=None, k: int = 5, label: Optional[int] = None) -> list:
+        """The features that pushed this row towards its predicted class most.
+
+        Attribution is gradient × input of f_c (class c's logit minus logsumexp of
+        the others), exact for the linear model. Returns up to ``k``
+        ``(feature_name, contribution)`` pairs with positive contribution, largest
+        first. ``label`` explains another class instead of the predicted one.
+        """
+        import torch
+        self._check_fitted()
+        x = _as_csr(x_row)
+        if x.shape[0] != 1:
+            raise ValueError(f"top_features explains one row, got {x.shape[0]}")
+        xt = torch.as_tensor(x.toarray(), device=self.device_).requires_grad_(True)
+        logits = self.net_(xt)
+        c = int(torch.argmax(logits, dim=1)) if label is None else int(label)
+        f = class_margin(logits, c)
+        (g,) = torch.autograd.grad(f.sum(), xt)
+        contrib = (g * xt).detach().cpu().numpy()[0].astype(np.float64)
+        order = np.argsort(-contrib, kind="stable")
+        names = getattr(featurizer, "feature_names_", None) if featurizer is not None else None
+        out = []
+        for j in order[:k]:
+            if contrib[j] <= 0:
+                break
+            out.append((names[j] if names is not None else int(j), float(contrib[j])))
+        return out
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, folder) -> Path:
+        """Write ``weights.pt`` and ``end_model.json`` into ``folder`` (created if needed),
+        each through a temporary file renamed into place."""
+        import torch
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".weights-", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(state, tmp)
+            digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+            os.replace(tmp, folder / WEIGHTS_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        meta = {
+            "format": "mteach.end_model", "version": FORMAT_VERSION,
+            "params": self.get_params(), "n_features": int(self.n_features_in_),
+            "n_classes": int(self.n_classes_), "weights_sha256": digest,
+            "history": self.history_,
+        }
+        _atomic_write_text(folder / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
+        return folder
+
+    @classmethod
+    def load(cls, folder, device: Optional[str] = None) -> "EndModel":
+        """Read a model written by :meth:`save`. ``device`` overrides the saved one."""
+        import torch
+        folder = Path(folder)
+        meta_path, w_path = folder / META_FILE, folder / WEIGHTS_FILE
+        for p in (meta_path, w_path):
+            if not p.is_file():
+                raise EndModelLoadError(f"cannot load end model from {folder}: {p.name} is missing")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != "mteach.end_model":
+                raise ValueError("missing format tag")
+            if meta.get("version") != FORMAT_VERSION:
+                raise ValueError(f"unsupported version {meta.get('version')!r}")
+            params = dict(meta["params"])
+            n_features, n_classes = int(meta["n_features"]), int(meta["n_classes"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise EndModelLoadError(f"cannot load end model: {meta_path} is not a valid "
+                                    f"end-model description ({e})") from None
+        raw = w_path.read_bytes()
+        if hashlib.sha256(raw).hexdigest() != meta.get("weights_sha256"):
+            raise EndModelLoadError(f"cannot load end model: {w_path} is corrupt or truncated "
+                                    f"(its SHA-256 does not match {META_FILE})")
+        if device is not None:
+            params["device"] = device
+        try:
+            self = cls(**params)
+        except TypeError as e:
+            raise EndModelLoadError(f"cannot load end model: unknown parameters in {meta_path} ({e})") from None
+        dev = _resolve_device(self.device)
+        try:
+            state = torch.load(str(w_path), map_location="cpu", weights_only=True)
+            net = _build_net(n_features, n_classes, int(self.hidden))
+            net.load_state_dict(state)
+        except Exception as e:  # torch raises several types for a bad file
+            raise EndModelLoadError(f"cannot load end model: {w_path} could not be read as weights "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        net.to(dev).eval()
+        self.net_ = net
+        self.device_ = dev
+        self.n_features_in_ = n_features
+        self.n_classes_ = n_classes
+        self.classes_ = np.arange(n_classes)
+        self.history_ = meta.get("history", [])
+        return self
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

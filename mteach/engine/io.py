@@ -1,0 +1,151 @@
+"""Reading data files in Arrow record batches, and writing outputs atomically.
+
+Parquet, CSV and JSON Lines are read as streams of record batches, so memory stays
+bounded by the batch size however long the file is. Every reader error becomes a
+``DataError`` that names the file and says what to do.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+
+DEFAULT_BATCH_ROWS = 65_536
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".json": "jsonl"}
+
+
+def data_format(path: Path) -> str:
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown data format {Path(path).suffix!r}; use .parquet, .csv or .jsonl")
+    return fmt
+
+
+def _explain_arrow_error(path, err: Exception) -> DataError:
+    text = str(err)
+    if "UTF8" in text or "utf8" in text or "UTF-8" in text:
+        return DataError(f"{path}: the file is not valid UTF-8 ({text.splitlines()[0]}); "
+                         "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`")
+    if "Empty CSV file" in text or "Empty file" in text:
+        return DataError(f"{path}: the file is empty; it needs a header line and rows")
+    return DataError(f"{path}: cannot read the data: {text.splitlines()[0] if text else type(err).__name__}")
+
+
+@dataclass
+class DataSource:
+    """A data file opened for streaming: its schema and its batches."""
+    path: Path
+    format: str
+    schema: pa.Schema
+    num_rows: Optional[int]  # known up front for Parquet only
+
+    def batches(self, columns=None, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self._batches(columns, batch_rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
+            raise _explain_arrow_error(self.path, err) from None
+
+    def _batches(self, columns, batch_rows):
+        if self.format == "parquet":
+            yield from pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows, columns=columns)
+            return
+        if self.format == "csv":
+            reader = pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=1 << 22),
+                                    convert_options=_csv_convert(self.schema, columns))
+        else:
+            reader = pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=1 << 22),
+                                      parse_options=pajson.ParseOptions(explicit_schema=self.schema))
+        for batch in reader:
+            if columns is not None and self.format == "jsonl":
+                batch = batch.select(columns)
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
+
+    def read_all(self, columns=None) -> pa.Table:
+        batches = list(self.batches(columns))
+        schema = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+
+
+def _csv_convert(schema: pa.Schema, columns):
+    # Keep the types found when the file was opened, so every block agrees.
+    return pacsv.ConvertOptions(column_types={f.name: f.type for f in schema},
+                                include_columns=list(columns) if columns is not None else None,
+                                strings_can_be_null=True)
+
+
+def open_data(path) -> DataSource:
+    """Open a Parquet, CSV or JSONL file; raises ``DataError`` with a clear message on failure."""
+    path = Path(path)
+    fmt = data_format(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such data file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a .parquet, .csv or .jsonl file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty; it needs a header line and rows")
+    try:
+        if fmt == "parquet":
+            meta = pq.ParquetFile(path)
+            return DataSource(path, fmt, meta.schema_arrow, meta.metadata.num_rows)
+        if fmt == "csv":
+            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22),
+                                    convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+            schema = reader.schema
+            # Columns that are empty in the first block come out as null type; read them as text.
+            schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema])
+            return DataSource(path, fmt, schema, None)
+        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=1 << 22))
+        schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in reader.schema])
+        return DataSource(path, fmt, schema, None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
+        raise _explain_arrow_error(path, err) from None
+
+
+def file_fingerprint(path) -> str:
+    """sha256 of the file's bytes (streamed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(target):
+    """Yield a temporary path beside ``target``; rename it into place only on success.
+
+    A crash or an error leaves ``target`` as it was (absent or the previous version).
+    """
+    target = Path(target)
+    if target.parent and not target.parent.exists():
+        raise DataError(f"{target}: the folder {target.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(target, text: str) -> None:
+    with atomic_path(target) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())

@@ -1,0 +1,315 @@
+"""The ML practitioner's project file, ``mteach.toml``.
+
+Every section and key is optional: a missing file, section or key takes the
+defaults below. What the expert writes (the spec) and what the practitioner
+tunes (this file) stay apart::
+
+    [project]
+    spec = "specs/spam.mt"       # path(s) of the spec, relative to this file
+    data = "data/comments.parquet"
+    id_column = "id"
+    gold = "gold/spam.jsonl"     # optional gold labels
+    output = "out"
+
+    [label_model]
+    prior_strength = 10.0        # weight of the rules' `confidence` priors
+    max_iter = 500
+    seed = 0
+
+    [features]
+    ngram_range = [1, 2]         # word n-grams
+    min_df = 1
+    max_features = 0             # 0 = no limit
+    char_ngrams = true           # add character n-grams (char_wb)
+    char_ngram_range = [2, 5]
+
+    [end_model]
+    hidden = 0                   # 0 = linear; > 0 = one hidden layer of that size
+    epochs = 30
+    lr = 0.01
+    weight_decay = 0.001
+    batch_size = 64
+    seed = 0
+    device = "auto"              # auto | cpu | cuda | cuda:N
+
+    [hints]
+    strength = 1.0               # multiplies every hint penalty
+    margin = 1.0                 # required slope of class L's score along d
+
+An unknown section or key is a :class:`SettingsError` naming the file, the key
+and the closest known key; a value of the wrong type names the key and the type
+expected.
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Optional, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_FILE = "mteach.toml"
+
+
+class SettingsError(ValueError):
+    """A problem in the project file; the message names the file and the key."""
+
+    def __init__(self, message: str, file: Optional[str] = None, key: Optional[str] = None):
+        self.file = file
+        self.key = key
+        super().__init__(message)
+
+
+# ---- sections -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProjectSettings:
+    spec: tuple = ()               # spec file path(s); a single string in the file is accepted
+    data: Optional[str] = None
+    id_column: str = "id"
+    gold: Optional[str] = None
+    output: str = "mteach-out"
+
+
+@dataclass(frozen=True)
+class LabelModelSettings:
+    prior_strength: float = 10.0
+    max_iter: int = 500
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    ngram_range: tuple = (1, 2)
+    min_df: int = 1
+    max_features: int = 0          # 0 = no limit
+    char_ngrams: bool = True
+    char_ngram_range: tuple = (2, 5)
+
+
+@dataclass(frozen=True)
+class EndModelSettings:
+    hidden: int = 0
+    epochs: int = 30
+    lr: float = 0.01
+    weight_decay: float = 1e-3
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class HintSettings:
+    strength: float = 1.0
+    margin: float = 1.0
+
+
+_SECTIONS = {
+    "project": ProjectSettings,
+    "label_model": LabelModelSettings,
+    "features": FeatureSettings,
+    "end_model": EndModelSettings,
+    "hints": HintSettings,
+}
+
+# Expected kind of every key: "str", "str?" (may be absent), "int", "float", "bool",
+# "range" (two ints low <= high), "paths" (string or list of strings).
+_KINDS = {
+    "project": {"spec": "paths", "data": "str?", "id_column": "str", "gold": "str?", "output": "str"},
+    "label_model": {"prior_strength": "float", "max_iter": "int", "seed": "int"},
+    "features": {"ngram_range": "range", "min_df": "int", "max_features": "int",
+                 "char_ngrams": "bool", "char_ngram_range": "range"},
+    "end_model": {"hidden": "int", "epochs": "int", "lr": "float", "weight_decay": "float",
+                  "batch_size": "int", "seed": "int", "device": "str"},
+    "hints": {"strength": "float", "margin": "float"},
+}
+
+_KIND_WORDS = {"str": "a string", "str?": "a string", "int": "an integer", "float": "a number",
+               "bool": "true or false", "range": "an array of two integers [low, high]",
+               "paths": "a string or an array of strings"}
+
+# Value limits, checked after types: key -> (test, what it must be).
+_LIMITS = {
+    ("label_model", "prior_strength"): (lambda v: v >= 0, ">= 0"),
+    ("label_model", "max_iter"): (lambda v: v >= 1, ">= 1"),
+    ("features", "min_df"): (lambda v: v >= 1, ">= 1"),
+    ("features", "max_features"): (lambda v: v >= 0, ">= 0 (0 = no limit)"),
+    ("features", "ngram_range"): (lambda v: v[0] >= 1, "[low, high] with 1 <= low <= high"),
+    ("features", "char_ngram_range"): (lambda v: v[0] >= 1, "[low, high] with 1 <= low <= high"),
+    ("end_model", "hidden"): (lambda v: v >= 0, ">= 0 (0 = linear)"),
+    ("end_model", "epochs"): (lambda v: v >= 1, ">= 1"),
+    ("end_model", "lr"): (lambda v: v > 0, "> 0"),
+    ("end_model", "weight_decay"): (lambda v: v >= 0, ">= 0"),
+    ("end_model", "batch_size"): (lambda v: v >= 1, ">= 1"),
+    ("end_model", "device"): (lambda v: v in ("auto", "cpu", "cuda") or
+                              (v.startswith("cuda:") and v[5:].isdigit()),
+                              "one of auto, cpu, cuda, cuda:N"),
+    ("hints", "strength"): (lambda v: v >= 0, ">= 0"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: ProjectSettings = field(default_factory=ProjectSettings)
+    label_model: LabelModelSettings = field(default_factory=LabelModelSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    end_model: EndModelSettings = field(default_factory=EndModelSettings)
+    hints: HintSettings = field(default_factory=HintSettings)
+    source: Optional[str] = None   # the file read, None for defaults
+
+    def to_dict(self) -> dict:
+        """Plain JSON/TOML-able dict of every section (tuples as lists), for model
+        folders and ledgers. ``source`` is included for the record."""
+        out = {}
+        for name in _SECTIONS:
+            sec = asdict(getattr(self, name))
+            out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items()}
+        out["source"] = self.source
+        return out
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths are resolved against: the file's, else the cwd."""
+        return Path(self.source).resolve().parent if self.source else Path.cwd()
+
+    def resolve(self, path: Optional[str]) -> Optional[Path]:
+        """A path from ``[project]`` made absolute against :attr:`root`."""
+        if path is None:
+            return None
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    def featurizer_params(self) -> dict:
+        """Keyword arguments for ``mteach.engine.features.Featurizer`` (besides fields)."""
+        f = self.features
+        return {"ngram_range": tuple(f.ngram_range), "min_df": f.min_df,
+                "max_features": f.max_features or None, "char_ngrams": f.char_ngrams,
+                "char_ngram_range": tuple(f.char_ngram_range)}
+
+    def end_model_params(self) -> dict:
+        """Keyword arguments for ``mteach.engine.end_model.EndModel``."""
+        e = self.end_model
+        return {"hidden": e.hidden, "epochs": e.epochs, "lr": e.lr,
+                "weight_decay": e.weight_decay, "batch_size": e.batch_size, "seed": e.seed,
+                "device": e.device, "hint_strength": self.hints.strength,
+                "hint_margin": self.hints.margin}
+
+
+# ---- loading ---------------------------------------------------------------------------------
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _convert(kind: str, value, where: str, file: str):
+    def bad():
+        return SettingsError(f"{file}: {where} must be {_KIND_WORDS[kind]}, "
+                             f"not {type(value).__name__} {value!r}", file, where)
+
+    if kind in ("str", "str?"):
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if kind == "range":
+        if (not isinstance(value, list) or len(value) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
+                or value[0] > value[1]):
+            raise bad()
+        return tuple(value)
+    if kind == "paths":
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise bad()
+    raise AssertionError(kind)
+
+
+def settings_from_dict(data: dict, file: str = "<settings>") -> Settings:
+    """Validate a parsed TOML document (or any dict of the same shape) into Settings."""
+    if not isinstance(data, dict):
+        raise SettingsError(f"{file}: expected a table of sections", file)
+    sections = {}
+    for sec_name, body in data.items():
+        if sec_name not in _SECTIONS:
+            raise SettingsError(f"{file}: unknown section [{sec_name}]"
+                                f"{_did_you_mean(sec_name, _SECTIONS)} "
+                                f"(sections: {', '.join(_SECTIONS)})", file, sec_name)
+        if not isinstance(body, dict):
+            raise SettingsError(f"{file}: {sec_name} must be a section [{sec_name}], "
+                                f"not a {type(body).__name__}", file, sec_name)
+        kinds = _KINDS[sec_name]
+        values = {}
+        for key, value in body.items():
+            where = f"{sec_name}.{key}"
+            if key not in kinds:
+                raise SettingsError(f"{file}: unknown key {key!r} in [{sec_name}]"
+                                    f"{_did_you_mean(key, kinds)} "
+                                    f"(keys: {', '.join(kinds)})", file, where)
+            v = _convert(kinds[key], value, where, file)
+            limit = _LIMITS.get((sec_name, key))
+            if limit is not None and not limit[0](v):
+                raise SettingsError(f"{file}: {where} = {value!r} is out of range: it must be "
+                                    f"{limit[1]}", file, where)
+            values[key] = v
+        sections[sec_name] = _SECTIONS[sec_name](**values)
+    return Settings(**sections, source=None if file == "<settings>" else file)
+
+
+def load_settings(path: Union[str, Path, None] = None) -> Settings:
+    """Read ``mteach.toml`` at ``path``; ``None`` gives the defaults (the file is optional).
+
+    Raises :class:`SettingsError` for a missing or unreadable file, a TOML syntax
+    error, an unknown section or key (with a did-you-mean), a wrong type or an
+    out-of-range value.
+    """
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise SettingsError(f"{p}: settings file not found", str(p)) from None
+    except OSError as e:
+        raise SettingsError(f"{p}: cannot read settings file ({e.strerror})", str(p)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(f"{p}: not UTF-8 text", str(p)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{p}: TOML syntax error: {e}", str(p)) from None
+    return settings_from_dict(data, str(p))
+
+
+def with_overrides(settings: Settings, section: str, **values) -> Settings:
+    """A copy of ``settings`` with some keys of one section replaced (validated)."""
+    if section not in _SECTIONS:
+        raise SettingsError(f"unknown section [{section}]{_did_you_mean(section, _SECTIONS)}",
+                            key=section)
+    current = {k: (list(v) if isinstance(v, tuple) else v)
+               for k, v in asdict(getattr(settings, section)).items()}
+    current.update(values)
+    current = {k: v for k, v in current.items() if v is not None}
+    new = settings_from_dict({section: current}, settings.source or "<settings>")
+    return replace(settings, **{section: getattr(new, section)})
+
+
+__all__ = ["Settings", "ProjectSettings", "LabelModelSettings", "FeatureSettings",
+           "EndModelSettings", "HintSettings", "SettingsError", "load_settings",
+           "settings_from_dict", "with_overrides", "DEFAULT_FILE"]
