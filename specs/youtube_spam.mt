@@ -38,7 +38,7 @@ rule praise     : text has praise and text has music unless text ~ link or text 
 # Talking about the view counter is what viewers do.
 rule views_talk : text has any("billion", "views", "million") and words(text) <= 20 unless text has check or text has solicit or text ~ link => HAM
 # Laughter and emotes are reactions.
-rule laugh      : text ~ /\b(lol|lmao|haha+|xd)\b|:\)|:d\b|<3/i unless text ~ link or text has check => HAM
+rule laugh      : text ~ /\b(lol|lmao|haha+|xd)\b|:\)|:d\b|<3/i unless text ~ link or text has check or text has solicit or text has own or words(text) > 15 => HAM
 # Mentions of the artists by name are about the video.
 rule artist     : text has any("psy", "katy", "perry", "eminem", "rihanna", "lmfao", "shakira", "gangnam") and not text has own unless text ~ link or text has check or text has solicit => HAM
 

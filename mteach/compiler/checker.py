@@ -92,10 +92,12 @@ def regex_pattern(regex: ast.Regex) -> str:
 
 
 def _display(path: Path) -> str:
+    """The path as the user will recognise it: relative to the working folder when inside it."""
     try:
-        return os.path.relpath(path)
+        rel = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(Path(path).resolve()) if rel.startswith("..") else rel
 
 
 def _inside(path: Path, root: Path) -> bool:

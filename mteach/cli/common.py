@@ -1,0 +1,147 @@
+"""Pieces every verb shares: options, loading spec + data, gold labels, progress, output."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+from ..compiler.checker import Spec, load_spec
+from ..engine.apply import iter_votes, resolve_id_column
+from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
+from ..engine.io import DataSource, open_data
+from ..errors import DataError
+
+
+def add_data_options(p, gold=True):
+    p.add_argument("--id", dest="id_column", metavar="COLUMN",
+                   help="the data column that identifies a row (default: row numbers from 0)")
+    if gold:
+        g = p.add_argument_group("gold labels (optional)")
+        g.add_argument("--gold", metavar="FILE",
+                       help="a CSV/Parquet/JSONL file with columns id,label (label = a spec label); needs --id")
+        g.add_argument("--gold-column", metavar="COLUMN", help="a column of the data holding gold labels")
+        g.add_argument("--gold-map", metavar="MAP",
+                       help="with --gold-column: how its values map to labels, e.g. 1=SPAM,0=HAM "
+                            "(default: the values are label names)")
+
+
+def add_format_option(p):
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table for people (default), json for machines")
+
+
+@contextlib.contextmanager
+def progress_bar(total: Optional[int], description: str, enabled: bool = True):
+    """A progress bar on stderr when it is a terminal; a no-op callback otherwise."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.console import Console
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@dataclass
+class Loaded:
+    spec: Spec
+    source: DataSource
+    id_column: Optional[str]
+
+
+def load(spec_path, data_path, id_column=None) -> Loaded:
+    source = open_data(data_path)
+    spec = load_spec(spec_path, source.schema)
+    print_warnings(spec)
+    return Loaded(spec, source, resolve_id_column(source, id_column))
+
+
+def print_warnings(spec: Spec):
+    for w in spec.warnings:
+        print(w.format(spec.sources), file=sys.stderr)
+
+
+def votes_in_memory(loaded: Loaded, threads=2, quiet=False):
+    """(ids, votes) for the whole file, with a progress bar."""
+    ids, parts = [], []
+    with progress_bar(loaded.source.num_rows, "applying rules", not quiet) as advance:
+        for batch_ids, votes in iter_votes(loaded.spec, loaded.source, loaded.id_column, threads=threads):
+            ids.append(batch_ids)
+            parts.append(votes)
+            advance(len(batch_ids))
+    if not parts:
+        raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+    return pa.concat_arrays(ids), np.concatenate(parts)
+
+
+def gold_for(args, loaded: Loaded, ids: pa.Array) -> Optional[np.ndarray]:
+    """Gold label index per row (-1 unknown) from --gold or --gold-column, or None."""
+    labels = list(loaded.spec.labels)
+    if getattr(args, "gold", None) and getattr(args, "gold_column", None):
+        raise DataError("give either --gold FILE or --gold-column COLUMN, not both")
+    if getattr(args, "gold", None):
+        if not loaded.id_column:
+            raise DataError("--gold FILE matches rows by id: also give --id COLUMN")
+        gold_ids, gold_labels = read_gold_file(args.gold, labels)
+        gold = align_gold(ids, gold_ids, gold_labels)
+        if (gold == -1).all():
+            raise DataError(f"{args.gold}: none of its ids is in {loaded.source.path} (column {loaded.id_column})")
+        return gold
+    if getattr(args, "gold_column", None):
+        mapping = parse_mapping(args.gold_map, labels) if args.gold_map else {lab: lab for lab in labels}
+        table = loaded.source.read_all([args.gold_column]) if args.gold_column in loaded.source.schema.names else pa.table({})
+        return gold_from_column(table, args.gold_column, mapping, labels, str(loaded.source.path))
+    if getattr(args, "gold_map", None):
+        raise DataError("--gold-map goes with --gold-column")
+    return None
+
+
+def fmt_number(value, digits=3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def print_table(rows: list, columns: list, out=sys.stdout, right=None):
+    """A plain aligned text table (no colours, so it pipes and diffs cleanly)."""
+    right = set(right or [])
+    cells = [[fmt_number(r.get(c)) if not isinstance(r.get(c), str) else r.get(c) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) if columns[i] in right else v.ljust(w)
+                                  for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
+    print(line(columns), file=out)
+    print(line(["-" * w for w in widths]), file=out)
+    for row in cells:
+        print(line(row), file=out)
+
+
+def dump_json(obj, out=sys.stdout):
+    def default(o):
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return None if np.isnan(o) else float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(type(o))
+
+    def clean(o):
+        if isinstance(o, float) and math.isnan(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return o
+    json.dump(clean(obj), out, indent=2, default=default)
+    out.write("\n")

@@ -1,0 +1,104 @@
+"""What each rule does: coverage, overlaps, conflicts and, with gold labels, accuracy.
+
+Definitions follow Snorkel's LFAnalysis, with every denominator = all rows:
+- coverage: share of rows the rule votes on;
+- overlaps: share of rows the rule votes on where another rule votes too;
+- conflicts: share of rows the rule votes on where another rule votes a different label.
+With gold (label index per row, -1 = unknown), on rows the rule votes on that have a
+gold label: correct, incorrect, empirical accuracy (= precision of its label), and
+recall (share of the gold rows of its label that it catches).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+ABSTAIN = -1
+
+
+def majority_vote(votes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Most-voted label per row; -1 where no rule votes or the top labels tie."""
+    counts = np.stack([(votes == k).sum(axis=1) for k in range(n_classes)], axis=1)
+    top = counts.max(axis=1)
+    winners = (counts == top[:, None]).sum(axis=1)
+    return np.where((top > 0) & (winners == 1), counts.argmax(axis=1), ABSTAIN)
+
+
+@dataclass
+class Summary:
+    """Totals for the whole spec."""
+    rows: int
+    covered: int
+    overlapped: int
+    conflicted: int
+    gold_rows: int
+    # majority vote against gold, on gold rows the rules decide
+    mv_correct: int
+    mv_decided: int
+    per_class: list  # [{label, gold, predicted, precision, recall}]
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: list,
+               gold: Optional[np.ndarray] = None) -> pa.Table:
+    """Per-rule statistics as an Arrow table (one row per rule)."""
+    n, m = votes.shape
+    voted = votes != ABSTAIN
+    n_voting = voted.sum(axis=1)
+    row_min = np.where(voted, votes, np.iinfo(np.int8).max).min(axis=1)
+    row_max = np.where(voted, votes, np.iinfo(np.int8).min).max(axis=1)
+    conflicted_rows = (n_voting > 1) & (row_min != row_max)
+    denom = max(n, 1)
+    cols = {
+        "rule": rule_names,
+        "label": rule_labels,
+        "polarity": [[lab] for lab in rule_labels],
+        "votes": voted.sum(axis=0).astype(np.int64),
+        "coverage": voted.sum(axis=0) / denom,
+        "overlaps": (voted & (n_voting > 1)[:, None]).sum(axis=0) / denom,
+        "conflicts": (voted & conflicted_rows[:, None]).sum(axis=0) / denom,
+    }
+    if gold is not None:
+        known = gold != ABSTAIN
+        hit = voted & known[:, None]
+        correct = (hit & (votes == gold[:, None])).sum(axis=0)
+        total = hit.sum(axis=0)
+        gold_of_label = np.array([(gold == labels.index(lab)).sum() for lab in rule_labels])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cols.update({
+                "correct": correct.astype(np.int64),
+                "incorrect": (total - correct).astype(np.int64),
+                "accuracy": np.where(total > 0, correct / np.maximum(total, 1), np.nan),
+                "recall": np.where(gold_of_label > 0, correct / np.maximum(gold_of_label, 1), np.nan),
+            })
+    return pa.table(cols)
+
+
+def summarize(votes: np.ndarray, labels: list, gold: Optional[np.ndarray] = None) -> Summary:
+    voted = votes != ABSTAIN
+    n_voting = voted.sum(axis=1)
+    mv = majority_vote(votes, len(labels))
+    row_min = np.where(voted, votes, 127).min(axis=1)
+    row_max = np.where(voted, votes, -128).max(axis=1)
+    conflicted = int(((n_voting > 1) & (row_min != row_max)).sum())
+    per_class, mv_correct, mv_decided, gold_rows = [], 0, 0, 0
+    if gold is not None:
+        known = gold != ABSTAIN
+        gold_rows = int(known.sum())
+        decided = known & (mv != ABSTAIN)
+        mv_decided = int(decided.sum())
+        mv_correct = int((mv[decided] == gold[decided]).sum())
+        for k, lab in enumerate(labels):
+            tp = int(((mv == k) & (gold == k) & known).sum())
+            predicted = int(((mv == k) & known).sum())
+            actual = int((gold == k).sum())
+            per_class.append({"label": lab, "gold": actual, "predicted": predicted,
+                              "precision": tp / predicted if predicted else float("nan"),
+                              "recall": tp / actual if actual else float("nan")})
+    return Summary(len(votes), int((n_voting > 0).sum()), int((n_voting > 1).sum()), conflicted,
+                   gold_rows, mv_correct, mv_decided, per_class)
