@@ -115,8 +115,9 @@ def read_lexicon(path: Path) -> tuple:
 
 
 class _Checker:
-    def __init__(self, path: Path, schema: Optional[pa.Schema]):
+    def __init__(self, path: Path, schema: Optional[pa.Schema], text: Optional[str] = None):
         self.path = path
+        self.text = text  # the main file's text, when it comes from an editor buffer
         self.root = path.parent
         self.schema = schema
         self.diags: list[Diagnostic] = []
@@ -134,7 +135,7 @@ class _Checker:
     def read(self, path: Path, span) -> Optional[ast.SpecFile]:
         display = _display(path)
         try:
-            raw = path.read_bytes()
+            raw = self.text.encode("utf-8") if self.text is not None and path == self.path else path.read_bytes()
             text = raw.decode("utf-8")
         except FileNotFoundError:
             self.error(span, f"spec file not found: {display}")
@@ -522,10 +523,12 @@ class _Checker:
         return replace(e, inputs=tuple(inputs))
 
 
-def load_spec(path, schema: Optional[pa.Schema] = None) -> Spec:
+def load_spec(path, schema: Optional[pa.Schema] = None, text: Optional[str] = None) -> Spec:
     """Parse and check a spec file. Raises ``SpecError`` listing every problem.
 
     With ``schema`` (the data's Arrow schema), fields are checked against its columns
     and types; without it, types are checked where the spec alone tells them.
+    ``text`` replaces the file's content (an unsaved editor buffer); ``use`` and
+    ``lexicon`` paths still resolve from ``path``'s folder.
     """
-    return _Checker(Path(path), schema).run()
+    return _Checker(Path(path), schema, text).run()
