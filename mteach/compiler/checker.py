@@ -213,7 +213,9 @@ class _Checker:
         top = ast.Span(_display(self.path), 1, 1, 1, 2)
 
         concepts = by_type(ast.Concept)
-        if not concepts and self.sources:
+        # A file of only defines (and uses) is a library for other specs to `use`.
+        library = not concepts and not by_type(ast.Labels) and not by_type(ast.Rule)
+        if not concepts and self.sources and not library:
             self.error(top, "the spec has no concept line", hint='start with: concept NAME "what it means"')
         for extra in concepts[1:]:
             self.error(extra.span, "one concept per file", hint="put each concept in its own spec file")
@@ -221,7 +223,7 @@ class _Checker:
 
         labels_stmts = by_type(ast.Labels)
         labels: list[str] = []
-        if not labels_stmts and self.sources:
+        if not labels_stmts and self.sources and not library:
             self.error(top, "the spec has no labels line", hint="e.g. labels SPAM, HAM")
         for extra in labels_stmts[1:]:
             self.error(extra.span, "labels are given once", hint="list every label on one labels line")
@@ -282,7 +284,7 @@ class _Checker:
             if r.unless is not None:
                 pred = ast.And((pred, ast.Not(self.predicate(r.unless), r.unless.span)), r.span)
             rules.append(CompiledRule(len(rules), r, label_index, pred))
-        if not rules and self.sources:
+        if not rules and self.sources and not library:
             self.warn(top, "the spec has no rules yet", hint="add one: rule NAME : PREDICATE => LABEL")
 
         hints = []
