@@ -1,0 +1,27 @@
+"""tui: the teaching studio (Textual). textual is imported only when the verb runs."""
+from __future__ import annotations
+
+
+def register(sub):
+    from .common import add_data_options
+    p = sub.add_parser("tui", help="the teaching studio: edit the spec, watch coverage, browse and label rows",
+                       description="A terminal app: edit the spec with live diagnostics; see each rule's coverage, "
+                                   "overlaps, conflicts and (with gold) accuracy, refreshed as you type; browse rows "
+                                   "by rule, conflict, label or text; review a sample and record gold labels in "
+                                   "<spec>.gold.csv beside the spec (appended and synced per label). F1 for keys.")
+    p.add_argument("spec", metavar="SPEC", help="the spec file (.mt) to edit")
+    p.add_argument("data", metavar="DATA", help="a .parquet, .csv or .jsonl file")
+    add_data_options(p)
+    p.add_argument("--reviewer", metavar="NAME", help="name written with each reviewed label (default: $USER)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the review sample (default 0)")
+    p.set_defaults(run=cmd_tui)
+
+
+def cmd_tui(args) -> int:
+    from ..tui.session import Session
+    session = Session.open(args.spec, args.data, id_column=args.id_column, gold=args.gold,
+                           gold_column=args.gold_column, gold_map=args.gold_map,
+                           reviewer=args.reviewer, seed=args.seed)  # DataError: exit 2 before the app starts
+    from ..tui.app import StudioApp
+    StudioApp(session).run()
+    return 0

@@ -1,0 +1,68 @@
+"""The help screen (`?` / F1) and the quit confirmation."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HELP = """\
+[b]mteach studio[/b] — edit the spec, see what each rule does, label rows.
+
+[b]Everywhere[/b]
+  ctrl+s  save the spec (atomic write)      ctrl+q  quit (asks if unsaved)
+  F1 / ?  this help                         F10     zoom the focused pane
+  F2 editor   F3 coverage   F4 rows   F5 review   F6 problems list
+  tab / shift+tab  move between panes (in the editor, tab indents: use F-keys)
+
+[b]Editor[/b]  coverage refreshes 0.4 s after you stop typing; errors are
+  underlined and listed below the editor: pick one (enter) to jump there.
+
+[b]Coverage[/b]  enter: the rows of that rule   e: go to its line
+
+[b]Rows[/b]  a all   r next rule   c conflicted   u uncovered   l next label
+  /  search text   enter on a row: its explanation (rules, file:line, source)
+
+[b]Review[/b]  1..k label the row (written to <spec>.gold.csv at once)
+  s skip   m sample: uncovered / conflicted / random (seeded)
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: auto; max-height: 100%;
+                                  border: thick $accent; background: $surface; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(HELP)
+            yield Static("[dim]escape to close[/dim]")
+
+
+class ConfirmScreen(ModalScreen[str]):
+    """Asks before quitting with unsaved edits: save / discard / cancel."""
+    BINDINGS = [Binding("s", "choose('save')", "Save and quit"),
+                Binding("d", "choose('discard')", "Quit without saving"),
+                Binding("escape,c", "choose('cancel')", "Cancel")]
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical { width: 60; max-width: 100%; height: auto; border: thick $warning;
+                               background: $surface; padding: 0 1; }
+    ConfirmScreen Button { margin: 0 1; }
+    """
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.message)
+            yield Static("[b]s[/b] save and quit   [b]d[/b] quit without saving   [b]esc[/b] cancel")
+
+    def action_choose(self, what: str) -> None:
+        self.dismiss(what)

@@ -1,0 +1,371 @@
+"""What the studio works on, without any widget: data, spec text, votes, gold, review log.
+
+Kept free of textual so it can be tested (and reused) on its own. The app calls
+``Session.analyze(text)`` in a worker thread and shows the ``Analysis`` it returns.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..compiler.checker import Spec, load_spec
+from ..engine.analysis import majority_vote, rule_stats, summarize
+from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
+from ..engine.incremental import IncrementalVotes
+from ..engine.io import open_data
+from ..errors import DataError, Diagnostic, SpecError
+
+GOLD_HEADER = ["id", "label", "reviewer", "time"]
+SAMPLE_MODES = ("uncovered", "conflicted", "random")
+
+
+def gold_path_for(spec_path: Path) -> Path:
+    """``specs/youtube_spam.mt`` → ``specs/youtube_spam.gold.csv``."""
+    return spec_path.with_name(spec_path.stem + ".gold.csv")
+
+
+@dataclass
+class Analysis:
+    """One checked version of the spec and what its rules do."""
+    spec: Spec
+    votes: np.ndarray            # (rows × rules) int8
+    stats: pa.Table              # engine.analysis.rule_stats
+    summary: object              # engine.analysis.Summary
+    verdict: np.ndarray          # majority vote per row, -1 = none
+    conflicted: np.ndarray       # bool per row
+    evaluated: list              # rules re-applied for this version
+    seconds: float
+    warnings: list = field(default_factory=list)
+    contributions: Optional[np.ndarray] = None  # label model (rows × rules), when available
+
+
+@dataclass
+class GoldProblems:
+    unknown_labels: list = field(default_factory=list)   # (line number, id, label)
+    unknown_ids: list = field(default_factory=list)      # (line number, id)
+    malformed: list = field(default_factory=list)        # (line number, text)
+
+    def __bool__(self):
+        return bool(self.unknown_labels or self.unknown_ids or self.malformed)
+
+    def describe(self) -> str:
+        parts = []
+        if self.unknown_labels:
+            ex = ", ".join(f"line {n}: {lab!r}" for n, _, lab in self.unknown_labels[:3])
+            parts.append(f"{len(self.unknown_labels)} line(s) with a label the spec lacks ({ex})")
+        if self.unknown_ids:
+            ex = ", ".join(f"line {n}: {i}" for n, i in self.unknown_ids[:3])
+            parts.append(f"{len(self.unknown_ids)} id(s) not in the data ({ex})")
+        if self.malformed:
+            parts.append(f"{len(self.malformed)} malformed line(s) (line {self.malformed[0][0]})")
+        return "; ".join(parts) + ". They are kept in the file and left out of the counts."
+
+
+class ReviewLog:
+    """The review gold file: ``id,label,reviewer,time``, appended, flushed and fsynced per label.
+
+    It is never rewritten: lines this session cannot use (unknown label or id) stay
+    in the file and are reported. Duplicate ids: the last line wins.
+    """
+
+    def __init__(self, path: Path, reviewer: str):
+        self.path = Path(path)
+        self.reviewer = reviewer
+        self.entries: dict = {}  # id -> label name (last wins), every readable line
+        self.problems = GoldProblems()
+
+    def load(self, labels, known_ids: set) -> "ReviewLog":
+        self.entries.clear()
+        self.problems = GoldProblems()
+        if not self.path.exists():
+            return self
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        if header is None:
+            return self
+        if [h.strip() for h in header[:2]] != ["id", "label"]:
+            self.problems.malformed.append((1, ",".join(header)))
+            return self
+        for n, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) < 2:
+                self.problems.malformed.append((n, ",".join(row)))
+                continue
+            rid, label = row[0], row[1]
+            if label not in labels:
+                self.problems.unknown_labels.append((n, rid, label))
+                continue
+            if rid not in known_ids:
+                self.problems.unknown_ids.append((n, rid))
+            self.entries[rid] = label
+        return self
+
+    def append(self, row_id: str, label: str) -> None:
+        """Write one label now: a killed session keeps every label already confirmed."""
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        needs_newline = False
+        if not new:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                needs_newline = f.read(1) not in (b"\n", b"\r")
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        if new:
+            w.writerow(GOLD_HEADER)
+        w.writerow([row_id, label, self.reviewer, time.strftime("%Y-%m-%dT%H:%M:%S%z")])
+        with open(self.path, "a", encoding="utf-8", newline="") as f:
+            if needs_newline:
+                f.write("\n")
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        self.entries[row_id] = label
+
+
+class Session:
+    """Data in memory, the spec's path and last good analysis, gold labels and the review log."""
+
+    def __init__(self, spec_path, table: pa.Table, schema: pa.Schema, ids: pa.Array, *,
+                 text_column: Optional[str] = None, base_gold: Optional[np.ndarray] = None,
+                 reviewer: str = "", seed: int = 0, data_path=None):
+        self.spec_path = Path(spec_path)
+        self.data_path = Path(data_path) if data_path else None
+        self.table = table
+        self.schema = schema
+        self.ids = ids  # string ids, one per row
+        self.id_list = ids.to_pylist()
+        self.row_of = {rid: i for i, rid in enumerate(self.id_list)}
+        self.text_column = text_column
+        self.base_gold = base_gold  # from --gold / --gold-column, label indices (-1 unknown)
+        self.seed = seed
+        self.engine = IncrementalVotes(table)
+        self.review = ReviewLog(gold_path_for(self.spec_path), reviewer)
+        self.labels: tuple = ()
+        self.last: Optional[Analysis] = None
+        self._order = np.random.default_rng(seed).permutation(table.num_rows)
+        self.skipped: set = set()
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, spec_path, data_path, id_column=None, gold=None, gold_column=None, gold_map=None,
+             reviewer=None, seed=0) -> "Session":
+        """Read the data (raises ``DataError`` with a clear message) and the spec's labels."""
+        source = open_data(data_path)
+        if id_column and id_column not in source.schema.names:
+            from ..errors import did_you_mean
+            raise DataError(f"{data_path}: no id column {id_column!r}{did_you_mean(id_column, source.schema.names)}"
+                            f" (columns: {', '.join(source.schema.names)})")
+        table = source.read_all()
+        if table.num_rows == 0:
+            raise DataError(f"{data_path}: the file has a header but no rows")
+        if id_column:
+            col = table.column(id_column).combine_chunks()
+            if col.null_count:
+                raise DataError(f"{data_path}: some rows have no value in the id column {id_column!r}")
+            ids = pc.cast(col, pa.string())
+        else:
+            ids = pa.array([str(i) for i in range(table.num_rows)], pa.string())
+        spec_path = Path(spec_path)
+        if spec_path.is_dir():
+            raise DataError(f"{spec_path}: is a folder; give a spec file (.mt)")
+        labels = _labels_of(spec_path, source.schema)
+        base_gold = None
+        if gold and gold_column:
+            raise DataError("give either --gold FILE or --gold-column COLUMN, not both")
+        if gold_map and not gold_column:
+            raise DataError("--gold-map goes with --gold-column")
+        if (gold or gold_column) and not labels:
+            raise DataError(f"{spec_path}: the spec has no readable labels line, so gold labels cannot be read")
+        if gold:
+            if not id_column:
+                raise DataError("--gold FILE matches rows by id: also give --id COLUMN")
+            gold_ids, gold_labels = read_gold_file(gold, list(labels))
+            base_gold = align_gold(ids, gold_ids, gold_labels)
+        elif gold_column:
+            mapping = parse_mapping(gold_map, list(labels)) if gold_map else {lab: lab for lab in labels}
+            base_gold = gold_from_column(table, gold_column, mapping, list(labels), str(data_path))
+        text_column = None
+        for name in ("text", "content", "CONTENT", "comment", "body"):
+            if name in table.column_names:
+                text_column = name
+                break
+        reviewer = reviewer or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+        s = cls(spec_path, table, source.schema, ids, text_column=text_column, base_gold=base_gold,
+                reviewer=reviewer, seed=seed, data_path=data_path)
+        s.labels = labels
+        if labels:
+            s.review.load(labels, set(s.row_of))
+        return s
+
+    def read_spec_text(self) -> str:
+        try:
+            return self.spec_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    # -- analysis ------------------------------------------------------------------------
+    def check(self, text: str) -> Spec:
+        """Check the editor's text against the data's schema; raises ``SpecError``."""
+        return load_spec(self.spec_path, self.schema, text=text)
+
+    def analyze(self, text: str, with_contributions: bool = True) -> Analysis:
+        t0 = time.perf_counter()
+        spec = self.check(text)
+        if tuple(spec.labels) != tuple(self.labels):
+            self.labels = tuple(spec.labels)
+            self.review.load(self.labels, set(self.row_of))
+        votes = self.engine.votes(spec)
+        evaluated = list(self.engine.last_evaluated)
+        a = self._stats(spec, votes, evaluated, t0)
+        if with_contributions and votes.shape[1]:
+            a.contributions = label_model_contributions(votes, len(spec.labels))
+        return a  # the caller decides whether it is the current one (``self.last``)
+
+    def _stats(self, spec, votes, evaluated, t0) -> Analysis:
+        labels = list(spec.labels)
+        gold = self.gold(labels)
+        stats = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], labels, gold)
+        summary = summarize(votes, labels, gold)
+        voted = votes != -1
+        n_voting = voted.sum(axis=1)
+        row_min = np.where(voted, votes, 127).min(axis=1) if votes.shape[1] else np.zeros(len(votes))
+        row_max = np.where(voted, votes, -128).max(axis=1) if votes.shape[1] else np.zeros(len(votes))
+        conflicted = (n_voting > 1) & (row_min != row_max)
+        verdict = majority_vote(votes, len(labels)) if votes.shape[1] else np.full(len(votes), -1)
+        return Analysis(spec, votes, stats, summary, verdict, conflicted, evaluated,
+                        time.perf_counter() - t0, list(spec.warnings))
+
+    def restat(self) -> Optional[Analysis]:
+        """Recompute the statistics of the last analysis (gold changed); no rule re-applied."""
+        if self.last is None:
+            return None
+        old = self.last
+        a = self._stats(old.spec, old.votes, [], time.perf_counter())
+        a.contributions = old.contributions
+        self.last = a
+        return a
+
+    def gold(self, labels=None) -> Optional[np.ndarray]:
+        """Gold label index per row: --gold/--gold-column, overridden by reviewed labels."""
+        labels = list(labels if labels is not None else self.labels)
+        if self.base_gold is None and not self.review.entries:
+            return None
+        gold = self.base_gold.copy() if self.base_gold is not None else np.full(self.table.num_rows, -1, np.int64)
+        for rid, lab in self.review.entries.items():
+            i = self.row_of.get(rid)
+            if i is not None and lab in labels:
+                gold[i] = labels.index(lab)
+        return gold
+
+    # -- rows ----------------------------------------------------------------------------
+    def text_of(self, i: int) -> str:
+        if self.text_column is None:
+            return " ".join(str(v) for v in self.table.slice(i, 1).to_pylist()[0].values())
+        value = self.table.column(self.text_column)[i].as_py()
+        return "" if value is None else str(value)
+
+    def set_text_column(self, spec: Spec) -> None:
+        if spec.fields:
+            first = next(iter(spec.fields.values()))
+            if first.column in self.table.column_names:
+                self.text_column = first.column
+
+    def filter_rows(self, a: Analysis, mode: str = "all", rule: Optional[int] = None,
+                    label: Optional[int] = None, search: str = "") -> np.ndarray:
+        """Row indices matching a filter: all | rule | conflicted | uncovered | label; then text search."""
+        n = self.table.num_rows
+        keep = np.ones(n, dtype=bool)
+        voted = a.votes != -1
+        if mode == "rule" and rule is not None and rule < a.votes.shape[1]:
+            keep &= voted[:, rule]
+        elif mode == "conflicted":
+            keep &= a.conflicted
+        elif mode == "uncovered":
+            keep &= ~voted.any(axis=1) if voted.shape[1] else keep
+        elif mode == "label" and label is not None:
+            keep &= a.verdict == label
+        if search and self.text_column:
+            col = self.table.column(self.text_column)
+            hit = pc.fill_null(pc.match_substring(col, search, ignore_case=True), False)
+            keep &= hit.to_numpy(zero_copy_only=False) if not isinstance(hit, pa.ChunkedArray) \
+                else np.concatenate([c.to_numpy(zero_copy_only=False) for c in hit.chunks] or [np.zeros(0, bool)])
+        return np.flatnonzero(keep)
+
+    # -- review --------------------------------------------------------------------------
+    def next_to_review(self, a: Analysis, mode: str) -> Optional[int]:
+        """The next row of the seeded sample in ``mode`` not yet reviewed or skipped."""
+        if mode == "uncovered":
+            want = ~(a.votes != -1).any(axis=1) if a.votes.shape[1] else np.ones(len(a.votes), bool)
+        elif mode == "conflicted":
+            want = a.conflicted
+        else:
+            want = np.ones(self.table.num_rows, dtype=bool)
+        done = self.review.entries
+        for i in self._order[want[self._order]]:
+            rid = self.id_list[i]
+            if rid not in done and rid not in self.skipped:
+                return int(i)
+        return None
+
+    def remaining(self, a: Analysis, mode: str) -> int:
+        if mode == "uncovered":
+            want = ~(a.votes != -1).any(axis=1) if a.votes.shape[1] else np.ones(len(a.votes), bool)
+        elif mode == "conflicted":
+            want = a.conflicted
+        else:
+            want = np.ones(self.table.num_rows, dtype=bool)
+        idx = np.flatnonzero(want)
+        return sum(1 for i in idx if self.id_list[i] not in self.review.entries and self.id_list[i] not in self.skipped)
+
+    def record(self, i: int, label: str) -> None:
+        self.review.append(self.id_list[i], label)
+
+
+def _labels_of(spec_path: Path, schema) -> tuple:
+    """The spec's labels, read even when the spec has other errors."""
+    try:
+        return tuple(load_spec(spec_path, schema).labels)
+    except SpecError:
+        pass
+    except Exception:
+        return ()
+    try:
+        from ..grammar import ast
+        from ..grammar.parser import parse
+        tree, _ = parse(spec_path.read_text(encoding="utf-8"), str(spec_path))
+        for st in tree.statements:
+            if isinstance(st, ast.Labels):
+                return tuple(st.names)
+    except Exception:
+        pass
+    return ()
+
+
+def label_model_contributions(votes: np.ndarray, k: int) -> Optional[np.ndarray]:
+    """Per-rule log-odds contributions from the label model, when it is available."""
+    try:
+        from ..engine.label_model import LabelModel
+    except Exception:
+        return None
+    try:
+        return np.asarray(LabelModel(n_classes=k).fit(votes).contributions(votes))
+    except Exception:
+        return None
+
+
+def diagnostics_of(err: SpecError) -> list:
+    return list(err.diagnostics)
+
+
+__all__ = ["Analysis", "Diagnostic", "ReviewLog", "Session", "SAMPLE_MODES", "gold_path_for"]

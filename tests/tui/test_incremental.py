@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mteach.compiler import plan
+from mteach.compiler.checker import load_spec
+from mteach.engine.incremental import IncrementalVotes, predicate_hash
+from mteach.engine.io import open_data
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def data():
+    source = open_data(FIXTURES / "comments.csv")
+    return source.schema, source.read_all()
+
+
+def spec_of(text, schema):
+    return load_spec(FIXTURES / "mini.mt", schema, text=text)
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    """Count predicate evaluations of rules (the evaluator's entry point per rule)."""
+    seen = []
+    real = plan.rule_masks
+
+    def counted(spec, batch, rules=None):
+        seen.extend(r.name for r in (rules if rules is not None else spec.rules))
+        return real(spec, batch, rules)
+    monkeypatch.setattr("mteach.engine.incremental.rule_masks", counted)
+    return seen
+
+
+def test_same_votes_as_a_full_apply(data):
+    schema, table = data
+    spec = spec_of((FIXTURES / "mini.mt").read_text(), schema)
+    inc = IncrementalVotes(table, batch_rows=7)  # several batches
+    assert np.array_equal(inc.votes(spec), plan.vote_matrix(spec, table))
+
+
+def test_one_rule_edit_reevaluates_only_that_rule(data, counting):
+    schema, table = data
+    text = (FIXTURES / "mini.mt").read_text()
+    inc = IncrementalVotes(table)
+    inc.votes(spec_of(text, schema))
+    assert sorted(counting) == ["link", "praise", "short", "subscribe"]
+    counting.clear()
+    edited = text.replace('any("subscribe", "sub")', 'any("subscribe", "sub", "channel")')
+    spec = spec_of(edited, schema)
+    votes = inc.votes(spec)
+    assert counting == ["subscribe"] and inc.last_evaluated == ["subscribe"]
+    assert np.array_equal(votes, plan.vote_matrix(spec, table))
+    assert inc.evaluations == 5
+
+
+def test_rename_move_relabel_and_comments_cost_nothing(data, counting):
+    schema, table = data
+    text = (FIXTURES / "mini.mt").read_text()
+    inc = IncrementalVotes(table)
+    inc.votes(spec_of(text, schema))
+    counting.clear()
+    edited = ("# a new comment\n\n" + text.replace("rule link ", "rule has_link ")
+              .replace("=> HAM\n# Praise", "=> SPAM\n# Praise"))
+    spec = spec_of(edited, schema)
+    votes = inc.votes(spec)
+    assert counting == []
+    assert np.array_equal(votes, plan.vote_matrix(spec, table))  # label change applied without re-evaluating
+
+
+def test_undo_hits_the_cache_and_a_define_edit_invalidates_its_users(data, counting):
+    schema, table = data
+    text = (FIXTURES / "mini.mt").read_text()
+    inc = IncrementalVotes(table)
+    inc.votes(spec_of(text, schema))
+    inc.votes(spec_of(text.replace('"sub")', '"subs")'), schema))
+    counting.clear()
+    inc.votes(spec_of(text, schema))  # back to the original
+    assert counting == []
+    inc.votes(spec_of(text.replace(r"\.com\b", r"\.org\b"), schema))
+    assert sorted(counting) == ["link", "short"]  # both read the `link` define
+
+
+def test_predicate_hash_is_position_free(data):
+    schema, _ = data
+    a = spec_of('concept c\nlabels A, B\nfield text = "CONTENT"\nrule r : text has "x" => A\n', schema)
+    b = spec_of('concept c\nlabels A, B\n\n\nfield text = "CONTENT"\n# c\nrule q   :   text has "x"   => B\n', schema)
+    assert predicate_hash(a.rules[0]) == predicate_hash(b.rules[0])
+    c = spec_of('concept c\nlabels A, B\nfield text = "CONTENT"\nrule r : text has "y" => A\n', schema)
+    assert predicate_hash(a.rules[0]) != predicate_hash(c.rules[0])
