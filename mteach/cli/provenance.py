@@ -1,0 +1,202 @@
+"""label, explain, audit, verify and diff: every label traced to the spec line that made it."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from ..compiler.checker import load_spec
+from ..engine import provenance as prov
+from ..engine.io import open_data
+from ..errors import DataError
+from .common import (Loaded, add_data_options, add_format_option, dump_json, gold_for, load, print_table,
+                     progress_bar)
+
+
+def register(sub):
+    p = sub.add_parser("label", help="label data with a spec and write the label ledger",
+                       description="Apply the rules, fit the label model on their votes (the spec's confidence "
+                                   "values are per-rule accuracy priors; gold labels, when given, sharpen it) and "
+                                   "write the label ledger: per row the id, label, probability, the votes, each "
+                                   "voting rule's log-odds contribution and what decided it. The file's metadata "
+                                   "holds the spec hash and git commit, the data's sha256, the rules with their "
+                                   "blame, and the label model's parameters. No timestamps: the same spec version, "
+                                   "data and seed give a byte-identical file.")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("data", metavar="DATA", help="a .parquet, .csv or .jsonl file")
+    p.add_argument("-o", "--output", required=True, metavar="LEDGER.parquet")
+    add_data_options(p)
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="label model seed (default 0)")
+    p.add_argument("--threads", type=int, default=2, metavar="N", help="batches evaluated at once (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(run=cmd_label)
+
+    p = sub.add_parser("explain", help="why a row has its label, from the ledger alone",
+                       description="Read the ledger (no re-run) and say why the row has its label: each rule "
+                                   "that voted with file:line, source text, description, estimated accuracy, "
+                                   "last change (git blame) and log-odds contribution, plus the class baseline.")
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("--id", dest="row_id", required=True, metavar="ROW_ID", help="the row's id in the ledger")
+    p.add_argument("--spec", metavar="SPEC", help="also check that the ledger was made from this spec version")
+    add_format_option(p)
+    p.set_defaults(run=cmd_explain)
+
+    p = sub.add_parser("audit", help="write a self-contained HTML audit report beside a copy of the ledger",
+                       description="Write REPORT_DIR/index.html (no network, inline CSS and SVG) and a copy of "
+                                   "the ledger: spec version, rules and their owners, coverage and accuracy per "
+                                   "rule, label distribution, conflicts, gold agreement.")
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
+    p.add_argument("--spec", metavar="SPEC", help="also check that the ledger was made from this spec version")
+    p.set_defaults(run=cmd_audit)
+
+    p = sub.add_parser("verify", help="re-run the recorded spec version and confirm the ledger",
+                       description="Read the spec at the commit the ledger records (its folder, with used files "
+                                   "and lexicons, from git), re-run it on the data and compare with the ledger. "
+                                   "Exit 0 when identical, 1 when anything differs (listed by row and rule).")
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--spec", metavar="SPEC", help="verify against this spec file instead of git (for a "
+                                                  "ledger made from uncommitted changes or outside git)")
+    p.add_argument("--repo", metavar="DIR", help="the git repository (default: the one holding the spec)")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="differences listed (default 20)")
+    add_format_option(p)
+    p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("diff", help="what changed between two git revisions of a spec, and which labels flip",
+                       description="Rules added, removed and changed (by content: a rule that only moved is not "
+                                   "changed) between two revisions, and the rows whose label flips, counted by "
+                                   "the rule changes responsible, with a sample.")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--from", dest="rev_from", required=True, metavar="REV")
+    p.add_argument("--to", dest="rev_to", default="HEAD", metavar="REV", help="default HEAD")
+    p.add_argument("--id", dest="id_column", metavar="COLUMN",
+                   help="the data column that identifies a row (default: row numbers from 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N")
+    p.add_argument("--sample", type=int, default=10, metavar="N", help="flipped rows shown (default 10)")
+    add_format_option(p)
+    p.set_defaults(run=cmd_diff)
+
+
+# -- label -------------------------------------------------------------------------------
+def cmd_label(args) -> int:
+    if args.threads < 1:
+        raise DataError("--threads must be 1 or more")
+    loaded = load(args.spec, args.data, args.id_column)
+
+    def gold_fn(spec, source, id_column, ids):
+        return gold_for(args, Loaded(spec, source, id_column), ids)
+
+    with progress_bar(loaded.source.num_rows, "labelling", not args.quiet) as advance:
+        ledger = prov.label_data(args.spec, args.data, args.output, loaded.id_column, gold_fn=gold_fn,
+                                 seed=args.seed, threads=args.threads, progress=advance, spec=loaded.spec)
+    if not args.quiet:
+        run = ledger.run
+        git = run["git"]
+        version = (f"commit {git['commit'][:10]}" if git["state"] == "clean" else
+                   "uncommitted changes: no commit recorded" if git["state"] == "dirty" else "not in git")
+        counts = prov.label_counts(ledger)
+        shown = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        print(f"wrote {args.output}: {run['rows']:,} rows ({shown}); spec {run['spec_hash'][:12]} ({version})",
+              file=sys.stderr)
+    return 0
+
+
+# -- explain -----------------------------------------------------------------------------
+def _read(args):
+    ledger = prov.read_ledger(args.ledger)
+    if getattr(args, "spec", None):
+        prov.check_spec_matches(ledger, load_spec(args.spec))
+    return ledger
+
+
+def cmd_explain(args) -> int:
+    ledger = _read(args)
+    e = prov.explain_row(ledger, args.row_id)
+    if args.format == "json":
+        dump_json(e)
+    else:
+        print(prov.format_explanation(e))
+    return 0
+
+
+# -- audit -------------------------------------------------------------------------------
+def cmd_audit(args) -> int:
+    from ..engine.report import write_report
+    ledger = _read(args)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    index = write_report(ledger, out)
+    print(f"wrote {index} and {out / 'ledger.parquet'}", file=sys.stderr)
+    return 0
+
+
+# -- verify ------------------------------------------------------------------------------
+def cmd_verify(args) -> int:
+    ledger = prov.read_ledger(args.ledger)
+    if args.spec:
+        spec = load_spec(args.spec, open_data(args.data).schema)
+        prov.check_spec_matches(ledger, spec)
+    result = prov.verify_ledger(ledger, args.data, spec_path=args.spec, repo=args.repo, limit=args.limit)
+    if args.format == "json":
+        dump_json(result.to_dict())
+    else:
+        for note in result.notes:
+            print(note)
+        if result.identical:
+            print(f"identical: the ledger is reproduced exactly ({result.rows:,} rows: votes, labels, "
+                  f"probabilities, contributions and label model parameters)")
+        else:
+            print(f"DIFFERENT: {result.n_vote_differences:,} vote(s) and {result.n_label_differences:,} "
+                  f"label(s) differ")
+            if result.vote_differences:
+                print("\nvotes that differ (row, rule):")
+                print_table(result.vote_differences, ["id", "rule", "recorded", "now"])
+            if result.label_differences:
+                print("\nlabels that differ:")
+                print_table(result.label_differences,
+                            ["id", "recorded", "now", "recorded_probability", "now_probability"])
+    return 0 if result.identical else 1
+
+
+# -- diff --------------------------------------------------------------------------------
+def cmd_diff(args) -> int:
+    d = prov.diff_revisions(args.spec, args.rev_from, args.rev_to, args.data, args.id_column,
+                            seed=args.seed, sample=args.sample)
+    if args.format == "json":
+        dump_json(d)
+        return 0
+    f, t = d["from"], d["to"]
+    print(f"{d['spec']}: {f['rev']} ({f['commit'][:10]}, {f['rules']} rules) → {t['rev']} "
+          f"({t['commit'][:10]}, {t['rules']} rules)")
+    if d["labels_note"]:
+        print(d["labels_note"])
+    for title, items in (("added", d["added"]), ("removed", d["removed"])):
+        for r in items:
+            print(f"  {title:8} {r['rule']} (=> {r['label']}, {r['file']}:{r['line']}): {r['source']}")
+    for c in d["changed"]:
+        print(f"  changed  {c['rule']} ({c['after']['file']}:{c['after']['line']})\n"
+              f"           before: {c['before']['source']}\n           after:  {c['after']['source']}")
+    for r in d["renamed"]:
+        print(f"  renamed  {r['from']} → {r['to']} (same content)")
+    if not (d["added"] or d["removed"] or d["changed"] or d["renamed"]):
+        print("  no rule changed in content (moves and comment edits do not count)")
+    print(f"\n{d['flipped']:,} of {d['rows']:,} rows change label"
+          + (": " + ", ".join(f"{k} {v:,}" for k, v in d["transitions"].items()) if d["transitions"] else ""))
+    if d["flipped"]:
+        rows = [c for c in d["by_rule_change"] if c["flipped_rows"]]
+        if d["label_model_reweighting"]:
+            rows.append({"rule": "(label model re-weighting only)", "change": "-",
+                         "flipped_rows": d["label_model_reweighting"], "rows_voting_differently": None})
+        print("\nflips by the rule change responsible (a row can count for several):")
+        print_table(rows, ["rule", "change", "flipped_rows", "rows_voting_differently"],
+                    right={"flipped_rows", "rows_voting_differently"})
+        print(f"\nsample of flipped rows (text: {d['text_field']}):")
+        for s in d["sample"]:
+            text = (s["text"] or "").replace("\n", " ")
+            text = text if len(text) <= 90 else text[:89] + "…"
+            print(f"  {s['id']}: {s['from'] or 'none'} → {s['to'] or 'none'} ({', '.join(s['rules'])}) {text}")
+    return 0
