@@ -1,0 +1,210 @@
+"""Tests for mteach.engine.label_model (fast, synthetic data, no Snorkel)."""
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn.base import clone
+
+from mteach.engine.label_model import LabelModel, MajorityVote
+
+
+def synth(n=4000, k=2, acc=(0.95, 0.9, 0.85, 0.75, 0.65, 0.6, 0.6), cov=0.5, balance=None, seed=0):
+    """Conditionally independent rules with known accuracies; wrong votes uniform over other classes."""
+    rng = np.random.default_rng(seed)
+    acc = np.asarray(acc)
+    m = len(acc)
+    p = np.full(k, 1.0 / k) if balance is None else np.asarray(balance)
+    y = rng.choice(k, size=n, p=p)
+    votes = rng.random((n, m)) < cov
+    correct = rng.random((n, m)) < acc
+    wrong = (y[:, None] + rng.integers(1, k, size=(n, m))) % k
+    L = np.where(correct, y[:, None], wrong)
+    L = np.where(votes, L, -1)
+    return L, y
+
+
+def empirical_acc(L, y):
+    v = L >= 0
+    return np.array([(L[v[:, j], j] == y[v[:, j]]).mean() for j in range(L.shape[1])])
+
+
+# ------------------------------------------------------------------ recovery & quality
+def test_recovers_accuracies_binary():
+    L, y = synth()
+    lm = LabelModel().fit(L)
+    err = np.abs(lm.accuracy_ - empirical_acc(L, y))
+    assert err.max() < 0.05, (lm.accuracy_, empirical_acc(L, y))
+
+
+def test_recovers_class_balance():
+    L, y = synth(n=6000, balance=[0.7, 0.3], seed=3)
+    lm = LabelModel().fit(L)
+    assert abs(lm.class_balance_[0] - np.mean(y == 0)) < 0.04
+
+
+def test_beats_majority_vote_with_unequal_accuracies():
+    L, y = synth(n=5000, acc=(0.95, 0.9, 0.62, 0.6, 0.6, 0.58), cov=0.6, seed=1)
+    Ltr, Lte, yte = L[:4000], L[4000:], y[4000:]
+    lm_acc = (LabelModel().fit(Ltr).predict(Lte) == yte).mean()
+    mv_acc = (MajorityVote().fit(Ltr).predict(Lte) == yte).mean()
+    assert lm_acc > mv_acc + 0.03, (lm_acc, mv_acc)
+
+
+def test_multiclass_recovery_and_quality():
+    L, y = synth(n=6000, k=5, acc=(0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4), cov=0.45, seed=2)
+    lm = LabelModel(n_classes=5).fit(L)
+    assert lm.weights_.shape == (7, 5, 5)
+    assert lm.predict_proba(L).shape == (6000, 5)
+    assert np.abs(lm.accuracy_ - empirical_acc(L, y)).max() < 0.06
+    assert (lm.predict(L) == y).mean() > (MajorityVote(n_classes=5).fit(L).predict(L) == y).mean()
+
+
+# ------------------------------------------------------------------ decomposition
+@pytest.mark.parametrize("k", [2, 4])
+def test_exact_decomposition(k):
+    L, _ = synth(n=500, k=k, seed=4)
+    lm = LabelModel(n_classes=k).fit(L)
+    P = lm.predict_proba(L)
+    for i in range(0, 500, 7):
+        s = lm.baseline_.copy()
+        for j in range(L.shape[1]):
+            if L[i, j] >= 0:
+                s += lm.weights_[j, L[i, j], :]
+        np.testing.assert_allclose(P[i], softmax(s), rtol=1e-10, atol=1e-12)
+    # an all-abstain row is exactly softmax(baseline_)
+    np.testing.assert_allclose(lm.predict_proba(np.full((1, L.shape[1]), -1))[0], softmax(lm.baseline_))
+
+
+def test_binary_contributions_are_log_odds_terms():
+    L, _ = synth(n=800, seed=5)
+    lm = LabelModel().fit(L)
+    C = lm.contributions(L, target=1)
+    P = lm.predict_proba(L)
+    logodds = np.log(P[:, 1]) - np.log(P[:, 0])
+    base = lm.baseline_[1] - lm.baseline_[0]
+    np.testing.assert_allclose(base + C.sum(axis=1), logodds, rtol=1e-9, atol=1e-9)
+    assert np.all(C[L == -1] == 0.0)
+
+
+def test_contribution_signs():
+    L, _ = synth(n=2000, k=3, seed=6)
+    lm = LabelModel(n_classes=3).fit(L)
+    C = lm.contributions(L)  # toward predicted class
+    pred = lm.predict(L)
+    agree = (L == pred[:, None])
+    disagree = (L >= 0) & ~agree
+    assert np.all(C[agree] > 0)
+    assert np.all(C[disagree] < 0)
+    assert np.all(C[L == -1] == 0)
+    Ct = lm.contributions(L, target=np.zeros(len(L), dtype=int))
+    assert np.all(Ct[L == 0] > 0)
+
+
+# ------------------------------------------------------------------ determinism & gold & priors
+def test_deterministic_bytes():
+    L, _ = synth(n=3000, k=3, seed=7)
+    a = LabelModel(n_classes=3, seed=11).fit(L)
+    b = LabelModel(n_classes=3, seed=11).fit(L)
+    assert a.predict_proba(L).tobytes() == b.predict_proba(L).tobytes()
+    assert a.weights_.tobytes() == b.weights_.tobytes()
+    # row order does not change the fit (patterns are counted, not iterated)
+    perm = np.random.default_rng(0).permutation(len(L))
+    c = LabelModel(n_classes=3, seed=11).fit(L[perm])
+    np.testing.assert_allclose(c.weights_, a.weights_, rtol=1e-9, atol=1e-9)
+
+
+def test_gold_rows_sharpen():
+    L, y = synth(n=3000, acc=(0.8, 0.75, 0.7, 0.65, 0.6), cov=0.4, seed=8)
+    gold = np.full(len(y), -1)
+    gold[:600] = y[:600]
+    unsup = LabelModel().fit(L)
+    sup = LabelModel().fit(L, gold)
+    true = empirical_acc(L, y)
+    assert np.abs(sup.accuracy_ - true).mean() <= np.abs(unsup.accuracy_ - true).mean() + 1e-9
+    # gold rows are clamped: their labels match gold when the model is asked about them
+    conf_sup = sup.predict_proba(L[:600])[np.arange(600), y[:600]].mean()
+    conf_unsup = unsup.predict_proba(L[:600])[np.arange(600), y[:600]].mean()
+    assert conf_sup >= conf_unsup - 1e-9
+
+
+def test_gold_alone_fixes_an_adversarial_rule():
+    # rule 2 is mostly wrong; gold tells the model so
+    L, y = synth(n=3000, acc=(0.85, 0.8, 0.2), cov=0.7, seed=9)
+    gold = np.where(np.arange(len(y)) < 1000, y, -1)
+    lm = LabelModel().fit(L, gold)
+    assert lm.accuracy_[2] < 0.4
+
+
+def test_accuracy_prior_pulls_estimates():
+    L, _ = synth(n=200, acc=(0.9, 0.8, 0.7), cov=0.3, seed=10)
+    free = LabelModel().fit(L)
+    low = LabelModel(accuracy_prior=[np.nan, np.nan, 0.3], prior_strength=200).fit(L)
+    high = LabelModel(accuracy_prior=[np.nan, np.nan, 0.99], prior_strength=200).fit(L)
+    assert low.accuracy_[2] < free.accuracy_[2] < high.accuracy_[2]
+    assert low.accuracy_[2] < 0.5
+
+
+# ------------------------------------------------------------------ edge cases & validation
+def test_rule_that_never_votes():
+    L, _ = synth(n=500, seed=12)
+    L[:, 3] = -1
+    lm = LabelModel().fit(L)
+    assert np.all(np.isfinite(lm.weights_)) and np.all(np.isfinite(lm.accuracy_))
+    L2 = L.copy()
+    L2[:5, 3] = 1  # votes at predict time: finite probabilities
+    assert np.all(np.isfinite(lm.predict_proba(L2)))
+
+
+def test_input_validation_messages():
+    L, _ = synth(n=100, seed=13)
+    with pytest.raises(ValueError, match="2-D"):
+        LabelModel().fit(L[:, 0])
+    with pytest.raises(ValueError, match="n_classes is 2"):
+        LabelModel(n_classes=2).fit(np.where(L == 1, 2, L))
+    with pytest.raises(ValueError, match="no rule votes"):
+        LabelModel().fit(np.full((5, 3), -1))
+    with pytest.raises(ValueError, match="-1 for abstain"):
+        LabelModel().fit(np.where(L == 1, -3, L))
+    with pytest.raises(ValueError, match="integer"):
+        LabelModel().fit(L + 0.5)
+    with pytest.raises(ValueError, match="one gold label per row"):
+        LabelModel().fit(L, np.zeros(3, dtype=int))
+    with pytest.raises(ValueError, match="one entry per rule"):
+        LabelModel(accuracy_prior=[0.9]).fit(L)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        LabelModel(accuracy_prior=[1.5] + [np.nan] * (L.shape[1] - 1)).fit(L)
+    with pytest.raises(ValueError, match="class_balance"):
+        LabelModel(class_balance=[0.2, 0.2]).fit(L)
+    lm = LabelModel().fit(L)
+    with pytest.raises(ValueError, match="fitted with 7"):
+        lm.predict_proba(L[:, :3])
+    with pytest.raises(ValueError, match="not fitted"):
+        LabelModel().predict(L)
+
+
+# ------------------------------------------------------------------ sklearn contract
+def test_sklearn_contract():
+    lm = LabelModel(n_classes=3, prior_strength=5.0, seed=4)
+    params = lm.get_params()
+    assert params["n_classes"] == 3 and params["prior_strength"] == 5.0 and params["seed"] == 4
+    cl = clone(lm)
+    assert cl.get_params() == params and cl is not lm
+    L, _ = synth(n=300, k=3, seed=14)
+    assert lm.fit(L) is lm
+    learned = [a for a in vars(lm) if a not in params]
+    assert learned and all(a.endswith("_") for a in learned)
+    for attr in ("class_balance_", "accuracy_", "weights_", "baseline_", "n_classes_", "n_rules_"):
+        assert hasattr(lm, attr)
+    assert not hasattr(clone(lm), "weights_")
+
+
+def test_majority_vote_baseline():
+    L = np.array([[0, 0, 1], [1, -1, 1], [-1, -1, -1], [0, 1, -1]])
+    mv = MajorityVote(n_classes=2).fit(L)
+    np.testing.assert_array_equal(mv.predict(L), [0, 1, 0, 0])  # ties -> lowest class
+    np.testing.assert_allclose(mv.predict_proba(L)[2], [0.5, 0.5])
+    r1 = MajorityVote(tie_break="random", seed=1).fit(L).predict(L)
+    r2 = MajorityVote(tie_break="random", seed=1).fit(L).predict(L)
+    np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_array_equal(r1[:2], [0, 1])
+    C = mv.contributions(L, target=0)
+    np.testing.assert_allclose(C[0], [1, 1, -1])
