@@ -115,7 +115,7 @@ def cmd_explain(args) -> int:
     ledger = _read(args)
     e = prov.explain_row(ledger, args.row_id)
     if args.format == "json":
-        dump_json(e)
+        dump_json(e, out=sys.stdout)
     else:
         print(prov.format_explanation(e))
     return 0
@@ -142,7 +142,7 @@ def cmd_verify(args) -> int:
         prov.check_spec_matches(ledger, spec)
     result = prov.verify_ledger(ledger, args.data, spec_path=args.spec, repo=args.repo, limit=args.limit)
     if args.format == "json":
-        dump_json(result.to_dict())
+        dump_json(result.to_dict(), out=sys.stdout)
     else:
         for note in result.notes:
             print(note)
@@ -154,11 +154,11 @@ def cmd_verify(args) -> int:
                   f"label(s) differ")
             if result.vote_differences:
                 print("\nvotes that differ (row, rule):")
-                print_table(result.vote_differences, ["id", "rule", "recorded", "now"])
+                print_table(result.vote_differences, ["id", "rule", "recorded", "now"], out=sys.stdout)
             if result.label_differences:
                 print("\nlabels that differ:")
                 print_table(result.label_differences,
-                            ["id", "recorded", "now", "recorded_probability", "now_probability"])
+                            ["id", "recorded", "now", "recorded_probability", "now_probability"], out=sys.stdout)
     return 0 if result.identical else 1
 
 
@@ -167,7 +167,7 @@ def cmd_diff(args) -> int:
     d = prov.diff_revisions(args.spec, args.rev_from, args.rev_to, args.data, args.id_column,
                             seed=args.seed, sample=args.sample)
     if args.format == "json":
-        dump_json(d)
+        dump_json(d, out=sys.stdout)
         return 0
     f, t = d["from"], d["to"]
     print(f"{d['spec']}: {f['rev']} ({f['commit'][:10]}, {f['rules']} rules) → {t['rev']} "
@@ -193,10 +193,10 @@ def cmd_diff(args) -> int:
                          "flipped_rows": d["label_model_reweighting"], "rows_voting_differently": None})
         print("\nflips by the rule change responsible (a row can count for several):")
         print_table(rows, ["rule", "change", "flipped_rows", "rows_voting_differently"],
-                    right={"flipped_rows", "rows_voting_differently"})
-        print(f"\nsample of flipped rows (text: {d['text_field']}):")
+                    right={"flipped_rows", "rows_voting_differently"}, out=sys.stdout)
+        print(f"\nsample of flipped rows (id: from → to [responsible], text field {d['text_field']}):")
         for s in d["sample"]:
             text = (s["text"] or "").replace("\n", " ")
             text = text if len(text) <= 90 else text[:89] + "…"
-            print(f"  {s['id']}: {s['from'] or 'none'} → {s['to'] or 'none'} ({', '.join(s['rules'])}) {text}")
+            print(f"  {s['id']}: {s['from'] or 'none'} → {s['to'] or 'none'} [{', '.join(s['rules'])}] {text}")
     return 0

@@ -454,8 +454,16 @@ def write_ledger(ledger: Ledger, output) -> Path:
                                                   META_HASH: digest})
     with atomic_path(output) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
+        readable(tmp)
     ledger.path = Path(output)
     return Path(output)
+
+
+def readable(path):
+    """Give a file written through a temporary name the usual permissions (0666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def label_data(spec_path, data, output, id_column: Optional[str] = None, gold_fn=None, seed: int = 0,
@@ -613,7 +621,7 @@ def format_explanation(e: dict) -> str:
     if e["decided_by"] == "none":
         lines.append(f"row {e['id']}: no label — no rule voted on it and no end model labelled it.")
     else:
-        lines.append(f"row {e['id']}: {e['label']} with probability {e['probability']:.3f}, "
+        lines.append(f"row {e['id']}: {e['label']} with probability {e['probability']:.4f}, "
                      f"decided by {'the rules' if e['decided_by'] == 'rules' else 'the end model'}.")
     if git.get("state") == "clean":
         version = f"commit {git['commit'][:10]} ({git.get('path_in_repo')})"
@@ -650,7 +658,7 @@ def format_explanation(e: dict) -> str:
                 lines.append("          last changed: unavailable (blame needs the spec in git)")
         total = e["baseline_log_odds"] + sum(v["contribution"] for v in e["votes"])
         lines.append(f"total: {total:+.3f} log-odds toward {lab}"
-                     + (f" = probability {1 / (1 + math.exp(-total)):.3f}" if len(e["baseline"]) == 2 else
+                     + (f" = probability {1 / (1 + math.exp(-total)):.4f}" if len(e["baseline"]) == 2 else
                         f"; posterior {', '.join(f'{k} {p:.3f}' for k, p in e['posterior'].items())}"))
     elif e["decided_by"] == "end_model":
         lines.append("")

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from .analysis import rule_stats, summarize
 from .io import write_text_atomic
-from .provenance import Ledger, label_counts
+from .provenance import Ledger, label_counts, readable
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2rem auto;
@@ -219,10 +219,12 @@ def write_report(ledger: Ledger, folder) -> Path:
     folder = Path(folder)
     index = folder / "index.html"
     write_text_atomic(index, render_report(ledger))
+    readable(index)
     if ledger.path is not None:
         target = folder / "ledger.parquet"
         if not target.exists() or not target.samefile(ledger.path):
             from .io import atomic_path
             with atomic_path(target) as tmp:
                 shutil.copyfile(ledger.path, tmp)
+                readable(tmp)
     return index
