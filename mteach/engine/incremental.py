@@ -8,6 +8,10 @@ predicates not in the cache; renaming a rule, moving it, changing its label or i
 comment costs nothing. The label is applied after the cache, so the cached value is
 the boolean mask and a rule's vote column is ``where(mask, label, -1)``.
 
+Below that, the evaluator of each batch keeps its memo of sub-expressions (lower-cased
+text, each phrase's mask, word counts) across refreshes while the spec's field
+mapping stays the same: adding one phrase to a rule evaluates that phrase only.
+
 Thread-safe: a refresh may run in a worker thread while an older one finishes.
 """
 from __future__ import annotations
@@ -22,9 +26,10 @@ import numpy as np
 import pyarrow as pa
 
 from ..compiler.checker import Spec
-from ..compiler.plan import ABSTAIN, columns_needed, rule_masks
+from ..compiler.plan import ABSTAIN, BatchEvaluator
 
 DEFAULT_BATCH_ROWS = 32_768
+MEMO_LIMIT = 4096  # sub-expressions kept per batch before the memo is dropped
 
 
 def predicate_hash(rule, fields: Optional[dict] = None) -> str:
@@ -49,6 +54,11 @@ def table_fingerprint(table: pa.Table | pa.RecordBatch) -> str:
     return h.hexdigest()
 
 
+def rule_masks_with(evaluator: BatchEvaluator, rules: list) -> list:
+    """Like ``compiler.plan.rule_masks`` but on a given (memoizing) evaluator."""
+    return [evaluator.predicate(r.predicate) for r in rules]
+
+
 class IncrementalVotes:
     """Vote matrices for successive versions of a spec over one table, re-evaluating
     only the rules whose predicate changed.
@@ -67,6 +77,8 @@ class IncrementalVotes:
         self.fingerprint = table_fingerprint(table)
         self._cache: "OrderedDict[str, np.ndarray]" = OrderedDict()
         self._lock = threading.Lock()
+        self._evaluators: dict = {}  # batch start -> BatchEvaluator (memo kept across refreshes)
+        self._evaluators_for = None  # the field mapping those memos were computed under
         self.evaluations = 0
         self.last_evaluated: list = []
 
@@ -82,12 +94,19 @@ class IncrementalVotes:
         n = self.table.num_rows
         if not rules:
             return []
-        cols = [c for c in columns_needed(spec) if c in self.table.column_names]
-        table = self.table.select(cols)
         starts = list(range(0, n, self.batch_rows)) or [0]
+        mapping = repr(sorted((name, f.column, spec.field_kinds.get(name)) for name, f in spec.fields.items()))
+        with self._lock:
+            if mapping != self._evaluators_for:
+                self._evaluators, self._evaluators_for = {}, mapping
+            evaluators = self._evaluators
 
         def one(start):
-            return rule_masks(spec, table.slice(start, self.batch_rows), rules)
+            ev = evaluators.get(start)
+            if ev is None or len(ev.memo) > MEMO_LIMIT:
+                ev = evaluators[start] = BatchEvaluator(spec, self.table.slice(start, self.batch_rows))
+            ev.spec = spec  # same fields, so the memo's keys mean the same thing
+            return rule_masks_with(ev, rules)
 
         if len(starts) == 1:
             parts = [one(0)]

@@ -53,8 +53,10 @@ class StudioApp(App):
             self.version = version
             self.diagnostics = diagnostics
 
-    def __init__(self, session: Session, cursor_blink: bool = True, contributions: bool = True):
+    def __init__(self, session: Session, cursor_blink: bool = True, contributions: bool = True,
+                 timing: bool = True):
         super().__init__()
+        self.timing = timing
         self.session = session
         self.cursor_blink = cursor_blink
         self.want_contributions = contributions
@@ -73,7 +75,9 @@ class StudioApp(App):
                 yield ProblemsList(id="problems")
             with TabbedContent(id="tabs"):
                 with TabPane("Coverage", id="coverage"):
-                    yield CoveragePane(id="coverage-pane")
+                    pane = CoveragePane(id="coverage-pane")
+                    pane.show_timing = self.timing
+                    yield pane
                 with TabPane("Rows", id="rows"):
                     yield RowsPane(self.session, id="rows-pane")
                 with TabPane("Review", id="review"):
@@ -140,7 +144,7 @@ class StudioApp(App):
         self.errors = sum(1 for d in msg.diagnostics if d.severity == "error")
         self.show_problems(msg.diagnostics)
         if self.session.last is not None:  # keep the last good state, say it is stale
-            self.query_one("#totals").update(CoveragePane.totals(self.session.last, self.errors))
+            self.query_one("#totals").update(CoveragePane.totals(self.session.last, self.errors, self.timing))
 
     def show_problems(self, diagnostics: list) -> None:
         file = self._file_name()

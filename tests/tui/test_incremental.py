@@ -5,6 +5,7 @@ import pytest
 
 from mteach.compiler import plan
 from mteach.compiler.checker import load_spec
+from mteach.engine import incremental
 from mteach.engine.incremental import IncrementalVotes, predicate_hash
 from mteach.engine.io import open_data
 
@@ -23,14 +24,14 @@ def spec_of(text, schema):
 
 @pytest.fixture
 def counting(monkeypatch):
-    """Count predicate evaluations of rules (the evaluator's entry point per rule)."""
+    """Count rule evaluations (the incremental engine's one call per batch and rule list)."""
     seen = []
-    real = plan.rule_masks
+    real = incremental.rule_masks_with
 
-    def counted(spec, batch, rules=None):
-        seen.extend(r.name for r in (rules if rules is not None else spec.rules))
-        return real(spec, batch, rules)
-    monkeypatch.setattr("mteach.engine.incremental.rule_masks", counted)
+    def counted(evaluator, rules):
+        seen.extend(r.name for r in rules)
+        return real(evaluator, rules)
+    monkeypatch.setattr(incremental, "rule_masks_with", counted)
     return seen
 
 
@@ -46,7 +47,7 @@ def test_one_rule_edit_reevaluates_only_that_rule(data, counting):
     text = (FIXTURES / "mini.mt").read_text()
     inc = IncrementalVotes(table)
     inc.votes(spec_of(text, schema))
-    assert sorted(counting) == ["link", "praise", "short", "subscribe"]
+    assert sorted(counting) == ["link", "praise", "short", "subscribe"]  # one batch: once each
     counting.clear()
     edited = text.replace('any("subscribe", "sub")', 'any("subscribe", "sub", "channel")')
     spec = spec_of(edited, schema)
@@ -90,3 +91,18 @@ def test_predicate_hash_is_position_free(data):
     assert predicate_hash(a.rules[0]) == predicate_hash(b.rules[0])
     c = spec_of('concept c\nlabels A, B\nfield text = "CONTENT"\nrule r : text has "y" => A\n', schema)
     assert predicate_hash(a.rules[0]) != predicate_hash(c.rules[0])
+
+
+def test_sub_expression_memo_survives_an_edit_but_not_a_field_change(data):
+    schema, table = data
+    text = (FIXTURES / "mini.mt").read_text()
+    inc = IncrementalVotes(table)
+    inc.votes(spec_of(text, schema))
+    ev = inc._evaluators[0]
+    assert ("phrase", ("Ref", "text"), "subscribe") in ev.memo
+    spec = spec_of(text.replace('"sub")', '"sub", "channel")'), schema)
+    assert np.array_equal(inc.votes(spec), plan.vote_matrix(spec, table))
+    assert inc._evaluators[0] is ev and ("phrase", ("Ref", "text"), "channel") in ev.memo
+    other = spec_of(text.replace('field text = "CONTENT"', 'field text = "CONTENT"\nfield who = "COMMENT_ID"'), schema)
+    inc.votes(other)  # a different field mapping: fresh memos
+    assert inc._evaluators[0] is not ev

@@ -1,0 +1,99 @@
+"""How fast the studio refreshes after an edit: full apply vs a one-rule edit.
+
+Replicates the YouTube comments to 100,000 rows (default), then times
+1. a full apply: every rule of specs/youtube_spam.mt evaluated (what a refresh would
+   cost without the cache), and
+2. the studio's refresh after editing one rule: check the edited text, re-apply only
+   the changed rule (engine.incremental), recompute rule stats and totals.
+Prints both figures (median of --repeat runs) and their ratio.
+
+    python bench/tui_refresh.py [--rows 100000] [--repeat 5]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mteach.compiler.checker import load_spec  # noqa: E402
+from mteach.compiler.plan import vote_matrix  # noqa: E402
+from mteach.engine.analysis import rule_stats, summarize  # noqa: E402
+from mteach.engine.incremental import IncrementalVotes  # noqa: E402
+from mteach.engine.io import open_data  # noqa: E402
+
+SPEC = ROOT / "specs" / "youtube_spam.mt"
+DATA = ROOT / "data" / "youtube" / "train.csv"
+
+
+def replicate(table: pa.Table, rows: int) -> pa.Table:
+    reps = -(-rows // table.num_rows)
+    return pa.concat_tables([table] * reps).slice(0, rows).combine_chunks()
+
+
+def refresh(engine: IncrementalVotes, text: str, schema, gold, parts=None) -> tuple:
+    t0 = time.perf_counter()
+    spec = load_spec(SPEC, schema, text=text)
+    t1 = time.perf_counter()
+    votes = engine.votes(spec)
+    t2 = time.perf_counter()
+    labels = list(spec.labels)
+    rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], labels, gold)
+    summarize(votes, labels, gold)
+    if parts is not None:
+        parts.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
+    return spec, votes
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args(argv)
+
+    source = open_data(DATA)
+    table = replicate(source.read_all(), args.rows)
+    gold = np.where(np.asarray(table.column("CLASS").to_numpy()) == 1, 0, 1)
+    text = SPEC.read_text(encoding="utf-8")
+    spec = load_spec(SPEC, source.schema, text=text)
+    vote_matrix(spec, table.slice(0, 1000))  # warm up kernels and regex caches
+
+    full = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        engine = IncrementalVotes(table)
+        refresh(engine, text, source.schema, gold)
+        full.append(time.perf_counter() - t0)
+
+    engine = IncrementalVotes(table)
+    refresh(engine, text, source.schema, gold)
+    one, evaluated, parts = [], [], []
+    for k in range(args.repeat):
+        # a new edit each time (so the cache cannot answer it): widen the money rule
+        edited = text.replace('"dollars")', f'"dollars", "bucks{k}")')
+        assert edited != text
+        t0 = time.perf_counter()
+        refresh(engine, edited, source.schema, gold, parts)
+        one.append(time.perf_counter() - t0)
+        evaluated.append(tuple(engine.last_evaluated))
+    assert all(e == ("money",) for e in evaluated), evaluated
+
+    f, o = statistics.median(full), statistics.median(one)
+    print(f"rows: {table.num_rows:,}  rules: {len(spec.rules)}  repeats: {args.repeat}")
+    print(f"full apply + stats (all {len(spec.rules)} rules): {f * 1000:8.1f} ms")
+    print(f"one-rule edit refresh (1 rule re-applied):  {o * 1000:8.1f} ms")
+    check, apply, stats = (statistics.median(p[i] for p in parts) * 1000 for i in range(3))
+    print(f"  of which: check the spec {check:.1f} ms, re-apply {apply:.1f} ms, stats {stats:.1f} ms")
+    print(f"ratio full / one-rule edit: {f / o:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Snapshots of the studio's main screens (pytest-textual-snapshot; regenerate with
+`pytest tests/tui/test_snapshots.py --snapshot-update` and review the SVGs)."""
+import pytest
+
+from mteach.tui.app import StudioApp
+
+
+@pytest.fixture
+def studio(make_session):
+    def make(**kw):
+        kw.setdefault("gold_column", "CLASS")
+        kw.setdefault("gold_map", "1=SPAM,0=HAM")
+        return StudioApp(make_session(**kw), cursor_blink=False, contributions=False, timing=False)
+    return make
+
+
+def settled(*keys, wait=0.0):
+    async def run_before(pilot):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        if wait:
+            await pilot.pause(wait)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+    return run_before
+
+
+def test_main_screen(snap_compare, studio):
+    assert snap_compare(studio(), terminal_size=(120, 40), run_before=settled())
+
+
+def test_main_screen_at_80x24(snap_compare, studio):
+    assert snap_compare(studio(), terminal_size=(80, 24), run_before=settled())
+
+
+def test_diagnostic_in_place(snap_compare, studio):
+    async def run_before(pilot):
+        await pilot.app.workers.wait_for_complete()
+        editor = pilot.app.query_one("#editor")
+        editor.insert("rule bad : text hass \"x\" => SPAM\n", (9, 0))
+        await pilot.pause(0.6)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+    assert snap_compare(studio(), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_rows_of_a_rule_with_explanation(snap_compare, studio):
+    assert snap_compare(studio(), terminal_size=(120, 40), run_before=settled("f3", "enter"))
+
+
+def test_review(snap_compare, studio):
+    assert snap_compare(studio(), terminal_size=(120, 40), run_before=settled("f5"))
+
+
+def test_help(snap_compare, studio):
+    assert snap_compare(studio(), terminal_size=(100, 30), run_before=settled("f1"))
