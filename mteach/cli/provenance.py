@@ -150,8 +150,11 @@ def cmd_verify(args) -> int:
             print(f"identical: the ledger is reproduced exactly ({result.rows:,} rows: votes, labels, "
                   f"probabilities, contributions and label model parameters)")
         else:
-            print(f"DIFFERENT: {result.n_vote_differences:,} vote(s) and {result.n_label_differences:,} "
-                  f"label(s) differ")
+            if result.n_vote_differences or result.n_label_differences:
+                print(f"DIFFERENT: {result.n_vote_differences:,} vote(s) and {result.n_label_differences:,} "
+                      f"label(s) differ")
+            else:
+                print("DIFFERENT: see above")
             if result.vote_differences:
                 print("\nvotes that differ (row, rule):")
                 print_table(result.vote_differences, ["id", "rule", "recorded", "now"], out=sys.stdout)

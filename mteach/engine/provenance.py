@@ -60,7 +60,6 @@ from ..compiler.checker import Spec, load_spec
 from ..errors import DataError, MteachError
 from .apply import ROW_NUMBER, iter_votes, resolve_id_column, rules_table
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data
-from .label_model import LabelModel
 
 LEDGER_FORMAT = "mteach-ledger/1"
 UNAVAILABLE = "unavailable"
@@ -105,8 +104,9 @@ def repo_root(path) -> Optional[Path]:
 def spec_git_facts(spec: Spec) -> dict:
     """Where the spec stands in git: commit (when committed and clean), state, repo path.
 
-    state is "clean" (every file the spec reads is committed as it is), "dirty"
-    (uncommitted or untracked changes; no commit recorded), or "unavailable" (not in git).
+    state is "clean" (every file the spec reads is committed as it is; commit is the last
+    commit that changed one of them), "dirty" (uncommitted or untracked changes; no commit
+    recorded), or "unavailable" (not in git).
     """
     root = repo_root(spec.root)
     if root is None:
@@ -119,8 +119,11 @@ def spec_git_facts(spec: Spec) -> dict:
     tracked = _git(["ls-files", "--", *files], cwd).stdout.split("\n")
     committed = head is not None and len([t for t in tracked if t]) == len(files)
     clean = committed and not status
-    return {"state": "clean" if clean else "dirty", "commit": head if clean else None,
-            "path_in_repo": prefix + spec.path.name}
+    commit = None
+    if clean:
+        # the last commit that changed any file the spec reads: unrelated commits do not change it
+        commit = _git(["log", "-1", "--format=%H", "HEAD", "--", *files], cwd).stdout.strip() or head
+    return {"state": "clean" if clean else "dirty", "commit": commit, "path_in_repo": prefix + spec.path.name}
 
 
 def blame_lines(path: Path, ranges: list) -> list:
@@ -329,6 +332,7 @@ class Ledger:
 
 
 def _fit_label_model(spec: Spec, votes: np.ndarray, gold: Optional[np.ndarray], seed: int):
+    from .label_model import LabelModel  # scikit-learn is slow to import; only verbs that fit pay for it
     prior = np.array([np.nan if r.rule.confidence is None else float(r.rule.confidence) for r in spec.rules])
     model = LabelModel(n_classes=len(spec.labels), accuracy_prior=prior, seed=seed)
     if (votes == -1).all():
@@ -630,7 +634,9 @@ def format_explanation(e: dict) -> str:
     else:
         version = "git unavailable (the spec was not in a git repository)"
     lines.append(f"spec: {e['spec']}, version {e['spec_hash'][:12]}, {version}")
-    if e.get("gold") is not None:
+    if e.get("gold") is not None and e.get("label") is None:
+        lines.append(f"gold label: {e['gold']} (the row has no label to compare)")
+    elif e.get("gold") is not None:
         agree = "agrees" if e["gold"] == e["label"] else "DISAGREES"
         lines.append(f"gold label: {e['gold']} ({agree} with the given label)")
     if e["decided_by"] == "rules":

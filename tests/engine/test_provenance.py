@@ -143,6 +143,13 @@ def test_ledger_is_byte_identical_across_runs_and_threads(repo, tmp_path):
         prov.label_data(spec_path, data, out, "id", seed=3, threads=threads, batch_rows=3 + i)
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] == outs[2]
+    # a commit that does not touch the spec's files leaves the ledger as it was
+    root = spec_path.parents[1]
+    (root / "README").write_text("unrelated\n", encoding="utf-8")
+    git(root, "add", "README")
+    git(root, "commit", "-q", "-m", "unrelated")
+    prov.label_data(spec_path, data, tmp_path / "after.parquet", "id", seed=3, threads=2, batch_rows=5)
+    assert (tmp_path / "after.parquet").read_bytes() == outs[0]
     other = tmp_path / "seed.parquet"
     prov.label_data(spec_path, data, other, "id", seed=4)
     assert b'"seed":4' in other.read_bytes()
