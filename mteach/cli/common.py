@@ -112,8 +112,9 @@ def fmt_number(value, digits=3) -> str:
     return f"{value:.{digits}f}"
 
 
-def print_table(rows: list, columns: list, out=sys.stdout, right=None):
+def print_table(rows: list, columns: list, out=None, right=None):
     """A plain aligned text table (no colours, so it pipes and diffs cleanly)."""
+    out = out or sys.stdout
     right = set(right or [])
     cells = [[fmt_number(r.get(c)) if not isinstance(r.get(c), str) else r.get(c) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
@@ -125,7 +126,8 @@ def print_table(rows: list, columns: list, out=sys.stdout, right=None):
         print(line(row), file=out)
 
 
-def dump_json(obj, out=sys.stdout):
+def dump_json(obj, out=None):
+    out = out or sys.stdout
     def default(o):
         if isinstance(o, np.integer):
             return int(o)

@@ -114,7 +114,8 @@ def compute_stats(args):
     return spec, table, summarize(votes, list(spec.labels), gold)
 
 
-def print_stats(spec, table, summary, out=sys.stdout):
+def print_stats(spec, table, summary, out=None):
+    out = out or sys.stdout
     rows = table.to_pylist()
     for r, row in zip(spec.rules, rows):
         row["where"] = f"{r.rule.span.file}:{r.rule.span.line}"
