@@ -1,0 +1,153 @@
+"""train and predict."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from ..settings import SettingsError, load_settings
+from .common import add_data_options, dump_json, fmt_number, gold_for, load, print_table
+
+
+def register(sub):
+    p = sub.add_parser("train", help="fit the label model and the end model; write a model folder",
+                       description="Apply the rules, fit the label model on their votes (confidence values are "
+                                   "priors; gold rows sharpen it), train the end model on its soft labels with the "
+                                   "spec's direction hints as loss penalties, and write MODEL_DIR (model.json, "
+                                   "a copy of the spec, the rules table, end-model weights, report.json). Model "
+                                   "settings come from mteach.toml (--config), not from the spec.")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
+    p.add_argument("--config", metavar="mteach.toml",
+                   help="model settings (default: ./mteach.toml when present, else built-in defaults)")
+    add_data_options(p)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("predict", help="label rows with a trained model",
+                       description="Per row: the label, the class probabilities, and who decided — 'rules' "
+                                   "where any rule voted (the label model's posterior blended with the end "
+                                   "model), 'end_model' where no rule did. With gold labels, prints majority "
+                                   "vote, label model, end model and combined accuracy side by side.")
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("-o", "--output", metavar="OUT.parquet", help="write predictions here")
+    p.add_argument("--spec", metavar="SPEC", help="refuse the model unless it was trained on this spec version")
+    add_data_options(p)
+    p.add_argument("--format", choices=("table", "json"), default="table", help="format of the evaluation")
+    p.set_defaults(run=cmd_predict)
+
+
+def settings_from(args):
+    path = args.config
+    if path is None and Path("mteach.toml").is_file():
+        path = "mteach.toml"
+    try:
+        return load_settings(path)
+    except SettingsError as err:
+        raise DataError(str(err)) from None
+
+
+def cmd_train(args) -> int:
+    from ..engine.train import save_model, train
+    settings = settings_from(args)
+    loaded = load(args.spec, args.data, args.id_column)
+    table = loaded.source.read_all()
+    ids = table.column(loaded.id_column) if loaded.id_column else pa.array(np.arange(table.num_rows))
+    gold = gold_for(args, loaded, ids)
+    log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
+    model, report = train(loaded.spec, table, settings, gold, log=log)
+    save_model(model, args.output, report)
+    if not args.quiet:
+        print_report(report, args.output)
+    return 0
+
+
+def print_report(report, folder, out=None):
+    out = out or sys.stdout
+    print(f"wrote {folder}: {report['rows']:,} rows, {report['covered']:,} covered by rules", file=out)
+    hist = report["end_model"]["history"]
+    if hist:
+        first, last = hist[0], hist[-1]
+        print(f"end model loss: epoch 1 {first['loss']:.4f} → epoch {last['epoch']} {last['loss']:.4f} "
+              f"(cross-entropy {last['ce']:.4f})", file=out)
+    if report["hints"]:
+        print("hints (satisfaction on rows no rule covers, which the end model did not train on):", file=out)
+        print_table(report["hints"], ["hint", "label", "satisfied", "mean_change", "final_penalty", "rows"], out=out,
+                    right={"satisfied", "mean_change", "final_penalty", "rows"})
+    if "gold" in report:
+        g = report["gold"]
+        print(f"on {g['rows']:,} gold rows ({g['note']}):", file=out)
+        for key in ("majority_vote_on_covered", "label_model_on_covered", "end_model_all_rows", "combined_all_rows"):
+            print(f"  {key.replace('_', ' ')}: {fmt_number(g[key])}", file=out)
+    print(f"blend: beta={report['blend']['beta']} ({report['blend']['chosen_on']})", file=out)
+
+
+def evaluate(result, votes, gold, labels) -> list:
+    """Accuracy of each way to label, on the gold rows."""
+    from ..engine.analysis import majority_vote
+    known = gold != -1
+    mv = majority_vote(votes, len(labels))
+    covered = result["covered"]
+
+    def acc(pred, mask):
+        m = mask & known
+        return (float((pred[m] == gold[m]).mean()) if m.any() else float("nan")), int(m.sum())
+
+    rows = []
+    for name, pred, mask in (
+            ("majority vote (covered rows, ties excluded)", mv, mv != -1),
+            ("label model (covered rows)", result["lm_proba"].argmax(1), covered),
+            ("end model alone (covered rows)", result["em_proba"].argmax(1), covered),
+            ("combined (covered rows)", result["label"], covered),
+            ("end model (uncovered rows)", result["em_proba"].argmax(1), ~covered),
+            ("end model alone (all rows)", result["em_proba"].argmax(1), np.ones_like(covered)),
+            ("combined (all rows)", result["label"], np.ones_like(covered))):
+        a, n = acc(pred, mask)
+        rows.append({"method": name, "accuracy": a, "rows": n})
+    # majority vote with random tie-breaks and the class prior for uncovered rows: the plain baseline
+    rng = np.random.default_rng(0)
+    filled = mv.copy()
+    ties = filled == -1
+    filled[ties] = rng.integers(0, len(labels), ties.sum())
+    a, n = acc(filled, np.ones_like(covered))
+    rows.insert(1, {"method": "majority vote (all rows, random for ties and uncovered)", "accuracy": a, "rows": n})
+    return rows
+
+
+def cmd_predict(args) -> int:
+    from ..engine.train import load_model
+    from ..engine.io import atomic_path, open_data
+    source = open_data(args.data)
+    model = load_model(args.model, args.spec, source.schema)
+    loaded = load(model.spec.path, args.data, args.id_column)
+    loaded.spec = model.spec
+    table = source.read_all()
+    votes = model.votes(table)
+    result = model.predict(table, votes)
+    labels = list(model.spec.labels)
+    ids = table.column(loaded.id_column) if loaded.id_column else pa.array(np.arange(table.num_rows))
+    if args.output:
+        cols = {"id": ids, "label": pa.array(np.array(labels)[result["label"]])}
+        for k, lab in enumerate(labels):
+            cols[f"p_{lab}"] = pa.array(result["proba"][:, k])
+        cols["decided_by"] = pa.array(result["decided_by"])
+        with atomic_path(args.output) as tmp:
+            pq.write_table(pa.table(cols), tmp)
+        print(f"wrote {args.output}: {table.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
+              f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
+    gold = gold_for(args, loaded, ids)
+    if gold is not None:
+        rows = evaluate(result, votes, gold, labels)
+        if args.format == "json":
+            dump_json(rows)
+        else:
+            print_table(rows, ["method", "accuracy", "rows"], right={"accuracy", "rows"})
+    elif not args.output:
+        raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
+    return 0

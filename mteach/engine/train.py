@@ -1,0 +1,340 @@
+"""The learning road: votes → label model → end model, saved as a model folder.
+
+``train`` applies the spec, fits the label model on the votes (the rules' ``confidence``
+values are its priors; gold rows, when given, sharpen it), trains the end model on the
+label model's soft labels of the covered rows plus one penalty per direction hint,
+calibrates how much the end model may move the rules' verdict on covered rows, and
+writes everything a later ``predict`` needs into one folder — no pickle anywhere:
+
+    MODEL_DIR/model.json        settings, spec hash, labels, label model state, blend, features
+    MODEL_DIR/spec/             a copy of every file the spec reads (spec, used specs, lexicons)
+    MODEL_DIR/rules.parquet     the rules table
+    MODEL_DIR/end_model/        weights (torch state dict, loaded with weights_only=True) + params
+    MODEL_DIR/report.json       the training report
+
+``predict`` gives per row the label, class probabilities and who decided: "rules" where
+any rule voted (label model posterior, blended with the end model), "end_model" where none did.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..compiler.checker import Spec, load_spec
+from ..compiler.plan import BatchEvaluator, vote_matrix
+from ..errors import DataError, MteachError
+from ..grammar import ast
+from ..settings import Settings
+from .analysis import majority_vote
+from .apply import rules_table
+from .end_model import EndModel
+from .features import Featurizer
+from .hints import HintError, compile_hints, hint_effect
+from .label_model import LabelModel
+
+MODEL_FORMAT = "mteach.model/1"
+BLEND_GRID = (0.0, 0.25, 0.5, 1.0)
+
+
+class ModelError(MteachError):
+    """A model folder that cannot be used (missing, corrupt, or from another spec)."""
+
+
+# -- features from the spec ---------------------------------------------------------------
+def measure_name(node: ast.Measure) -> str:
+    """A readable, stable name for a measure used as a feature, e.g. ``words(text)``."""
+    def src(s):
+        return s.name if isinstance(s, ast.Ref) else f"{s.side}({src(s.source)}, {s.size})"
+    arg = ""
+    if isinstance(node.arg, ast.Regex):
+        arg = f", /{node.arg.pattern}/{node.arg.flags}"
+    elif isinstance(node.arg, ast.Phrases):
+        arg = ", " + node.arg.mode + "(" + ", ".join(f'"{p}"' for p in node.arg.phrases) + ")"
+    per = f" per {node.per_words:g} words" if node.per_words else ""
+    return f"{node.func}({src(node.source)}{arg}){per}"
+
+
+def numeric_features(spec: Spec) -> dict:
+    """Named numeric feature columns: every number field, and every measure a hint names."""
+    out = {}
+    for name, kind in spec.field_kinds.items():
+        if kind == "number":
+            column = spec.column(name)
+            out[name] = lambda table, c=column: np.nan_to_num(
+                table.column(c).to_numpy(zero_copy_only=False).astype(float), nan=0.0)
+    for hint in spec.hints:
+        if hint.kind == "measure":
+            out[measure_name(hint.measure)] = lambda table, m=hint.measure: np.nan_to_num(
+                BatchEvaluator(spec, table).measure(m), nan=0.0)
+    return out
+
+
+def _feature_table(spec: Spec, table: pa.Table) -> pa.Table:
+    """Columns renamed to spec field names, as the featurizer sees them."""
+    return pa.table({name: table.column(spec.column(name)) for name in spec.fields})
+
+
+def _text_fields(spec: Spec) -> list:
+    return [n for n, k in spec.field_kinds.items() if k == "text"]
+
+
+def _spec_on_fields(spec: Spec) -> Spec:
+    """The same spec with each field bound to a column of its own name (for _feature_table)."""
+    import copy
+    clone = copy.copy(spec)
+    clone.fields = {n: ast.Field(n, n, f.span) for n, f in spec.fields.items()}
+    return clone
+
+
+# -- the trained model ------------------------------------------------------------------------
+@dataclass
+class TrainedModel:
+    spec: Spec
+    label_model: LabelModel
+    featurizer: Featurizer
+    end_model: EndModel
+    blend: float          # exponent of the end model in the covered-row product of experts
+    settings: dict
+
+    def votes(self, table: pa.Table) -> np.ndarray:
+        return vote_matrix(self.spec, table)
+
+    def predict(self, table: pa.Table, votes: Optional[np.ndarray] = None) -> dict:
+        """label (index), proba (n × k), decided_by ("rules" | "end_model"), lm_proba, em_proba."""
+        votes = self.votes(table) if votes is None else votes
+        covered = (votes != -1).any(axis=1)
+        lm = self.label_model.predict_proba(votes)
+        em = self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
+        proba = np.where(covered[:, None], _blend(lm, em, self.blend), em)
+        return {"label": proba.argmax(axis=1), "proba": proba, "covered": covered,
+                "decided_by": np.where(covered, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
+
+
+def _blend(lm: np.ndarray, em: np.ndarray, beta: float) -> np.ndarray:
+    """Product of experts p ∝ p_lm · p_em^beta (beta = 0: the rules alone)."""
+    logp = np.log(np.clip(lm, 1e-12, 1)) + beta * np.log(np.clip(em, 1e-12, 1))
+    logp -= logp.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _accuracy(pred, gold, mask=None) -> Optional[float]:
+    known = gold != -1 if mask is None else (gold != -1) & mask
+    return float((pred[known] == gold[known]).mean()) if known.any() else None
+
+
+# -- training -----------------------------------------------------------------------------------
+def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.ndarray] = None,
+          log=lambda msg: None) -> tuple:
+    """Fit both models on ``table``. Returns (TrainedModel, report dict)."""
+    k = len(spec.labels)
+    if not spec.rules:
+        raise DataError(f"{spec.path}: the spec has no rules to learn from")
+    log(f"applying {len(spec.rules)} rules to {table.num_rows:,} rows")
+    votes = vote_matrix(spec, table)
+    covered = (votes != -1).any(axis=1)
+    if not covered.any():
+        raise DataError(f"no rule of {spec.path} fires on any of the {table.num_rows:,} rows; "
+                        "nothing to learn from — check the fields and run `mteach stats`")
+    voted_labels = set(np.unique(votes[votes != -1]).tolist())
+    silent = [lab for i, lab in enumerate(spec.labels) if i not in voted_labels]
+    if silent:
+        raise DataError(f"no rule votes {', '.join(silent)} on this data, so the model cannot learn "
+                        f"{'it' if len(silent) == 1 else 'them'}; add a rule for each label "
+                        "(`mteach stats` shows each rule's coverage)")
+    if covered.sum() < 2 * k:
+        raise DataError(f"only {int(covered.sum())} rows are covered by a rule; too few to train on")
+
+    log("fitting the label model")
+    priors = np.array([np.nan if r.rule.confidence is None else r.rule.confidence for r in spec.rules])
+    lm_settings = settings.label_model
+    label_model = LabelModel(n_classes=k, accuracy_prior=priors, prior_strength=lm_settings.prior_strength,
+                             max_iter=lm_settings.max_iter, seed=lm_settings.seed)
+    try:
+        label_model.fit(votes, y=gold)
+    except ValueError as err:
+        raise DataError(f"cannot fit the label model: {err}") from None
+    soft = label_model.predict_proba(votes)
+
+    log("building features")
+    text_fields = _text_fields(spec)
+    if not text_fields and not numeric_features(spec):
+        raise DataError("the end model needs a text or number field in the spec")
+    field_spec = _spec_on_fields(spec)
+    featurizer = Featurizer(text_fields=text_fields, numeric=numeric_features(field_spec),
+                            **settings.featurizer_params())
+    ftable = _feature_table(spec, table)
+    X = featurizer.fit_transform(ftable)
+    try:
+        hints = compile_hints(spec.hints, featurizer, list(spec.labels), measure_name_fn=measure_name,
+                              margin=settings.hints.margin)
+    except HintError as err:
+        raise DataError(str(err)) from None
+
+    log(f"training the end model on {int(covered.sum()):,} covered rows with {len(hints)} hints")
+    end_model = EndModel(**settings.end_model_params()).fit(X[covered], soft[covered], hints=hints)
+
+    em_all = end_model.predict_proba(X)
+    blend, blend_basis = _choose_blend(soft, em_all, covered, gold)
+    model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict())
+
+    report = _report(model, votes, soft, em_all, covered, gold, ftable, hints)
+    report["blend"] = {"beta": blend, "chosen_on": blend_basis}
+    return model, report
+
+
+def _choose_blend(lm, em, covered, gold):
+    """How far the end model may move the rules' verdict on covered rows.
+
+    With gold rows that the rules cover, pick the beta whose blended labels agree
+    best with gold (ties → the smaller beta, i.e. trust the rules). Without gold,
+    beta = 0.25: the end model only settles rows where the rules are unsure
+    (ties and near-ties), never overturning a confident verdict."""
+    if gold is not None and ((gold != -1) & covered).sum() >= 20:
+        scores = [(_accuracy(_blend(lm, em, b).argmax(1), gold, covered), -b) for b in BLEND_GRID]
+        best = max(scores)
+        return -best[1], "gold rows covered by the rules"
+    return 0.25, "default (no gold labels)"
+
+
+def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
+    spec = model.spec
+    k = len(spec.labels)
+    report = {
+        "rows": int(len(votes)), "covered": int(covered.sum()),
+        "label_model": {"class_balance": dict(zip(spec.labels, np.round(model.label_model.class_balance_, 4).tolist())),
+                        "rule_accuracy": dict(zip(spec.rule_names, np.round(model.label_model.accuracy_, 4).tolist()))},
+        "end_model": {"history": model.end_model.history_},
+        "hints": [],
+    }
+    if gold is not None and (gold != -1).any():
+        mv = majority_vote(votes, k)
+        combined = model.predict(ftable_to_original(spec, ftable), votes)["label"]
+        report["gold"] = {
+            "rows": int((gold != -1).sum()),
+            "note": "gold rows were also used to fit the label model, so these figures are optimistic",
+            "majority_vote_on_covered": _accuracy(mv, gold, mv != -1),
+            "label_model_on_covered": _accuracy(soft.argmax(1), gold, covered),
+            "end_model_all_rows": _accuracy(em.argmax(1), gold),
+            "combined_all_rows": _accuracy(combined, gold),
+        }
+    # Hint satisfaction on rows the end model did not train on: those no rule covers.
+    held = ftable.filter(pa.array(~covered)) if (~covered).sum() >= 10 else ftable
+    for h in hints:
+        eff = hint_effect(model.end_model, model.featurizer, held, h)
+        penalties = [e.get("hints", {}).get(h.name) for e in model.end_model.history_]
+        report["hints"].append({"hint": h.name, "label": h.label, "satisfied": eff.share,
+                                "mean_change": eff.mean_delta, "rows": int(held.num_rows),
+                                "final_penalty": penalties[-1] if penalties else None})
+    return report
+
+
+def ftable_to_original(spec: Spec, ftable: pa.Table) -> pa.Table:
+    """Field-named columns back to the data's column names (inverse of _feature_table)."""
+    return pa.table({spec.column(n): ftable.column(n) for n in spec.fields})
+
+
+# -- the model folder ---------------------------------------------------------------------------
+def _state(estimator) -> dict:
+    """Learned attributes (ending in ``_``) as JSON values."""
+    out = {}
+    for name, value in vars(estimator).items():
+        if name.endswith("_") and not name.startswith("_"):
+            if isinstance(value, np.ndarray):
+                out[name] = {"array": value.tolist(), "dtype": str(value.dtype)}
+            elif isinstance(value, (int, float, str, bool, list)) or value is None:
+                out[name] = value
+            elif isinstance(value, (np.integer, np.floating)):
+                out[name] = value.item()
+    return out
+
+
+def _restore(estimator, state: dict):
+    for name, value in state.items():
+        if isinstance(value, dict) and "array" in value:
+            value = np.array(value["array"], dtype=value["dtype"])
+        setattr(estimator, name, value)
+    return estimator
+
+
+def _json_params(estimator) -> dict:
+    params = estimator.get_params()
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
+
+
+def save_model(model: TrainedModel, folder, report: dict) -> Path:
+    """Write the model folder through a temporary folder renamed into place."""
+    folder = Path(folder)
+    if folder.exists() and not (folder / "model.json").exists() and any(folder.iterdir()):
+        raise DataError(f"{folder} exists and is not a model folder; choose another -o")
+    parent = folder.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    try:
+        spec = model.spec
+        for rel in spec.files:
+            target = tmp / "spec" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(spec.root / rel, target)
+        model.end_model.save(tmp / "end_model")
+        pq.write_table(rules_table(spec), tmp / "rules.parquet")
+        lm_params = _json_params(model.label_model)
+        meta = {
+            "format": MODEL_FORMAT, "mteach_version": __version__,
+            "spec": spec.path.resolve().relative_to(spec.root.resolve()).as_posix(),
+            "spec_hash": spec.content_hash, "labels": list(spec.labels), "rules": spec.rule_names,
+            "settings": model.settings, "blend": model.blend,
+            "label_model": {"params": lm_params, "state": _state(model.label_model)},
+            "featurizer": model.featurizer.to_dict(),
+        }
+        (tmp / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=float), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> TrainedModel:
+    """Load a model folder. With ``spec_path``, refuse a model trained on another spec version."""
+    folder = Path(folder)
+    meta_path = folder / "model.json"
+    if not meta_path.is_file():
+        raise ModelError(f"{folder}: not a model folder (no model.json); train one with `mteach train`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        raise ModelError(f"{meta_path}: unreadable ({err}); retrain with `mteach train`") from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{folder}: model format {meta.get('format')!r} is not {MODEL_FORMAT!r}; retrain it")
+    spec = load_spec(folder / "spec" / meta["spec"], schema)
+    if spec.content_hash != meta["spec_hash"]:
+        raise ModelError(f"{folder}: the spec copy inside the model folder was changed after training "
+                         f"(hash {spec.content_hash[:12]} ≠ recorded {meta['spec_hash'][:12]}); retrain the model")
+    if spec_path is not None:
+        given = load_spec(spec_path, schema)
+        if given.content_hash != meta["spec_hash"]:
+            raise ModelError(f"{folder} was trained on another version of the spec "
+                             f"(model {meta['spec_hash'][:12]}, {spec_path} {given.content_hash[:12]}); "
+                             "retrain with `mteach train`, or predict without --spec to use the model's own copy")
+    try:
+        label_model = _restore(LabelModel(**meta["label_model"]["params"]), meta["label_model"]["state"])
+        field_spec = _spec_on_fields(spec)
+        featurizer = Featurizer.from_dict(meta["featurizer"], numeric=numeric_features(field_spec))
+        end_model = EndModel.load(folder / "end_model")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelError(f"{folder}: the model is damaged ({err}); retrain it with `mteach train`") from None
+    return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"])
+
