@@ -17,6 +17,7 @@ hash first, so a corrupt or truncated file gives a clear :class:`EndModelLoadErr
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -108,13 +109,16 @@ class EndModel(ClassifierMixin, BaseEstimator):
     seed: seeds weight init and batch order (a local generator; the global RNG
         state is left as it was).
     device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N".
+    num_threads: CPU threads torch may use while fitting / predicting (restored
+        afterwards); ``None`` leaves torch's setting. One thread is the fastest for
+        these small models and avoids oversubscription on a shared machine.
     """
 
     def __init__(self, hidden: int = 0, epochs: int = 40, lr: float = 0.01,
                  weight_decay: float = 1e-3, batch_size: int = 64,
                  hint_strength: float = 1.0, hint_margin: float = 1.0,
                  hint_sharpness: float = DEFAULT_SHARPNESS, seed: int = 0,
-                 device: str = "auto"):
+                 device: str = "auto", num_threads: Optional[int] = 1):
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
@@ -125,6 +129,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
         self.hint_sharpness = hint_sharpness
         self.seed = seed
         self.device = device
+        self.num_threads = num_threads
 
     # ---- training ----------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -170,6 +175,13 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 raise ValueError("sample_weight must be n finite non-negative numbers, not all zero")
 
         device = _resolve_device(self.device)
+        with _threads(self.num_threads):
+            return self._fit(X, Y, w, hints, keys, device)
+
+    def _fit(self, X, Y, w, hints, keys, device) -> "EndModel":
+        import torch
+        n, dim = X.shape
+        k = Y.shape[1]
         prev_det = torch.are_deterministic_algorithms_enabled()
         prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -243,7 +255,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the model was fitted on {self.n_features_in_}")
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), _threads(getattr(self, "num_threads", 1)):
             for start in range(0, X.shape[0], _PREDICT_BATCH):
                 xb = torch.as_tensor(X[start:start + _PREDICT_BATCH].toarray(), device=self.device_)
                 out.append(self.net_(xb).double().cpu().numpy())
@@ -359,6 +371,20 @@ class EndModel(ClassifierMixin, BaseEstimator):
         self.classes_ = np.arange(n_classes)
         self.history_ = meta.get("history", [])
         return self
+
+
+@contextlib.contextmanager
+def _threads(n: Optional[int]):
+    import torch
+    if n is None:
+        yield
+        return
+    prev = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -129,7 +129,7 @@ def compile_hints(
         where = _where(h)
         if h.label not in labels:
             import difflib
-            close = difflib.get_close_matches(h.label, labels, n=1)
+            close = difflib.get_close_matches(h.label, labels, n=1, cutoff=0.5)
             extra = f"; did you mean {close[0]!r}?" if close else ""
             raise HintError(f"{where}{name}: unknown label {h.label!r} "
                             f"(labels: {', '.join(labels)}){extra}")

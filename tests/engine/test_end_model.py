@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+
+from mteach.engine.end_model import EndModel, EndModelLoadError
+
+
+@pytest.fixture(scope="module")
+def toy():
+    r = np.random.default_rng(0)
+    n, d = 240, 30
+    X = sp.random(n, d, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    w = np.zeros(d)
+    w[:5] = 4.0
+    w[5:10] = -4.0
+    y = (X @ w > 0).astype(int)
+    soft = np.eye(2)[y] * 0.9 + 0.05
+    return X, y, soft
+
+
+def test_sklearn_contract(toy):
+    m = EndModel(hidden=0, epochs=3, seed=3)
+    assert m.get_params()["seed"] == 3
+    assert not any(k.endswith("_") for k in vars(m))
+    c = clone(m)
+    assert c.get_params() == m.get_params()
+    X, y, soft = toy
+    assert m.fit(X, soft) is m
+    assert {"history_", "n_features_in_", "classes_"} <= set(vars(m))
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_learns_soft_labels(toy, hidden):
+    X, y, soft = toy
+    m = EndModel(hidden=hidden, epochs=40, lr=0.05, seed=0, device="cpu").fit(X, soft)
+    assert (m.predict(X) == y).mean() > 0.9
+    p = m.predict_proba(X)
+    assert p.shape == (X.shape[0], 2) and np.allclose(p.sum(1), 1)
+    h = m.history_
+    assert len(h) == 40 and h[-1]["ce"] < h[0]["ce"] and set(h[0]) == {"epoch", "loss", "ce", "hints"}
+
+
+def test_hard_labels_dense_input_and_sample_weight(toy):
+    X, y, soft = toy
+    m = EndModel(epochs=20, lr=0.05, device="cpu").fit(X.toarray(), y, sample_weight=np.ones(len(y)))
+    assert (m.predict(X) == y).mean() > 0.85
+    # zero weight on all class-1 rows: the model never learns class 1
+    w = (y == 0).astype(float)
+    m2 = EndModel(epochs=20, lr=0.05, device="cpu").fit(X, soft, sample_weight=w)
+    assert (m2.predict(X) == 0).mean() > 0.95
+
+
+def test_deterministic_for_a_seed(toy):
+    X, y, soft = toy
+    a = EndModel(hidden=4, epochs=5, seed=7, device="cpu").fit(X, soft).predict_proba(X)
+    b = EndModel(hidden=4, epochs=5, seed=7, device="cpu").fit(X, soft).predict_proba(X)
+    c = EndModel(hidden=4, epochs=5, seed=8, device="cpu").fit(X, soft).predict_proba(X)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_input_errors(toy):
+    X, y, soft = toy
+    with pytest.raises(ValueError, match="soft labels have 3 rows but X has 240"):
+        EndModel().fit(X, soft[:3])
+    with pytest.raises(ValueError, match="all-zero soft labels"):
+        EndModel().fit(X, np.zeros_like(soft))
+    with pytest.raises(ValueError, match="epochs=0 is invalid"):
+        EndModel(epochs=0).fit(X, soft)
+    m = EndModel(epochs=1).fit(X, soft)
+    with pytest.raises(ValueError, match="X has 5 features"):
+        m.predict(np.zeros((2, 5)))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        EndModel().predict(X)
+
+
+def test_top_features_explain_the_prediction(toy):
+    X, y, soft = toy
+    m = EndModel(epochs=40, lr=0.05, device="cpu").fit(X, soft)
+
+    class F:
+        feature_names_ = [f"f{i}" for i in range(X.shape[1])]
+
+    row = next(i for i in range(X.shape[0]) if y[i] == 1 and X[i, :5].nnz >= 2)
+    top = m.top_features(X[row], F(), k=3)
+    assert 1 <= len(top) <= 3 and all(c > 0 for _, c in top)
+    assert [c for _, c in top] == sorted((c for _, c in top), reverse=True)
+    assert top[0][0] in {f"f{i}" for i in range(5)}  # a class-1 feature leads
+    assert all(X[row, int(name[1:])] > 0 for name, _ in top)  # only features the row has
+
+
+def test_save_load_round_trip(tmp_path, toy):
+    X, y, soft = toy
+    m = EndModel(hidden=4, epochs=3, seed=1, device="cpu").fit(X, soft)
+    m.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "end_model.json").read_text())
+    assert meta["params"]["hidden"] == 4 and meta["n_features"] == X.shape[1]
+    back = EndModel.load(tmp_path / "m")
+    assert np.array_equal(back.predict_proba(X), m.predict_proba(X))
+    assert back.get_params() == m.get_params()
+    assert not list((tmp_path / "m").glob("*.tmp"))
+
+
+def test_corrupt_or_truncated_weights_give_clear_errors(tmp_path, toy):
+    X, y, soft = toy
+    folder = tmp_path / "m"
+    EndModel(epochs=1, device="cpu").fit(X, soft).save(folder)
+    w = folder / "weights.pt"
+    good = w.read_bytes()
+    w.write_bytes(good[: len(good) // 2])
+    with pytest.raises(EndModelLoadError, match="corrupt or truncated"):
+        EndModel.load(folder)
+    # a bad file whose hash was "updated" still fails cleanly inside torch.load
+    meta = json.loads((folder / "end_model.json").read_text())
+    import hashlib
+    meta["weights_sha256"] = hashlib.sha256(good[:100]).hexdigest()
+    (folder / "end_model.json").write_text(json.dumps(meta))
+    w.write_bytes(good[:100])
+    with pytest.raises(EndModelLoadError, match="could not be read as weights"):
+        EndModel.load(folder)
+    (folder / "end_model.json").write_text("{not json")
+    with pytest.raises(EndModelLoadError, match="not a valid end-model description"):
+        EndModel.load(folder)
+    w.unlink()
+    with pytest.raises(EndModelLoadError, match="weights.pt is missing"):
+        EndModel.load(folder)
+    assert issubclass(EndModelLoadError, ValueError)
