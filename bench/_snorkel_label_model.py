@@ -34,7 +34,7 @@ def main():
     L = np.load(args.train)
     lm = LabelModel(cardinality=args.k, verbose=False)
     t0 = time.perf_counter()
-    lm.fit(L_train=L, n_epochs=args.epochs, seed=args.seed, log_freq=10**9)
+    lm.fit(L_train=L, n_epochs=args.epochs, seed=args.seed, log_freq=10**9, progress_bar=False)
     dt = time.perf_counter() - t0
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "fit_seconds.txt"), "w") as f:
