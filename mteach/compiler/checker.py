@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -108,6 +109,24 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
+_LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _offset_span(display: str, before: str) -> ast.Span:
+    """The span of the character that follows the text ``before``."""
+    parts = _LINE_BREAK.split(before)  # the line breaks of str.splitlines, as the parser counts
+    line, column = len(parts), len(parts[-1]) + 1
+    return ast.Span(display, line, column, line, column + 1)
+
+
+_KIND_WORDS = {"text": "text", "number": "number", "boolean": "yes/no (boolean)",
+               "other": "other (not text, number or boolean)"}
+
+
+def _a_kind(kind) -> str:
+    return "an other" if kind == "other" else f"a {_KIND_WORDS.get(kind, kind)}"
+
+
 def read_lexicon(path: Path) -> tuple:
     """One phrase a line; blank lines and lines starting with # are skipped."""
     text = path.read_text(encoding="utf-8")
@@ -141,7 +160,13 @@ class _Checker:
             self.error(span, f"spec file not found: {display}")
             return None
         except UnicodeDecodeError as err:
-            self.error(span, f"{display} is not UTF-8 text (byte {err.start})", hint="save the file as UTF-8")
+            self.error(_offset_span(display, raw[:err.start].decode("utf-8", "replace")),
+                       f"{display} is not UTF-8 text (byte {err.start})", hint="save the file as UTF-8")
+            return None
+        except UnicodeEncodeError as err:  # a lone surrogate in an editor buffer
+            self.error(_offset_span(display, self.text[:err.start]),
+                       f"character {err.object[err.start]!r} is not valid Unicode text",
+                       hint="delete it or retype it")
             return None
         except OSError as err:
             self.error(span, f"cannot read {display}: {err.strerror}")
@@ -351,8 +376,8 @@ class _Checker:
         if node.name in self.fields:
             kind = self.kinds[node.name]
             if kind not in ("text", None):
-                self.error(node.span, f"{node.name} is a {kind} field; this needs text",
-                           hint=f'column "{self.fields[node.name].column}" holds {kind} values')
+                self.error(node.span, f"{node.name} is {_a_kind(kind)} field; this needs text",
+                           hint=f'column "{self.fields[node.name].column}" holds {_KIND_WORDS[kind]} values')
             return node
         if node.name in self.defines:
             self.error(node.span, f"{node.name} is a define, not a field; a text field goes here")
@@ -421,7 +446,10 @@ class _Checker:
         if isinstance(node, ast.Compare):
             left, right = self.value(node.left), self.value(node.right)
             lk, rk = self.value_kind(left), self.value_kind(right)
-            if "string" in (lk, rk):
+            odd = [v for v, k in ((left, lk), (right, rk)) if k in ("boolean", "other")]
+            if odd:
+                self.not_comparable(odd[0])
+            elif "string" in (lk, rk):
                 if node.op not in ("==", "!="):
                     self.error(node.span, f"`{node.op}` compares numbers; text can only be tested with == or !=")
                 elif {lk, rk} - {"string", "text", None}:
@@ -433,7 +461,10 @@ class _Checker:
         if isinstance(node, ast.Between):
             parts = [self.value(v) for v in (node.value, node.low, node.high)]
             for v in parts:
-                if self.value_kind(v) in ("string", "text", "boolean"):
+                if self.value_kind(v) in ("boolean", "other"):
+                    self.not_comparable(v)
+                    break
+                if self.value_kind(v) in ("string", "text"):
                     self.error(node.span, "between compares numbers")
                     break
             return replace(node, value=parts[0], low=parts[1], high=parts[2])
@@ -447,7 +478,9 @@ class _Checker:
                 return node
             kind = self.kinds[src.name]
             kinds = {"string" if isinstance(v, ast.String) else "number" for v in node.values}
-            if kind == "number" and "string" in kinds or kind == "text" and "number" in kinds:
+            if kind in ("boolean", "other"):
+                self.not_comparable(src)
+            elif kind == "number" and "string" in kinds or kind == "text" and "number" in kinds:
                 self.error(node.span, f"{src.name} holds {kind} values; quote the values to match" if kind == "text"
                            else f"{src.name} holds numbers; write the values without quotes")
             return node
@@ -462,7 +495,7 @@ class _Checker:
             name = node.ref.name
             if name in self.fields:
                 if self.kinds[name] not in ("boolean", None):
-                    self.error(node.span, f"{name} is a {self.kinds[name]} field, not a yes/no test",
+                    self.error(node.span, f"{name} is {_a_kind(self.kinds[name])} field, not a yes/no test",
                                hint=f'write a test on it, e.g. `{name} has "..."`' if self.kinds[name] == "text" else "")
                 return node
             if name in self.defines:
@@ -475,6 +508,15 @@ class _Checker:
                 return None
             return self.unknown(node.ref)
         return node
+
+    def not_comparable(self, ref: ast.Ref):
+        """A boolean or other (date, list, ...) field used where a value is compared."""
+        if self.kinds[ref.name] == "boolean":
+            self.error(ref.span, f"{ref.name} is a yes/no field; it is a test on its own",
+                       hint=f"write `{ref.name}` or `not {ref.name}`")
+        else:
+            self.error(ref.span, f"{ref.name} is neither text nor a number; only `is missing` can test it",
+                       hint=f'column "{self.fields[ref.name].column}" holds {_KIND_WORDS["other"]} values')
 
     def value(self, node):
         if isinstance(node, ast.Measure):
@@ -521,6 +563,17 @@ class _Checker:
             elif name not in self.fields:
                 self.error(e.span, f"example names unknown field {name}{did_you_mean(name, self.fields)}")
                 continue
+            kind = self.kinds.get(name)
+            if kind == "number" and isinstance(value, str):
+                self.error(e.span, f"example gives {name} the text {value!r}, but {name} holds numbers",
+                           hint="write the number without quotes")
+            elif kind == "text" and not isinstance(value, str):
+                self.error(e.span, f"example gives {name} a number, but {name} holds text", hint="quote the value")
+            elif kind == "boolean" and value not in ("true", "false", 0.0, 1.0):
+                self.error(e.span, f"example gives {name} {value!r}, but {name} is a yes/no field",
+                           hint='write "true" or "false"')
+            elif kind == "other":
+                self.error(e.span, f"example cannot give {name} a value: it is neither text nor a number")
             inputs.append((name, value))
         return replace(e, inputs=tuple(inputs))
 

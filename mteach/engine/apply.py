@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..compiler.checker import Spec, load_spec
+from ..compiler.checker import Spec, field_kind, load_spec
 from ..compiler.plan import columns_needed, vote_matrix
 from ..errors import DataError
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, open_data
@@ -46,9 +46,27 @@ def rules_table(spec: Spec) -> pa.Table:
     })
 
 
+def checked_for(spec: Spec, schema: pa.Schema) -> Spec:
+    """``spec`` checked against this data's columns and types.
+
+    A spec loaded without a schema (or for other data) is checked again, so a missing
+    column or a type mismatch is a ``SpecError`` naming the spec line, not a crash.
+    """
+    kinds = {}
+    for name, f in spec.fields.items():
+        if f.column not in schema.names:
+            kinds = None
+            break
+        kinds[name] = field_kind(schema.field(f.column).type)
+    if kinds == spec.field_kinds:
+        return spec
+    main_text = next(iter(spec.sources.values()), None)
+    return load_spec(spec.path, schema, text=main_text)
+
+
 def apply_table(spec: Spec, table: pa.Table | pa.RecordBatch) -> np.ndarray:
     """Votes for an in-memory table: (rows × rules) int8, -1 where a rule abstains."""
-    return vote_matrix(spec, table)
+    return vote_matrix(checked_for(spec, table.schema), table)
 
 
 def resolve_id_column(source: DataSource, id_column: Optional[str]) -> Optional[str]:
@@ -115,6 +133,7 @@ def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] =
     source = open_data(data)
     if not isinstance(spec, Spec):
         spec = load_spec(spec, source.schema)
+    spec = checked_for(spec, source.schema)
     id_column = resolve_id_column(source, id_column)
     id_name = id_column or ROW_NUMBER
     id_type = source.schema.field(id_column).type if id_column else pa.int64()

@@ -24,7 +24,7 @@ def examples_table(spec: Spec) -> pa.Table:
         if kind == "number" or (kind is None and any(isinstance(v, float) for v in values)):
             arr = pa.array([float(v) if isinstance(v, (int, float)) else None for v in values], pa.float64())
         elif kind == "boolean":
-            arr = pa.array([bool(v) if v is not None else None for v in values], pa.bool_())
+            arr = pa.array([None if v is None else v in ("true", 1.0) for v in values], pa.bool_())
         else:
             arr = pa.array([None if v is None else str(v) for v in values], pa.string())
         columns[f.column] = arr

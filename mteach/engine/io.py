@@ -6,6 +6,7 @@ bounded by the batch size however long the file is. Every reader error becomes a
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import os
@@ -41,6 +42,23 @@ def _explain_arrow_error(path, err: Exception) -> DataError:
     if "Empty CSV file" in text or "Empty file" in text:
         return DataError(f"{path}: the file is empty; it needs a header line and rows")
     return DataError(f"{path}: cannot read the data: {text.splitlines()[0] if text else type(err).__name__}")
+
+
+def _not_utf8(path, columns) -> DataError:
+    """Name the column(s) and the first line holding bytes that are not UTF-8."""
+    where, NEWLINE = "", b"\n"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                where = f" (first at line {line + block[:err.start].count(NEWLINE)})"
+                break
+            line += block.count(NEWLINE)
+    return DataError(f"{path}: column {', '.join(map(repr, columns))} is not valid UTF-8 text{where}; "
+                     "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`")
 
 
 @dataclass
@@ -104,6 +122,9 @@ def open_data(path) -> DataSource:
             reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22),
                                     convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
             schema = reader.schema
+            binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+            if binary:  # Arrow reads a column with non-UTF-8 bytes as binary
+                raise _not_utf8(path, binary)
             # Columns that are empty in the first block come out as null type; read them as text.
             schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema])
             return DataSource(path, fmt, schema, None)

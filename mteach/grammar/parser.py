@@ -23,6 +23,7 @@ PHRASE_FUNCS = ("any", "all", "lexicon")
 WINDOW_FUNCS = ("first", "last")
 MEASURE_FUNCS = ("len", "words", "count", "number", "upper_ratio", "digit_ratio")
 FUNCTIONS = PHRASE_FUNCS + WINDOW_FUNCS + MEASURE_FUNCS
+MAX_WINDOW = 1_000_000_000  # first/last(F, n): larger n would overflow Arrow's slice offsets
 
 _KEYWORDS = ("and", "or", "not", "has", "near", "within", "between", "in", "is", "missing",
              "unless", "confidence", "abstain", "more", "less", "per") + STATEMENT_KEYWORDS
@@ -307,6 +308,8 @@ class _Builder(Transformer):
             size = args[1]
             if not isinstance(size, ast.Number) or size.value < 1 or size.value != int(size.value):
                 self.fail(span, f"{name}(...)'s second argument is a whole number of characters")
+            if size.value > MAX_WINDOW:
+                self.fail(size.span, f"{name}(...) takes at most {MAX_WINDOW:,} characters")
             return ast.Window(name, self.as_source(args[0]), int(size.value), span)
         if name in ("count", "number"):
             want(2, f"{name}(text, /re/)" if name == "number" else "count(text, /re/ or phrases)")
@@ -351,10 +354,13 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, lines: list[str], first_
                        if not t.startswith("__ANON") or t in _TOKEN_WORDS})
     if isinstance(err, UnexpectedToken):
         tok = err.token
-        got = "the end of the statement" if tok.type == "$END" else repr(str(tok))
-        if tok.type != "$END":
+        if tok.type == "$END":  # lark places it on the last token; point just after that token
+            message = "the statement ends too early"
+            if tok.end_line is not None and tok.end_column is not None:
+                span = ast.Span(file, tok.end_line, tok.end_column, tok.end_line, tok.end_column + 1)
+        else:
             span = ast.Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
-        message = f"unexpected {got}"
+            message = f"unexpected {str(tok)!r}"
         if tok.type == "NAME" and str(tok).lower() in _KEYWORDS and str(tok) != str(tok).lower():
             return Diagnostic(span, message, hint=f"write {str(tok).lower()!r} in lower case")
         if tok.type == "NAME" and did_you_mean(str(tok), _KEYWORDS):
