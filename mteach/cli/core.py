@@ -8,6 +8,7 @@ from ..compiler.checker import load_spec
 from ..engine.analysis import rule_stats, summarize
 from ..engine.apply import apply_file
 from ..engine.examples import run_examples
+from ..engine.gold import gold_from_column
 from ..engine.io import open_data
 from ..errors import DataError, SpecError
 from .common import (add_data_options, add_format_option, dump_json, gold_for, load, print_table,
@@ -54,7 +55,8 @@ def register(sub):
 
     p = sub.add_parser("demo", help="run the bundled YouTube spam example end to end",
                        description="check → apply → stats on the bundled YouTube comments (train: files 01-04, "
-                                   "evaluation: file 05), printing a readable summary.")
+                                   "evaluation: file 05) → train → evaluate on file 05, printing label model "
+                                   "and end model accuracy next to majority vote.")
     p.add_argument("--out", default="mteach-demo", metavar="DIR", help="where to write outputs (default ./mteach-demo)")
     p.set_defaults(run=cmd_demo)
 
@@ -187,5 +189,23 @@ def cmd_demo(args) -> int:
         spec_, table, summary = compute_stats(argparse.Namespace(spec=spec_path, data=data, **gold_args))
         print_stats(spec_, table, summary)
         print()
-    print(f"next: edit {spec_path.name} and re-run `mteach stats`, or open it in `mteach tui`.")
+
+    from ..engine.train import save_model, train
+    from ..settings import load_settings
+    from .learn import evaluate
+    print("5. train: label model on the rules' votes, end model on its soft labels, hints as penalties")
+    train_table = open_data(train).read_all()
+    model, report = train(spec, train_table, load_settings(None),
+                          log=lambda m: print(f"   {m}"))
+    save_model(model, out / "model", report)
+    print(f"   wrote {out / 'model'}\n")
+
+    print("6. evaluate on the held-out file 05 against its gold labels")
+    test_table = open_data(test).read_all()
+    votes = model.votes(test_table)
+    result = model.predict(test_table, votes)
+    gold = gold_from_column(test_table, "CLASS", {"1": "SPAM", "0": "HAM"}, list(spec.labels), str(test))
+    print_table(evaluate(result, votes, gold, list(spec.labels)), ["method", "accuracy", "rows"],
+                right={"accuracy", "rows"})
+    print(f"\nnext: edit {spec_path.name} and re-run `mteach stats`, or open it in `mteach tui`.")
     return 0
