@@ -15,7 +15,7 @@ from ..compiler.checker import Spec, load_spec
 from ..engine.apply import iter_votes, resolve_id_column
 from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
 from ..engine.io import DataSource, open_data
-from ..errors import DataError
+from ..errors import DataError, did_you_mean
 
 
 def add_data_options(p, gold=True):
@@ -97,7 +97,11 @@ def gold_for(args, loaded: Loaded, ids: pa.Array) -> Optional[np.ndarray]:
         return gold
     if getattr(args, "gold_column", None):
         mapping = parse_mapping(args.gold_map, labels) if args.gold_map else {lab: lab for lab in labels}
-        table = loaded.source.read_all([args.gold_column]) if args.gold_column in loaded.source.schema.names else pa.table({})
+        names = loaded.source.schema.names
+        if args.gold_column not in names:
+            raise DataError(f"{loaded.source.path}: no gold column {args.gold_column!r}"
+                            f"{did_you_mean(args.gold_column, names)} (columns: {', '.join(names)})")
+        table = loaded.source.read_all([args.gold_column])
         return gold_from_column(table, args.gold_column, mapping, labels, str(loaded.source.path))
     if getattr(args, "gold_map", None):
         raise DataError("--gold-map goes with --gold-column")

@@ -50,8 +50,9 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
     n, m = votes.shape
     voted = votes != ABSTAIN
     n_voting = voted.sum(axis=1)
-    row_min = np.where(voted, votes, np.iinfo(np.int8).max).min(axis=1)
-    row_max = np.where(voted, votes, np.iinfo(np.int8).min).max(axis=1)
+    # initial=: a spec with no rules yet gives an (n × 0) matrix
+    row_min = np.where(voted, votes, np.iinfo(np.int8).max).min(axis=1, initial=np.iinfo(np.int8).max)
+    row_max = np.where(voted, votes, np.iinfo(np.int8).min).max(axis=1, initial=np.iinfo(np.int8).min)
     conflicted_rows = (n_voting > 1) & (row_min != row_max)
     denom = max(n, 1)
     cols = {
@@ -83,8 +84,8 @@ def summarize(votes: np.ndarray, labels: list, gold: Optional[np.ndarray] = None
     voted = votes != ABSTAIN
     n_voting = voted.sum(axis=1)
     mv = majority_vote(votes, len(labels))
-    row_min = np.where(voted, votes, 127).min(axis=1)
-    row_max = np.where(voted, votes, -128).max(axis=1)
+    row_min = np.where(voted, votes, 127).min(axis=1, initial=127)
+    row_max = np.where(voted, votes, -128).max(axis=1, initial=-128)
     conflicted = int(((n_voting > 1) & (row_min != row_max)).sum())
     per_class, mv_correct, mv_decided, gold_rows = [], 0, 0, 0
     if gold is not None:

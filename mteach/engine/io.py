@@ -125,6 +125,10 @@ def open_data(path) -> DataSource:
             binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
             if binary:  # Arrow reads a column with non-UTF-8 bytes as binary
                 raise _not_utf8(path, binary)
+            try:
+                reader.read_next_batch()
+            except StopIteration:  # before the types below are blamed on the spec
+                raise DataError(f"{path}: the file has a header but no rows") from None
             # Columns that are empty in the first block come out as null type; read them as text.
             schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema])
             return DataSource(path, fmt, schema, None)

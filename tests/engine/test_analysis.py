@@ -1,0 +1,100 @@
+"""Rule statistics, checked against values computed by hand on a tiny vote matrix.
+
+Definitions (Snorkel's LFAnalysis, every denominator = all rows):
+coverage = rows the rule votes on; overlaps = of those, rows where another rule votes
+too; conflicts = rows where another rule votes a different label.
+"""
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import mteach
+from mteach.engine.analysis import majority_vote, rule_stats, summarize
+
+# rules: r0 => A, r1 => B, r2 => A      labels: A = 0, B = 1
+VOTES = np.array([
+    [0, 1, -1],    # row 0: r0 and r1 disagree (overlap + conflict)
+    [0, -1, 0],    # row 1: r0 and r2 agree (overlap, no conflict)
+    [-1, -1, -1],  # row 2: uncovered
+    [-1, 1, 0],    # row 3: r1 and r2 disagree
+    [0, -1, -1],   # row 4: r0 alone
+    [-1, -1, 0],   # row 5: r2 alone
+], dtype=np.int8)
+GOLD = np.array([0, 0, 1, 1, 1, -1])  # A A B B B unknown
+NAMES, RULE_LABELS, LABELS = ["r0", "r1", "r2"], ["A", "B", "A"], ["A", "B"]
+
+
+def test_coverage_overlaps_conflicts_by_hand():
+    t = rule_stats(VOTES, NAMES, RULE_LABELS, LABELS)
+    assert isinstance(t, pa.Table)
+    assert t.column("rule").to_pylist() == NAMES
+    assert t.column("polarity").to_pylist() == [["A"], ["B"], ["A"]]
+    assert t.column("votes").to_pylist() == [3, 2, 3]
+    assert t.column("coverage").to_pylist() == pytest.approx([3 / 6, 2 / 6, 3 / 6])
+    assert t.column("overlaps").to_pylist() == pytest.approx([2 / 6, 2 / 6, 2 / 6])
+    assert t.column("conflicts").to_pylist() == pytest.approx([1 / 6, 2 / 6, 1 / 6])
+    assert "accuracy" not in t.column_names
+
+
+def test_gold_columns_by_hand():
+    t = rule_stats(VOTES, NAMES, RULE_LABELS, LABELS, GOLD)
+    assert t.column("correct").to_pylist() == [2, 1, 1]
+    assert t.column("incorrect").to_pylist() == [1, 1, 1]  # r2's vote on row 5 has no gold: not counted
+    assert t.column("accuracy").to_pylist() == pytest.approx([2 / 3, 1 / 2, 1 / 2])
+    # recall: share of the gold rows of the rule's label that it catches
+    assert t.column("recall").to_pylist() == pytest.approx([2 / 2, 1 / 3, 1 / 2])
+
+
+def test_accuracy_is_nan_without_gold_rows_voted():
+    votes = np.array([[0], [-1]], dtype=np.int8)
+    t = rule_stats(votes, ["r"], ["B"], LABELS, np.array([-1, 1]))
+    assert math.isnan(t.column("accuracy")[0].as_py())
+    assert t.column("recall").to_pylist() == [0.0]
+    t = rule_stats(votes, ["r"], ["A"], LABELS, np.array([-1, 1]))
+    assert math.isnan(t.column("recall")[0].as_py())  # no gold rows of label A
+
+
+def test_majority_vote_ties_abstain():
+    assert majority_vote(VOTES, 2).tolist() == [-1, 0, -1, -1, 0, 0]
+    votes = np.array([[0, 1, 1], [2, 2, 1], [0, 1, 2]], dtype=np.int8)
+    assert majority_vote(votes, 3).tolist() == [1, 2, -1]
+
+
+def test_summary_by_hand():
+    s = summarize(VOTES, LABELS, GOLD)
+    assert (s.rows, s.covered, s.overlapped, s.conflicted) == (6, 5, 3, 2)
+    assert (s.gold_rows, s.mv_decided, s.mv_correct) == (5, 2, 1)
+    a, b = s.per_class
+    assert a == {"label": "A", "gold": 2, "predicted": 2, "precision": 0.5, "recall": 0.5}
+    assert (b["label"], b["gold"], b["predicted"], b["recall"]) == ("B", 3, 0, 0.0)
+    assert math.isnan(b["precision"])
+    assert summarize(VOTES, LABELS).per_class == []
+
+
+def test_no_rules_and_no_rows():
+    """A spec with no rules yet still gets stats (an n × 0 matrix); so does an empty one."""
+    t = rule_stats(np.zeros((4, 0), np.int8), [], [], LABELS, np.array([0, 1, -1, 0]))
+    assert t.num_rows == 0
+    s = summarize(np.zeros((4, 0), np.int8), LABELS, np.array([0, 1, -1, 0]))
+    assert (s.rows, s.covered, s.conflicted, s.mv_decided) == (4, 0, 0, 0)
+    t = rule_stats(np.zeros((0, 2), np.int8), ["a", "b"], ["A", "B"], LABELS)
+    assert t.column("coverage").to_pylist() == [0.0, 0.0]
+
+
+def test_public_api_road(tmp_path):
+    """load_spec → apply_table (numpy) → rule_stats (Arrow), as the package docstring shows."""
+    table = pa.table({"CONTENT": ["buy now", "nice song", "buy this song", None], "CLASS": [1, 0, 1, 0]})
+    spec_path = tmp_path / "s.mt"
+    spec_path.write_text('concept spam\nlabels SPAM, HAM\nfield text = "CONTENT"\n'
+                         'rule buy : text has "buy" => SPAM\nrule song : text has "song" => HAM\n')
+    spec = mteach.load_spec(spec_path, schema=table.schema)
+    votes = mteach.apply_table(spec, table)
+    assert isinstance(votes, np.ndarray) and votes.shape == (4, 2)
+    gold = np.array([0, 1, 0, 1])
+    stats = mteach.rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels), gold)
+    assert isinstance(stats, pa.Table)
+    assert stats.column("coverage").to_pylist() == pytest.approx([0.5, 0.5])
+    assert stats.column("conflicts").to_pylist() == pytest.approx([0.25, 0.25])
+    assert stats.column("accuracy").to_pylist() == pytest.approx([1.0, 0.5])
