@@ -26,8 +26,8 @@ tunes (this file) stay apart::
     [end_model]
     hidden = 0                   # 0 = linear; > 0 = one hidden layer of that size
     epochs = 30
-    lr = 0.01
-    weight_decay = 0.001
+    lr = 0.1                     # Adam, cosine-decayed to 0 over training
+    weight_decay = 0.0001        # L2 on weights
     batch_size = 64
     seed = 0
     device = "auto"              # auto | cpu | cuda | cuda:N
@@ -95,8 +95,8 @@ class FeatureSettings:
 class EndModelSettings:
     hidden: int = 0
     epochs: int = 30
-    lr: float = 0.01
-    weight_decay: float = 1e-3
+    lr: float = 0.1
+    weight_decay: float = 1e-4
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"

@@ -75,7 +75,7 @@ class Featurizer:
         char_ngram_range: tuple = (2, 5),
         min_df: int = 1,
         max_features: Optional[int] = None,
-        sublinear_tf: bool = True,
+        sublinear_tf: bool = False,
         lowercase: bool = True,
     ):
         self.text_fields = text_fields
