@@ -27,6 +27,10 @@ def register(sub):
     p.add_argument("-o", "--output", required=True, metavar="LEDGER.parquet")
     add_data_options(p)
     p.add_argument("--seed", type=int, default=0, metavar="N", help="label model seed (default 0)")
+    p.add_argument("--model", metavar="MODEL_DIR",
+                   help="a model trained with `mteach train` on this spec version: its label model is used as "
+                        "trained and its end model decides the rows no rule covers (default: fit the label "
+                        "model here; uncovered rows get no label)")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="batches evaluated at once (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(run=cmd_label)
@@ -89,8 +93,13 @@ def cmd_label(args) -> int:
         return gold_for(args, Loaded(spec, source, id_column), ids)
 
     with progress_bar(loaded.source.num_rows, "labelling", not args.quiet) as advance:
+        model = None
+        if args.model:
+            from ..engine.train import load_model
+            model = load_model(args.model, args.spec, loaded.source.schema)
         ledger = prov.label_data(args.spec, args.data, args.output, loaded.id_column, gold_fn=gold_fn,
-                                 seed=args.seed, threads=args.threads, progress=advance, spec=loaded.spec)
+                                 seed=args.seed, threads=args.threads, progress=advance, spec=loaded.spec,
+                                 model=model)
     if not args.quiet:
         run = ledger.run
         git = run["git"]

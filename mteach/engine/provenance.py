@@ -352,6 +352,7 @@ def _list_column(offsets: np.ndarray, children: dict, typ: pa.DataType) -> pa.Ar
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
                  seed: int = 0, run_facts: Optional[dict] = None,
                  end_model: Optional[Callable[[np.ndarray], object]] = None,
+                 label_model=None, end_model_proba: Optional[np.ndarray] = None, blend: float = 0.0,
                  git: bool = True) -> Ledger:
     """Fit the label model on ``votes`` and build the ledger (no per-row Python).
 
@@ -360,16 +361,30 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     on; returns their class probabilities (r × k), or ``(probabilities, features)`` where
     ``features`` is a list<struct<feature, weight>> array (or list) of the top features
     per row. Those rows get ``decided_by = "end_model"``; without it they get "none".
+    ``label_model``: an already fitted label model (from a trained model folder) used as is.
+    ``end_model_proba`` (n × k) with ``blend`` = beta > 0: on covered rows the posterior is
+    p ∝ p_label_model · p_end_model^beta, and the end model's share of the log-odds is kept
+    per row in ``end_model_contribution`` — so the decomposition stays exact.
     """
     votes = np.ascontiguousarray(votes, dtype=np.int8)
     n, m = votes.shape
     labels = list(spec.labels)
     k = len(labels)
     names = spec.rule_names
-    model = _fit_label_model(spec, votes, gold, seed)
+    model = label_model if label_model is not None else _fit_label_model(spec, votes, gold, seed)
     proba = model.predict_proba(votes)
+    em_term = None
+    if end_model_proba is not None and blend > 0:
+        log_em = blend * np.log(np.clip(end_model_proba, 1e-12, 1.0))
+        logits = np.log(np.clip(proba, 1e-300, 1.0)) + log_em
+        proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+        proba /= proba.sum(axis=1, keepdims=True)
     predicted = np.argmax(proba, axis=1)
     contrib = model.contributions(votes, target=predicted)
+    if end_model_proba is not None and blend > 0:
+        # same convention as the rules' contributions: toward the label, minus the mean of the others
+        chosen = log_em[np.arange(n), predicted]
+        em_term = chosen - (log_em.sum(axis=1) - chosen) / max(k - 1, 1)
 
     voted = votes != -1
     covered = voted.any(axis=1)
@@ -417,6 +432,9 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
         "votes": votes_col,
         "contributions": contrib_col,
     }
+    if em_term is not None:
+        cols_out["end_model_contribution"] = pa.array(np.where(covered, em_term, np.nan), pa.float64(),
+                                                      mask=~covered)
     if gold is not None:
         cols_out["gold"] = label_names.take(pa.array(np.where(gold >= 0, gold, k)))
     if features_col is not None:
@@ -432,7 +450,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
            "settings": {"seed": int(seed), "label_model": {"class": type(model).__name__,
                                                            "params": _jsonable(model.get_params())},
                         "gold": None if gold is None else {"rows": int((gold >= 0).sum())},
-                        "end_model": end_model is not None},
+                        "end_model": end_model is not None, "blend": float(blend) if em_term is not None else 0.0},
            **(run_facts or {})}
 
     rt = rules_table(spec).to_pylist()
@@ -472,10 +490,13 @@ def readable(path):
 
 def label_data(spec_path, data, output, id_column: Optional[str] = None, gold_fn=None, seed: int = 0,
                batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress=None,
-               end_model=None, spec: Optional[Spec] = None) -> Ledger:
+               end_model=None, spec: Optional[Spec] = None, model=None) -> Ledger:
     """Apply the spec to ``data``, fit the label model and write the ledger to ``output``.
 
     ``gold_fn(spec, source, id_column, ids)`` returns gold label indices or None.
+    ``model``: a trained model (``mteach.engine.train.TrainedModel``) of the same spec: its
+    label model is used as trained, its end model decides the rows no rule covers (with
+    their top features) and joins covered rows with the model's blend.
     """
     source = open_data(data)
     if spec is None:
@@ -485,7 +506,17 @@ def label_data(spec_path, data, output, id_column: Optional[str] = None, gold_fn
     gold = gold_fn(spec, source, id_column, ids) if gold_fn else None
     facts = {"data": Path(data).as_posix(), "data_sha256": file_fingerprint(data),
              "id_column": id_column or ROW_NUMBER}
-    ledger = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, end_model=end_model)
+    extra = {}
+    if model is not None:
+        table = source.read_all([spec.column(f) for f in spec.fields])
+        em = model.end_model_proba(table)
+
+        def end_model(rows):
+            proba = em[rows]
+            return proba, model.top_features(table.take(pa.array(rows)), proba.argmax(axis=1))
+        extra = dict(label_model=model.label_model, end_model_proba=em, blend=model.blend)
+        facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings}
+    ledger = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, end_model=end_model, **extra)
     write_ledger(ledger, output)
     return ledger
 
@@ -613,6 +644,9 @@ def explain_row(ledger: Ledger, row_id: str) -> dict:
     if row["decided_by"] == "rules":
         p = np.exp(score - score.max())
         out["posterior"] = {lab: float(x) for lab, x in zip(labels, p / p.sum())}
+        if row.get("end_model_contribution") is not None:
+            out["end_model_contribution"] = row["end_model_contribution"]
+            out["blend"] = ledger.run.get("settings", {}).get("blend")
     if row["decided_by"] == "end_model":
         out["end_model_features"] = row.get("end_model_features")
     return out
@@ -643,7 +677,7 @@ def format_explanation(e: dict) -> str:
         lines.append("")
         lab = e["label"]
         lines.append(f"start: the class baseline gives {lab} {e['baseline_log_odds']:+.3f} log-odds "
-                     f"(class balance and what the silence of the other rules says)")
+                     f"(the class balance; rules that abstain add nothing)")
         lines.append(f"then each rule that voted adds its log-odds toward {lab}:")
         for v in e["votes"]:
             acc = v["estimated_accuracy"]
@@ -663,9 +697,13 @@ def format_explanation(e: dict) -> str:
             else:
                 lines.append("          last changed: unavailable (blame needs the spec in git)")
         total = e["baseline_log_odds"] + sum(v["contribution"] for v in e["votes"])
+        if e.get("end_model_contribution") is not None:
+            lines.append(f"  {e['end_model_contribution']:+.3f}  the end model's view of the text "
+                         f"(blended in with weight {e.get('blend')})")
+            total += e["end_model_contribution"]
         lines.append(f"total: {total:+.3f} log-odds toward {lab}"
                      + (f" = probability {1 / (1 + math.exp(-total)):.4f}" if len(e["baseline"]) == 2 else
-                        f"; posterior {', '.join(f'{k} {p:.3f}' for k, p in e['posterior'].items())}"))
+                        f"; label model posterior {', '.join(f'{k} {p:.3f}' for k, p in e['posterior'].items())}"))
     elif e["decided_by"] == "end_model":
         lines.append("")
         lines.append("no rule voted on this row; it was decided by the end model (trained on the rules' labels).")

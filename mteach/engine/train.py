@@ -108,12 +108,42 @@ class TrainedModel:
     def votes(self, table: pa.Table) -> np.ndarray:
         return vote_matrix(self.spec, table)
 
+    def end_model_proba(self, table: pa.Table) -> np.ndarray:
+        return self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
+
+    def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5, batch_rows: int = 64) -> pa.Array:
+        """Per row, the ``k`` features that pushed it most toward ``classes[i]`` (gradient × input
+        of that class's margin), as list<struct<feature, weight>>; computed in batches."""
+        import torch
+        X = self.featurizer.transform(_feature_table(self.spec, table))
+        names = np.asarray(self.featurizer.feature_names_, dtype=object)
+        net, device = self.end_model.net_, self.end_model.device_
+        offsets, feats, weights = [0], [], []
+        for start in range(0, X.shape[0], batch_rows):
+            xb = torch.as_tensor(X[start:start + batch_rows].toarray(), device=device).requires_grad_(True)
+            cb = torch.as_tensor(classes[start:start + batch_rows], device=device, dtype=torch.long)
+            logits = net(xb)
+            chosen = logits.gather(1, cb[:, None])[:, 0]
+            others = logits.masked_fill(torch.nn.functional.one_hot(cb, logits.shape[1]).bool(), float("-inf"))
+            (grad,) = torch.autograd.grad((chosen - torch.logsumexp(others, dim=1)).sum(), xb)
+            contrib = (grad * xb).detach()
+            top_w, top_j = torch.topk(contrib, min(k, contrib.shape[1]), dim=1)
+            top_w, top_j = top_w.cpu().numpy(), top_j.cpu().numpy()
+            keep = top_w > 0
+            feats.append(names[top_j[keep]])
+            weights.append(top_w[keep].astype(np.float64))
+            offsets.extend((offsets[-1] + np.cumsum(keep.sum(axis=1))).tolist())
+        values = pa.StructArray.from_arrays(
+            [pa.array(np.concatenate(feats) if feats else [], pa.string()),
+             pa.array(np.concatenate(weights) if weights else [], pa.float64())], names=["feature", "weight"])
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
     def predict(self, table: pa.Table, votes: Optional[np.ndarray] = None) -> dict:
         """label (index), proba (n × k), decided_by ("rules" | "end_model"), lm_proba, em_proba."""
         votes = self.votes(table) if votes is None else votes
         covered = (votes != -1).any(axis=1)
         lm = self.label_model.predict_proba(votes)
-        em = self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
+        em = self.end_model_proba(table)
         proba = np.where(covered[:, None], _blend(lm, em, self.blend), em)
         return {"label": proba.argmax(axis=1), "proba": proba, "covered": covered,
                 "decided_by": np.where(covered, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
