@@ -88,6 +88,8 @@ class DataSource:
         for batch in reader:
             if columns is not None and self.format == "jsonl":
                 batch = batch.select(columns)
+            if self.format == "jsonl":
+                batch.validate(full=True)  # the JSON reader lets invalid UTF-8 into string columns
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
 

@@ -198,6 +198,7 @@ def test_apply_nulls_in_text_are_fine(capsys, tmp_path, spec_file):
     ("d.txt", b"x", "unknown data format '.txt'"),
     ("d.parquet", b"not parquet at all", "cannot read the data"),
     ("d.jsonl", b"{{{ not json\n", "cannot read the data"),
+    ("d.jsonl", b'{"id": 1, "text": "caf\xe9"}\n', "is not valid UTF-8"),
 ])
 def test_apply_unreadable_data(capsys, tmp_path, spec_file, name, content, words):
     spec = spec_file(SPEC_OK)
