@@ -190,12 +190,12 @@ def cmd_demo(args) -> int:
         print_stats(spec_, table, summary)
         print()
 
-    from ..engine.train import save_model, train
+    from ..engine.train import save_model, train as train_models
     from ..settings import load_settings
     from .learn import evaluate
     print("5. train: label model on the rules' votes, end model on its soft labels, hints as penalties")
     train_table = open_data(train).read_all()
-    model, report = train(spec, train_table, load_settings(None),
+    model, report = train_models(spec, train_table, load_settings(None),
                           log=lambda m: print(f"   {m}"))
     save_model(model, out / "model", report)
     print(f"   wrote {out / 'model'}\n")

@@ -1,0 +1,176 @@
+"""train / predict / label --model end to end on the bundled YouTube data, with fast settings."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from mteach.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "specs" / "youtube_spam.mt"
+TRAIN = ROOT / "data" / "youtube" / "train.csv"
+TEST = ROOT / "data" / "youtube" / "test.csv"
+GOLD = ["--gold-column", "CLASS", "--gold-map", "1=SPAM,0=HAM"]
+FAST = """
+[features]
+char_ngrams = false
+[end_model]
+epochs = 4
+"""
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("model")
+    config = tmp / "mteach.toml"
+    config.write_text(FAST)
+    folder = tmp / "m"
+    assert main(["train", str(SPEC), str(TRAIN), "-o", str(folder), "--id", "COMMENT_ID",
+                 "--config", str(config), "-q"]) == 0
+    return folder
+
+
+def test_train_writes_a_model_folder_without_pickle(model_dir):
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"model.json", "spec", "rules.parquet", "end_model", "report.json"} <= names
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["labels"] == ["SPAM", "HAM"]
+    assert len(meta["spec_hash"]) == 64
+    assert meta["settings"]["end_model"]["epochs"] == 4
+    assert (model_dir / "spec" / "youtube_spam.mt").read_text() == SPEC.read_text()
+    assert (model_dir / "spec" / "lexicons" / "self_promotion.txt").exists()
+    report = json.loads((model_dir / "report.json").read_text())
+    assert len(report["end_model"]["history"]) == 4
+    assert {h["hint"] for h in report["hints"]} == {'hint more "subscribe" => SPAM', 'hint more "song" => HAM',
+                                                   'hint "great song" -> "great song, check out my channel" => SPAM'}
+    for h in report["hints"]:
+        assert 0.0 <= h["satisfied"] <= 1.0
+
+
+def test_predict_labels_every_row_and_says_who_decided(model_dir, tmp_path, capsys):
+    out = tmp_path / "pred.parquet"
+    code, stdout, err = run(capsys, "predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", out, *GOLD)
+    assert code == 0
+    t = pq.read_table(out)
+    assert t.num_rows == 370
+    assert set(t.column("decided_by").to_pylist()) == {"rules", "end_model"}
+    p = np.column_stack([t.column("p_SPAM").to_numpy(), t.column("p_HAM").to_numpy()])
+    assert np.allclose(p.sum(axis=1), 1.0)
+    assert set(t.column("label").to_pylist()) == {"SPAM", "HAM"}
+    # the evaluation table puts majority vote, label model and end model side by side
+    for method in ("majority vote", "label model", "end model alone", "combined (all rows)"):
+        assert method in stdout
+    combined = [line for line in stdout.splitlines() if line.startswith("combined (all rows)")][0]
+    assert float(combined.split()[-2]) > 0.85
+
+
+def test_predict_is_deterministic(model_dir, tmp_path, capsys):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for out in (a, b):
+        assert run(capsys, "predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", out)[0] == 0
+    assert pq.read_table(a).equals(pq.read_table(b))
+
+
+def test_training_twice_with_the_same_seed_gives_the_same_model(model_dir, tmp_path):
+    config = tmp_path / "mteach.toml"
+    config.write_text(FAST)
+    again = tmp_path / "m"
+    assert main(["train", str(SPEC), str(TRAIN), "-o", str(again), "--id", "COMMENT_ID",
+                 "--config", str(config), "-q"]) == 0
+    import torch
+    w1 = torch.load(again / "end_model" / "weights.pt", weights_only=True)
+    w2 = torch.load(model_dir / "end_model" / "weights.pt", weights_only=True)
+    assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert json.loads((again / "model.json").read_text())["label_model"] == \
+        json.loads((model_dir / "model.json").read_text())["label_model"]
+
+
+def test_a_model_from_another_spec_version_is_refused(model_dir, tmp_path, capsys):
+    shutil.copytree(SPEC.parent, tmp_path / "specs")
+    edited = tmp_path / "specs" / "youtube_spam.mt"
+    edited.write_text(edited.read_text().replace("words(text) <= 5", "words(text) <= 4"))
+    code, _, err = run(capsys, "predict", model_dir, TEST, "--spec", edited, "-o", tmp_path / "p.parquet")
+    assert code == 2
+    assert "trained on another version of the spec" in err
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_a_tampered_or_corrupt_model_folder_is_refused(model_dir, tmp_path, capsys):
+    broken = tmp_path / "m"
+    shutil.copytree(model_dir, broken)
+    spec_copy = broken / "spec" / "youtube_spam.mt"
+    spec_copy.write_text(spec_copy.read_text() + "\nrule extra : text has \"zzz\" => SPAM\n")
+    code, _, err = run(capsys, "predict", broken, TEST, "-o", tmp_path / "p.parquet")
+    assert code == 2 and "changed after training" in err
+
+    shutil.rmtree(broken)
+    shutil.copytree(model_dir, broken)
+    weights = broken / "end_model" / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:100])
+    code, _, err = run(capsys, "predict", broken, TEST, "-o", tmp_path / "p.parquet")
+    assert code == 2 and "retrain" in err.lower() or "weights" in err.lower()
+
+    code, _, err = run(capsys, "predict", tmp_path, TEST, "-o", tmp_path / "p.parquet")
+    assert code == 2 and "not a model folder" in err
+
+
+def write_spec(folder: Path, body: str) -> Path:
+    spec = folder / "s.mt"
+    spec.write_text('concept spam "x"\nlabels SPAM, HAM\nfield text = "CONTENT"\n' + body)
+    return spec
+
+
+@pytest.mark.parametrize("body, message", [
+    ('rule a : text has "check out" => SPAM\n', "no rule votes HAM"),
+    ('rule a : text has "zzzqqq" => SPAM\nrule b : text has "qqqzzz" => HAM\n', "no rule of"),
+    ('rule a : text has "check out" => SPAM\nrule b : words(text) < 3 => HAM\nhint more "xyzzyplugh" => SPAM\n',
+     "xyzzyplugh"),
+])
+def test_training_refuses_what_it_cannot_learn(tmp_path, capsys, body, message):
+    config = tmp_path / "mteach.toml"
+    config.write_text(FAST)
+    code, _, err = run(capsys, "train", write_spec(tmp_path, body), TRAIN, "-o", tmp_path / "m",
+                       "--config", config, "-q")
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_unknown_setting_is_named(tmp_path, capsys):
+    config = tmp_path / "mteach.toml"
+    config.write_text("[end_model]\nepoch = 3\n")
+    code, _, err = run(capsys, "train", SPEC, TRAIN, "-o", tmp_path / "m", "--config", config, "-q")
+    assert code == 2
+    assert "epoch" in err and "epochs" in err
+
+
+def test_label_with_a_model_lets_the_end_model_decide_uncovered_rows(model_dir, tmp_path, capsys):
+    ledger = tmp_path / "ledger.parquet"
+    code, _, err = run(capsys, "label", SPEC, TEST, "-o", ledger, "--id", "COMMENT_ID", "--model", model_dir, "-q")
+    assert code == 0, err
+    t = pq.read_table(ledger)
+    decided = t.column("decided_by").to_pylist()
+    assert decided.count("none") == 0 and decided.count("end_model") > 0
+    row = decided.index("end_model")
+    feats = t.column("end_model_features")[row].as_py()
+    assert feats and all(f["weight"] > 0 for f in feats)
+    row_id = t.column("id")[row].as_py()
+    code, out, _ = run(capsys, "explain", ledger, "--id", row_id)
+    assert code == 0
+    assert "decided by the end model" in out and feats[0]["feature"] in out
+
+    # covered rows: the rules' contributions plus the end model's term add up to the probability
+    covered = decided.index("rules")
+    e = json.loads(run(capsys, "explain", ledger, "--id", t.column("id")[covered].as_py(), "--format", "json")[1])
+    total = e["baseline_log_odds"] + sum(v["contribution"] for v in e["votes"]) + (e.get("end_model_contribution") or 0)
+    assert 1 / (1 + np.exp(-total)) == pytest.approx(e["probability"], abs=1e-9)
