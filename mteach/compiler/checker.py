@@ -586,4 +586,8 @@ def load_spec(path, schema: Optional[pa.Schema] = None, text: Optional[str] = No
     ``text`` replaces the file's content (an unsaved editor buffer); ``use`` and
     ``lexicon`` paths still resolve from ``path``'s folder.
     """
-    return _Checker(Path(path), schema, text).run()
+    path = Path(path)
+    if text is None and not path.is_file():
+        from ..errors import DataError
+        raise DataError(f"{path}: no such spec file" if not path.exists() else f"{path}: is not a file")
+    return _Checker(path, schema, text).run()

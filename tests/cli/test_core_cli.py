@@ -317,3 +317,10 @@ def test_console_script_check_and_failed_apply(tmp_path):
     assert fail.returncode == 2
     assert "not valid UTF-8" in fail.stderr and "Traceback" not in fail.stderr
     assert not out.exists()
+
+
+def test_check_of_a_missing_spec_file_is_a_usage_error(tmp_path, capsys):
+    code = main(["check", str(tmp_path / "missing.mt")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing.mt: no such spec file" in err and "Traceback" not in err
