@@ -18,7 +18,10 @@ Semantics (also in the README's language reference):
 """
 from __future__ import annotations
 
+import itertools
 import re
+import threading
+from dataclasses import fields
 from typing import Optional
 
 import numpy as np
@@ -56,6 +59,199 @@ def _np_float(arr) -> np.ndarray:
     if isinstance(arr, np.ndarray):
         return arr
     return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False, writable=True)  # nulls -> nan
+
+
+# -- whole-word phrase matching through a token index ------------------------------------
+#
+# Testing each phrase with its own scan costs one pass over the text per phrase. Instead,
+# the lower-cased text is split once into word tokens (maximal runs of \p{L}\p{N}
+# characters) with numpy over the UTF-8 bytes, and one hash lookup (``index_in``) finds
+# every token that is a word of any phrase in the spec. A phrase's word runs must then
+# be consecutive tokens of one row. For a phrase that is a single run of word characters
+# that is exactly the whole-word test; for the others (several words, inner or edge
+# punctuation) it is a superset of the matches, and RE2 verifies the candidate rows.
+# The character classes come from RE2 (\p{L}\p{N}) and from Arrow (whitespace) themselves,
+# so the results are the same as the kernels' results row for row.
+
+_MAX_CODE_POINT = 0x110000
+_tables: dict = {}
+_tables_lock = threading.Lock()
+_RE2_SPACE_BYTES = np.frombuffer(b"\t\n\f\r ", np.uint8)  # RE2's \s
+
+
+def _char_table(name: str) -> np.ndarray:
+    """Boolean table over all code points: "word" is RE2's [\\p{L}\\p{N}], "space" is
+    Arrow's utf8 whitespace. Built once, by the kernels themselves."""
+    with _tables_lock:
+        if not _tables:
+            _build_char_tables()
+    return _tables[name]
+
+
+def _build_char_tables() -> None:
+    cps = np.concatenate([np.arange(0xD800), np.arange(0xE000, _MAX_CODE_POINT)]).astype(np.uint32)
+    data = cps.astype("<u4").tobytes().decode("utf-32-le").encode("utf-8")
+    lengths = 1 + (cps >= 0x80) + (cps >= 0x800) + (cps >= 0x10000)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    chars = pa.StringArray.from_buffers(len(cps), pa.py_buffer(offsets), pa.py_buffer(data))
+    for key, hits in (("word", pc.match_substring_regex(chars, rf"^{_WORD}$")),
+                      ("space", pc.utf8_is_space(chars))):
+        table = np.zeros(_MAX_CODE_POINT, dtype=bool)
+        table[cps] = _np_bool(hits)
+        _tables[key] = table
+
+
+def _utf8(arr: pa.Array) -> tuple:
+    """(bytes, offsets, base): numpy views of a string array's UTF-8 bytes and its
+    offsets rebased to them; ``base`` is where the bytes start in the data buffer."""
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+    start, end = int(offsets[0]), int(offsets[-1])
+    b = np.frombuffer(arr.buffers()[2], np.uint8, end - start, start) if end > start else np.zeros(0, np.uint8)
+    return b, offsets - start, start
+
+
+def _char_class(b: np.ndarray, name: str) -> np.ndarray:
+    """Per byte: whether the character it belongs to is in the named class."""
+    table = _char_table(name)
+    # ASCII bytes: one range test per run of class members (a few vector passes).
+    mask = np.zeros(len(b), dtype=bool)
+    members = np.flatnonzero(table[:0x80])
+    for run in np.split(members, np.flatnonzero(np.diff(members) > 1) + 1):
+        if len(run):
+            mask |= np.subtract(b, np.uint8(run[0])) <= np.uint8(run[-1] - run[0])
+    # Multi-byte characters: decode the code point at each lead byte, mark all its bytes.
+    lead = np.flatnonzero(b >= 0xC0)
+    if len(lead):
+        b0 = b[lead].astype(np.int32)
+        size = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
+        c1, c2, c3 = (b[np.minimum(lead + k, len(b) - 1)].astype(np.int32) & 0x3F for k in (1, 2, 3))
+        cp = np.where(size == 2, ((b0 & 0x1F) << 6) | c1,
+                      np.where(size == 3, ((b0 & 0x0F) << 12) | (c1 << 6) | c2,
+                               ((b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3))
+        hit = table[cp]
+        lead, size = lead[hit], size[hit]
+        for k in range(4):
+            mask[lead[size > k] + k] = True
+    return mask
+
+
+def _runs(flags: np.ndarray, offsets: np.ndarray) -> tuple:
+    """(starts, ends) of the maximal runs of True in ``flags`` that do not cross a row boundary."""
+    n = len(flags)
+    prev = np.empty_like(flags)  # the flag before each byte, False at the start of a row
+    prev[:1] = False
+    prev[1:] = flags[:-1]
+    row_starts = offsets[:-1]
+    prev[row_starts[row_starts < n]] = False
+    nxt = np.empty_like(flags)  # the flag after each byte, False at the end of a row
+    nxt[-1:] = False
+    nxt[:-1] = flags[1:]
+    row_ends = offsets[1:] - 1
+    nxt[row_ends[row_ends >= 0]] = False
+    starts = np.flatnonzero(flags & ~prev)
+    ends = np.flatnonzero(flags & ~nxt) + 1
+    return starts.astype(np.int32), ends.astype(np.int32)
+
+
+def _runs_per_row(starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    return np.diff(np.searchsorted(starts, offsets))
+
+
+class TokenIndex:
+    """The word tokens of one lower-cased string array, and where given words occur."""
+
+    def __init__(self, lowered: pa.Array):
+        b, offsets, base = _utf8(lowered)
+        self.bytes = b
+        self.starts, self.ends = _runs(_char_class(b, "word"), offsets)
+        self.row = np.repeat(np.arange(len(lowered), dtype=np.int32), _runs_per_row(self.starts, offsets))
+        self.valid = _np_bool(pc.is_valid(lowered))
+        self.n = len(lowered)
+        # Tokens and the gaps between them as one string array over the same bytes (no copy):
+        # element 2k is token k.
+        bounds = np.empty(2 * len(self.starts), dtype=np.int32)
+        bounds[0::2] = self.starts + base
+        bounds[1::2] = self.ends + base
+        self._pieces = pa.StringArray.from_buffers(max(len(bounds) - 1, 0), pa.py_buffer(bounds),
+                                                   lowered.buffers()[2])
+        self._where: dict = {}
+
+    def lookup(self, words) -> None:
+        """Find the tokens equal to each of ``words`` in one hash pass."""
+        words = sorted({w for w in words if w not in self._where})
+        if not words:
+            return
+        if len(self.starts) == 0:
+            self._where.update((w, np.zeros(0, np.int64)) for w in words)
+            return
+        ids = pc.index_in(self._pieces, value_set=pa.array(words, pa.string()))
+        ids = pc.fill_null(ids, -1).to_numpy()[0::2]
+        hits = np.flatnonzero(ids >= 0)
+        order = np.argsort(ids[hits], kind="stable")
+        hits = hits[order]
+        bounds = np.searchsorted(ids[hits], np.arange(len(words) + 1))
+        for i, w in enumerate(words):
+            self._where[w] = hits[bounds[i]:bounds[i + 1]]
+
+    def rows_with_sequence(self, runs: list, spaced: bool = False) -> np.ndarray:
+        """Rows where ``runs`` occur as consecutive tokens; with ``spaced``, only rows where
+        what separates them is whitespace as RE2's \\s sees it ([\\t\\n\\f\\r ])."""
+        self.lookup(runs)
+        at = self._where[runs[0]]
+        for k, w in enumerate(runs[1:], 1):
+            at = at[np.isin(at + k, self._where[w], assume_unique=True)]
+            at = at[self.row[at + k] == self.row[at]]
+            if spaced:
+                at = at[self._spaces_between(at + k - 1)]
+        out = np.zeros(self.n, dtype=bool)
+        out[self.row[at]] = True
+        return out & self.valid
+
+    def _spaces_between(self, tokens: np.ndarray) -> np.ndarray:
+        """For each token t: whether every byte between it and token t + 1 is [\\t\\n\\f\\r ]."""
+        lo, hi = self.ends[tokens], self.starts[tokens + 1]
+        width = (hi - lo).astype(np.int64)
+        first = np.cumsum(width) - width
+        positions = np.repeat(lo - first, width) + np.arange(width.sum())
+        other = ~np.isin(self.bytes[positions], _RE2_SPACE_BYTES)
+        counts = np.concatenate([[0], np.cumsum(other)])
+        return counts[first + width] == counts[first]
+
+
+def _word_runs(phrase: str):
+    """(runs, exact) for a phrase: its maximal runs of word characters (lower-cased), and
+    whether it is only words of word characters separated by whitespace (then runs that
+    are consecutive tokens separated by whitespace are exactly the whole-word match).
+    None when the token index cannot serve it: no word character, or a character that
+    Python's ``isalnum`` (used by ``phrase_regex``) and RE2 classify differently."""
+    text = phrase.lower()
+    table = _char_table("word")
+    if any(bool(table[ord(ch)]) != _is_word_char(ch) for ch in text):
+        return None
+    runs = ["".join(g) for is_word, g in itertools.groupby(text, _is_word_char) if is_word]
+    if not runs:
+        return None
+    return runs, runs == text.split()
+
+
+def _spec_phrases(spec: Spec) -> dict:
+    """source key -> the phrases the spec's rules look for in that text."""
+    found: dict = {}
+
+    def walk(value, source=None):
+        if isinstance(value, tuple):
+            for item in value:
+                walk(item, source)
+        elif isinstance(value, ast.Phrases):
+            if source is not None:
+                found.setdefault(source.key(), set()).update(value.phrases)
+        elif isinstance(value, ast.Node):
+            for f in fields(value):
+                walk(getattr(value, f.name), getattr(value, "source", None))
+
+    for rule in spec.rules:
+        walk(rule.predicate)
+    return found
 
 
 class BatchEvaluator:
@@ -108,10 +304,29 @@ class BatchEvaluator:
         out[idx] = _np_bool(pc.match_substring_regex(sub, pattern))
         return out
 
+    def tokens(self, src) -> TokenIndex:
+        """The token index of the lower-cased text, with every phrase word of the spec
+        on this text looked up in one pass."""
+        def build():
+            index = TokenIndex(self.lower(src))
+            words = []
+            for phrase in _spec_phrases(self.spec).get(src.key(), ()):
+                runs = _word_runs(phrase)
+                if runs is not None:
+                    words.extend(runs[0])
+            index.lookup(words)
+            return index
+        return self._cached(("tokens", src.key()), build)
+
     def phrase(self, src, phrase: str) -> np.ndarray:
         """Rows where ``phrase`` occurs as whole words."""
         def compute():
             lowered = self.lower(src)
+            runs = _word_runs(phrase)
+            if runs is not None:
+                runs, exact = runs
+                candidates = self.tokens(src).rows_with_sequence(runs, spaced=exact)
+                return candidates if exact else self._sparse_regex(lowered, candidates, phrase_regex(phrase))
             words = phrase.lower().split()
             longest = max(words, key=len)
             candidates = _np_bool(pc.match_substring(lowered, longest))
@@ -131,11 +346,15 @@ class BatchEvaluator:
         return _np_float(pc.count_substring_regex(arr, pattern))
 
     def words(self, src) -> np.ndarray:
+        """Runs of non-whitespace characters per row (whitespace as Arrow's utf8 kernels
+        define it), counted over the UTF-8 bytes."""
         def compute():
-            arr = pc.utf8_trim_whitespace(self.text(src))
-            counts = _np_float(pc.list_value_length(pc.utf8_split_whitespace(arr)))
-            empty = _np_float(pc.utf8_length(arr)) == 0
-            counts[empty] = 0.0
+            arr = self.text(src)
+            b, offsets, _ = _utf8(arr)
+            space = _char_class(b, "space")
+            starts, _ = _runs(~space, offsets)
+            counts = _runs_per_row(starts, offsets).astype(np.float64)
+            counts[~_np_bool(pc.is_valid(arr))] = np.nan
             return counts
         return self._cached(("words", src.key()), compute)
 
