@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -318,11 +319,16 @@ class EndModel(ClassifierMixin, BaseEstimator):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
+        # Serialize to memory: torch.save names the zip archive after the file it writes,
+        # and a temporary file's random name would make the bytes differ run to run.
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        payload = buffer.getvalue()
+        digest = hashlib.sha256(payload).hexdigest()
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".weights-", suffix=".tmp")
-        os.close(fd)
         try:
-            torch.save(state, tmp)
-            digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
             os.replace(tmp, folder / WEIGHTS_FILE)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
