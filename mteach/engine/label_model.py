@@ -43,7 +43,7 @@ import numbers
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import logsumexp, softmax
+from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator
 
 __all__ = ["LabelModel", "MajorityVote"]
@@ -79,7 +79,8 @@ def _as_vote_matrix(L, name="L"):
             raise ValueError(f"{name} contains NaN or infinite values; use -1 for abstain")
         if not np.all(arr == np.round(arr)):
             raise ValueError(f"{name} must hold integer class ids (-1 = abstain), found non-integer values")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.uint64:
+        arr = arr.astype(np.int64)
     lo = arr.min()
     if lo < _ABSTAIN:
         i, j = np.argwhere(arr == lo)[0]
@@ -141,60 +142,180 @@ def _check_predict_input(est, L):
 # --------------------------------------------------------------------------- #
 # vote patterns
 # --------------------------------------------------------------------------- #
-_HASH_MULT_1 = np.uint64(0x9E3779B97F4A7C15)
-_HASH_MULT_2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
+_DEDUP_SAMPLE = 50_000
 
 
-def _row_keys(L, extra, seed):
-    """Two independent 64-bit polynomial hashes of each row (and of ``extra``)."""
+def _compact(L, k):
+    """Votes as the smallest signed int type, column-major (every step reads whole columns)."""
+    dtype = np.int8 if k <= 127 else (np.int16 if k <= 32767 else np.int32)
+    return np.asfortranarray(L, dtype=dtype)
+
+
+def _row_hash(L, extra, seed):
+    """A 64-bit multiply-add hash of each row (and of ``extra``), one pass per column."""
     rng = np.random.default_rng([seed, 0x6D7465616368])
-    salt = rng.integers(1, 2**63, size=(2, L.shape[1] + 1), dtype=np.uint64)
-    n = L.shape[0]
-    h1 = np.zeros(n, dtype=np.uint64)
-    h2 = np.zeros(n, dtype=np.uint64)
+    salt = rng.integers(1, 2**63, size=L.shape[1] + 1, dtype=np.uint64) | np.uint64(1)
+    h = np.zeros(L.shape[0], dtype=np.uint64)
+    cols = [L[:, j] for j in range(L.shape[1])] + ([] if extra is None else [extra])
     with np.errstate(over="ignore"):
-        cols = list(range(L.shape[1]))
-        for j in cols:
-            v = (L[:, j] + 2).astype(np.uint64)
-            h1 *= _HASH_MULT_1
-            h1 += v * salt[0, j]
-            h2 *= _HASH_MULT_2
-            h2 ^= v * salt[1, j]
-        if extra is not None:
-            v = (extra + 2).astype(np.uint64)
-            h1 *= _HASH_MULT_1
-            h1 += v * salt[0, -1]
-            h2 *= _HASH_MULT_2
-            h2 ^= v * salt[1, -1]
-    return h1, h2
+        for j, col in enumerate(cols):
+            h *= _HASH_MULT
+            h += (col.astype(np.int64) + 2).astype(np.uint64) * salt[j]
+    return h
 
 
-def _unique_patterns(L, gold=None, seed=0):
-    """Distinct rows of ``L`` (jointly with ``gold``): (first index, inverse, counts)."""
+def _patterns(L, gold, seed):
+    """Distinct rows of ``L`` (jointly with ``gold``) in order of first appearance.
+
+    Returns (patterns, counts, gold of the patterns); ``counts`` is None when the rows are
+    kept as they are because a sample showed that most of them are distinct (then
+    deduplicating would cost more than it saves).  Equal hashes are verified row by row,
+    so a hash collision can cost time but never correctness.
+    """
     n = L.shape[0]
-    h1, h2 = _row_keys(L, gold, seed)
-    order = np.argsort(h1, kind="stable")
-    s1 = h1[order]
-    s2 = h2[order]
+    if n > 4 * _DEDUP_SAMPLE:
+        idx = np.linspace(0, n - 1, _DEDUP_SAMPLE).astype(np.int64)
+        hs = _row_hash(L[idx], None if gold is None else gold[idx], seed)
+        if np.unique(hs).shape[0] > 0.5 * _DEDUP_SAMPLE:
+            return L, None, gold
+    h = _row_hash(L, gold, seed)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
     new = np.empty(n, dtype=bool)
     new[0] = True
-    np.not_equal(s1[1:], s1[:-1], out=new[1:])
-    # rows with equal h1 must also share h2; otherwise h1 collided
-    if not np.array_equal(s2[1:][~new[1:]], s2[:-1][~new[1:]]):
-        return _unique_patterns_slow(L, gold)
-    group = np.cumsum(new) - 1
-    starts = np.flatnonzero(new)
-    first = order[starts]
-    counts = np.diff(np.append(starts, n))
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = group
-    return first, inverse, counts
+    np.not_equal(hs[1:], hs[:-1], out=new[1:])
+    same = ~new[1:]
+    Ls = L[order]
+    ok = np.array_equal(Ls[1:][same], Ls[:-1][same])
+    if ok and gold is not None:
+        gs = gold[order]
+        ok = np.array_equal(gs[1:][same], gs[:-1][same])
+    if not ok:  # pragma: no cover - only on a 64-bit hash collision
+        M = L if gold is None else np.column_stack([L, gold])
+        _, first, counts = np.unique(M, axis=0, return_index=True, return_counts=True)
+    else:
+        starts = np.flatnonzero(new)
+        first = order[starts]
+        counts = np.diff(np.append(starts, n))
+    by_first = np.argsort(first, kind="stable")
+    first = first[by_first]
+    Lu = np.asfortranarray(L[first])
+    return Lu, counts[by_first].astype(np.float64), None if gold is None else gold[first]
 
 
-def _unique_patterns_slow(L, gold):  # pragma: no cover - only on a 64-bit hash collision
-    M = L if gold is None else np.column_stack([L, gold])
-    _, first, inverse, counts = np.unique(M, axis=0, return_index=True, return_inverse=True, return_counts=True)
-    return first, inverse.ravel(), counts
+class _BinaryBlocks:
+    """E/M-step engine for two classes: the log-odds of a row is a sum over blocks of up to
+    10 rules of a lookup in a per-block table indexed by the block's base-3 vote code
+    (uint16), and the M-step's per-rule sums are marginals of one weighted histogram per
+    block.  Cost per EM step: one table lookup and one ``bincount`` per block."""
+
+    def __init__(self, L, w):
+        n, m = L.shape
+        self.n_rows = n
+        self.w = w
+        self.n = float(n if w is None else w.sum())
+        c = 1
+        while c < 10 and 3 ** (c + 1) <= max(3, n // 16):
+            c += 1
+        self.blocks = [list(range(b, min(b + c, m))) for b in range(0, m, c)]
+        self.codes = []
+        for cols in self.blocks:
+            code = np.zeros(n, dtype=np.uint16)
+            for j in cols:
+                code *= 3
+                code += (L[:, j] + 1).astype(np.uint16)
+            self.codes.append(code)
+        self.m = m
+        self.vote_counts = self._marginals(w)[:, 1:]
+
+    def _marginals(self, weights):
+        """(m, 3) weighted counts of abstain / vote 0 / vote 1 per rule."""
+        out = np.zeros((self.m, 3))
+        for cols, code in zip(self.blocks, self.codes):
+            c = len(cols)
+            hist = np.bincount(code, weights=weights, minlength=3 ** c).reshape((3,) * c)
+            for t, j in enumerate(cols):
+                out[j] = hist.sum(axis=tuple(a for a in range(c) if a != t))
+        return out
+
+    def _scores(self, dpad, const):
+        s = np.full(self.n_rows, const)
+        for cols, code in zip(self.blocks, self.codes):
+            table = dpad[cols[0]]
+            for j in cols[1:]:
+                table = (table[:, None] + dpad[j][None, :]).ravel()
+            s += np.take(table, code)
+        return s
+
+    def initial_posterior(self):
+        ones = self._scores(np.array([[0.0, 0.0, 1.0]] * self.m), 0.0)
+        zeros = self._scores(np.array([[0.0, 1.0, 0.0]] * self.m), 0.0)
+        return (ones + 1e-3) / (ones + zeros + 2e-3)
+
+    def clamp(self, q, rows, labels):
+        q[rows] = labels
+
+    def expected_counts(self, q):
+        qw = q if self.w is None else q * self.w
+        t1 = float(qw.sum())
+        m1 = self._marginals(qw)
+        corr = np.column_stack([self.vote_counts[:, 0] - m1[:, 1], m1[:, 2]])
+        return np.array([self.n - t1, t1]), corr
+
+    def posterior(self, on, off, log_pb):
+        dpad = np.zeros((self.m, 3))
+        dpad[:, 1] = off[:, 0] - on[:, 0]
+        dpad[:, 2] = on[:, 1] - off[:, 1]
+        return expit(self._scores(dpad, log_pb[1] - log_pb[0]))
+
+    def change(self, new, old):
+        d = np.abs(new - old)
+        return 2.0 * float(d.sum() if self.w is None else d @ self.w) / self.n
+
+
+class _VoteList:
+    """E/M-step engine for any number of classes, on the list of (row, rule, vote) triples:
+    each step is a few ``bincount`` calls over the votes (cost grows with votes, not with
+    votes x classes)."""
+
+    def __init__(self, L, w, k):
+        n, m = L.shape
+        self.k = k
+        self.n_rows = n
+        self.w = np.ones(n) if w is None else w
+        self.n = float(self.w.sum())
+        rows, cols = np.nonzero(L >= 0)
+        v = L[rows, cols].astype(np.int64)
+        self.rows = rows
+        self.col = cols * k + v
+        self.rk = rows * k + v
+        self.m = m
+        self.vote_counts = np.bincount(self.col, weights=self.w[rows], minlength=m * k).reshape(m, k)
+
+    def initial_posterior(self):
+        k = self.k
+        votes = np.bincount(self.rk, minlength=self.n_rows * k).reshape(self.n_rows, k).astype(np.float64)
+        tot = votes.sum(axis=1, keepdims=True)
+        return np.where(tot > 0, (votes + 1e-3) / (tot + k * 1e-3), 1.0 / k)
+
+    def clamp(self, Q, rows, labels):
+        Q[rows] = 0.0
+        Q[rows, labels] = 1.0
+
+    def expected_counts(self, Q):
+        Qw = Q * self.w[:, None]
+        corr = np.bincount(self.col, weights=Qw.ravel()[self.rk], minlength=self.m * self.k)
+        return Qw.sum(axis=0), corr.reshape(self.m, self.k)
+
+    def posterior(self, on, off, log_pb):
+        n, k = self.n_rows, self.k
+        S = np.bincount(self.rows, weights=off.ravel()[self.col], minlength=n)[:, None] + log_pb
+        S += np.bincount(self.rk, weights=(on - off).ravel()[self.col], minlength=n * k).reshape(n, k)
+        return softmax(S, axis=1)
+
+    def change(self, new, old):
+        return float(self.w @ np.abs(new - old).sum(axis=1)) / self.n
 
 
 def _vote_design(L, k):
@@ -318,92 +439,78 @@ class LabelModel(BaseEstimator):
         if L.max() < 0:
             raise ValueError("no rule votes on any row of L (every entry is -1); nothing to learn from")
         prior, balance = self._validate_params(m, k)
+        L = _compact(L, k)
 
-        first, _, counts = _unique_patterns(L, gold, self.seed)
-        Lu = L[first]
-        gu = None if gold is None else gold[first]
-        X = _vote_design(Lu, k)
-        Xt = X.T.tocsr()
-        w = counts.astype(np.float64)
-
-        state = self._em(X, Xt, w, gu, m, k, prior, balance)
+        Lu, w, gu = _patterns(L, gold, self.seed)
+        self.n_patterns_ = int(Lu.shape[0])
+        if k == 2 and not self._force_generic:
+            stats = _BinaryBlocks(Lu, w)
+        else:
+            stats = _VoteList(Lu, w, k)
+        state = self._em(stats, gu, m, k, prior, balance)
         self.n_classes_ = k
         self.n_rules_ = m
-        self.n_patterns_ = int(first.shape[0])
         for key, val in state.items():
             setattr(self, key, val)
         return self
 
-    def _em(self, X, Xt, w, gold, m, k, prior, balance):
-        n = float(w.sum())
-        # one-hot "vote for class c" map: (m*k, k)
-        vote_to_class = np.tile(np.eye(k), (m, 1))
-        # --- initial posterior: soft majority vote
-        votes = X @ vote_to_class
-        tot = votes.sum(axis=1, keepdims=True)
-        Q = np.where(tot > 0, (votes + 1e-3) / (tot + k * 1e-3), 1.0 / k)
-        gold_rows = None
-        if gold is not None:
-            gold_rows = np.flatnonzero(gold >= 0)
-            Q[gold_rows] = 0.0
-            Q[gold_rows, gold[gold_rows]] = 1.0
+    _force_generic = False  # tests flip this to check that both E/M-step engines agree
 
+    def _em(self, stats, gold, m, k, prior, balance):
+        n = stats.n
+        cjv = stats.vote_counts  # (m, k): how often rule j voted v (weighted)
+        seen = cjv > 0
+        votes_j = cjv.sum(axis=1)
+        share = cjv / np.maximum(votes_j, _EPS)[:, None]
         has_prior = ~np.isnan(prior)
         a0 = np.clip(np.where(has_prior, prior, _DEFAULT_ACCURACY), 1e-3, 1 - 1e-3)
         s_a = np.where(has_prior, float(self.prior_strength), _DEFAULT_ACCURACY_STRENGTH)
-        votes_jv = (Xt @ w).reshape(m, k)  # how often rule j voted v
-        seen = votes_jv > 0
-        votes_j = votes_jv.sum(axis=1)
-        share = votes_jv / np.maximum(votes_j, _EPS)[:, None]  # r[j, v]
-        q = votes_jv / n  # overall rate of rule j voting v
-        eye = np.eye(k)
-        # prior pseudo-votes: s_a * a0 correct and s_a * (1 - a0) wrong, spread like the rule's votes
-        pseudo = s_a[:, None, None] * share[:, :, None] * (
-            a0[:, None, None] * eye + (1 - a0)[:, None, None] * (1 - eye) / (k - 1)
-        )
-        alpha = _RATE_SMOOTHING
-        if balance is not None:
-            log_pi = np.log(balance)
-
+        # Beta prior on each vote's precision P(y = v | L_j = v): s_a pseudo-votes per rule,
+        # spread over the classes it votes like its votes are
+        ps = s_a[:, None] * share
+        pa = ps * a0[:, None]
+        gold_rows = None if gold is None else np.flatnonzero(gold >= 0)
+        Q = stats.initial_posterior()
+        if gold_rows is not None:
+            stats.clamp(Q, gold_rows, gold[gold_rows])
         converged = False
         n_iter = 0
+        eye = np.eye(k, dtype=bool)
         for it in range(self.max_iter):
             n_iter = it + 1
             # ---------------- M-step
-            Qw = Q * w[:, None]
-            T = Qw.sum(axis=0)  # expected rows per class
+            T, corr = stats.expected_counts(Q)  # class totals (k,), expected correct votes (m, k)
+            pi = (T + _BALANCE_PSEUDO) / (n + k * _BALANCE_PSEUDO)
             if balance is None:
-                pi = (T + _BALANCE_PSEUDO * n / k) / (n + _BALANCE_PSEUDO * n)
-                log_pi = np.log(pi)
-            N = np.asarray(Xt @ Qw).reshape(m, k, k) + pseudo  # N[j, v, c]
-            diag = np.einsum("jvv->jv", N)
-            off = N.sum(axis=2) - diag
-            tpr = np.clip((diag + alpha * q) / (T[None, :] + alpha), 1e-9, 1 - 1e-9)
-            fpr = np.clip((off + alpha * q) / ((n - T)[None, :] + alpha), 1e-9, 1 - 1e-9)
-            logw = np.where(eye[None, :, :] > 0, np.log(tpr)[:, :, None], np.log(fpr)[:, :, None])
-            logw[~seen] = 0.0
+                pb = 0.5 * (pi + 1.0 / k)
+            else:
+                pb = balance
+            acc = np.clip((corr + pa) / np.maximum(cjv + ps, _EPS), 1e-6, 1 - 1e-6)
+            # P(y=c | L_j=v) = acc for c = v, (1-acc) pi_c / (1-pi_v) otherwise; its ratio to pi_c
+            # is the likelihood ratio of the vote, so weights = log(that / pi_c)
+            on = np.log(acc) - np.log(pi)[None, :]
+            off = np.log1p(-acc) - np.log1p(-pi)[None, :]
+            on[~seen] = 0.0
+            off[~seen] = 0.0
+            log_pb = np.log(pb)
             # ---------------- E-step
-            S = X @ logw.reshape(m * k, k) + log_pi
-            Q_new = softmax(S, axis=1)
+            Q_new = stats.posterior(on, off, log_pb)
             if gold_rows is not None:
-                Q_new[gold_rows] = 0.0
-                Q_new[gold_rows, gold[gold_rows]] = 1.0
-            delta = float(w @ np.abs(Q_new - Q).sum(axis=1)) / n
+                stats.clamp(Q_new, gold_rows, gold[gold_rows])
+            delta = stats.change(Q_new, Q)
             Q = Q_new
             if delta < self.tol:
                 converged = True
                 break
-
-        pi_used = np.exp(log_pi)
-        T = (Q * w[:, None]).sum(axis=0)
-        # accuracy_: P(vote is right | rule votes) = sum_v pi_v tpr_jv / sum_v (pi_v tpr_jv + (1 - pi_v) fpr_jv)
-        num = (pi_used[None, :] * tpr * seen).sum(axis=1)
-        den = num + ((1 - pi_used)[None, :] * fpr * seen).sum(axis=1)
-        accuracy = np.where(votes_j > 0, num / np.maximum(den, _EPS), a0)
+        T, _ = stats.expected_counts(Q)
+        logw = np.where(eye[None, :, :], on[:, :, None], off[:, :, None])
+        # accuracy_: the posterior of the rule's vote when it votes alone (vote-weighted over v)
+        lone = 1.0 / (1.0 + np.exp(off + np.log1p(-pb)[None, :] - on - log_pb[None, :]))
+        accuracy = np.where(votes_j > 0, (share * lone).sum(axis=1), a0)
         return {
             "weights_": np.ascontiguousarray(logw),
-            "baseline_": np.ascontiguousarray(log_pi, dtype=np.float64),
-            "class_balance_": pi_used,
+            "baseline_": np.ascontiguousarray(log_pb, dtype=np.float64),
+            "class_balance_": np.asarray(pb, dtype=np.float64).copy(),
             "posterior_class_balance_": T / n,
             "accuracy_": accuracy,
             "coverage_": votes_j / n,
