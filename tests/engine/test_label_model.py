@@ -215,3 +215,58 @@ def test_majority_vote_baseline():
     np.testing.assert_array_equal(r1[:2], [0, 1])
     C = mv.contributions(L, target=0)
     np.testing.assert_allclose(C[0], [1, 1, -1])
+
+
+# ------------------------------------------------------------------ engines, speed paths, small data
+def test_binary_and_generic_engines_agree():
+    L, y = synth(n=3000, acc=(0.9, 0.8, 0.7, 0.65, 0.6), cov=0.5, seed=15)
+    gold = np.where(np.arange(len(y)) < 100, y, -1)
+    fast = LabelModel().fit(L, gold)
+    slow = LabelModel()
+    slow._force_generic = True
+    slow.fit(L, gold)
+    np.testing.assert_allclose(fast.weights_, slow.weights_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fast.accuracy_, slow.accuracy_, rtol=1e-7)
+    assert fast.n_iter_ == slow.n_iter_
+
+
+def test_mostly_distinct_rows_skip_dedup_and_stay_deterministic(monkeypatch):
+    rng = np.random.default_rng(16)
+    n, m = 220_000, 40
+    y = rng.integers(0, 2, n)
+    acc = rng.uniform(0.6, 0.9, m)
+    L = np.where(rng.random((n, m)) < acc, y[:, None], 1 - y[:, None]).astype(np.int8)
+    L[rng.random((n, m)) < 0.6] = -1
+    a = LabelModel().fit(L)
+    assert a.n_patterns_ == n  # the sample showed distinct rows: no dedup
+    b = LabelModel().fit(np.asfortranarray(L).astype(np.int64))
+    assert a.weights_.tobytes() == b.weights_.tobytes()
+    assert np.abs(a.accuracy_ - empirical_acc(L, y)).max() < 0.02
+    # counted patterns and row-by-row EM give the same model
+    small, _ = synth(n=5000, acc=(0.9, 0.8, 0.7), cov=0.4, seed=17)
+    dedup = LabelModel().fit(small)
+    assert dedup.n_patterns_ < 100
+    import mteach.engine.label_model as lm_module
+    monkeypatch.setattr(lm_module, "_DEDUP_SAMPLE", 10)  # a 10-row sample is all distinct: no dedup
+    rows = LabelModel().fit(small)
+    assert rows.n_patterns_ == 5000
+    np.testing.assert_allclose(rows.weights_, dedup.weights_, rtol=1e-9, atol=1e-12)
+
+
+def test_small_data_lone_vote_follows_the_prior():
+    # 14 rows: four SPAM (0) rules, one HAM (1) rule with an expert prior of 0.8
+    L = np.full((14, 5), -1)
+    L[:8, 0] = 0
+    L[2:9, 1] = 0
+    L[5:10, 2] = 0
+    L[[0, 3, 9], 3] = 0
+    L[[1, 10, 11], 4] = 1  # the HAM rule: one conflict, two lone votes
+    prior = [np.nan] * 4 + [0.8]
+    lm = LabelModel(accuracy_prior=prior).fit(L)
+    assert lm.accuracy_[4] > 0.6  # the prior dominates three votes
+    lone = np.array([[-1, -1, -1, -1, 1]])
+    assert lm.predict(lone)[0] == 1  # a lone vote of a rule with accuracy > 0.5 wins
+    assert lm.predict_proba(lone)[0, 1] == pytest.approx(lm.accuracy_[4])
+    # with a prior below 0.5 the lone vote loses, as its accuracy says
+    low = LabelModel(accuracy_prior=[np.nan] * 4 + [0.3]).fit(L)
+    assert low.accuracy_[4] < 0.5 and low.predict(lone)[0] == 0
