@@ -4,37 +4,42 @@ A vote matrix ``L`` has one row per example and one column per rule; entries are
 class ids ``0..k-1`` or ``-1`` (the rule abstained).
 
 :class:`LabelModel` is a Dawid--Skene style generative model fitted by EM without
-gold labels.  For each rule ``j`` and each class ``v`` it votes for, it estimates a
-true-positive rate ``tpr[j, v] = P(L_j = v | y = v)`` and a false-positive rate
-``fpr[j, v] = P(L_j = v | y != v)`` (wrong votes are symmetric over the other
-classes).  Because these are per-class rates, unipolar rules (rules that only ever
-vote one class, the common case) are identifiable.  Each rule gets a prior of
-``accuracy_prior[j]`` (or 0.7 when the expert gave none) worth ``prior_strength``
-(40 for the default) pseudo-votes.  Rules are treated as conditionally independent
+gold labels.  Each vote ``v`` of rule ``j`` has a *precision*
+``a[j, v] = P(y = v | L_j = v)``; wrong votes are spread over the other classes in
+proportion to the class balance ``pi``, so a vote's likelihood ratio for class ``c``
+is ``a / pi_v`` (``c == v``) or ``(1 - a) / (1 - pi_v)`` (otherwise) -- the same model
+as per-class true/false-positive rates, parametrised so that the prior is in vote
+units: each rule has a Beta prior on its precision of ``accuracy_prior[j]`` worth
+``prior_strength`` pseudo-votes (0.7 worth 40 pseudo-votes when the expert gave none),
+so with few votes the prior dominates.  Rules are treated as conditionally independent
 given the class, and, as in Snorkel, **abstentions carry no evidence** in the
-posterior: with many correlated rules, summing per-rule "did not fire" terms over
-all abstaining rules makes the model overconfident and hurt accuracy on every WRENCH
-set we tried.
+posterior (with many correlated rules, per-rule "did not fire" terms make the model
+overconfident).
 
-The class balance is estimated by EM (``posterior_class_balance_``); the prior that
-the posterior uses (``class_balance_``) is that estimate shrunk halfway toward
-uniform, unless ``class_balance`` is given.
+The class balance ``pi`` is estimated by EM (``posterior_class_balance_``); the prior
+that the posterior uses (``class_balance_``) is that estimate shrunk halfway toward
+uniform, unless ``class_balance`` is given.  ``accuracy_[j]`` is the posterior of the
+rule's vote when it votes alone (so a lone vote of a rule with ``accuracy_ > 0.5``
+wins).
 
 The fitted model is exposed as
 
 * ``weights_[j, v, c]``: additive log-potential for class ``c`` when rule ``j``
-  votes ``v``: ``log tpr[j, v]`` if ``c == v`` else ``log fpr[j, v]`` (0 for a vote
-  the rule never cast in training, so it contributes nothing),
+  votes ``v``: ``log(a / pi_v)`` if ``c == v`` else ``log((1 - a) / (1 - pi_v))`` (0 for
+  a vote the rule never cast in training, so it contributes nothing),
 * ``baseline_[c] = log class_balance_[c]``,
 
 and the *exact* identity used by :meth:`LabelModel.predict_proba` is::
 
     predict_proba(L)[i] == softmax(baseline_ + sum_{j : L[i, j] != -1} weights_[j, L[i, j], :])
 
-The fit works on the distinct vote patterns (rows are hashed to one 64-bit key,
-with a second independent hash to rule out collisions), weighted by their counts,
-so its cost grows with the number of distinct patterns, not rows.  Each EM step
-is two sparse matrix products.  Everything is deterministic.
+Fitting works on int8 votes, column by column.  Rows are deduplicated into counted
+patterns (64-bit multiply-add row hash, equal hashes verified row by row) unless a
+50,000-row sample shows that most rows are distinct.  Two classes: rules are grouped
+in blocks of up to 10 whose base-3 vote code (uint16) indexes a per-block log-odds
+table, so an EM step is one lookup and one weighted ``bincount`` per block.  More
+classes: an EM step is a few ``bincount`` calls over the list of votes.  Everything
+is deterministic for a seed.
 """
 
 from __future__ import annotations
