@@ -7,9 +7,8 @@ tunes (this file) stay apart::
     [project]
     spec = "specs/spam.mt"       # path(s) of the spec, relative to this file
     data = "data/comments.parquet"
-    id_column = "id"
-    gold = "gold/spam.jsonl"     # optional gold labels
-    output = "out"
+    id_column = "id"             # the column that identifies a row
+    gold = "gold/spam.jsonl"     # optional gold labels (columns id, label)
 
     [label_model]
     prior_strength = 10.0        # weight of the rules' `confidence` priors
@@ -70,9 +69,8 @@ class SettingsError(ValueError):
 class ProjectSettings:
     spec: tuple = ()               # spec file path(s); a single string in the file is accepted
     data: Optional[str] = None
-    id_column: str = "id"
+    id_column: Optional[str] = None
     gold: Optional[str] = None
-    output: str = "mteach-out"
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ _SECTIONS = {
 # Expected kind of every key: "str", "str?" (may be absent), "int", "float", "bool",
 # "range" (two ints low <= high), "paths" (string or list of strings).
 _KINDS = {
-    "project": {"spec": "paths", "data": "str?", "id_column": "str", "gold": "str?", "output": "str"},
+    "project": {"spec": "paths", "data": "str?", "id_column": "str?", "gold": "str?"},
     "label_model": {"prior_strength": "float", "max_iter": "int", "seed": "int"},
     "features": {"ngram_range": "range", "min_df": "int", "max_features": "int",
                  "char_ngrams": "bool", "char_ngram_range": "range"},

@@ -25,7 +25,6 @@ def test_full_file(tmp_path):
 spec = "specs/spam.mt"
 data = "data/c.parquet"
 id_column = "COMMENT_ID"
-output = "out"
 
 [label_model]
 prior_strength = 5

@@ -42,6 +42,8 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        from .common import fill_from_project
+        fill_from_project(args)
         return args.run(args) or 0
     except SpecError as err:
         print(err.format(), file=sys.stderr)

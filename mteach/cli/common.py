@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -16,6 +17,59 @@ from ..engine.apply import iter_votes, resolve_id_column
 from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
 from ..engine.io import DataSource, open_data
 from ..errors import DataError, did_you_mean
+
+
+PROJECT_FILE = "mteach.toml"
+
+
+def add_spec_data_arguments(p, data=True):
+    """SPEC and DATA, which may be left out when ./mteach.toml names them in [project]."""
+    p.add_argument("spec", nargs="?", metavar="SPEC", help="the spec file (.mt); default: [project] spec in mteach.toml")
+    if data:
+        add_data_argument(p)
+    p.set_defaults(from_project=("spec", "data") if data else ("spec",))
+
+
+def add_data_argument(p):
+    p.add_argument("data", nargs="?", metavar="DATA",
+                   help="a .parquet, .csv or .jsonl file; default: [project] data in mteach.toml")
+    p.set_defaults(from_project=("data",))
+
+
+def fill_from_project(args):
+    """Fill the spec, data, id column and gold file a verb was not given from [project]
+    of ./mteach.toml (or --config); paths there are relative to that file."""
+    required = getattr(args, "from_project", ())
+    wants = list(required) + [a for a in ("id_column", "gold") if hasattr(args, a)]
+    missing = [a for a in wants if getattr(args, a) in (None, [])]
+    if not missing:
+        return
+    path = getattr(args, "config", None) or (PROJECT_FILE if Path(PROJECT_FILE).is_file() else None)
+    project = None
+    if path:
+        from ..settings import SettingsError, load_settings
+        try:
+            settings = load_settings(path)
+        except SettingsError as err:
+            raise DataError(str(err)) from None
+        project = settings.project
+        specs = [str(settings.resolve(s)) for s in project.spec]
+        if "specs" in missing and specs:
+            args.specs = specs
+        if "spec" in missing and specs:
+            if len(specs) > 1:
+                raise DataError(f"{path} lists several specs in [project]; name the one to use")
+            args.spec = specs[0]
+        if "data" in missing and project.data:
+            args.data = str(settings.resolve(project.data))
+        if "id_column" in missing and project.id_column and not getattr(args, "gold_column", None):
+            args.id_column = project.id_column
+        if "gold" in missing and project.gold and not getattr(args, "gold_column", None):
+            args.gold = str(settings.resolve(project.gold))
+    for name in required:
+        if getattr(args, name) in (None, []):
+            where = f"{path} has no [project] {name.rstrip('s')}" if path else f"there is no {PROJECT_FILE} here"
+            raise DataError(f"give {name.rstrip('s').upper()} on the command line ({where})")
 
 
 def add_data_options(p, gold=True):

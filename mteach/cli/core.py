@@ -11,7 +11,7 @@ from ..engine.examples import run_examples
 from ..engine.gold import gold_from_column
 from ..engine.io import open_data
 from ..errors import DataError, SpecError
-from .common import (add_data_options, add_format_option, dump_json, gold_for, load, print_table,
+from .common import (add_data_options, add_spec_data_arguments, add_format_option, dump_json, gold_for, load, print_table,
                      progress_bar, votes_in_memory)
 
 
@@ -22,7 +22,8 @@ def register(sub):
                                    "example lines. Every problem is reported as file:line:col. Exit 0 when "
                                    "clean, 1 on spec errors or failing examples, 2 on usage or data errors. "
                                    "Fit to run as a pre-commit hook: mteach check specs/*.mt")
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.mt)")
+    p.add_argument("specs", nargs="*", metavar="SPEC", help="spec files (.mt); default: [project] spec in mteach.toml")
+    p.set_defaults(from_project=("specs",))
     p.add_argument("--data", metavar="FILE", help="check fields against this data file's schema")
     add_format_option(p)
     p.set_defaults(run=cmd_check)
@@ -33,8 +34,7 @@ def register(sub):
                                    "index in the spec's labels line) with the row id to a Parquet file. The file's "
                                    "metadata holds the rules table (name, label, file, line, column, source text, "
                                    "description) and the spec's content hash.")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("data", metavar="DATA", help="a .parquet, .csv or .jsonl file")
+    add_spec_data_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.parquet", help="where to write the votes")
     add_data_options(p, gold=False)
     p.add_argument("--batch-rows", type=int, default=65_536, metavar="N", help="rows per batch (default 65536)")
@@ -46,8 +46,7 @@ def register(sub):
                        description="Per-rule polarity, coverage, overlaps and conflicts (Snorkel's definitions; "
                                    "denominators are all rows) and, with gold labels, correct / incorrect / "
                                    "accuracy and recall; then totals for the whole spec.")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("data", metavar="DATA")
+    add_spec_data_arguments(p)
     add_data_options(p)
     add_format_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

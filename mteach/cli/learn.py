@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
-from .common import add_data_options, dump_json, fmt_number, gold_for, load, print_table
+from .common import (add_data_argument, add_data_options, add_spec_data_arguments, dump_json, fmt_number,
+                     gold_for, load, print_table)
 
 
 def register(sub):
@@ -20,8 +21,7 @@ def register(sub):
                                    "spec's direction hints as loss penalties, and write MODEL_DIR (model.json, "
                                    "a copy of the spec, the rules table, end-model weights, report.json). Model "
                                    "settings come from mteach.toml (--config), not from the spec.")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("data", metavar="DATA")
+    add_spec_data_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     p.add_argument("--config", metavar="mteach.toml",
                    help="model settings (default: ./mteach.toml when present, else built-in defaults)")
@@ -35,7 +35,7 @@ def register(sub):
                                    "model), 'end_model' where no rule did. With gold labels, prints majority "
                                    "vote, label model, end model and combined accuracy side by side.")
     p.add_argument("model", metavar="MODEL_DIR")
-    p.add_argument("data", metavar="DATA")
+    add_data_argument(p)
     p.add_argument("-o", "--output", metavar="OUT.parquet", help="write predictions here")
     p.add_argument("--spec", metavar="SPEC", help="refuse the model unless it was trained on this spec version")
     add_data_options(p)

@@ -9,7 +9,7 @@ from ..compiler.checker import load_spec
 from ..engine import provenance as prov
 from ..engine.io import open_data
 from ..errors import DataError
-from .common import (Loaded, add_data_options, add_format_option, dump_json, gold_for, load, print_table,
+from .common import (Loaded, add_data_argument, add_data_options, add_format_option, add_spec_data_arguments, dump_json, gold_for, load, print_table,
                      progress_bar)
 
 
@@ -22,8 +22,7 @@ def register(sub):
                                    "holds the spec hash and git commit, the data's sha256, the rules with their "
                                    "blame, and the label model's parameters. No timestamps: the same spec version, "
                                    "data and seed give a byte-identical file.")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("data", metavar="DATA", help="a .parquet, .csv or .jsonl file")
+    add_spec_data_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="LEDGER.parquet")
     add_data_options(p)
     p.add_argument("--seed", type=int, default=0, metavar="N", help="label model seed (default 0)")
@@ -59,7 +58,7 @@ def register(sub):
                                    "and lexicons, from git), re-run it on the data and compare with the ledger. "
                                    "Exit 0 when identical, 1 when anything differs (listed by row and rule).")
     p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("data", metavar="DATA")
+    add_data_argument(p)
     p.add_argument("--spec", metavar="SPEC", help="verify against this spec file instead of git (for a "
                                                   "ledger made from uncommitted changes or outside git)")
     p.add_argument("--repo", metavar="DIR", help="the git repository (default: the one holding the spec)")
@@ -71,8 +70,7 @@ def register(sub):
                        description="Rules added, removed and changed (by content: a rule that only moved is not "
                                    "changed) between two revisions, and the rows whose label flips, counted by "
                                    "the rule changes responsible, with a sample.")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("data", metavar="DATA")
+    add_spec_data_arguments(p)
     p.add_argument("--from", dest="rev_from", required=True, metavar="REV")
     p.add_argument("--to", dest="rev_to", default="HEAD", metavar="REV", help="default HEAD")
     p.add_argument("--id", dest="id_column", metavar="COLUMN",

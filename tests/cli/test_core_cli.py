@@ -324,3 +324,26 @@ def test_check_of_a_missing_spec_file_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "missing.mt: no such spec file" in err and "Traceback" not in err
+
+
+def test_verbs_take_spec_data_and_id_from_the_project_file(tmp_path, monkeypatch, capsys):
+    root = Path(__file__).resolve().parents[2]
+    shutil.copytree(root / "specs", tmp_path / "specs")
+    shutil.copy(root / "data" / "youtube" / "test.csv", tmp_path / "comments.csv")
+    (tmp_path / "mteach.toml").write_text(
+        '[project]\nspec = "specs/youtube_spam.mt"\ndata = "comments.csv"\nid_column = "COMMENT_ID"\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 0
+    assert "youtube_spam.mt: ok" in capsys.readouterr().out
+    assert main(["apply", "-o", "votes.parquet", "-q"]) == 0
+    assert pq.read_table(tmp_path / "votes.parquet").column_names[0] == "COMMENT_ID"
+    # explicit arguments win over the project file
+    assert main(["stats", "specs/youtube_spam.mt", str(root / "data" / "youtube" / "train.csv"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["rows"] == 1586
+
+
+def test_without_a_project_file_spec_and_data_are_required(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["stats"]) == 2
+    err = capsys.readouterr().err
+    assert "give SPEC on the command line" in err and "mteach.toml" in err
