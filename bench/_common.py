@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -84,8 +85,18 @@ def median_time(fn, repeat: int) -> tuple:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size, MiB: VmHWM on Linux (the peak of this
+    address space, so a child does not inherit its parent's peak across fork/exec as
+    ``ru_maxrss`` does), else ``getrusage``'s ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / (1024 if scale == 1 else 1)
 
 
 def machine() -> str:
