@@ -45,8 +45,10 @@ def _lex_fn():
         return lambda text: lark.lex(text, dont_ignore=True)
 
 
-def _lex_line(line: str):
-    """(start, end, terminal type) for one line; unreadable characters become ERROR."""
+@lru_cache(maxsize=8192)
+def _lex_line(line: str) -> tuple:
+    """(start, end, terminal type) for one line; unreadable characters become ERROR.
+    Cached per line text: re-highlighting after a keystroke re-lexes only the edited line."""
     out, pos = [], 0
     lex = _lex_fn()
     while pos < len(line):
@@ -64,7 +66,7 @@ def _lex_line(line: str):
                 break
             out.append((bad, bad + 1, "ERROR"))
             pos = bad + 1
-    return out
+    return tuple(out)
 
 
 def highlight(text) -> list:

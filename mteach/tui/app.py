@@ -82,7 +82,7 @@ class StudioApp(App):
                     yield RowsPane(self.session, id="rows-pane")
                 with TabPane("Review", id="review"):
                     yield ReviewPane(self.session, id="review-pane")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = self.session.spec_path.name
@@ -119,6 +119,12 @@ class StudioApp(App):
         except SpecError as err:
             if not worker.is_cancelled:
                 self.post_message(self.SpecInvalid(version, list(err.diagnostics)))
+            return
+        except Exception as err:  # an engine bug must not close the editor with unsaved edits
+            self.log.error("analysis failed", err)
+            if not worker.is_cancelled:
+                self.call_from_thread(self.notify, f"analysis failed: {type(err).__name__}: {err}",
+                                      title="mteach", severity="error", timeout=10)
             return
         if not worker.is_cancelled:
             self.post_message(self.AnalysisReady(version, a))

@@ -36,7 +36,9 @@ async def type_at_end(app, pilot, text):
 @pytest.fixture
 def app_of(make_session):
     def make(**kw):
-        return StudioApp(make_session(**kw), cursor_blink=False, contributions=False)
+        app = StudioApp(make_session(**kw), cursor_blink=False, contributions=False)
+        app.animation_level = "none"
+        return app
     return make
 
 

@@ -10,8 +10,17 @@ def studio(make_session):
     def make(**kw):
         kw.setdefault("gold_column", "CLASS")
         kw.setdefault("gold_map", "1=SPAM,0=HAM")
-        return StudioApp(make_session(**kw), cursor_blink=False, contributions=False, timing=False)
+        app = StudioApp(make_session(**kw), cursor_blink=False, contributions=False, timing=False)
+        app.animation_level = "none"  # no tab-underline animation: deterministic frames
+        return app
     return make
+
+
+async def idle(pilot):
+    """Let the worker finish, then the DataTables size their columns (done when idle)."""
+    await pilot.app.workers.wait_for_complete()
+    for _ in range(3):
+        await pilot.pause(0.05)
 
 
 def settled(*keys, wait=0.0):
@@ -22,8 +31,7 @@ def settled(*keys, wait=0.0):
             await pilot.press(key)
         if wait:
             await pilot.pause(wait)
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await idle(pilot)
     return run_before
 
 
@@ -41,8 +49,7 @@ def test_diagnostic_in_place(snap_compare, studio):
         editor = pilot.app.query_one("#editor")
         editor.insert("rule bad : text hass \"x\" => SPAM\n", (9, 0))
         await pilot.pause(0.6)
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await idle(pilot)
     assert snap_compare(studio(), terminal_size=(120, 40), run_before=run_before)
 
 

@@ -60,7 +60,8 @@ class CoveragePane(Vertical):
         row = table.cursor_row
         table.clear(columns=True)
         gold = "accuracy" in a.stats.column_names
-        cols = ["rule", "label", "cover", "overlap", "conflict"] + (["acc", "ok", "wrong"] if gold else []) + ["line"]
+        # short headers, so the table fits beside the editor at 100 columns (F1 explains them)
+        cols = ["rule", "label", "cov", "ovl", "cnf"] + (["acc", "ok", "bad"] if gold else []) + ["line"]
         for c in cols:
             table.add_column(c, key=c)
         s = a.stats.to_pydict()

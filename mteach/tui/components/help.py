@@ -20,6 +20,8 @@ HELP = """\
   underlined and listed below the editor: pick one (enter) to jump there.
 
 [b]Coverage[/b]  enter: the rows of that rule   e: go to its line
+  cov coverage, ovl overlaps, cnf conflicts (share of all rows); with gold:
+  acc accuracy, ok / bad correct / incorrect votes on gold rows
 
 [b]Rows[/b]  a all   r next rule   c conflicted   u uncovered   l next label
   /  search text   enter on a row: its explanation (rules, file:line, source)

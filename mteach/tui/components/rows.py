@@ -59,9 +59,9 @@ class RowsPane(Vertical):
     DEFAULT_CSS = """
     RowsPane { height: 1fr; }
     RowsPane #rows-filter { height: 1; padding: 0 1; }
-    RowsPane #rows-search { height: 3; }
+    RowsPane #rows-search { height: 1; margin: 0 1; }
     RowsPane RowsTable { height: 1fr; min-height: 4; }
-    RowsPane #rows-explain-box { height: 40%; min-height: 4; border-top: solid $accent; }
+    RowsPane #rows-explain-box { height: 45%; min-height: 3; border-top: solid $accent; }
     """
 
     def __init__(self, session, **kwargs):
@@ -77,7 +77,7 @@ class RowsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="rows-filter")
-        yield Input(placeholder="search the text (enter)", id="rows-search")
+        yield Input(placeholder="/ search the text, enter to apply", id="rows-search", compact=True)
         yield RowsTable(id="rows-table", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="rows-explain-box"):
             yield Static("", id="rows-explain")
