@@ -167,31 +167,38 @@ class TokenIndex:
         self.row = np.repeat(np.arange(len(lowered), dtype=np.int32), _runs_per_row(self.starts, offsets))
         self.valid = _np_bool(pc.is_valid(lowered))
         self.n = len(lowered)
-        # Tokens and the gaps between them as one string array over the same bytes (no copy):
-        # element 2k is token k.
-        bounds = np.empty(2 * len(self.starts), dtype=np.int32)
-        bounds[0::2] = self.starts + base
-        bounds[1::2] = self.ends + base
-        self._pieces = pa.StringArray.from_buffers(max(len(bounds) - 1, 0), pa.py_buffer(bounds),
-                                                   lowered.buffers()[2])
+        self._data = lowered.buffers()[2]
+        self._base = base
         self._where: dict = {}
 
     def lookup(self, words) -> None:
-        """Find the tokens equal to each of ``words`` in one hash pass."""
+        """Find the tokens equal to each of ``words`` in one hash pass (``index_in``) over
+        the tokens that could be one of them (right length and first byte)."""
         words = sorted({w for w in words if w not in self._where})
         if not words:
             return
-        if len(self.starts) == 0:
+        encoded = [w.encode("utf-8") for w in words]
+        first_bytes = np.zeros(256, dtype=bool)
+        first_bytes[[e[0] for e in encoded]] = True
+        lengths = np.zeros(max(map(len, encoded)) + 2, dtype=bool)
+        lengths[[len(e) for e in encoded]] = True
+        size = np.minimum(self.ends - self.starts, len(lengths) - 1)
+        maybe = np.flatnonzero(lengths[size] & first_bytes[self.bytes[self.starts]])
+        if len(maybe) == 0:
             self._where.update((w, np.zeros(0, np.int64)) for w in words)
             return
-        ids = pc.index_in(self._pieces, value_set=pa.array(words, pa.string()))
-        ids = pc.fill_null(ids, -1).to_numpy()[0::2]
+        # Those tokens and the gaps between them as one string array over the text's own
+        # bytes (no copy): element 2k is token maybe[k].
+        bounds = np.empty(2 * len(maybe), dtype=np.int32)
+        bounds[0::2] = self.starts[maybe] + self._base
+        bounds[1::2] = self.ends[maybe] + self._base
+        pieces = pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds), self._data)
+        ids = pc.fill_null(pc.index_in(pieces, value_set=pa.array(words, pa.string())), -1).to_numpy()[0::2]
         hits = np.flatnonzero(ids >= 0)
-        order = np.argsort(ids[hits], kind="stable")
-        hits = hits[order]
+        hits = hits[np.argsort(ids[hits], kind="stable")]
         bounds = np.searchsorted(ids[hits], np.arange(len(words) + 1))
         for i, w in enumerate(words):
-            self._where[w] = hits[bounds[i]:bounds[i + 1]]
+            self._where[w] = maybe[hits[bounds[i]:bounds[i + 1]]]
 
     def rows_with_sequence(self, runs: list, spaced: bool = False) -> np.ndarray:
         """Rows where ``runs`` occur as consecutive tokens; with ``spaced``, only rows where
