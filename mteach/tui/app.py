@@ -133,8 +133,7 @@ class StudioApp(App):
         if msg.version != self.version:
             return
         a = msg.analysis
-        self.session.last = a
-        self.session.set_text_column(a.spec)
+        self.session.accept(a)
         self.errors = 0
         self.show_problems(a.warnings)
         self.query_one(CoveragePane).show(a)

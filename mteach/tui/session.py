@@ -155,6 +155,7 @@ class Session:
         self.last: Optional[Analysis] = None
         self._order = np.random.default_rng(seed).permutation(table.num_rows)
         self.skipped: set = set()
+        self._excluded = None  # bool per row: reviewed or skipped
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -222,15 +223,21 @@ class Session:
     def analyze(self, text: str, with_contributions: bool = True) -> Analysis:
         t0 = time.perf_counter()
         spec = self.check(text)
-        if tuple(spec.labels) != tuple(self.labels):
-            self.labels = tuple(spec.labels)
-            self.review.load(self.labels, set(self.row_of))
         votes = self.engine.votes(spec)
         evaluated = list(self.engine.last_evaluated)
         a = self._stats(spec, votes, evaluated, t0)
         if with_contributions and votes.shape[1]:
             a.contributions = label_model_contributions(votes, len(spec.labels))
-        return a  # the caller decides whether it is the current one (``self.last``)
+        return a  # the caller decides whether it is the current one: ``accept(a)``
+
+    def accept(self, a: Analysis) -> None:
+        """Make ``a`` the current analysis (called on the UI thread)."""
+        self.last = a
+        self.set_text_column(a.spec)
+        if tuple(a.spec.labels) != tuple(self.labels):
+            self.labels = tuple(a.spec.labels)
+            self.review.load(self.labels, set(self.row_of))
+            self._excluded = None
 
     def _stats(self, spec, votes, evaluated, t0) -> Analysis:
         labels = list(spec.labels)
@@ -303,33 +310,40 @@ class Session:
         return np.flatnonzero(keep)
 
     # -- review --------------------------------------------------------------------------
+    def _want(self, a: Analysis, mode: str) -> np.ndarray:
+        if mode == "uncovered":
+            return ~(a.votes != -1).any(axis=1) if a.votes.shape[1] else np.ones(len(a.votes), bool)
+        if mode == "conflicted":
+            return a.conflicted
+        return np.ones(self.table.num_rows, dtype=bool)
+
+    def excluded(self) -> np.ndarray:
+        """Rows already reviewed (in the gold file) or skipped this session."""
+        if self._excluded is None:
+            ex = np.zeros(self.table.num_rows, dtype=bool)
+            for rid in list(self.review.entries) + list(self.skipped):
+                i = self.row_of.get(rid)
+                if i is not None:
+                    ex[i] = True
+            self._excluded = ex
+        return self._excluded
+
     def next_to_review(self, a: Analysis, mode: str) -> Optional[int]:
         """The next row of the seeded sample in ``mode`` not yet reviewed or skipped."""
-        if mode == "uncovered":
-            want = ~(a.votes != -1).any(axis=1) if a.votes.shape[1] else np.ones(len(a.votes), bool)
-        elif mode == "conflicted":
-            want = a.conflicted
-        else:
-            want = np.ones(self.table.num_rows, dtype=bool)
-        done = self.review.entries
-        for i in self._order[want[self._order]]:
-            rid = self.id_list[i]
-            if rid not in done and rid not in self.skipped:
-                return int(i)
-        return None
+        order = self._order
+        todo = order[self._want(a, mode)[order] & ~self.excluded()[order]]
+        return int(todo[0]) if len(todo) else None
 
     def remaining(self, a: Analysis, mode: str) -> int:
-        if mode == "uncovered":
-            want = ~(a.votes != -1).any(axis=1) if a.votes.shape[1] else np.ones(len(a.votes), bool)
-        elif mode == "conflicted":
-            want = a.conflicted
-        else:
-            want = np.ones(self.table.num_rows, dtype=bool)
-        idx = np.flatnonzero(want)
-        return sum(1 for i in idx if self.id_list[i] not in self.review.entries and self.id_list[i] not in self.skipped)
+        return int((self._want(a, mode) & ~self.excluded()).sum())
+
+    def skip(self, i: int) -> None:
+        self.skipped.add(self.id_list[i])
+        self.excluded()[i] = True
 
     def record(self, i: int, label: str) -> None:
         self.review.append(self.id_list[i], label)
+        self.excluded()[i] = True
 
 
 def _labels_of(spec_path: Path, schema) -> tuple:

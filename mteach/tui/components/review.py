@@ -115,7 +115,7 @@ class ReviewPane(Vertical, can_focus=True):
 
     def action_skip(self) -> None:
         if self.current is not None:
-            self.session.skipped.add(self.session.id_list[self.current])
+            self.session.skip(self.current)
         self.advance()
 
     def action_mode(self) -> None:
