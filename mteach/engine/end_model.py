@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from mteach.engine.hints import DEFAULT_SHARPNESS, HintConstraint, class_margin, hint_penalty
+from mteach.engine.hints import DEFAULT_SHARPNESS, HintConstraint, class_margin, first_layer, hint_penalty
 
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "end_model.json"
@@ -193,6 +193,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(int(self.seed))
                 net = _build_net(dim, k, int(self.hidden)).to(device)
+            first, rest = first_layer(net)
             gen = torch.Generator().manual_seed(int(self.seed))
             decay = [p for nme, p in net.named_parameters() if nme.endswith("weight")]
             no_decay = [p for nme, p in net.named_parameters() if not nme.endswith("weight")]
@@ -223,12 +224,13 @@ class EndModel(ClassifierMixin, BaseEstimator):
                     xb = torch.as_tensor(X[idx].toarray(), device=device)
                     yb = Yt[idx].to(device)
                     wb = Wt[idx].to(device)
-                    logp = torch.log_softmax(net(xb), dim=1)
+                    z = first(xb)  # the wide layer, computed once for the loss and every hint
+                    logp = torch.log_softmax(rest(z), dim=1)
                     ce = (-(yb * logp).sum(dim=1) * wb).sum() / wb.sum().clamp_min(1e-12)
                     loss = ce
                     for j, h in enumerate(hints):
                         pen = hint_penalty(net, xb, h, float(self.hint_margin), float(self.hint_sharpness),
-                                           d_unit=d_units[j], pair_rows=pairs[j])
+                                           d_unit=d_units[j], pair_rows=pairs[j], z=z)
                         loss = loss + float(self.hint_strength) * h.weight * pen
                         pen_sum[j] += float(pen.detach())
                     opt.zero_grad(set_to_none=True)
