@@ -82,6 +82,7 @@ class ReviewLog:
         self.reviewer = reviewer
         self.entries: dict = {}  # id -> label name (last wins), every readable line
         self.problems = GoldProblems()
+        self.header = list(GOLD_HEADER)  # an existing file's own columns are kept when appending
 
     def load(self, labels, known_ids: set) -> "ReviewLog":
         self.entries.clear()
@@ -96,6 +97,7 @@ class ReviewLog:
         if [h.strip() for h in header[:2]] != ["id", "label"]:
             self.problems.malformed.append((1, ",".join(header)))
             return self
+        self.header = [h.strip() for h in header]
         for n, row in enumerate(reader, start=2):
             if not row:
                 continue
@@ -123,7 +125,9 @@ class ReviewLog:
         w = csv.writer(buf, lineterminator="\n")
         if new:
             w.writerow(GOLD_HEADER)
-        w.writerow([row_id, label, self.reviewer, time.strftime("%Y-%m-%dT%H:%M:%S%z")])
+        values = {"id": row_id, "label": label, "reviewer": self.reviewer,
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        w.writerow([values.get(h, "") for h in (GOLD_HEADER if new else self.header)])
         with open(self.path, "a", encoding="utf-8", newline="") as f:
             if needs_newline:
                 f.write("\n")
@@ -180,6 +184,13 @@ class Session:
         spec_path = Path(spec_path)
         if spec_path.is_dir():
             raise DataError(f"{spec_path}: is a folder; give a spec file (.mt)")
+        if spec_path.exists():
+            try:
+                spec_path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{spec_path}: is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+            except OSError as err:
+                raise DataError(f"{spec_path}: cannot read it: {err.strerror}") from None
         labels = _labels_of(spec_path, source.schema)
         base_gold = None
         if gold and gold_column:
@@ -269,7 +280,7 @@ class Session:
         if self.base_gold is None and not self.review.entries:
             return None
         gold = self.base_gold.copy() if self.base_gold is not None else np.full(self.table.num_rows, -1, np.int64)
-        for rid, lab in self.review.entries.items():
+        for rid, lab in list(self.review.entries.items()):  # a snapshot: the UI thread may append
             i = self.row_of.get(rid)
             if i is not None and lab in labels:
                 gold[i] = labels.index(lab)

@@ -202,3 +202,18 @@ async def test_unparsable_spec_still_opens(make_session, studio_files):
         await settle(app, pilot)
         assert app.query_one(ProblemsList).option_count >= 1
         assert app.session.last is None
+
+
+async def test_a_new_spec_file_opens_empty_and_save_creates_it(studio_files):
+    from mteach.tui.session import Session
+    session = Session.open(studio_files / "new.mt", studio_files / "comments.csv", "COMMENT_ID", reviewer="t")
+    app = StudioApp(session, cursor_blink=False, contributions=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.query_one(SpecEditor).text == "" and table_rules(app) == {}
+        await type_at_end(app, pilot, 'concept c\nlabels A, B\nfield text = "CONTENT"\nrule r : text has "song" => B\n')
+        await settle(app, pilot, 0.6)
+        assert set(table_rules(app)) == {"r"} and not app.query_one(ProblemsList).display
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert (studio_files / "new.mt").read_text().startswith("concept c\nlabels A, B\n")

@@ -44,3 +44,13 @@ def test_sample_is_seeded_skips_reviewed_and_gold_overrides_column(make_session)
     assert s.gold(a.spec.labels)[first] == 0  # the review overrides the CLASS column
     s.skip(s.next_to_review(a, "uncovered"))
     assert s.remaining(a, "uncovered") == before - 2
+
+
+def test_an_existing_files_columns_are_kept(make_session, studio_files):
+    gold = studio_files / "mini.gold.csv"
+    gold.write_text("id,label\nc01,SPAM\n")
+    s = make_session()
+    s.record(s.row_of["c02"], "HAM")
+    assert gold.read_text() == "id,label\nc01,SPAM\nc02,HAM\n"
+    ids, labels = read_gold_file(gold, ["SPAM", "HAM"])
+    assert ids.to_pylist() == ["c01", "c02"] and labels.tolist() == [0, 1]

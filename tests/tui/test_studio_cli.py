@@ -32,3 +32,9 @@ def test_empty_file_message(studio_files, capsys):
     (studio_files / "empty.csv").write_text("")
     assert main(["tui", "mini.mt", "empty.csv"]) == 2
     assert "the file is empty" in capsys.readouterr().err
+
+
+def test_a_spec_that_is_not_utf8_is_refused(studio_files, capsys):
+    (studio_files / "bad.mt").write_bytes(b"concept \xff\xfe\n")
+    assert main(["tui", "bad.mt", "comments.csv"]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
