@@ -14,7 +14,8 @@ Semantics (also in the README's language reference):
 - ``words(F)``: runs of non-whitespace characters (Unicode whitespace).
 - ``upper_ratio(F)``: uppercase letters / letters (0 when there are no letters).
 - ``digit_ratio(F)``: digits / non-whitespace characters (0 on empty text).
-- ``near ... within N``: the two phrases start at most N words apart.
+- ``near ... within N``: the two phrases start at most N words apart, words counted as
+  ``words()`` does; punctuation at a word's edges is ignored ("apply," is "apply").
 """
 from __future__ import annotations
 
@@ -444,8 +445,7 @@ class BatchEvaluator:
             result = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
                       "==": np.equal, "!=": np.not_equal}[op](left, right)
         if op == "!=":  # nan != x is True in numpy; a missing value makes the test false
-            result &= ~(np.isnan(left) if isinstance(left, np.ndarray) else False)
-            result &= ~(np.isnan(right) if isinstance(right, np.ndarray) else False)
+            result = result & ~np.isnan(np.asarray(left, dtype=float)) & ~np.isnan(np.asarray(right, dtype=float))
         return np.broadcast_to(result, (self.n,)).copy() if np.ndim(result) == 0 else result
 
     def predicate(self, node) -> np.ndarray:
@@ -500,18 +500,20 @@ class BatchEvaluator:
         if len(rows) == 0:
             return out
         sub = pc.take(self.lower(node.source), pa.array(rows))
-        spaced = pc.replace_substring_regex(sub, f"{_NONWORD}+", " ")
-        lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(spaced))
+        # Words as words() counts them (whitespace-separated); a word also matches with
+        # punctuation at its edges ("apply," is "apply"), while "t&c" or "10/10" stay one word.
+        lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(sub))
         tokens = pc.list_flatten(lists)
+        bare = pc.replace_substring_regex(tokens, f"^{_NONWORD}+|{_NONWORD}+$", "")
         parent = pc.list_parent_indices(lists).to_numpy()
 
         def starts(node_phrases: ast.Phrases) -> np.ndarray:
             hits = np.zeros(len(tokens), dtype=bool)
             for phrase in node_phrases.phrases:
-                words = re.sub(_NONWORD.replace(r"\p{L}\p{N}", r"\w"), " ", phrase.lower()).split() or [phrase.lower()]
+                words = phrase.lower().split()
                 ok = np.ones(len(tokens), dtype=bool)
                 for k, w in enumerate(words):
-                    eq = _np_bool(pc.equal(tokens, w))
+                    eq = _np_bool(pc.equal(tokens, w)) | _np_bool(pc.equal(bare, w))
                     shifted = np.zeros(len(tokens), dtype=bool)
                     if k < len(tokens):
                         shifted[:len(tokens) - k] = eq[k:]

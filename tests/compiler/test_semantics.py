@@ -154,9 +154,6 @@ def test_number_category_boolean_predicates(fires, mixed, pred, expected):
     assert fires(pred, mixed) == [bool(e) for e in expected]
 
 
-@pytest.mark.xfail(reason="plan.py bug: `!=` on a number field or measure crashes "
-                          "(BatchEvaluator.compare: `result &= ~False` is an int, numpy refuses the cast)",
-                   strict=True)
 @pytest.mark.parametrize("pred,expected", [('n != 5', [1, 0, 0, 1]), ('len(t) != 1', [1, 0, 0, 0])])
 def test_not_equal_on_numbers(fires, mixed, pred, expected):
     assert fires(pred, mixed) == [bool(e) for e in expected]
@@ -236,15 +233,9 @@ def test_shared_subexpressions_give_same_answers_as_separate_rules(tmp_path):
     assert votes.tolist() == [[0, 1], [-1, -1], [-1, -1], [0, 1]]
 
 
-@pytest.mark.xfail(reason="plan.py bug: `near` tokenizes a phrase with Python's \\w (which keeps '_') but the "
-                          "text with [^\\p{L}\\p{N}] (which splits on '_'), so a phrase with an underscore never "
-                          "matches near anything, though `has` finds it", strict=True)
 def test_near_phrase_with_underscore(fires):
     assert fires('t has "foo_bar" near "x" within 3 words', _t("foo_bar x")) == [True]
 
 
-@pytest.mark.xfail(reason='plan.py bug: `near` counts "T&C" / "10/10" as two words, so "T&C apply" is 2 '
-                          'words apart, not 1; the pinned semantics say such phrases behave as written',
-                   strict=True)
 def test_near_counts_a_phrase_with_punctuation_as_one_word(fires):
     assert fires('t has "T&C" near "apply" within 1 words', _t("T&C apply here")) == [True]
