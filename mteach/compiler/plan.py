@@ -375,25 +375,17 @@ class BatchEvaluator:
                 return self.words(src)
             if node.func == "upper_ratio":
                 arr = self.text(src)
-                letters = self._count_regex(arr, r"\p{L}")
-                upper = self._count_regex(arr, r"\p{Lu}")
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    return np.where(letters > 0, upper / letters, np.where(np.isnan(letters), np.nan, 0.0))
+                return _ratio(self._count_regex(arr, r"\p{Lu}"), self._count_regex(arr, r"\p{L}"))
             if node.func == "digit_ratio":
                 arr = self.text(src)
-                chars = self._count_regex(arr, r"[^\s\p{Z}]")
-                digits = self._count_regex(arr, r"\p{Nd}")
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    return np.where(chars > 0, digits / chars, np.where(np.isnan(chars), np.nan, 0.0))
+                return _ratio(self._count_regex(arr, r"\p{Nd}"), self._count_regex(arr, r"[^\s\p{Z}]"))
             if node.func == "count":
                 if isinstance(node.arg, ast.Regex):
                     counts = self._count_regex(self.text(src), regex_pattern(node.arg))
                 else:
                     counts = self.count_phrases(src, node.arg)
                 if node.per_words is not None:
-                    w = self.words(src)
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        counts = np.where(w > 0, counts * node.per_words / w, np.where(np.isnan(w), np.nan, 0.0))
+                    counts = _ratio(counts * node.per_words, self.words(src))
                 return counts
             if node.func == "number":
                 return self.number(src, node.arg)
@@ -533,6 +525,12 @@ class BatchEvaluator:
             found |= (parent[b[nb]] == parent[a]) & (np.abs(b[nb] - a) <= node.within)
         out[rows[np.unique(parent[a[found]])]] = True
         return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den; 0 where den is 0 (no letters, no words), missing where den is missing."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.where(np.isnan(den), np.nan, 0.0))
 
 
 def _name_first_group(regex: ast.Regex) -> ast.Regex:
