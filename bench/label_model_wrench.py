@@ -1,6 +1,6 @@
 """Label-model accuracy on WRENCH vote matrices: mteach LabelModel vs majority vote vs Snorkel 0.10.
 
-    python bench/label_model_wrench.py [--data /work/shared/data] [--snorkel-epochs 100]
+    python bench/label_model_wrench.py [--data /work/shared/data] [--snorkel-epochs 100] [--abstain-shrinkage 0.5]
 
 Fits on train (trec: ids < 4965, WRENCH's split; chemprot has no train split here: fits
 on valid) and prints test accuracy per dataset.  Majority vote breaks ties (and rows where
@@ -75,6 +75,8 @@ def main():
     ap.add_argument("--data", default=os.environ.get("MTEACH_DATA", "/work/shared/data"))
     ap.add_argument("--snorkel-epochs", type=int, default=100)
     ap.add_argument("--datasets", nargs="*", default=DATASETS)
+    ap.add_argument("--abstain-shrinkage", type=float, default=None,
+                    help="LabelModel(abstain_shrinkage=...); default: the model's default (1 = abstentions carry no evidence)")
     args = ap.parse_args()
 
     use_snorkel = snorkel_available()
@@ -88,7 +90,8 @@ def main():
         mv = MajorityVote(n_classes=k, tie_break="random", seed=0).fit(Ltr)
         acc_mv = float((mv.predict(Lte) == yte).mean())
         t0 = time.perf_counter()
-        lm = LabelModel(n_classes=k).fit(Ltr)
+        extra = {} if args.abstain_shrinkage is None else {"abstain_shrinkage": args.abstain_shrinkage}
+        lm = LabelModel(n_classes=k, **extra).fit(Ltr)
         t_lm = time.perf_counter() - t0
         acc_lm = float((lm.predict(Lte) == yte).mean())
         acc_sn, t_sn = float("nan"), float("nan")

@@ -12,34 +12,49 @@ as per-class true/false-positive rates, parametrised so that the prior is in vot
 units: each rule has a Beta prior on its precision of ``accuracy_prior[j]`` worth
 ``prior_strength`` pseudo-votes (0.7 worth 40 pseudo-votes when the expert gave none),
 so with few votes the prior dominates.  Rules are treated as conditionally independent
-given the class, and, as in Snorkel, **abstentions carry no evidence** in the
-posterior (with many correlated rules, per-rule "did not fire" terms make the model
-overconfident).
+given the class.
+
+**Abstentions.**  Each rule also has a class-conditional coverage
+``gamma[j, c] = P(rule j votes | y = c)`` (``class_coverage_``), estimated by one M-step on
+the final EM posteriors (expected votes of rule j on class-c rows / expected class-c rows)
+and shrunk halfway toward the rule's overall coverage ``cover[j]``
+(``abstain_shrinkage=0.5``, as the class balance is shrunk halfway toward uniform; full
+naive-Bayes abstention terms make correlated rules overconfident).  A rule that covers
+SPAM well and never fires on HAM then makes "it abstained" evidence of HAM.  The vote
+parameters are those of the EM without abstention terms (the E-step ignores abstentions, as
+in Snorkel); ``abstain_shrinkage=1`` gives that model back exactly (abstentions carry no
+evidence).
 
 The class balance ``pi`` is estimated by EM (``posterior_class_balance_``); the prior
 that the posterior uses (``class_balance_``) is that estimate shrunk halfway toward
 uniform, unless ``class_balance`` is given.  ``accuracy_[j]`` is the posterior of the
-rule's vote when it votes alone (so a lone vote of a rule with ``accuracy_ > 0.5``
-wins).
+rule's vote when it votes alone (every other rule abstains), vote-weighted over its votes,
+so a lone vote of a rule with ``accuracy_ > 0.5`` wins.
 
 The fitted model is exposed as
 
-* ``weights_[j, v, c]``: additive log-potential for class ``c`` when rule ``j``
-  votes ``v``: ``log(a / pi_v)`` if ``c == v`` else ``log((1 - a) / (1 - pi_v))`` (0 for
-  a vote the rule never cast in training, so it contributes nothing),
-* ``baseline_[c] = log class_balance_[c]``,
+* ``abstain[j, c] = log(1 - gamma[j, c]) - log(1 - cover[j])`` (0 when ``abstain_shrinkage=1``),
+* ``weights_[j, v, c]``: additive log-potential for class ``c`` when rule ``j`` votes ``v``,
+  relative to rule ``j`` abstaining: ``log(a / pi_v)`` if ``c == v`` else
+  ``log((1 - a) / (1 - pi_v))``, minus ``abstain[j, c]`` (0 for a vote the rule never cast
+  in training: it counts as an abstention),
+* ``baseline_[c] = log class_balance_[c] + sum_j abstain[j, c]``: the score of a row where
+  every rule abstains,
 
 and the *exact* identity used by :meth:`LabelModel.predict_proba` is::
 
     predict_proba(L)[i] == softmax(baseline_ + sum_{j : L[i, j] != -1} weights_[j, L[i, j], :])
+
+so abstaining rules add nothing relative to the baseline.
 
 Fitting works on int8 votes, column by column.  Rows are deduplicated into counted
 patterns (64-bit multiply-add row hash, equal hashes verified row by row) unless a
 50,000-row sample shows that most rows are distinct.  Two classes: rules are grouped
 in blocks of up to 10 whose base-3 vote code (uint16) indexes a per-block log-odds
 table, so an EM step is one lookup and one weighted ``bincount`` per block.  More
-classes: an EM step is a few ``bincount`` calls over the list of votes.  Everything
-is deterministic for a seed.
+classes: an EM step is a few ``bincount`` calls over the list of votes.  The
+class-conditional coverage costs one more block histogram (two classes) or one sparse
+product over the votes (more classes).  Everything is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -268,6 +283,13 @@ class _BinaryBlocks:
         corr = np.column_stack([self.vote_counts[:, 0] - m1[:, 1], m1[:, 2]])
         return np.array([self.n - t1, t1]), corr
 
+    def class_votes(self, q):
+        """(m, 2) posterior-weighted count of each rule's votes on rows of class 0 / class 1."""
+        qw = q if self.w is None else q * self.w
+        m1 = self._marginals(qw)
+        v1 = m1[:, 1] + m1[:, 2]
+        return np.column_stack([self.vote_counts.sum(axis=1) - v1, v1])
+
     def posterior(self, on, off, log_pb):
         dpad = np.zeros((self.m, 3))
         dpad[:, 1] = off[:, 0] - on[:, 0]
@@ -297,6 +319,10 @@ class _VoteList:
         self.rk = rows * k + v
         self.m = m
         self.vote_counts = np.bincount(self.col, weights=self.w[rows], minlength=m * k).reshape(m, k)
+        # rows come out of np.nonzero in row order: a CSR (row x rule) indicator of the votes
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        self.voted = sp.csr_matrix((np.ones(rows.shape[0]), cols, indptr), shape=(n, m))
 
     def initial_posterior(self):
         k = self.k
@@ -312,6 +338,10 @@ class _VoteList:
         Qw = Q * self.w[:, None]
         corr = np.bincount(self.col, weights=Qw.ravel()[self.rk], minlength=self.m * self.k)
         return Qw.sum(axis=0), corr.reshape(self.m, self.k)
+
+    def class_votes(self, Q):
+        """(m, k) posterior-weighted count of each rule's votes on rows of each class."""
+        return np.asarray(self.voted.T @ (Q * self.w[:, None]))
 
     def posterior(self, on, off, log_pb):
         n, k = self.n_rows, self.k
@@ -361,6 +391,10 @@ class LabelModel(BaseEstimator):
     class_balance : array-like of shape (k,) or None
         Fixed class prior.  ``None`` estimates it by EM and uses the estimate shrunk
         halfway toward uniform.
+    abstain_shrinkage : float in [0, 1]
+        Weight of the rule's overall coverage in its class-conditional coverage
+        ``(1 - s) * P(votes | y = c) + s * P(votes)``; 0.5 by default.  1 = abstentions carry
+        no evidence (the model before abstentions were modelled, like Snorkel's).
     max_iter : int
         Maximum number of EM iterations.
     tol : float
@@ -377,6 +411,7 @@ class LabelModel(BaseEstimator):
         accuracy_prior=None,
         prior_strength=10.0,
         class_balance=None,
+        abstain_shrinkage=0.5,
         max_iter=100,
         tol=1e-5,
         seed=0,
@@ -385,6 +420,7 @@ class LabelModel(BaseEstimator):
         self.accuracy_prior = accuracy_prior
         self.prior_strength = prior_strength
         self.class_balance = class_balance
+        self.abstain_shrinkage = abstain_shrinkage
         self.max_iter = max_iter
         self.tol = tol
         self.seed = seed
@@ -395,6 +431,9 @@ class LabelModel(BaseEstimator):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
             raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
+        rho = self.abstain_shrinkage
+        if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not 0.0 <= rho <= 1.0:
+            raise ValueError(f"abstain_shrinkage must be a number in [0, 1] (1 = abstentions carry no evidence), got {rho!r}")
         for name in ("prior_strength",):
             val = getattr(self, name)
             if not isinstance(val, numbers.Real) or not val >= 0:
@@ -509,13 +548,35 @@ class LabelModel(BaseEstimator):
                 break
         T, _ = stats.expected_counts(Q)
         logw = np.where(eye[None, :, :], on[:, :, None], off[:, :, None])
+        # ---------------- abstentions: class-conditional coverage, one M-step on the final
+        # posteriors (the vote parameters above are those of the EM without abstentions)
+        cover = votes_j / n
+        rho = float(self.abstain_shrinkage)
+        if rho < 1.0:
+            gamma = stats.class_votes(Q) / np.maximum(T, _EPS)[None, :]  # P(rule j votes | y = c)
+            gamma = (1.0 - rho) * np.clip(gamma, 0.0, 1.0) + rho * cover[:, None]
+        else:
+            gamma = np.broadcast_to(cover[:, None], (m, k)).copy()
+        # abstain[j, c] = log P(j abstains | c) - log P(j abstains): 0 for a rule that never
+        # votes or always votes, and for every class when rho = 1
+        abstain = np.log(np.maximum(1.0 - gamma, _EPS)) - np.log(np.maximum(1.0 - cover, _EPS))[:, None]
+        abstain[(votes_j <= 0) | (cover >= 1.0)] = 0.0
+        # fold "every rule abstains" into the baseline; a vote's weight is then its log-likelihood
+        # ratio relative to abstaining, and a vote never cast in training counts as an abstention
+        logw = logw - abstain[:, None, :]
+        logw[~seen] = 0.0
+        baseline = log_pb + abstain.sum(axis=0)
         # accuracy_: the posterior of the rule's vote when it votes alone (vote-weighted over v)
-        lone = 1.0 / (1.0 + np.exp(off + np.log1p(-pb)[None, :] - on - log_pb[None, :]))
+        lone_scores = baseline[None, None, :] + logw  # (m, v, c)
+        lone_scores -= lone_scores.max(axis=2, keepdims=True)
+        lone_p = np.exp(lone_scores)
+        lone = np.diagonal(lone_p, axis1=1, axis2=2) / lone_p.sum(axis=2)
         accuracy = np.where(votes_j > 0, (share * lone).sum(axis=1), a0)
         return {
             "weights_": np.ascontiguousarray(logw),
-            "baseline_": np.ascontiguousarray(log_pb, dtype=np.float64),
+            "baseline_": np.ascontiguousarray(baseline, dtype=np.float64),
             "class_balance_": np.asarray(pb, dtype=np.float64).copy(),
+            "class_coverage_": np.ascontiguousarray(gamma, dtype=np.float64),
             "posterior_class_balance_": T / n,
             "accuracy_": accuracy,
             "coverage_": votes_j / n,

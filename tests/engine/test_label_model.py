@@ -43,7 +43,12 @@ def test_recovers_class_balance():
     assert 0.58 < lm.posterior_class_balance_[0] <= np.mean(y == 0) + 0.02
     # ... and the prior used in the posterior is that estimate shrunk halfway toward uniform
     np.testing.assert_allclose(lm.class_balance_, (lm.posterior_class_balance_ + 0.5) / 2, atol=1e-3)
-    np.testing.assert_allclose(lm.baseline_, np.log(lm.class_balance_))
+    # the baseline (every rule abstains) is that prior plus each rule's abstain term
+    cover = (L >= 0).mean(axis=0)
+    abstain = np.log1p(-lm.class_coverage_) - np.log1p(-cover)[:, None]
+    np.testing.assert_allclose(lm.baseline_, np.log(lm.class_balance_) + abstain.sum(axis=0))
+    no_abstain = LabelModel(abstain_shrinkage=1.0).fit(L)
+    np.testing.assert_allclose(no_abstain.baseline_, np.log(no_abstain.class_balance_))
     fixed = LabelModel(class_balance=[0.7, 0.3]).fit(L)
     np.testing.assert_allclose(fixed.class_balance_, [0.7, 0.3])
 
@@ -181,6 +186,8 @@ def test_input_validation_messages():
         LabelModel(accuracy_prior=[1.5] + [np.nan] * (L.shape[1] - 1)).fit(L)
     with pytest.raises(ValueError, match="class_balance"):
         LabelModel(class_balance=[0.2, 0.2]).fit(L)
+    with pytest.raises(ValueError, match="abstain_shrinkage"):
+        LabelModel(abstain_shrinkage=1.5).fit(L)
     lm = LabelModel().fit(L)
     with pytest.raises(ValueError, match="fitted with 7"):
         lm.predict_proba(L[:, :3])
@@ -270,3 +277,54 @@ def test_small_data_lone_vote_follows_the_prior():
     # with a prior below 0.5 the lone vote loses, as its accuracy says
     low = LabelModel(accuracy_prior=[np.nan] * 4 + [0.3]).fit(L)
     assert low.accuracy_[4] < 0.5 and low.predict(lone)[0] == 0
+
+
+# ------------------------------------------------------------------ abstentions as evidence
+def spam_rules_abstain_on_ham(n=3000, seed=18):
+    """Class 0 (SPAM) rules fire on SPAM only and cover it well; one weak class 1 rule.  Most
+    rows where every rule abstains are HAM, although SPAM is the majority class."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.4).astype(int)  # 60% SPAM (0)
+    L = np.full((n, 5), -1)
+    for j, cov in enumerate((0.5, 0.45, 0.4, 0.35)):
+        L[(y == 0) & (rng.random(n) < cov), j] = 0
+    L[(rng.random(n) < 0.25), 4] = 1
+    L[(y == 0) & (L[:, 4] == 1) & (rng.random(n) < 0.8), 4] = -1  # the HAM rule: mostly right
+    return L, y
+
+
+def test_abstentions_are_evidence():
+    L, y = spam_rules_abstain_on_ham()
+    lm = LabelModel().fit(L)
+    none = np.full((1, 5), -1)
+    uncovered = ~(L >= 0).any(axis=1)
+    assert y[uncovered].mean() > 0.7  # really mostly HAM
+    assert lm.predict(none)[0] == 1  # every SPAM rule abstained: HAM
+    old = LabelModel(abstain_shrinkage=1.0).fit(L)
+    assert old.predict(none)[0] == 0  # without abstention evidence: the class prior (SPAM)
+    assert (lm.predict(L) == y).mean() > (old.predict(L) == y).mean()
+    # class-conditional coverage: SPAM rules cover SPAM (shrunk halfway toward their coverage)
+    assert np.all(lm.class_coverage_[:4, 0] > lm.class_coverage_[:4, 1])
+    cover = (L >= 0).mean(axis=0)
+    half = LabelModel(abstain_shrinkage=0.0).fit(L).class_coverage_
+    np.testing.assert_allclose(lm.class_coverage_, (half + cover[:, None]) / 2, rtol=1e-6)
+    # abstaining still adds nothing relative to the baseline; a lone SPAM vote still wins
+    assert lm.predict(np.array([[0, -1, -1, -1, -1]]))[0] == 0
+    np.testing.assert_allclose(lm.predict_proba(none)[0], softmax(lm.baseline_))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_abstain_engines_agree_and_unseen_votes_count_as_abstentions(k):
+    L, _ = synth(n=2000, k=k, acc=(0.9, 0.8, 0.7, 0.65), cov=0.4, seed=19)
+    L[L[:, 2] == 1, 2] = -1  # rule 2 never votes 1
+    fast = LabelModel(n_classes=k).fit(L)
+    slow = LabelModel(n_classes=k)
+    slow._force_generic = True
+    slow.fit(L)
+    np.testing.assert_allclose(fast.class_coverage_, slow.class_coverage_, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(fast.baseline_, slow.baseline_, rtol=1e-7, atol=1e-9)
+    assert np.all(fast.weights_[2, 1] == 0.0)
+    row = np.full((1, L.shape[1]), -1)
+    row2 = row.copy()
+    row2[0, 2] = 1
+    np.testing.assert_array_equal(fast.predict_proba(row2), fast.predict_proba(row))
