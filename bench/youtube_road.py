@@ -49,7 +49,7 @@ def main():
     for name, values in table_rows.items():
         print(f"{name:{width}}  " + "  ".join(f"{v:6.3f}" for v in values) + f"  {np.mean(values):6.3f}")
     mv = np.mean(table_rows["majority vote (all rows, random for ties and uncovered)"])
-    lm = np.mean(table_rows["label model (all rows, class prior where no rule votes)"])
+    lm = np.mean(table_rows["label model (all rows)"])
     em = min(table_rows["end model alone (all rows)"])
     print(f"\nlabel model {lm:.3f} vs majority vote {mv:.3f} and 0.860: {'PASS' if lm >= max(mv, 0.86) else 'BELOW'}")
     print(f"end model alone, worst seed {em:.3f} vs 0.944: {'PASS' if em >= 0.944 else 'BELOW'}")

@@ -103,7 +103,7 @@ def evaluate(result, votes, gold, labels) -> list:
     for name, pred, mask in (
             ("majority vote (covered rows, ties excluded)", mv, mv != -1),
             ("label model (covered rows)", result["lm_proba"].argmax(1), covered),
-            ("label model (all rows, class prior where no rule votes)", result["lm_proba"].argmax(1),
+            ("label model (all rows)", result["lm_proba"].argmax(1),
              np.ones_like(covered)),
             ("end model alone (covered rows)", result["em_proba"].argmax(1), covered),
             ("combined (covered rows)", result["label"], covered),
