@@ -689,3 +689,19 @@ class MajorityVote(BaseEstimator):
         """+1 for a vote for ``target``, -1/(k-1) for a vote against it, 0 for abstain."""
         L = _check_predict_input(self, L)
         return _contributions(L, self.weights_, target, np.argmax(self.vote_counts(L), axis=1) if target is None else None)
+
+
+def fit_for_spec(spec, votes, gold=None, **params) -> LabelModel:
+    """A :class:`LabelModel` fitted on the votes of ``spec``'s rules, with the rules'
+    ``confidence`` values as accuracy priors. Raises ``DataError`` saying why when the
+    votes cannot be fitted (e.g. no rule votes anywhere)."""
+    from ..errors import DataError
+    priors = np.array([np.nan if r.rule.confidence is None else float(r.rule.confidence) for r in spec.rules])
+    if votes.size == 0 or (np.asarray(votes) == -1).all():
+        raise DataError("no rule votes on any row of the data; there is nothing to learn from "
+                        "(`mteach stats` shows each rule's coverage)")
+    model = LabelModel(n_classes=len(spec.labels), accuracy_prior=priors, **params)
+    try:
+        return model.fit(votes, gold)
+    except ValueError as err:
+        raise DataError(f"the label model cannot be fitted: {err}") from None

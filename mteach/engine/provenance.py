@@ -332,16 +332,8 @@ class Ledger:
 
 
 def _fit_label_model(spec: Spec, votes: np.ndarray, gold: Optional[np.ndarray], seed: int):
-    from .label_model import LabelModel  # scikit-learn is slow to import; only verbs that fit pay for it
-    prior = np.array([np.nan if r.rule.confidence is None else float(r.rule.confidence) for r in spec.rules])
-    model = LabelModel(n_classes=len(spec.labels), accuracy_prior=prior, seed=seed)
-    if (votes == -1).all():
-        raise DataError("no rule votes on any row of the data; there is nothing to label "
-                        "(`mteach stats` shows each rule's coverage)")
-    try:
-        return model.fit(votes, gold)
-    except ValueError as err:
-        raise DataError(f"the label model cannot be fitted: {err}") from None
+    from .label_model import fit_for_spec  # scikit-learn is slow to import; only verbs that fit pay for it
+    return fit_for_spec(spec, votes, gold, seed=seed)
 
 
 def _list_column(offsets: np.ndarray, children: dict, typ: pa.DataType) -> pa.Array:

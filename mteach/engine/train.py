@@ -39,7 +39,7 @@ from .apply import rules_table
 from .end_model import EndModel
 from .features import Featurizer
 from .hints import HintError, compile_hints, hint_effect
-from .label_model import LabelModel
+from .label_model import LabelModel, fit_for_spec
 
 MODEL_FORMAT = "mteach.model/1"
 BLEND_GRID = (0.0, 0.25, 0.5, 1.0)
@@ -185,14 +185,9 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
         raise DataError(f"only {int(covered.sum())} rows are covered by a rule; too few to train on")
 
     log("fitting the label model")
-    priors = np.array([np.nan if r.rule.confidence is None else r.rule.confidence for r in spec.rules])
     lm_settings = settings.label_model
-    label_model = LabelModel(n_classes=k, accuracy_prior=priors, prior_strength=lm_settings.prior_strength,
-                             max_iter=lm_settings.max_iter, seed=lm_settings.seed)
-    try:
-        label_model.fit(votes, y=gold)
-    except ValueError as err:
-        raise DataError(f"cannot fit the label model: {err}") from None
+    label_model = fit_for_spec(spec, votes, gold, prior_strength=lm_settings.prior_strength,
+                               max_iter=lm_settings.max_iter, seed=lm_settings.seed)
     soft = label_model.predict_proba(votes)
 
     log("building features")

@@ -164,7 +164,7 @@ class StudioApp(App):
 
     @work(thread=True, exclusive=True, group="label-model")
     def run_contributions(self, a: Analysis) -> None:
-        contributions = label_model_contributions(a.votes, len(a.spec.labels))
+        contributions = label_model_contributions(a.spec, a.votes)
         if contributions is not None and not get_current_worker().is_cancelled:
             self.call_from_thread(self._set_contributions, a, contributions)
 

@@ -238,7 +238,7 @@ class Session:
         evaluated = list(self.engine.last_evaluated)
         a = self._stats(spec, votes, evaluated, t0)
         if with_contributions and votes.shape[1]:
-            a.contributions = label_model_contributions(votes, len(spec.labels))
+            a.contributions = label_model_contributions(spec, votes)
         return a  # the caller decides whether it is the current one: ``accept(a)``
 
     def accept(self, a: Analysis) -> None:
@@ -377,15 +377,13 @@ def _labels_of(spec_path: Path, schema) -> tuple:
     return ()
 
 
-def label_model_contributions(votes: np.ndarray, k: int) -> Optional[np.ndarray]:
-    """Per-rule log-odds contributions from the label model, when it is available."""
+def label_model_contributions(spec: Spec, votes: np.ndarray) -> Optional[np.ndarray]:
+    """Per-rule log-odds contributions from the label model; None while it cannot be
+    fitted (e.g. no rule votes yet)."""
+    from ..engine.label_model import fit_for_spec
     try:
-        from ..engine.label_model import LabelModel
-    except Exception:
-        return None
-    try:
-        return np.asarray(LabelModel(n_classes=k).fit(votes).contributions(votes))
-    except Exception:
+        return np.asarray(fit_for_spec(spec, votes).contributions(votes))
+    except DataError:
         return None
 
 
