@@ -188,8 +188,12 @@ def cmd_diff(args) -> int:
         for r in items:
             print(f"  {title:8} {r['rule']} (=> {r['label']}, {r['file']}:{r['line']}): {r['source']}")
     for c in d["changed"]:
-        print(f"  changed  {c['rule']} ({c['after']['file']}:{c['after']['line']})\n"
-              f"           before: {c['before']['source']}\n           after:  {c['after']['source']}")
+        if c["before"]["source"] == c["after"]["source"]:
+            print(f"  changed  {c['rule']} ({c['after']['file']}:{c['after']['line']}): same text, but a define, "
+                  f"lexicon or used file it reads changed\n           {c['after']['source']}")
+        else:
+            print(f"  changed  {c['rule']} ({c['after']['file']}:{c['after']['line']})\n"
+                  f"           before: {c['before']['source']}\n           after:  {c['after']['source']}")
     for r in d["renamed"]:
         print(f"  renamed  {r['from']} → {r['to']} (same content)")
     if not (d["added"] or d["removed"] or d["changed"] or d["renamed"]):

@@ -669,7 +669,7 @@ def format_explanation(e: dict) -> str:
         lines.append("")
         lab = e["label"]
         lines.append(f"start: the class baseline gives {lab} {e['baseline_log_odds']:+.3f} log-odds "
-                     f"(the class balance; rules that abstain add nothing)")
+                     f"(the class balance and what every rule's silence says; a rule that votes replaces its silence with its vote)")
         lines.append(f"then each rule that voted adds its log-odds toward {lab}:")
         for v in e["votes"]:
             acc = v["estimated_accuracy"]

@@ -224,3 +224,17 @@ def _gold(tmp_path):
     g = tmp_path / "gold.csv"
     g.write_text("id,label\na1,SPAM\na2,HAM\na5,HAM\na7,HAM\n", encoding="utf-8")
     return g
+
+
+def test_diff_names_a_rule_whose_define_changed(project, capsys):
+    root, spec, data, _, _ = project
+    spec.write_text(V1.replace('rule buy : text has any("buy", "free")', 'define offers = any("buy", "free")\n'
+                               'rule buy : text has offers'), encoding="utf-8")
+    git(root, "commit", "-q", "-am", "buy reads a define")
+    before = git(root, "rev-parse", "HEAD")
+    spec.write_text(spec.read_text().replace('any("buy", "free")', 'any("buy", "free", "cheap")'), encoding="utf-8")
+    git(root, "commit", "-q", "-am", "the define grows")
+    code, out, err = run(capsys, "diff", spec, data, "--from", before, "--to", "HEAD", "--id", "id")
+    assert code == 0, err
+    assert "changed  buy" in out and "same text, but a define, lexicon or used file it reads changed" in out
+    assert "a3:" in out  # "cheap watches for sale" is now SPAM
