@@ -3,14 +3,13 @@ from __future__ import annotations
 
 
 def register(sub):
-    from .common import add_data_options
+    from .common import add_data_options, add_spec_data_arguments
     p = sub.add_parser("tui", help="the teaching studio: edit the spec, watch coverage, browse and label rows",
                        description="A terminal app: edit the spec with live diagnostics; see each rule's coverage, "
                                    "overlaps, conflicts and (with gold) accuracy, refreshed as you type; browse rows "
                                    "by rule, conflict, label or text; review a sample and record gold labels in "
                                    "<spec>.gold.csv beside the spec (appended and synced per label). F1 for keys.")
-    p.add_argument("spec", metavar="SPEC", help="the spec file (.mt) to edit")
-    p.add_argument("data", metavar="DATA", help="a .parquet, .csv or .jsonl file")
+    add_spec_data_arguments(p)
     add_data_options(p)
     p.add_argument("--reviewer", metavar="NAME", help="name written with each reviewed label (default: $USER)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the review sample (default 0)")
