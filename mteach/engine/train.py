@@ -144,9 +144,13 @@ class TrainedModel:
         covered = (votes != -1).any(axis=1)
         lm = self.label_model.predict_proba(votes)
         em = self.end_model_proba(table)
-        proba = np.where(covered[:, None], _blend(lm, em, self.blend), em)
+        proba = self.combine(lm, em, covered)
         return {"label": proba.argmax(axis=1), "proba": proba, "covered": covered,
                 "decided_by": np.where(covered, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
+
+    def combine(self, lm: np.ndarray, em: np.ndarray, covered: np.ndarray) -> np.ndarray:
+        """Covered rows: the label model blended with the end model; the others: the end model."""
+        return np.where(covered[:, None], _blend(lm, em, self.blend), em)
 
 
 def _blend(lm: np.ndarray, em: np.ndarray, beta: float) -> np.ndarray:
@@ -243,7 +247,7 @@ def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
     }
     if gold is not None and (gold != -1).any():
         mv = majority_vote(votes, k)
-        combined = model.predict(ftable_to_original(spec, ftable), votes)["label"]
+        combined = model.combine(soft, em, covered).argmax(axis=1)
         report["gold"] = {
             "rows": int((gold != -1).sum()),
             "note": "gold rows were also used to fit the label model, so these figures are optimistic",
@@ -261,11 +265,6 @@ def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
                                 "mean_change": eff.mean_delta, "rows": int(held.num_rows),
                                 "final_penalty": penalties[-1] if penalties else None})
     return report
-
-
-def ftable_to_original(spec: Spec, ftable: pa.Table) -> pa.Table:
-    """Field-named columns back to the data's column names (inverse of _feature_table)."""
-    return pa.table({spec.column(n): ftable.column(n) for n in spec.fields})
 
 
 # -- the model folder ---------------------------------------------------------------------------
