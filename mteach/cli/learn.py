@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
-from .common import (add_data_argument, add_data_options, add_spec_data_arguments, dump_json, fmt_number,
-                     gold_for, load, print_table)
+from .common import (Loaded, add_data_argument, add_data_options, add_spec_data_arguments, dump_json,
+                     fmt_number, gold_for, load, print_table)
 
 
 def register(sub):
@@ -58,8 +58,7 @@ def cmd_train(args) -> int:
     settings = settings_from(args)
     loaded = load(args.spec, args.data, args.id_column)
     table = loaded.source.read_all()
-    ids = table.column(loaded.id_column) if loaded.id_column else pa.array(np.arange(table.num_rows))
-    gold = gold_for(args, loaded, ids)
+    gold = gold_for(args, loaded, row_ids(table, loaded.id_column))
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
     model, report = train(loaded.spec, table, settings, gold, log=log)
     save_model(model, args.output, report)
@@ -123,17 +122,19 @@ def evaluate(result, votes, gold, labels) -> list:
 
 
 def cmd_predict(args) -> int:
-    from ..engine.train import load_model
+    from ..engine.apply import resolve_id_column
     from ..engine.io import atomic_path, open_data
+    from ..engine.train import load_model
+    if not (args.output or args.gold or args.gold_column):
+        raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
     source = open_data(args.data)
     model = load_model(args.model, args.spec, source.schema)
-    loaded = load(model.spec.path, args.data, args.id_column)
-    loaded.spec = model.spec
+    loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
     table = source.read_all()
     votes = model.votes(table)
     result = model.predict(table, votes)
     labels = list(model.spec.labels)
-    ids = table.column(loaded.id_column) if loaded.id_column else pa.array(np.arange(table.num_rows))
+    ids = row_ids(table, loaded.id_column)
     if args.output:
         cols = {"id": ids, "label": pa.array(np.array(labels)[result["label"]])}
         for k, lab in enumerate(labels):
@@ -150,6 +151,9 @@ def cmd_predict(args) -> int:
             dump_json(rows)
         else:
             print_table(rows, ["method", "accuracy", "rows"], right={"accuracy", "rows"})
-    elif not args.output:
-        raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
     return 0
+
+
+def row_ids(table: pa.Table, id_column) -> pa.Array:
+    """The id column, or row numbers from 0 when there is none (as `apply` writes them)."""
+    return table.column(id_column) if id_column else pa.array(np.arange(table.num_rows))
