@@ -43,6 +43,7 @@ from .label_model import LabelModel, fit_for_spec
 
 MODEL_FORMAT = "mteach.model/1"
 BLEND_GRID = (0.0, 0.25, 0.5, 1.0)
+MIN_COVERED_ROWS = 10
 
 
 class ModelError(MteachError):
@@ -185,8 +186,9 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
         raise DataError(f"no rule votes {', '.join(silent)} on this data, so the model cannot learn "
                         f"{'it' if len(silent) == 1 else 'them'}; add a rule for each label "
                         "(`mteach stats` shows each rule's coverage)")
-    if covered.sum() < 2 * k:
-        raise DataError(f"only {int(covered.sum())} rows are covered by a rule; too few to train on")
+    if covered.sum() < max(MIN_COVERED_ROWS, 2 * k):
+        raise DataError(f"only {int(covered.sum())} rows are covered by a rule; too few to train on "
+                        f"(at least {max(MIN_COVERED_ROWS, 2 * k)}): add rules or data")
 
     log("fitting the label model")
     lm_settings = settings.label_model

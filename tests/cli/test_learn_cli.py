@@ -132,6 +132,10 @@ def write_spec(folder: Path, body: str) -> Path:
     ('rule a : text has "zzzqqq" => SPAM\nrule b : text has "qqqzzz" => HAM\n', "no rule of"),
     ('rule a : text has "check out" => SPAM\nrule b : words(text) < 3 => HAM\nhint more "xyzzyplugh" => SPAM\n',
      "xyzzyplugh"),
+    ('rule a : text has "pewdiepie" => SPAM\nrule b : text has "zzzqqq" => HAM\n', "no rule votes HAM"),
+    ('rule a : text ~ /swagbucks/i => SPAM\nrule b : text == "awesome\ufeff" => HAM\n',
+     "too few to train on"),
+    ('', "no rules to learn from"),
 ])
 def test_training_refuses_what_it_cannot_learn(tmp_path, capsys, body, message):
     config = tmp_path / "mteach.toml"
