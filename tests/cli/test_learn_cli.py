@@ -175,3 +175,28 @@ def test_label_with_a_model_lets_the_end_model_decide_uncovered_rows(model_dir, 
     e = json.loads(run(capsys, "explain", ledger, "--id", t.column("id")[covered].as_py(), "--format", "json")[1])
     total = e["baseline_log_odds"] + sum(v["contribution"] for v in e["votes"]) + (e.get("end_model_contribution") or 0)
     assert 1 / (1 + np.exp(-total)) == pytest.approx(e["probability"], abs=1e-9)
+
+
+def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_path, capsys):
+    config = tmp_path / "mteach.toml"
+    config.write_text(FAST)
+    folder = tmp_path / "m"
+    code, out, err = run(capsys, "train", SPEC, TRAIN, "-o", folder, "--id", "COMMENT_ID", "--config", config, *GOLD)
+    assert code == 0, err
+    report = json.loads((folder / "report.json").read_text())
+    assert report["blend"]["chosen_on"] == "gold rows covered by the rules"
+    g = report["gold"]
+    assert g["rows"] == 1586 and "optimistic" in g["note"]
+    # on the covered gold rows the blended verdict is at least as good as the label model's
+    from mteach.engine.train import load_model
+    import pyarrow.csv as csv
+    model = load_model(folder)
+    table = csv.read_csv(TRAIN)
+    votes = model.votes(table)
+    result = model.predict(table, votes)
+    gold = np.where(np.array(table.column("CLASS")) == 1, 0, 1)
+    covered = result["covered"]
+    blended = (result["label"][covered] == gold[covered]).mean()
+    rules_alone = (result["lm_proba"].argmax(1)[covered] == gold[covered]).mean()
+    assert blended >= rules_alone
+    assert "on 1,586 gold rows" in out
