@@ -64,6 +64,9 @@ class Spec:
         return self.fields[name].column
 
 
+_INTERPOLATION = re.compile(r"(?<!\\)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def field_kind(dtype: pa.DataType) -> str:
     if pa.types.is_dictionary(dtype):
         dtype = dtype.value_type
@@ -385,6 +388,7 @@ class _Checker:
         return self.unknown(node, "field")
 
     def regex(self, node: ast.Regex):
+        node = self.interpolate(node)
         problem = regex_error(node)
         if problem:
             hint = "RE2 has no lookaround or backreferences; rewrite without them" \
@@ -392,6 +396,25 @@ class _Checker:
             self.error(node.span, f"invalid regex: {problem}", hint=hint)
             return None
         return node
+
+    def interpolate(self, node: ast.Regex) -> ast.Regex:
+        """``{name}`` in a regex, where name is a phrase-list define, stands for any of its
+        phrases (escaped; spaces match any whitespace). ``\\{`` is a literal brace."""
+        def substitute(m):
+            name = m.group(1)
+            if name not in self.defines:
+                near = did_you_mean(name, [n for n in self.defines])
+                self.warn(node.span, f"{{{name}}} in this regex is not a define, so it matches literally{near}",
+                          hint="write \\{ for a literal brace")
+                return m.group(0)
+            value = self.define_value(name, node.span)
+            if not isinstance(value, ast.Phrases):
+                if value is not None:
+                    self.error(node.span, f"{{{name}}} in a regex needs a phrase list; {name} is not one")
+                return m.group(0)
+            return "(?:" + "|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in value.phrases) + ")"
+        pattern = _INTERPOLATION.sub(substitute, node.pattern)
+        return node if pattern == node.pattern else replace(node, pattern=pattern)
 
     def phrases(self, node: ast.Phrases):
         empty = [p for p in node.phrases if not p.strip()]

@@ -252,3 +252,12 @@ def test_a_spec_cannot_run_code(spec_file, tmp_path):
 def test_library_file_of_defines_only(spec_file):
     spec = mteach.load_spec(spec_file('define a = "x"\n'))
     assert spec.rules == [] and "a" in spec.defines
+
+
+def test_regex_interpolation_needs_a_phrase_list(spec_file):
+    err = diags(spec_file, HEAD + 'define url = /http/\nrule r : text ~ /{url}x/ => SPAM\n')
+    assert messages(err) == ["{url} in a regex needs a phrase list; url is not one"]
+    path = spec_file(HEAD + 'define promo = any("x")\nrule r : text ~ /{promoo}/ => SPAM\n')
+    spec = mteach.load_spec(path)
+    assert [w.message for w in spec.warnings] == [
+        "{promoo} in this regex is not a define, so it matches literally — did you mean promo?"]

@@ -239,3 +239,12 @@ def test_near_phrase_with_underscore(fires):
 
 def test_near_counts_a_phrase_with_punctuation_as_one_word(fires):
     assert fires('t has "T&C" near "apply" within 1 words', _t("T&C apply here")) == [True]
+
+
+def test_a_phrase_list_inside_a_regex(fires):
+    defines = 'define promo = any("check out", "T&C", "a.b")\ndefine url = /http/\n'
+    table = _t("Check   out today", "check out tomorrow", "the t&c now", "axb now", "a.b now", "{promo} now", None)
+    # {promo} stands for any of its phrases, escaped (a.b is literal), spaces matching any whitespace
+    assert fires("t ~ /{promo}\\s+(now|today)/i", table, defines) == [True, False, True, False, True, False, False]
+    # \{ keeps a literal brace
+    assert fires("t ~ /\\{promo\\}/", table, defines) == [False, False, False, False, False, True, False]
