@@ -27,6 +27,36 @@ def majority_vote(votes: np.ndarray, n_classes: int) -> np.ndarray:
     return np.where((top > 0) & (winners == 1), counts.argmax(axis=1), ABSTAIN)
 
 
+def conflicted_rows(votes: np.ndarray) -> np.ndarray:
+    """Per row: two or more rules vote, and not all for the same label."""
+    voted = votes != ABSTAIN
+    # initial=: a spec with no rules yet gives an (n × 0) matrix
+    low = np.where(voted, votes, np.iinfo(np.int8).max).min(axis=1, initial=np.iinfo(np.int8).max)
+    high = np.where(voted, votes, np.iinfo(np.int8).min).max(axis=1, initial=np.iinfo(np.int8).min)
+    return (voted.sum(axis=1) > 1) & (low != high)
+
+
+ROW_FILTERS = ("all", "uncovered", "conflicted", "rule", "label", "wrong")
+
+
+def select_rows(votes: np.ndarray, mode: str = "all", rule: Optional[int] = None, label: Optional[int] = None,
+                verdict: Optional[np.ndarray] = None, gold: Optional[np.ndarray] = None) -> np.ndarray:
+    """Which rows a filter keeps (bool per row): all; uncovered (no rule votes); conflicted;
+    rule (rule index ``rule`` votes); label (the ``verdict`` — the rules' majority vote — is
+    ``label``); wrong (the verdict decides and disagrees with ``gold``)."""
+    if mode == "uncovered":
+        return ~(votes != ABSTAIN).any(axis=1)
+    if mode == "conflicted":
+        return conflicted_rows(votes)
+    if mode == "rule":
+        return votes[:, rule] != ABSTAIN
+    if mode == "label":
+        return verdict == label
+    if mode == "wrong":
+        return (verdict != ABSTAIN) & (gold != ABSTAIN) & (verdict != gold)
+    return np.ones(len(votes), dtype=bool)
+
+
 @dataclass
 class Summary:
     """Totals for the whole spec."""
@@ -50,10 +80,7 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
     n, m = votes.shape
     voted = votes != ABSTAIN
     n_voting = voted.sum(axis=1)
-    # initial=: a spec with no rules yet gives an (n × 0) matrix
-    row_min = np.where(voted, votes, np.iinfo(np.int8).max).min(axis=1, initial=np.iinfo(np.int8).max)
-    row_max = np.where(voted, votes, np.iinfo(np.int8).min).max(axis=1, initial=np.iinfo(np.int8).min)
-    conflicted_rows = (n_voting > 1) & (row_min != row_max)
+    conflicted = conflicted_rows(votes)
     denom = max(n, 1)
     cols = {
         "rule": rule_names,
@@ -62,7 +89,7 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
         "votes": voted.sum(axis=0).astype(np.int64),
         "coverage": voted.sum(axis=0) / denom,
         "overlaps": (voted & (n_voting > 1)[:, None]).sum(axis=0) / denom,
-        "conflicts": (voted & conflicted_rows[:, None]).sum(axis=0) / denom,
+        "conflicts": (voted & conflicted[:, None]).sum(axis=0) / denom,
     }
     if gold is not None:
         known = gold != ABSTAIN
@@ -81,12 +108,9 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
 
 
 def summarize(votes: np.ndarray, labels: list, gold: Optional[np.ndarray] = None) -> Summary:
-    voted = votes != ABSTAIN
-    n_voting = voted.sum(axis=1)
+    n_voting = (votes != ABSTAIN).sum(axis=1)
     mv = majority_vote(votes, len(labels))
-    row_min = np.where(voted, votes, 127).min(axis=1, initial=127)
-    row_max = np.where(voted, votes, -128).max(axis=1, initial=-128)
-    conflicted = int(((n_voting > 1) & (row_min != row_max)).sum())
+    conflicted = int(conflicted_rows(votes).sum())
     per_class, mv_correct, mv_decided, gold_rows = [], 0, 0, 0
     if gold is not None:
         known = gold != ABSTAIN

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..compiler.checker import Spec, load_spec
-from ..engine.analysis import majority_vote, rule_stats, summarize
+from ..engine.analysis import conflicted_rows, majority_vote, rule_stats, select_rows, summarize
 from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
 from ..engine.incremental import IncrementalVotes
 from ..engine.io import open_data
@@ -255,11 +255,7 @@ class Session:
         gold = self.gold(labels)
         stats = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], labels, gold)
         summary = summarize(votes, labels, gold)
-        voted = votes != -1
-        n_voting = voted.sum(axis=1)
-        row_min = np.where(voted, votes, 127).min(axis=1) if votes.shape[1] else np.zeros(len(votes))
-        row_max = np.where(voted, votes, -128).max(axis=1) if votes.shape[1] else np.zeros(len(votes))
-        conflicted = (n_voting > 1) & (row_min != row_max)
+        conflicted = conflicted_rows(votes)
         verdict = majority_vote(votes, len(labels)) if votes.shape[1] else np.full(len(votes), -1)
         return Analysis(spec, votes, stats, summary, verdict, conflicted, evaluated,
                         time.perf_counter() - t0, list(spec.warnings))
@@ -302,17 +298,9 @@ class Session:
     def filter_rows(self, a: Analysis, mode: str = "all", rule: Optional[int] = None,
                     label: Optional[int] = None, search: str = "") -> np.ndarray:
         """Row indices matching a filter: all | rule | conflicted | uncovered | label; then text search."""
-        n = self.table.num_rows
-        keep = np.ones(n, dtype=bool)
-        voted = a.votes != -1
-        if mode == "rule" and rule is not None and rule < a.votes.shape[1]:
-            keep &= voted[:, rule]
-        elif mode == "conflicted":
-            keep &= a.conflicted
-        elif mode == "uncovered":
-            keep &= ~voted.any(axis=1) if voted.shape[1] else keep
-        elif mode == "label" and label is not None:
-            keep &= a.verdict == label
+        if (mode == "rule" and (rule is None or rule >= a.votes.shape[1])) or (mode == "label" and label is None):
+            mode = "all"
+        keep = select_rows(a.votes, mode, rule=rule, label=label, verdict=a.verdict)
         if search and self.text_column:
             col = self.table.column(self.text_column)
             hit = pc.fill_null(pc.match_substring(col, search, ignore_case=True), False)
@@ -322,11 +310,7 @@ class Session:
 
     # -- review --------------------------------------------------------------------------
     def _want(self, a: Analysis, mode: str) -> np.ndarray:
-        if mode == "uncovered":
-            return ~(a.votes != -1).any(axis=1) if a.votes.shape[1] else np.ones(len(a.votes), bool)
-        if mode == "conflicted":
-            return a.conflicted
-        return np.ones(self.table.num_rows, dtype=bool)
+        return select_rows(a.votes, mode if mode in ("uncovered", "conflicted") else "all")
 
     def excluded(self) -> np.ndarray:
         """Rows already reviewed (in the gold file) or skipped this session."""
