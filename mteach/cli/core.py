@@ -1,18 +1,21 @@
-"""check, apply, stats and demo."""
+"""check, apply, stats, rows and demo."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from ..compiler.checker import load_spec
-from ..engine.analysis import rule_stats, summarize
+from ..engine.analysis import majority_vote, rule_stats, select_rows, summarize
 from ..engine.apply import apply_file
 from ..engine.examples import run_examples
 from ..engine.gold import gold_from_column
 from ..engine.io import open_data
-from ..errors import DataError, SpecError
-from .common import (add_data_options, add_spec_data_arguments, add_format_option, dump_json, gold_for, load, print_table,
-                     progress_bar, votes_in_memory)
+from ..errors import DataError, SpecError, did_you_mean
+from .common import (add_data_options, add_format_option, add_spec_data_arguments, dump_json, gold_for, load,
+                     print_table, progress_bar, votes_in_memory)
 
 
 def register(sub):
@@ -51,6 +54,26 @@ def register(sub):
     add_format_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser("rows", help="list rows by what the rules do: uncovered, conflicted, a rule's, wrong",
+                       description="The rows an expert looks at next: those no rule covers, those where rules "
+                                   "conflict, those a rule votes on, those the rules' majority vote gives a label, "
+                                   "or (with gold labels) those the rules get wrong. Each row shows its id, the "
+                                   "rules' verdict, the rules that fired and the text of the spec's first text field.")
+    add_spec_data_arguments(p)
+    add_data_options(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--uncovered", dest="mode", action="store_const", const="uncovered", help="no rule votes")
+    which.add_argument("--conflicted", dest="mode", action="store_const", const="conflicted",
+                       help="rules vote different labels")
+    which.add_argument("--rule", metavar="NAME", help="the rows this rule votes on")
+    which.add_argument("--label", metavar="LABEL", help="the rows the rules' majority vote gives LABEL")
+    which.add_argument("--wrong", dest="mode", action="store_const", const="wrong",
+                       help="the rows whose majority vote disagrees with gold (needs gold labels)")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="rows shown (default 20; 0 = all)")
+    add_format_option(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_rows, mode="all")
 
     p = sub.add_parser("demo", help="run the bundled YouTube spam example end to end",
                        description="check → apply → stats on the bundled YouTube comments (train: files 01-04, "
@@ -145,6 +168,56 @@ def cmd_stats(args) -> int:
     else:
         print_stats(spec, table, summary)
     return 0
+
+
+# -- rows --------------------------------------------------------------------------------
+def cmd_rows(args) -> int:
+    loaded = load(args.spec, args.data, args.id_column)
+    spec = loaded.spec
+    ids, votes = votes_in_memory(loaded, quiet=args.quiet)
+    gold = gold_for(args, loaded, ids)
+    labels = list(spec.labels)
+    mode, rule, label = args.mode, None, None
+    if args.rule is not None:
+        if args.rule not in spec.rule_names:
+            raise DataError(f"no rule {args.rule!r} in {spec.path}{did_you_mean(args.rule, spec.rule_names)}")
+        mode, rule = "rule", spec.rule_names.index(args.rule)
+    if args.label is not None:
+        if args.label not in labels:
+            raise DataError(f"no label {args.label!r} in {spec.path}{did_you_mean(args.label, labels)}")
+        mode, label = "label", labels.index(args.label)
+    if mode == "wrong" and gold is None:
+        raise DataError("--wrong compares with gold labels: give --gold FILE or --gold-column COLUMN")
+    verdict = majority_vote(votes, len(labels))
+    rows = np.flatnonzero(select_rows(votes, mode, rule=rule, label=label, verdict=verdict, gold=gold))
+    shown = rows if args.limit <= 0 else rows[:args.limit]
+    text_fields = [n for n, k in spec.field_kinds.items() if k == "text"]
+    texts = (loaded.source.read_all([spec.column(text_fields[0])]).column(0).take(pa.array(shown)).to_pylist()
+             if text_fields and len(shown) else [None] * len(shown))
+    out = []
+    for i, text in zip(shown, texts):
+        fired = [f"{spec.rule_names[j]}=>{labels[votes[i, j]]}" for j in np.flatnonzero(votes[i] != -1)]
+        row = {"id": str(ids[int(i)].as_py()), "verdict": labels[verdict[i]] if verdict[i] >= 0 else "-",
+               "rules": fired, "text": text}
+        if gold is not None:
+            row["gold"] = labels[gold[i]] if gold[i] >= 0 else "-"
+        out.append(row)
+    if args.format == "json":
+        dump_json({"rows": int(len(rows)), "shown": out})
+        return 0
+    print(f"{len(rows):,} of {len(votes):,} rows" + (f"; the first {len(shown):,}:" if len(shown) < len(rows) else ":"))
+    for row in out:
+        row["rules"] = ", ".join(row["rules"]) or "-"
+        row["text"] = _one_line(row["text"], 70)
+    print_table(out, ["id", "verdict"] + (["gold"] if gold is not None else []) + ["rules", "text"])
+    return 0
+
+
+def _one_line(text, width: int) -> str:
+    if text is None:
+        return "(missing)"
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 # -- demo --------------------------------------------------------------------------------

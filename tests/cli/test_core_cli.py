@@ -347,3 +347,28 @@ def test_without_a_project_file_spec_and_data_are_required(tmp_path, monkeypatch
     assert main(["stats"]) == 2
     err = capsys.readouterr().err
     assert "give SPEC on the command line" in err and "mteach.toml" in err
+
+
+def test_rows_lists_what_the_expert_looks_at_next(capsys):
+    root = Path(__file__).resolve().parents[2]
+    spec, test = str(root / "specs" / "youtube_spam.mt"), str(root / "data" / "youtube" / "test.csv")
+    gold = ["--id", "COMMENT_ID", "--gold-column", "CLASS", "--gold-map", "1=SPAM,0=HAM"]
+
+    assert main(["rows", spec, test, *gold, "--wrong", "--format", "json", "-q"]) == 0
+    wrong = json.loads(capsys.readouterr().out)
+    assert wrong["rows"] == 3  # the majority vote decides 338 rows with 99.1% accuracy
+    assert all(r["verdict"] != r["gold"] and r["rules"] for r in wrong["shown"])
+
+    assert main(["rows", spec, test, "--uncovered", "--limit", "5", "--format", "json", "-q"]) == 0
+    uncovered = json.loads(capsys.readouterr().out)
+    assert uncovered["rows"] == 32 and len(uncovered["shown"]) == 5
+    assert all(r["rules"] == [] and r["verdict"] == "-" for r in uncovered["shown"])
+
+    assert main(["rows", spec, test, "--rule", "check_out", "--limit", "0", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("71 of 370 rows:") and out.count("check_out=>SPAM") == 71
+
+    assert main(["rows", spec, test, "--rule", "chek_out"]) == 2
+    assert "did you mean check_out?" in capsys.readouterr().err
+    assert main(["rows", spec, test, "--wrong"]) == 2
+    assert "--wrong compares with gold labels" in capsys.readouterr().err
