@@ -85,6 +85,13 @@ def add_data_options(p, gold=True):
                             "(default: the values are label names)")
 
 
+def add_run_options(p, threads: bool = False, quiet: str = "no progress bar or summary"):
+    """-q (and --threads for verbs that apply rules), worded the same for every verb."""
+    if threads:
+        p.add_argument("--threads", type=int, default=2, metavar="N", help="batches evaluated at once (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet)
+
+
 def add_format_option(p):
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table for people (default), json for machines")

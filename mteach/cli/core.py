@@ -14,8 +14,8 @@ from ..engine.examples import run_examples
 from ..engine.gold import gold_from_column
 from ..engine.io import open_data
 from ..errors import DataError, SpecError, did_you_mean
-from .common import (add_data_options, add_format_option, add_spec_data_arguments, dump_json, gold_for, load,
-                     print_table, progress_bar, votes_in_memory)
+from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
+                     gold_for, load, print_table, progress_bar, votes_in_memory)
 
 
 def register(sub):
@@ -41,8 +41,7 @@ def register(sub):
     p.add_argument("-o", "--output", required=True, metavar="OUT.parquet", help="where to write the votes")
     add_data_options(p, gold=False)
     p.add_argument("--batch-rows", type=int, default=65_536, metavar="N", help="rows per batch (default 65536)")
-    p.add_argument("--threads", type=int, default=2, metavar="N", help="batches evaluated at once (default 2)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_run_options(p, threads=True)
     p.set_defaults(run=cmd_apply)
 
     p = sub.add_parser("stats", help="what each rule does: coverage, overlaps, conflicts, accuracy",
@@ -52,7 +51,7 @@ def register(sub):
     add_spec_data_arguments(p)
     add_data_options(p)
     add_format_option(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_run_options(p, quiet="no progress bar")
     p.set_defaults(run=cmd_stats)
 
     p = sub.add_parser("rows", help="list rows by what the rules do: uncovered, conflicted, a rule's, wrong",
@@ -72,7 +71,7 @@ def register(sub):
                        help="the rows whose majority vote disagrees with gold (needs gold labels)")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows shown (default 20; 0 = all)")
     add_format_option(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_run_options(p, quiet="no progress bar")
     p.set_defaults(run=cmd_rows, mode="all")
 
     p = sub.add_parser("demo", help="run the bundled YouTube spam example end to end",

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
-from .common import (Loaded, add_data_argument, add_data_options, add_spec_data_arguments, dump_json,
-                     fmt_number, gold_for, load, print_table)
+from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
+                     dump_json, fmt_number, gold_for, load, print_table)
 
 
 def register(sub):
@@ -26,7 +26,7 @@ def register(sub):
     p.add_argument("--config", metavar="mteach.toml",
                    help="model settings (default: ./mteach.toml when present, else built-in defaults)")
     add_data_options(p)
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_run_options(p, quiet="no progress lines or report")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("predict", help="label rows with a trained model",

@@ -9,8 +9,8 @@ from ..compiler.checker import load_spec
 from ..engine import provenance as prov
 from ..engine.io import open_data
 from ..errors import DataError
-from .common import (Loaded, add_data_argument, add_data_options, add_format_option, add_spec_data_arguments, dump_json, gold_for, load, print_table,
-                     progress_bar)
+from .common import (Loaded, add_data_argument, add_data_options, add_format_option, add_run_options,
+                     add_spec_data_arguments, dump_json, gold_for, load, print_table, progress_bar)
 
 
 def register(sub):
@@ -30,8 +30,7 @@ def register(sub):
                    help="a model trained with `mteach train` on this spec version: its label model is used as "
                         "trained and its end model decides the rows no rule covers (default: fit the label "
                         "model here; uncovered rows get no label)")
-    p.add_argument("--threads", type=int, default=2, metavar="N", help="batches evaluated at once (default 2)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_run_options(p, threads=True)
     p.set_defaults(run=cmd_label)
 
     p = sub.add_parser("explain", help="why a row has its label, from the ledger alone",
