@@ -19,21 +19,19 @@ HEADER = 'concept c "test concept"\nlabels A, B\n'
 
 @pytest.fixture
 def spec_file(tmp_path):
+    def put(rel: str, content) -> Path:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
     def write(text: str, name: str = "spec.mt", files: dict | None = None) -> Path:
         for rel, content in (files or {}).items():
-            p = tmp_path / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                p.write_bytes(content)
-            else:
-                p.write_text(content, encoding="utf-8")
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(text, bytes):
-            path.write_bytes(text)
-        else:
-            path.write_text(text, encoding="utf-8")
-        return path
+            put(rel, content)
+        return put(name, text)
     return write
 
 
