@@ -371,8 +371,4 @@ def label_model_contributions(spec: Spec, votes: np.ndarray) -> Optional[np.ndar
         return None
 
 
-def diagnostics_of(err: SpecError) -> list:
-    return list(err.diagnostics)
-
-
 __all__ = ["Analysis", "Diagnostic", "ReviewLog", "Session", "SAMPLE_MODES", "gold_path_for"]
