@@ -8,7 +8,7 @@ The Python API, the same functions the CLI and the TUI call::
     stats = mteach.rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules],
                               list(spec.labels), gold)  # pyarrow.Table
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .compiler.checker import Spec, load_spec  # noqa: E402
 from .engine.analysis import majority_vote, rule_stats, summarize  # noqa: E402

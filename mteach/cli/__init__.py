@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Teach a model with a concept spec instead of labels: check a spec, apply its "
                     "rules to data, see what each rule does, train, and trace every label to its spec line.",
         epilog="Exit codes: 0 ok, 1 spec errors, 2 usage or data errors. `mteach VERB --help` for each verb.")
-    from .. import __version__
+    from .._version import __version__
     parser.add_argument("--version", action="version", version=f"mteach {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in VERB_MODULES:

@@ -21,8 +21,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -30,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from mteach.engine.io import write_bytes_atomic, write_text_atomic
 from mteach.engine.hints import DEFAULT_SHARPNESS, HintConstraint, class_margin, first_layer, hint_penalty
 
 WEIGHTS_FILE = "weights.pt"
@@ -315,7 +314,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
     # ---- persistence -------------------------------------------------------------------------
     def save(self, folder) -> Path:
         """Write ``weights.pt`` and ``end_model.json`` into ``folder`` (created if needed),
-        each through a temporary file renamed into place."""
+        each atomically (``engine.io``)."""
         import torch
         self._check_fitted()
         folder = Path(folder)
@@ -327,21 +326,14 @@ class EndModel(ClassifierMixin, BaseEstimator):
         torch.save(state, buffer)
         payload = buffer.getvalue()
         digest = hashlib.sha256(payload).hexdigest()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".weights-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, folder / WEIGHTS_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(folder / WEIGHTS_FILE, payload)
         meta = {
             "format": "mteach.end_model", "version": FORMAT_VERSION,
             "params": self.get_params(), "n_features": int(self.n_features_in_),
             "n_classes": int(self.n_classes_), "weights_sha256": digest,
             "history": self.history_,
         }
-        _atomic_write_text(folder / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
+        write_text_atomic(folder / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
         return folder
 
     @classmethod
@@ -405,15 +397,3 @@ def _threads(n: Optional[int]):
     finally:
         torch.set_num_threads(prev)
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,6 +10,7 @@ import codecs
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,29 +151,70 @@ def file_fingerprint(path) -> str:
     return h.hexdigest()
 
 
+# -- atomic writes: every output file and model folder goes through these --------------------
+def _fsync_path(path) -> None:
+    """Flush a file's (or a folder's) data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_parent(target: Path) -> None:
+    if target.parent and not target.parent.exists():
+        raise DataError(f"{target}: the folder {target.parent} does not exist")
+
+
 @contextlib.contextmanager
 def atomic_path(target):
-    """Yield a temporary path beside ``target``; rename it into place only on success.
+    """Yield a temporary path beside ``target``; on success fsync it, rename it into place
+    and fsync the folder, so the new file survives a crash once this returns.
 
     A crash or an error leaves ``target`` as it was (absent or the previous version).
     """
     target = Path(target)
-    if target.parent and not target.parent.exists():
-        raise DataError(f"{target}: the folder {target.parent} does not exist")
+    _check_parent(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     os.close(fd)
     try:
         yield Path(tmp)
+        _fsync_path(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_path(target.parent or ".")
+
+
+def write_bytes_atomic(target, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def write_text_atomic(target, text: str) -> None:
-    with atomic_path(target) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+    write_bytes_atomic(target, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(target):
+    """Yield a temporary folder beside ``target`` to fill; on success fsync every file in it,
+    replace ``target`` (a previous version is removed) and fsync the parent folder."""
+    target = Path(target)
+    parent = target.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        yield tmp
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                _fsync_path(os.path.join(folder, name))
+            _fsync_path(folder)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_path(parent)

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .analysis import rule_stats, summarize
-from .io import write_text_atomic
+from .io import atomic_path, write_text_atomic
 from .provenance import Ledger, label_counts, readable
 
 CSS = """
@@ -223,7 +223,6 @@ def write_report(ledger: Ledger, folder) -> Path:
     if ledger.path is not None:
         target = folder / "ledger.parquet"
         if not target.exists() or not target.samefile(ledger.path):
-            from .io import atomic_path
             with atomic_path(target) as tmp:
                 shutil.copyfile(ledger.path, tmp)
                 readable(tmp)
