@@ -13,9 +13,10 @@ import numpy as np
 import pyarrow as pa
 
 from ..compiler.checker import Spec, load_spec
-from ..engine.apply import iter_votes, resolve_id_column
-from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
+from ..engine.apply import resolve_id_column
+from ..engine.gold import GoldRequest
 from ..engine.io import DataSource, open_data
+from ..engine.votes import collect_votes
 from ..errors import DataError, did_you_mean
 
 
@@ -130,43 +131,21 @@ def print_warnings(spec: Spec):
         print(w.format(spec.sources), file=sys.stderr)
 
 
-def votes_in_memory(loaded: Loaded, threads=2, quiet=False):
-    """(ids, votes) for the whole file, with a progress bar."""
-    ids, parts = [], []
-    with progress_bar(loaded.source.num_rows, "applying rules", not quiet) as advance:
-        for batch_ids, votes in iter_votes(loaded.spec, loaded.source, loaded.id_column, threads=threads):
-            ids.append(batch_ids)
-            parts.append(votes)
-            advance(len(batch_ids))
-    if not parts:
-        raise DataError(f"{loaded.source.path}: the file has a header but no rows")
-    return pa.concat_arrays(ids), np.concatenate(parts)
+def gold_request(args) -> GoldRequest:
+    """The gold labels the flags ask for (--gold, --gold-column, --gold-map)."""
+    return GoldRequest(getattr(args, "gold", None), getattr(args, "gold_column", None), getattr(args, "gold_map", None))
 
 
-def gold_for(args, loaded: Loaded, ids: pa.Array) -> Optional[np.ndarray]:
-    """Gold label index per row (-1 unknown) from --gold or --gold-column, or None."""
-    labels = list(loaded.spec.labels)
-    if getattr(args, "gold", None) and getattr(args, "gold_column", None):
-        raise DataError("give either --gold FILE or --gold-column COLUMN, not both")
-    if getattr(args, "gold", None):
-        if not loaded.id_column:
-            raise DataError("--gold FILE matches rows by id: also give --id COLUMN")
-        gold_ids, gold_labels = read_gold_file(args.gold, labels)
-        gold = align_gold(ids, gold_ids, gold_labels)
-        if (gold == -1).all():
-            raise DataError(f"{args.gold}: none of its ids is in {loaded.source.path} (column {loaded.id_column})")
-        return gold
-    if getattr(args, "gold_column", None):
-        mapping = parse_mapping(args.gold_map, labels) if args.gold_map else {lab: lab for lab in labels}
-        names = loaded.source.schema.names
-        if args.gold_column not in names:
-            raise DataError(f"{loaded.source.path}: no gold column {args.gold_column!r}"
-                            f"{did_you_mean(args.gold_column, names)} (columns: {', '.join(names)})")
-        table = loaded.source.read_all([args.gold_column])
-        return gold_from_column(table, args.gold_column, mapping, labels, str(loaded.source.path))
-    if getattr(args, "gold_map", None):
-        raise DataError("--gold-map goes with --gold-column")
-    return None
+def votes_and_gold(args, loaded: Loaded, columns=(), threads=2, quiet=False, description="applying rules"):
+    """All rows' votes (a ``VoteBatch`` holding the rules' columns, the gold column and
+    ``columns``) and the gold labels the flags ask for (None without), from one read of the
+    data, with a progress bar."""
+    gold = gold_request(args)
+    gold.check(loaded.source.schema, loaded.id_column, loaded.source.path)
+    with progress_bar(loaded.source.num_rows, description, not quiet) as advance:
+        batch = collect_votes(loaded.spec, loaded.source, loaded.id_column, columns=gold.columns + tuple(columns),
+                              threads=threads, progress=advance)
+    return batch, gold.resolve(loaded.spec.labels, batch.ids, batch.table, loaded.source.path, loaded.id_column)
 
 
 def fmt_number(value, digits=3) -> str:

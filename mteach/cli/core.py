@@ -15,7 +15,7 @@ from ..engine.gold import gold_from_column
 from ..engine.io import open_data
 from ..errors import DataError, SpecError, did_you_mean
 from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
-                     gold_for, load, print_table, progress_bar, votes_in_memory)
+                     load, print_table, progress_bar, votes_and_gold)
 
 
 def register(sub):
@@ -130,9 +130,8 @@ def cmd_apply(args) -> int:
 # -- stats -------------------------------------------------------------------------------
 def compute_stats(args):
     loaded = load(args.spec, args.data, args.id_column)
-    ids, votes = votes_in_memory(loaded, quiet=getattr(args, "quiet", False))
-    gold = gold_for(args, loaded, ids)
-    spec = loaded.spec
+    batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False))
+    votes, spec = batch.votes, loaded.spec
     table = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels), gold)
     return spec, table, summarize(votes, list(spec.labels), gold)
 
@@ -173,8 +172,10 @@ def cmd_stats(args) -> int:
 def cmd_rows(args) -> int:
     loaded = load(args.spec, args.data, args.id_column)
     spec = loaded.spec
-    ids, votes = votes_in_memory(loaded, quiet=args.quiet)
-    gold = gold_for(args, loaded, ids)
+    text_fields = spec.text_fields
+    text_column = spec.column(text_fields[0]) if text_fields else None
+    batch, gold = votes_and_gold(args, loaded, columns=(text_column,) if text_column else (), quiet=args.quiet)
+    ids, votes = batch.ids, batch.votes
     labels = list(spec.labels)
     mode, rule, label = args.mode, None, None
     if args.rule is not None:
@@ -190,9 +191,8 @@ def cmd_rows(args) -> int:
     verdict = majority_vote(votes, len(labels))
     rows = np.flatnonzero(select_rows(votes, mode, rule=rule, label=label, verdict=verdict, gold=gold))
     shown = rows if args.limit <= 0 else rows[:args.limit]
-    text_fields = [n for n, k in spec.field_kinds.items() if k == "text"]
-    texts = (loaded.source.read_all([spec.column(text_fields[0])]).column(0).take(pa.array(shown)).to_pylist()
-             if text_fields and len(shown) else [None] * len(shown))
+    texts = (batch.table.column(text_column).take(pa.array(shown)).to_pylist()
+             if text_column and len(shown) else [None] * len(shown))
     out = []
     for i, text in zip(shown, texts):
         fired = [f"{spec.rule_names[j]}=>{labels[votes[i, j]]}" for j in np.flatnonzero(votes[i] != -1)]

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
 from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
-                     dump_json, fmt_number, gold_for, load, print_table)
+                     dump_json, fmt_number, load, print_table, votes_and_gold)
 
 
 def register(sub):
@@ -57,10 +57,9 @@ def cmd_train(args) -> int:
     from ..engine.train import save_model, train
     settings = settings_from(args)
     loaded = load(args.spec, args.data, args.id_column)
-    table = loaded.source.read_all()
-    gold = gold_for(args, loaded, row_ids(table, loaded.id_column))
+    batch, gold = votes_and_gold(args, loaded, quiet=True)
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
-    model, report = train(loaded.spec, table, settings, gold, log=log)
+    model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes)
     save_model(model, args.output, report)
     if not args.quiet:
         print_report(report, args.output)
@@ -130,11 +129,10 @@ def cmd_predict(args) -> int:
     source = open_data(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
-    table = source.read_all()
-    votes = model.votes(table)
+    batch, gold = votes_and_gold(args, loaded, quiet=True)
+    table, votes, ids = batch.table, batch.votes, batch.ids
     result = model.predict(table, votes)
     labels = list(model.spec.labels)
-    ids = row_ids(table, loaded.id_column)
     if args.output:
         cols = {"id": ids, "label": pa.array(np.array(labels)[result["label"]])}
         for k, lab in enumerate(labels):
@@ -144,7 +142,6 @@ def cmd_predict(args) -> int:
             pq.write_table(pa.table(cols), tmp)
         print(f"wrote {args.output}: {table.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
               f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
-    gold = gold_for(args, loaded, ids)
     if gold is not None:
         rows = evaluate(result, votes, gold, labels)
         if args.format == "json":
@@ -153,7 +150,3 @@ def cmd_predict(args) -> int:
             print_table(rows, ["method", "accuracy", "rows"], right={"accuracy", "rows"})
     return 0
 
-
-def row_ids(table: pa.Table, id_column) -> pa.Array:
-    """The id column, or row numbers from 0 when there is none (as `apply` writes them)."""
-    return table.column(id_column) if id_column else pa.array(np.arange(table.num_rows))

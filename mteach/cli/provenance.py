@@ -9,8 +9,8 @@ from ..compiler.checker import load_spec
 from ..engine import provenance as prov
 from ..engine.io import open_data
 from ..errors import DataError
-from .common import (Loaded, add_data_argument, add_data_options, add_format_option, add_run_options,
-                     add_spec_data_arguments, dump_json, gold_for, load, print_table, progress_bar)
+from .common import (add_data_argument, add_data_options, add_format_option, add_run_options,
+                     add_spec_data_arguments, dump_json, gold_request, load, print_table, progress_bar)
 
 
 def register(sub):
@@ -85,17 +85,13 @@ def cmd_label(args) -> int:
     if args.threads < 1:
         raise DataError("--threads must be 1 or more")
     loaded = load(args.spec, args.data, args.id_column)
-
-    def gold_fn(spec, source, id_column, ids):
-        return gold_for(args, Loaded(spec, source, id_column), ids)
-
     with progress_bar(loaded.source.num_rows, "labelling", not args.quiet) as advance:
         model = None
         if args.model:
             from ..engine.train import load_model
             model = load_model(args.model, args.spec, loaded.source.schema)
-        ledger = prov.label_data(args.spec, args.data, args.output, loaded.id_column, gold_fn=gold_fn,
-                                 seed=args.seed, threads=args.threads, progress=advance, spec=loaded.spec,
+        ledger = prov.label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
+                                 gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
                                  model=model)
     if not args.quiet:
         run = ledger.run

@@ -58,6 +58,13 @@ class Spec:
 
     @property
     def text_fields(self) -> list:
+        """The fields that hold text, in spec order: the one answer for the end model's
+        features, the text shown beside a row, and a bare example string's field.
+
+        An untyped field (kind None: the spec was checked without data, or its column holds
+        only nulls) counts as text: text is the language's default (its rules' phrase and
+        regex tests are checked as text), and nothing about it says otherwise.
+        """
         return [n for n, k in self.field_kinds.items() if k in ("text", None)]
 
     def column(self, name: str) -> str:

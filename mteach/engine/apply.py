@@ -1,9 +1,9 @@
 """Apply a spec's rules to data: the vote matrix (rows × rules, int8, -1 = abstain).
 
-``apply_table`` works on an in-memory Arrow table; ``apply_file`` streams a data file
-in record batches (memory bounded by the batch size), evaluates batches on a pool of
-threads (Arrow kernels release the GIL), and writes the votes to Parquet through a
-temporary file, so an error never leaves a half-written output.
+``apply_table`` works on an in-memory Arrow table; ``apply_file`` streams a data file's
+votes (``engine.votes``: record batches, memory bounded by the batch size, evaluated on
+a pool of threads) to Parquet through a temporary file, so an error never leaves a
+half-written output.
 
 The output file holds the row id and one int8 column per rule; its schema metadata
 holds the rules table (``mteach.rules``) and the run's facts (``mteach.run``), so the
@@ -12,21 +12,20 @@ file alone says which spec line produced every vote.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .. import __version__
+from .._version import __version__
 from ..compiler.checker import Spec, field_kind, load_spec
-from ..compiler.plan import columns_needed, vote_matrix
+from ..compiler.plan import vote_matrix
 from ..errors import DataError
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, open_data
+from .votes import vote_batches
 
 ROW_NUMBER = "row"  # id column written when the data has none
 
@@ -88,39 +87,6 @@ class ApplyResult:
     id_column: str
 
 
-def iter_votes(spec: Spec, source: DataSource, id_column: Optional[str] = None,
-               batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2):
-    """Yield (ids, votes) per batch, in file order; ids are the id column or row numbers.
-
-    Batches are evaluated on ``threads`` threads; at most threads + 1 are held at once.
-    """
-    columns = list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else [])))
-    offset = 0
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        pending = []
-        for batch in source.batches(columns=columns, batch_rows=batch_rows):
-            pending.append((batch, pool.submit(vote_matrix, spec, batch)))
-            while len(pending) > threads or (pending and pending[0][1].done()):
-                batch, future = pending.pop(0)
-                yield _ids(batch, id_column, source.path, offset), future.result()
-                offset += batch.num_rows
-        for batch, future in pending:
-            yield _ids(batch, id_column, source.path, offset), future.result()
-            offset += batch.num_rows
-
-
-def _ids(batch, id_column, path, offset) -> pa.Array:
-    if not id_column:
-        return pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
-    ids = batch.column(id_column)
-    nulls = pc.is_null(ids)
-    if pc.any(nulls).as_py():
-        first = int(np.flatnonzero(nulls.to_numpy(zero_copy_only=False))[0]) + offset
-        raise DataError(f"{path}: row {first + 1} has no value in the id column {id_column!r}; "
-                        "every row needs an id (or leave out --id to number rows)")
-    return ids
-
-
 def run_metadata(spec: Spec, data_path, extra: dict | None = None) -> dict:
     return {"mteach_version": __version__, "spec": str(spec.path), "spec_hash": spec.content_hash,
             "concept": spec.concept.name, "labels": list(spec.labels), "data": str(data_path), **(extra or {})}
@@ -147,13 +113,12 @@ def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] =
     coverage = np.zeros(len(names), dtype=np.int64)
     with atomic_path(output) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for ids, votes in iter_votes(spec, source, id_column, batch_rows, threads):
-                arrays = [ids] + [pa.array(votes[:, j]) for j in range(len(names))]
+            for batch in vote_batches(spec, source, id_column, batch_rows=batch_rows, threads=threads,
+                                      progress=progress):
+                arrays = [batch.ids] + [pa.array(batch.votes[:, j]) for j in range(len(names))]
                 writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-                rows += len(ids)
-                coverage += (votes != -1).sum(axis=0)
-                if progress:
-                    progress(len(ids))
+                rows += batch.num_rows
+                coverage += (batch.votes != -1).sum(axis=0)
         if rows == 0:
             raise DataError(f"{data}: the file has a header but no rows")
     return ApplyResult(Path(output), rows, names, coverage, id_name)

@@ -3,10 +3,12 @@
 A gold file is CSV, Parquet or JSONL with columns ``id`` and ``label`` (review
 sessions also write ``reviewer`` and ``time``; they are ignored here). Its labels
 are the spec's label names. A data column (YouTube's CLASS 1/0) needs a mapping of
-its values to label names: ``1=SPAM,0=HAM``.
+its values to label names: ``1=SPAM,0=HAM``. ``GoldRequest`` is what a user asked for
+(the CLI's and the studio's flags), checked and resolved in one place.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -89,3 +91,50 @@ def align_gold(row_ids: pa.Array, gold_ids: pa.Array, gold_labels: np.ndarray) -
     valid = pc.is_valid(pos).to_numpy(zero_copy_only=False)
     out[valid] = rev_labels[pc.drop_null(pos).to_numpy()]
     return out
+
+
+# -- what the user asked for, resolved against the data ----------------------------------------
+@dataclass(frozen=True)
+class GoldRequest:
+    """Where gold labels come from: a gold file matched by id (``file``), or a column of the
+    data (``column``) whose values ``mapping`` ("1=SPAM,0=HAM") maps to labels (default: the
+    values are label names). Both empty: no gold labels. The CLI and the studio build one
+    from their flags; ``check`` and ``resolve`` are the same for both."""
+    file: Optional[str] = None
+    column: Optional[str] = None
+    mapping: Optional[str] = None
+
+    def __bool__(self) -> bool:
+        return bool(self.file or self.column)
+
+    @property
+    def columns(self) -> tuple:
+        """The data columns to read along with the votes."""
+        return (self.column,) if self.column else ()
+
+    def check(self, schema: pa.Schema, id_column: Optional[str], data_path) -> None:
+        """Usage errors, before any data is read."""
+        if self.file and self.column:
+            raise DataError("give either --gold FILE or --gold-column COLUMN, not both")
+        if self.mapping and not self.column:
+            raise DataError("--gold-map goes with --gold-column")
+        if self.file and not id_column:
+            raise DataError("--gold FILE matches rows by id: also give --id COLUMN")
+        if self.column and self.column not in schema.names:
+            raise DataError(f"{data_path}: no gold column {self.column!r}"
+                            f"{did_you_mean(self.column, schema.names)} (columns: {', '.join(schema.names)})")
+
+    def resolve(self, labels, ids: pa.Array, table, data_path, id_column: Optional[str] = None) -> Optional[np.ndarray]:
+        """Gold label index per row (-1 unknown), or None when no gold was asked for.
+        ``ids`` are the rows' ids; ``table`` holds the gold column when there is one."""
+        labels = list(labels)
+        if self.file:
+            gold_ids, gold_labels = read_gold_file(self.file, labels)
+            gold = align_gold(ids, gold_ids, gold_labels)
+            if (gold == UNKNOWN).all():
+                raise DataError(f"{self.file}: none of its ids is in {data_path} (column {id_column})")
+            return gold
+        if self.column:
+            mapping = parse_mapping(self.mapping, labels) if self.mapping else {lab: lab for lab in labels}
+            return gold_from_column(table, self.column, mapping, labels, str(data_path))
+        return None

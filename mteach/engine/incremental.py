@@ -12,6 +12,9 @@ Below that, the evaluator of each batch keeps its memo of sub-expressions (lower
 text, each phrase's mask, word counts) across refreshes while the spec's field
 mapping stays the same: adding one phrase to a rule evaluates that phrase only.
 
+It is an implementation of ``engine.votes.Engine`` (``vote_batches``) bound to one
+in-memory table; ``votes(spec)`` is its whole-table shortcut.
+
 Thread-safe: a refresh may run in a worker thread while an older one finishes.
 """
 from __future__ import annotations
@@ -20,13 +23,14 @@ import hashlib
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
 
 from ..compiler.checker import Spec
-from ..compiler.plan import ABSTAIN, BatchEvaluator
+from ..compiler.plan import ABSTAIN, BatchEvaluator, columns_needed
+from .votes import VoteBatch, batch_ids
 
 DEFAULT_BATCH_ROWS = 32_768
 MEMO_LIMIT = 4096  # sub-expressions kept per batch before the memo is dropped
@@ -145,6 +149,20 @@ class IncrementalVotes:
         for j, (rule, mask) in enumerate(zip(spec.rules, masks)):
             out[mask, j] = rule.label_index
         return out
+
+    def vote_batches(self, spec: Spec, source=None, id_column: Optional[str] = None, *, columns=(),
+                     batch_rows: Optional[int] = None, progress=None) -> Iterator[VoteBatch]:
+        """``engine.votes.Engine``'s method, so code written against the seam runs on the
+        studio's cache too. The data is the table this cache was made with: ``source`` names
+        it for the caller and is not read."""
+        votes = self.votes(spec)
+        rows = batch_rows or self.batch_rows
+        wanted = list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else []) + list(columns)))
+        for start in range(0, self.table.num_rows, rows):
+            table = self.table.slice(start, rows).select(wanted)
+            yield VoteBatch(batch_ids(table, id_column, "the studio's data", start), votes[start:start + rows], table)
+            if progress:
+                progress(table.num_rows)
 
     def clear(self) -> None:
         with self._lock:

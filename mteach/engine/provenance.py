@@ -48,18 +48,20 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .. import __version__
+from .._version import __version__
 from ..compiler.checker import Spec, load_spec
 from ..errors import DataError, MteachError
-from .apply import ROW_NUMBER, iter_votes, resolve_id_column, rules_table
+from .apply import ROW_NUMBER, resolve_id_column, rules_table
+from .gold import GoldRequest
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data
+from .votes import collect_votes
 
 LEDGER_FORMAT = "mteach-ledger/1"
 UNAVAILABLE = "unavailable"
@@ -341,23 +343,31 @@ def _list_column(offsets: np.ndarray, children: dict, typ: pa.DataType) -> pa.Ar
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct).cast(typ)
 
 
+@dataclass
+class ModelOutput:
+    """What a trained model (``engine.train.TrainedModel``) adds to a ledger."""
+    proba: np.ndarray                 # the end model's class probabilities, every row (n × k)
+    label_model: object = None        # a fitted label model used as is (None: fit one on the votes)
+    blend: float = 0.0                # beta > 0: covered rows get p ∝ p_label_model · p_end_model^beta
+    features: Optional[pa.Array] = None  # list<struct<feature, weight>> per row no rule covers, in row order
+
+
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
-                 seed: int = 0, run_facts: Optional[dict] = None,
-                 end_model: Optional[Callable[[np.ndarray], object]] = None,
-                 label_model=None, end_model_proba: Optional[np.ndarray] = None, blend: float = 0.0,
+                 seed: int = 0, run_facts: Optional[dict] = None, model_output: Optional[ModelOutput] = None,
                  git: bool = True) -> Ledger:
     """Fit the label model on ``votes`` and build the ledger (no per-row Python).
 
     ``gold``: label index per row (-1 unknown) — sharpens the label model and is kept in a
-    ``gold`` column. ``end_model``: called once with the indices of the rows no rule voted
-    on; returns their class probabilities (r × k), or ``(probabilities, features)`` where
-    ``features`` is a list<struct<feature, weight>> array (or list) of the top features
-    per row. Those rows get ``decided_by = "end_model"``; without it they get "none".
-    ``label_model``: an already fitted label model (from a trained model folder) used as is.
-    ``end_model_proba`` (n × k) with ``blend`` = beta > 0: on covered rows the posterior is
-    p ∝ p_label_model · p_end_model^beta, and the end model's share of the log-odds is kept
-    per row in ``end_model_contribution`` — so the decomposition stays exact.
+    ``gold`` column. ``model_output``: a trained model's say — its label model is used as
+    trained, its end model decides the rows no rule voted on (``decided_by = "end_model"``,
+    with their top features; without it they get "none"), and with ``blend`` > 0 joins the
+    covered rows, its share of the log-odds kept per row in ``end_model_contribution`` so
+    the decomposition stays exact.
     """
+    out = model_output
+    label_model = out.label_model if out is not None else None
+    end_model_proba = out.proba if out is not None else None
+    blend = out.blend if out is not None else 0.0
     votes = np.ascontiguousarray(votes, dtype=np.int8)
     n, m = votes.shape
     labels = list(spec.labels)
@@ -393,21 +403,18 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     prob = np.where(covered, proba[np.arange(n), predicted], np.nan)
     decided = np.where(covered, 0, 2)  # 0 rules, 1 end_model, 2 none
     features_col = None
-    if end_model is not None and (~covered).any():
+    if out is not None and (~covered).any():
         uncovered = np.flatnonzero(~covered)
-        out = end_model(uncovered)
-        feats = None
-        if isinstance(out, tuple):
-            out, feats = out
-        p = np.asarray(out, dtype=np.float64)
-        if p.shape != (len(uncovered), k):
-            raise DataError(f"the end model returned probabilities of shape {p.shape}; expected {(len(uncovered), k)}")
+        p = np.asarray(out.proba, dtype=np.float64)
+        if p.shape != (n, k):
+            raise DataError(f"the end model gave probabilities of shape {p.shape}; expected {(n, k)}")
+        p = p[uncovered]
         best = np.argmax(p, axis=1)
         label_idx[uncovered] = best
         prob[uncovered] = p[np.arange(len(uncovered)), best]
         decided[uncovered] = 1
-        if feats is not None:
-            feats = feats if isinstance(feats, pa.Array) else pa.array(feats, FEATURE_TYPE)
+        if out.features is not None:
+            feats = out.features if isinstance(out.features, pa.Array) else pa.array(out.features, FEATURE_TYPE)
             # rows the end model did not decide get an empty list
             pos = np.full(n, -1, dtype=np.int64)
             pos[uncovered] = np.arange(len(uncovered))
@@ -442,7 +449,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
            "settings": {"seed": int(seed), "label_model": {"class": type(model).__name__,
                                                            "params": _jsonable(model.get_params())},
                         "gold": None if gold is None else {"rows": int((gold >= 0).sum())},
-                        "end_model": end_model is not None, "blend": float(blend) if em_term is not None else 0.0},
+                        "end_model": out is not None, "blend": float(blend) if em_term is not None else 0.0},
            **(run_facts or {})}
 
     rt = rules_table(spec).to_pylist()
@@ -480,50 +487,40 @@ def readable(path):
     os.chmod(path, 0o666 & ~mask)
 
 
-def label_data(spec_path, data, output, id_column: Optional[str] = None, gold_fn=None, seed: int = 0,
-               batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress=None,
-               end_model=None, spec: Optional[Spec] = None, model=None) -> Ledger:
-    """Apply the spec to ``data``, fit the label model and write the ledger to ``output``.
+def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Optional[GoldRequest] = None,
+               seed: int = 0, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress=None,
+               model=None) -> Ledger:
+    """Apply ``spec`` (a ``Spec`` or a path) to ``data`` (a ``DataSource`` or a path), fit the
+    label model and write the ledger to ``output``; the data is read once.
 
-    ``gold_fn(spec, source, id_column, ids)`` returns gold label indices or None.
+    ``gold``: where gold labels come from (``engine.gold.GoldRequest``).
     ``model``: a trained model (``mteach.engine.train.TrainedModel``) of the same spec: its
     label model is used as trained, its end model decides the rows no rule covers (with
     their top features) and joins covered rows with the model's blend.
     """
-    source = open_data(data)
-    if spec is None:
-        spec = load_spec(spec_path, source.schema)
+    source = data if isinstance(data, DataSource) else open_data(data)
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec, source.schema)
     id_column = resolve_id_column(source, id_column)
-    ids, votes = collect_votes(spec, source, id_column, batch_rows, threads, progress)
-    gold = gold_fn(spec, source, id_column, ids) if gold_fn else None
-    facts = {"data": Path(data).as_posix(), "data_sha256": file_fingerprint(data),
+    gold = gold or GoldRequest()
+    gold.check(source.schema, id_column, source.path)
+    batch = collect_votes(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
+                          progress=progress)
+    gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, id_column)
+    facts = {"data": source.path.as_posix(), "data_sha256": file_fingerprint(source.path),
              "id_column": id_column or ROW_NUMBER}
-    extra = {}
+    output_of_model = None
     if model is not None:
-        table = source.read_all([spec.column(f) for f in spec.fields])
-        em = model.end_model_proba(table)
-
-        def end_model(rows):
-            proba = em[rows]
-            return proba, model.top_features(table.take(pa.array(rows)), proba.argmax(axis=1))
-        extra = dict(label_model=model.label_model, end_model_proba=em, blend=model.blend)
+        em = model.end_model_proba(batch.table)
+        uncovered = np.flatnonzero(~(batch.votes != -1).any(axis=1))
+        features = (model.top_features(batch.table.take(pa.array(uncovered)), em[uncovered].argmax(axis=1))
+                    if len(uncovered) else None)
+        output_of_model = ModelOutput(em, model.label_model, model.blend, features)
         facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings}
-    ledger = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, end_model=end_model, **extra)
+    ledger = build_ledger(spec, batch.ids, batch.votes, gold=gold_index, seed=seed, run_facts=facts,
+                          model_output=output_of_model)
     write_ledger(ledger, output)
     return ledger
-
-
-def collect_votes(spec: Spec, source: DataSource, id_column, batch_rows=DEFAULT_BATCH_ROWS, threads=2,
-                  progress=None):
-    ids, parts = [], []
-    for batch_ids, votes in iter_votes(spec, source, id_column, batch_rows, threads):
-        ids.append(batch_ids)
-        parts.append(votes)
-        if progress:
-            progress(len(batch_ids))
-    if not parts:
-        raise DataError(f"{source.path}: the file has a header but no rows")
-    return pa.concat_arrays(ids), np.concatenate(parts).astype(np.int8)
 
 
 # =========================================================================================
@@ -773,7 +770,8 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
     id_column = run.get("id_column")
     id_column = None if id_column == ROW_NUMBER and id_column not in source.schema.names else id_column
     id_column = resolve_id_column(source, id_column)
-    ids, votes = collect_votes(spec, source, id_column, batch_rows, threads)
+    batch = collect_votes(spec, source, id_column, batch_rows=batch_rows, threads=threads)
+    ids, votes = batch.ids, batch.votes
     old = ledger.table
     gold = None
     if "gold" in old.column_names and old.num_rows == len(ids):
@@ -871,7 +869,8 @@ def diff_revisions(spec_path, rev_from: str, rev_to: str, data, id_column: Optio
     for side, rev in (("from", rev_from), ("to", rev_to)):
         with spec_at_revision(root, rel, rev) as path:
             spec = load_spec(path, source.schema)
-            ids, votes = collect_votes(spec, source, id_column, threads=threads)
+            batch = collect_votes(spec, source, id_column, threads=threads)
+            ids, votes = batch.ids, batch.votes
             sides[side] = (spec, ids, votes, resolve_commit(root, rev))
     (s0, ids, v0, c0), (s1, _, v1, c1) = sides["from"], sides["to"]
     if list(s0.labels) != list(s1.labels):

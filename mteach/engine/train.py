@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,16 +27,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import __version__
+from .._version import __version__
 from ..compiler.checker import Spec, load_spec
-from ..compiler.plan import BatchEvaluator, vote_matrix
+from ..compiler.plan import BatchEvaluator
 from ..errors import DataError, MteachError
 from ..grammar import ast
 from ..settings import Settings
 from .analysis import majority_vote
-from .apply import rules_table
+from .apply import apply_table, rules_table
 from .end_model import EndModel
 from .features import Featurizer
+from .io import atomic_folder
 from .hints import HintError, compile_hints, hint_effect
 from .label_model import LabelModel, fit_for_spec
 
@@ -84,10 +84,6 @@ def _feature_table(spec: Spec, table: pa.Table) -> pa.Table:
     return pa.table({name: table.column(spec.column(name)) for name in spec.fields})
 
 
-def _text_fields(spec: Spec) -> list:
-    return [n for n, k in spec.field_kinds.items() if k == "text"]
-
-
 def _spec_on_fields(spec: Spec) -> Spec:
     """The same spec with each field bound to a column of its own name (for _feature_table)."""
     import copy
@@ -107,7 +103,7 @@ class TrainedModel:
     settings: dict
 
     def votes(self, table: pa.Table) -> np.ndarray:
-        return vote_matrix(self.spec, table)
+        return apply_table(self.spec, table)
 
     def end_model_proba(self, table: pa.Table) -> np.ndarray:
         return self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
@@ -169,13 +165,16 @@ def _accuracy(pred, gold, mask=None) -> Optional[float]:
 
 # -- training -----------------------------------------------------------------------------------
 def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.ndarray] = None,
-          log=lambda msg: None) -> tuple:
-    """Fit both models on ``table``. Returns (TrainedModel, report dict)."""
+          log=lambda msg: None, votes: Optional[np.ndarray] = None) -> tuple:
+    """Fit both models on ``table``. Returns (TrainedModel, report dict).
+
+    ``votes``: the rules' votes on ``table`` when the caller has them (``engine.votes``
+    computed them while reading the data); otherwise they are computed here."""
     k = len(spec.labels)
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
     log(f"applying {len(spec.rules)} rules to {table.num_rows:,} rows")
-    votes = vote_matrix(spec, table)
+    votes = apply_table(spec, table) if votes is None else votes
     covered = (votes != -1).any(axis=1)
     if not covered.any():
         raise DataError(f"no rule of {spec.path} fires on any of the {table.num_rows:,} rows; "
@@ -197,7 +196,7 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     soft = label_model.predict_proba(votes)
 
     log("building features")
-    text_fields = _text_fields(spec)
+    text_fields = spec.text_fields
     if not text_fields and not numeric_features(spec):
         raise DataError("the end model needs a text or number field in the spec")
     field_spec = _spec_on_fields(spec)
@@ -298,14 +297,11 @@ def _json_params(estimator) -> dict:
 
 
 def save_model(model: TrainedModel, folder, report: dict) -> Path:
-    """Write the model folder through a temporary folder renamed into place."""
+    """Write the model folder atomically (``engine.io.atomic_folder``)."""
     folder = Path(folder)
     if folder.exists() and not (folder / "model.json").exists() and any(folder.iterdir()):
         raise DataError(f"{folder} exists and is not a model folder; choose another -o")
-    parent = folder.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
-    try:
+    with atomic_folder(folder) as tmp:
         spec = model.spec
         for rel in spec.files:
             target = tmp / "spec" / rel
@@ -324,12 +320,6 @@ def save_model(model: TrainedModel, folder, report: dict) -> Path:
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=float), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

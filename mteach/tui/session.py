@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from ..compiler.checker import Spec, load_spec
 from ..engine.analysis import conflicted_rows, majority_vote, rule_stats, select_rows, summarize
-from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
+from ..engine.gold import GoldRequest
 from ..engine.incremental import IncrementalVotes
 from ..engine.io import open_data
 from ..errors import DataError, Diagnostic, SpecError
@@ -191,27 +191,13 @@ class Session:
                 raise DataError(f"{spec_path}: is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
             except OSError as err:
                 raise DataError(f"{spec_path}: cannot read it: {err.strerror}") from None
-        labels = _labels_of(spec_path, source.schema)
-        base_gold = None
-        if gold and gold_column:
-            raise DataError("give either --gold FILE or --gold-column COLUMN, not both")
-        if gold_map and not gold_column:
-            raise DataError("--gold-map goes with --gold-column")
-        if (gold or gold_column) and not labels:
+        spec, labels = _spec_and_labels(spec_path, source.schema)
+        request = GoldRequest(gold, gold_column, gold_map)
+        request.check(source.schema, id_column, data_path)
+        if request and not labels:
             raise DataError(f"{spec_path}: the spec has no readable labels line, so gold labels cannot be read")
-        if gold:
-            if not id_column:
-                raise DataError("--gold FILE matches rows by id: also give --id COLUMN")
-            gold_ids, gold_labels = read_gold_file(gold, list(labels))
-            base_gold = align_gold(ids, gold_ids, gold_labels)
-        elif gold_column:
-            mapping = parse_mapping(gold_map, list(labels)) if gold_map else {lab: lab for lab in labels}
-            base_gold = gold_from_column(table, gold_column, mapping, list(labels), str(data_path))
-        text_column = None
-        for name in ("text", "content", "CONTENT", "comment", "body"):
-            if name in table.column_names:
-                text_column = name
-                break
+        base_gold = request.resolve(labels, ids, table, data_path, id_column)
+        text_column = _text_column(spec) if spec is not None else None
         reviewer = reviewer or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
         s = cls(spec_path, table, source.schema, ids, text_column=text_column, base_gold=base_gold,
                 reviewer=reviewer, seed=seed, data_path=data_path)
@@ -290,10 +276,9 @@ class Session:
         return "" if value is None else str(value)
 
     def set_text_column(self, spec: Spec) -> None:
-        if spec.fields:
-            first = next(iter(spec.fields.values()))
-            if first.column in self.table.column_names:
-                self.text_column = first.column
+        column = _text_column(spec)
+        if column in self.table.column_names:
+            self.text_column = column
 
     def filter_rows(self, a: Analysis, mode: str = "all", rule: Optional[int] = None,
                     label: Optional[int] = None, search: str = "") -> np.ndarray:
@@ -341,24 +326,30 @@ class Session:
         self.excluded()[i] = True
 
 
-def _labels_of(spec_path: Path, schema) -> tuple:
-    """The spec's labels, read even when the spec has other errors."""
+def _spec_and_labels(spec_path: Path, schema) -> tuple:
+    """(the spec or None, its labels), the labels read even when the spec has other errors."""
     try:
-        return tuple(load_spec(spec_path, schema).labels)
+        spec = load_spec(spec_path, schema)
+        return spec, tuple(spec.labels)
     except SpecError:
         pass
     except Exception:
-        return ()
+        return None, ()
     try:
         from ..grammar import ast
         from ..grammar.parser import parse
         tree, _ = parse(spec_path.read_text(encoding="utf-8"), str(spec_path))
         for st in tree.statements:
             if isinstance(st, ast.Labels):
-                return tuple(st.names)
+                return None, tuple(st.names)
     except Exception:
         pass
-    return ()
+    return None, ()
+
+
+def _text_column(spec: Spec) -> Optional[str]:
+    """The column of the spec's first text field: the text shown for a row."""
+    return spec.column(spec.text_fields[0]) if spec.text_fields else None
 
 
 def label_model_contributions(spec: Spec, votes: np.ndarray) -> Optional[np.ndarray]:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import mteach
-from mteach.engine import apply as apply_mod
+from mteach.engine.votes import vote_batches
 from mteach.engine.io import open_data
 from mteach.errors import DataError, SpecError
 
@@ -112,7 +112,7 @@ def test_batches_are_bounded_and_streamed(spec_path, tmp_path, monkeypatch):
             yield b
     monkeypatch.setattr(source, "batches", counting)
     threads = 2
-    stream = apply_mod.iter_votes(spec, source, None, batch_rows=10, threads=threads)
+    stream = vote_batches(spec, source, None, batch_rows=10, threads=threads)
     next(stream)
     assert len(pulled) <= threads + 1
     held = []

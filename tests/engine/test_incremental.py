@@ -9,7 +9,7 @@ from mteach.engine import incremental
 from mteach.engine.incremental import IncrementalVotes, predicate_hash
 from mteach.engine.io import open_data
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "tui" / "fixtures"
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ import pytest
 
 from mteach.compiler.checker import load_spec
 from mteach.engine import provenance as prov
+from mteach.engine.gold import GoldRequest
 from mteach.engine.io import open_data
+from mteach.engine.votes import collect_votes
 from mteach.engine.report import render_report
 from mteach.errors import DataError
 
@@ -100,15 +102,17 @@ def repo(tmp_path, monkeypatch):
     return root, spec, data, sha1, sha2
 
 
-def gold_fn(spec, source, id_column, ids):
-    labels = list(spec.labels)
-    return np.array([labels.index(GOLD[i]) if i in GOLD else -1 for i in ids.to_pylist()])
+def gold_of(tmp_path) -> GoldRequest:
+    """The GOLD labels as a gold file (id,label), as `--gold FILE` gives them."""
+    path = tmp_path / "gold.csv"
+    path.write_text("id,label\n" + "".join(f"{i},{lab}\n" for i, lab in GOLD.items()), encoding="utf-8")
+    return GoldRequest(file=str(path))
 
 
 def test_ledger_columns_votes_and_exact_decomposition(repo, tmp_path):
     root, spec_path, data, _, sha2 = repo
     out = tmp_path / "ledger.parquet"
-    ledger = prov.label_data(spec_path, data, out, "id", gold_fn=gold_fn)
+    ledger = prov.label_data(spec_path, data, out, "id", gold=gold_of(tmp_path))
     t = pq.read_table(out)
     assert t.column_names == ["id", "label", "probability", "decided_by", "votes", "contributions", "gold"]
     rows = {r["id"]: r for r in t.to_pylist()}
@@ -209,18 +213,14 @@ def test_git_state_dirty_and_outside_git(repo, tmp_path):
 def test_end_model_decides_uncovered_rows(repo, tmp_path):
     _, spec_path, data, _, _ = repo
     spec = load_spec(spec_path, open_data(data).schema)
-    ids, votes = prov.collect_votes(spec, open_data(data), "id")
-    seen = []
-
-    def end_model(rows):
-        seen.append(rows)
-        p = np.tile([0.2, 0.8], (len(rows), 1))
-        feats = [[{"feature": "voice", "weight": -1.5}]] * len(rows)
-        return p, feats
-    ledger = prov.build_ledger(spec, ids, votes, end_model=end_model)
-    t = ledger.table
+    batch = collect_votes(spec, open_data(data), "id")
+    ids, votes = batch.ids, batch.votes
     uncovered = np.flatnonzero(~(votes != -1).any(axis=1))
-    assert list(seen[0]) == list(uncovered) and len(uncovered) > 0
+    assert len(uncovered) > 0
+    feats = [[{"feature": "voice", "weight": -1.5}]] * len(uncovered)
+    ledger = prov.build_ledger(spec, ids, votes,
+                               model_output=prov.ModelOutput(np.tile([0.2, 0.8], (len(ids), 1)), features=feats))
+    t = ledger.table
     decided = np.array(t.column("decided_by").to_pylist())
     assert set(decided[uncovered]) == {"end_model"} and "none" not in decided
     assert t.column("label").to_pylist()[uncovered[0]] == "HAM"
@@ -236,7 +236,7 @@ def test_end_model_decides_uncovered_rows(repo, tmp_path):
 def test_verify_reproduces_from_git_and_lists_differences(repo, tmp_path):
     root, spec_path, data, sha1, sha2 = repo
     out = tmp_path / "l.parquet"
-    prov.label_data(spec_path, data, out, "id", gold_fn=gold_fn)
+    prov.label_data(spec_path, data, out, "id", gold=gold_of(tmp_path))
     # the working copy moves on; verify still reads the recorded commit
     spec_path.write_text(SPEC_V1, encoding="utf-8")
     git(root, "commit", "-q", "-a", "-m", "back to v1")
@@ -311,7 +311,7 @@ def test_find_row_suggests_near_ids(repo, tmp_path):
 
 def test_report_holds_rules_owners_and_gold(repo, tmp_path):
     _, spec_path, data, _, sha2 = repo
-    prov.label_data(spec_path, data, tmp_path / "l.parquet", "id", gold_fn=gold_fn)
+    prov.label_data(spec_path, data, tmp_path / "l.parquet", "id", gold=gold_of(tmp_path))
     html = render_report(prov.read_ledger(tmp_path / "l.parquet"))
     assert sha2 in html and "Bob Reviewer" in html and "<svg" in html
     assert "rows per label" in html and "accuracy against gold per rule" in html

@@ -1,0 +1,123 @@
+"""Votes for a data source: the one seam every verb gets the rules' votes through.
+
+``vote_batches(spec, source, id_column)`` yields a ``VoteBatch`` per record batch, in file
+order: the row ids, the vote matrix (rows × rules, int8, -1 = abstain) and the data
+columns the rules read plus any ``columns`` the caller asks for (a gold column, a text
+column), so a verb reads its data once. ``collect_votes`` gathers all rows in one batch.
+
+Who computes the votes is an ``Engine``: anything with this ``vote_batches`` method.
+``LocalEngine`` evaluates batches on a pool of threads on this machine; the studio's
+``engine.incremental.IncrementalVotes`` implements the same method over one in-memory
+table with a per-rule cache; a distributed backend (Dask, say) would implement it by
+evaluating partitions on workers and yielding them back in order.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Protocol, Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..compiler.checker import Spec
+from ..compiler.plan import columns_needed, vote_matrix
+from ..errors import DataError
+from .io import DEFAULT_BATCH_ROWS, DataSource, open_data
+
+Progress = Optional[Callable[[int], None]]  # called with the rows of each batch done
+
+
+@dataclass
+class VoteBatch:
+    """The rules' votes on some rows of a data source."""
+    ids: pa.Array            # the id column's values, or row numbers from 0 when there is no id column
+    votes: np.ndarray        # rows × rules, int8, -1 = abstain, else the index of the rule's label
+    table: Union[pa.RecordBatch, pa.Table]  # the columns the rules read plus those asked for
+                                            # (a Table for ``collect_votes``)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.ids)
+
+
+class Engine(Protocol):
+    """Computes the votes of a spec on a data source, batch by batch, in file order."""
+
+    def vote_batches(self, spec: Spec, source, id_column: Optional[str] = None, *,
+                     columns: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
+                     progress: Progress = None) -> Iterator[VoteBatch]: ...
+
+
+class LocalEngine:
+    """Streams the source in record batches and evaluates them on ``threads`` threads
+    (Arrow kernels release the GIL); at most threads + 1 batches are held at once."""
+
+    def __init__(self, threads: int = 2):
+        self.threads = max(1, threads)
+
+    def vote_batches(self, spec: Spec, source, id_column: Optional[str] = None, *,
+                     columns: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
+                     progress: Progress = None) -> Iterator[VoteBatch]:
+        source = source if isinstance(source, DataSource) else open_data(source)
+        wanted = list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else []) + list(columns)))
+        offset = 0
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            pending = []
+
+            def done(batch, future) -> VoteBatch:
+                nonlocal offset
+                out = VoteBatch(batch_ids(batch, id_column, source.path, offset), future.result(), batch)
+                offset += batch.num_rows
+                if progress:
+                    progress(batch.num_rows)
+                return out
+
+            for batch in source.batches(columns=wanted, batch_rows=batch_rows):
+                pending.append((batch, pool.submit(vote_matrix, spec, batch)))
+                while len(pending) > self.threads or (pending and pending[0][1].done()):
+                    yield done(*pending.pop(0))
+            for batch, future in pending:
+                yield done(batch, future)
+
+
+def batch_ids(batch, id_column: Optional[str], path, offset: int) -> pa.Array:
+    """The batch's ids (a null id is a ``DataError`` naming the row), or row numbers from ``offset``."""
+    if not id_column:
+        return pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
+    ids = batch.column(id_column)
+    nulls = pc.is_null(ids)
+    if pc.any(nulls).as_py():
+        first = int(np.flatnonzero(nulls.to_numpy(zero_copy_only=False))[0]) + offset
+        raise DataError(f"{path}: row {first + 1} has no value in the id column {id_column!r}; "
+                        "every row needs an id (or leave out --id to number rows)")
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+
+
+def vote_batches(spec: Spec, source, id_column: Optional[str] = None, *, columns: Sequence[str] = (),
+                 batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress: Progress = None,
+                 engine: Optional[Engine] = None) -> Iterator[VoteBatch]:
+    """The votes of ``spec`` on ``source`` (a ``DataSource`` or a path), one ``VoteBatch`` per
+    record batch in file order; by default on a ``LocalEngine`` of ``threads`` threads."""
+    engine = engine or LocalEngine(threads)
+    return engine.vote_batches(spec, source, id_column, columns=columns, batch_rows=batch_rows, progress=progress)
+
+
+def collect_votes(spec: Spec, source, id_column: Optional[str] = None, *, columns: Sequence[str] = (),
+                  batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress: Progress = None,
+                  engine: Optional[Engine] = None) -> VoteBatch:
+    """All rows' votes in one ``VoteBatch`` (its ``table`` a ``pa.Table``); a file with a
+    header but no rows is a ``DataError``."""
+    source = source if isinstance(source, DataSource) else open_data(source)
+    parts = list(vote_batches(spec, source, id_column, columns=columns, batch_rows=batch_rows, threads=threads,
+                              progress=progress, engine=engine))
+    if not parts:
+        raise DataError(f"{source.path}: the file has a header but no rows")
+    return VoteBatch(pa.concat_arrays([p.ids for p in parts]),
+                     np.concatenate([p.votes for p in parts]).astype(np.int8),
+                     pa.concat_tables([pa.Table.from_batches([p.table]) if isinstance(p.table, pa.RecordBatch)
+                                       else p.table for p in parts]))
+
+
+__all__ = ["VoteBatch", "Engine", "LocalEngine", "vote_batches", "collect_votes", "batch_ids"]
