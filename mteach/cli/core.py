@@ -119,7 +119,7 @@ def cmd_apply(args) -> int:
     if args.batch_rows < 1 or args.threads < 1:
         raise DataError("--batch-rows and --threads must be 1 or more")
     with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance:
-        result = apply_file(loaded.spec, args.data, args.output, loaded.id_column,
+        result = apply_file(loaded.spec, loaded.source, args.output, loaded.id_column,
                             batch_rows=args.batch_rows, threads=args.threads, progress=advance)
     if not args.quiet:
         covered = ", ".join(f"{n} {c:,}" for n, c in zip(result.rules, result.coverage))

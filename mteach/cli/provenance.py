@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 
 from ..compiler.checker import load_spec
-from ..engine import provenance as prov
+from ..engine.diff import diff_revisions
+from ..engine.explain import explain_row, format_explanation
+from ..engine.ledger import check_spec_matches, label_counts, label_data, read_ledger
+from ..engine.verify import verify_ledger
 from ..engine.io import open_data
 from ..errors import DataError
 from .common import (add_data_argument, add_data_options, add_format_option, add_run_options,
@@ -90,7 +93,7 @@ def cmd_label(args) -> int:
         if args.model:
             from ..engine.train import load_model
             model = load_model(args.model, args.spec, loaded.source.schema)
-        ledger = prov.label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
+        ledger = label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
                                  gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
                                  model=model)
     if not args.quiet:
@@ -98,7 +101,7 @@ def cmd_label(args) -> int:
         git = run["git"]
         version = (f"commit {git['commit'][:10]}" if git["state"] == "clean" else
                    "uncommitted changes: no commit recorded" if git["state"] == "dirty" else "not in git")
-        counts = prov.label_counts(ledger)
+        counts = label_counts(ledger)
         shown = ", ".join(f"{k} {v:,}" for k, v in counts.items())
         print(f"wrote {args.output}: {run['rows']:,} rows ({shown}); spec {run['spec_hash'][:12]} ({version})",
               file=sys.stderr)
@@ -107,19 +110,19 @@ def cmd_label(args) -> int:
 
 # -- explain -----------------------------------------------------------------------------
 def _read(args):
-    ledger = prov.read_ledger(args.ledger)
+    ledger = read_ledger(args.ledger)
     if getattr(args, "spec", None):
-        prov.check_spec_matches(ledger, load_spec(args.spec))
+        check_spec_matches(ledger, load_spec(args.spec))
     return ledger
 
 
 def cmd_explain(args) -> int:
     ledger = _read(args)
-    e = prov.explain_row(ledger, args.row_id)
+    e = explain_row(ledger, args.row_id)
     if args.format == "json":
         dump_json(e, out=sys.stdout)
     else:
-        print(prov.format_explanation(e))
+        print(format_explanation(e))
     return 0
 
 
@@ -138,11 +141,11 @@ def cmd_audit(args) -> int:
 
 # -- verify ------------------------------------------------------------------------------
 def cmd_verify(args) -> int:
-    ledger = prov.read_ledger(args.ledger)
+    ledger = read_ledger(args.ledger)
     if args.spec:
         spec = load_spec(args.spec, open_data(args.data).schema)
-        prov.check_spec_matches(ledger, spec)
-    result = prov.verify_ledger(ledger, args.data, spec_path=args.spec, repo=args.repo, limit=args.limit)
+        check_spec_matches(ledger, spec)
+    result = verify_ledger(ledger, args.data, spec_path=args.spec, repo=args.repo, limit=args.limit)
     if args.format == "json":
         dump_json(result.to_dict(), out=sys.stdout)
     else:
@@ -169,7 +172,7 @@ def cmd_verify(args) -> int:
 
 # -- diff --------------------------------------------------------------------------------
 def cmd_diff(args) -> int:
-    d = prov.diff_revisions(args.spec, args.rev_from, args.rev_to, args.data, args.id_column,
+    d = diff_revisions(args.spec, args.rev_from, args.rev_to, args.data, args.id_column,
                             seed=args.seed, sample=args.sample)
     if args.format == "json":
         dump_json(d, out=sys.stdout)

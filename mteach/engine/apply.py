@@ -95,8 +95,10 @@ def run_metadata(spec: Spec, data_path, extra: dict | None = None) -> dict:
 def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] = None,
                batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2,
                progress: Optional[Callable[[int], None]] = None) -> ApplyResult:
-    """Apply ``spec`` to the data file and write the vote matrix to ``output`` (Parquet)."""
-    source = open_data(data)
+    """Apply ``spec`` to the data file (a path or an opened ``DataSource``) and write the vote
+    matrix to ``output`` (Parquet)."""
+    source = data if isinstance(data, DataSource) else open_data(data)
+    data = source.path if isinstance(data, DataSource) else data
     if not isinstance(spec, Spec):
         spec = load_spec(spec, source.schema)
     spec = checked_for(spec, source.schema)

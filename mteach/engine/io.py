@@ -188,6 +188,13 @@ def atomic_path(target):
     _fsync_path(target.parent or ".")
 
 
+def readable(path):
+    """Give a file written through a temporary name the usual permissions (0666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def write_bytes_atomic(target, data: bytes) -> None:
     with atomic_path(target) as tmp:
         Path(tmp).write_bytes(data)

@@ -1,7 +1,7 @@
 """The audit report: one self-contained HTML file (inline CSS, inline SVG, no scripts,
 no network) written beside a copy of the ledger it describes.
 
-Everything comes from the ledger (``provenance.read_ledger``): no re-run.
+Everything comes from the ledger (``ledger.read_ledger``): no re-run.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .analysis import rule_stats, summarize
-from .io import atomic_path, write_text_atomic
-from .provenance import Ledger, label_counts, readable
+from .io import atomic_path, readable, write_text_atomic
+from .ledger import Ledger, label_counts
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2rem auto;
