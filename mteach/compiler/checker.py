@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from ..errors import Diagnostic, SpecError, did_you_mean
 from ..grammar import ast
 from ..grammar.parser import parse
+from ..spans import Span
 
 
 @dataclass
@@ -115,11 +116,11 @@ def _inside(path: Path, root: Path) -> bool:
 _LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-def _offset_span(display: str, before: str) -> ast.Span:
+def _offset_span(display: str, before: str) -> Span:
     """The span of the character that follows the text ``before``."""
     parts = _LINE_BREAK.split(before)  # the line breaks of str.splitlines, as the parser counts
     line, column = len(parts), len(parts[-1]) + 1
-    return ast.Span(display, line, column, line, column + 1)
+    return Span(display, line, column, line, column + 1)
 
 
 _KIND_WORDS = {"text": "text", "number": "number", "boolean": "yes/no (boolean)",
@@ -238,7 +239,7 @@ class _Checker:
     def run(self) -> Spec:
         statements = self.load()
         by_type = lambda t: [s for s in statements if isinstance(s, t)]
-        top = ast.Span(_display(self.path), 1, 1, 1, 2)
+        top = Span(_display(self.path), 1, 1, 1, 2)
 
         concepts = by_type(ast.Concept)
         # A file of only defines (and uses) is a library for other specs to `use`.
