@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..grammar import ast
+from ..grammar.visitor import NodeVisitor
 from .spec import Spec, regex_pattern
 from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, is_word_char, np_bool, phrase_regex,
                      runs_per_row, utf8_views, word_runs)
@@ -59,8 +60,13 @@ def _spec_phrases(spec: Spec) -> dict:
     return found
 
 
-class BatchEvaluator:
+class BatchEvaluator(NodeVisitor):
     """Evaluates nodes of one spec over one batch, memoizing by node key."""
+    # Resolved rules hold no statements, and the checker has inlined every define and
+    # lexicon; regexes, phrase lists and first/last(...) are read by the node that holds
+    # them (``text``, ``phrases``, ``measure``), never evaluated on their own.
+    not_applicable = frozenset({"Concept", "Labels", "Field", "Define", "Rule", "Hint", "Example", "Use",
+                                "SpecFile", "Lexicon", "Regex", "Phrases", "Window"})
 
     def __init__(self, spec: Spec, batch: pa.RecordBatch | pa.Table):
         self.spec = spec
@@ -212,14 +218,19 @@ class BatchEvaluator:
         cleaned = pc.if_else(pc.fill_null(valid, False), cleaned, pa.scalar(None, pa.string()))
         return _np_float(pc.cast(cleaned, pa.float64()))
 
-    # -- values and predicates --------------------------------------------------------
+    # -- values and predicates (visit_<Node>: see grammar/visitor.py) ------------------
     def value(self, node):
-        if isinstance(node, ast.Number):
-            return node.value
-        if isinstance(node, ast.String):
-            return node.value
-        if isinstance(node, ast.Measure):
-            return self.measure(node)
+        return self.visit(node)
+
+    def visit_Number(self, node):
+        return node.value
+
+    visit_String = visit_Number
+
+    def visit_Measure(self, node):
+        return self.measure(node)
+
+    def visit_Ref(self, node):
         col = self.column(node.name)
         if self.spec.field_kinds.get(node.name) == "number" or pa.types.is_integer(col.type) \
                 or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
@@ -241,47 +252,52 @@ class BatchEvaluator:
         key = node.key()
         if key in self.memo:
             return self.memo[key]
-        result = self._predicate(node)
+        result = self.visit(node)
         self.memo[key] = result
         return result
 
-    def _predicate(self, node) -> np.ndarray:
-        if isinstance(node, ast.And):
-            return np.logical_and.reduce([self.predicate(i) for i in node.items])
-        if isinstance(node, ast.Or):
-            return np.logical_or.reduce([self.predicate(i) for i in node.items])
-        if isinstance(node, ast.Not):
-            return ~self.predicate(node.item)
-        if isinstance(node, ast.Match):
-            hit = np_bool(pc.match_substring_regex(self.text(node.source), regex_pattern(node.regex)))
-            if node.negate:
-                return ~hit & ~np_bool(pc.is_null(self.text(node.source)))
-            return hit
-        if isinstance(node, ast.Has):
-            return self.phrases(node.source, node.phrases)
-        if isinstance(node, ast.Near):
-            return self.near(node)
-        if isinstance(node, ast.Compare):
-            return self.compare(node.op, self.value(node.left), self.value(node.right))
-        if isinstance(node, ast.Between):
-            v, lo, hi = (self.value(x) for x in (node.value, node.low, node.high))
-            with np.errstate(invalid="ignore"):
-                return np.asarray((v >= lo) & (v <= hi), dtype=bool)
-        if isinstance(node, ast.In):
-            col = self.column(node.source.name)
-            values = [v.value for v in node.values]
-            if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
-                return np.isin(_np_float(col), np.array(values, dtype=float))
-            return np_bool(pc.is_in(col, value_set=pa.array([str(v) for v in values], pa.string())))
-        if isinstance(node, ast.Missing):
-            missing = np_bool(pc.is_null(self.column(node.source.name)))
-            return ~missing if node.negate else missing
-        if isinstance(node, ast.Truth):
-            col = self.column(node.ref.name)
-            return np_bool(col if pa.types.is_boolean(col.type) else pc.cast(col, pa.bool_()))
-        raise AssertionError(f"cannot evaluate {type(node).__name__}")
+    def visit_And(self, node) -> np.ndarray:
+        return np.logical_and.reduce([self.predicate(i) for i in node.items])
 
-    def near(self, node: ast.Near) -> np.ndarray:
+    def visit_Or(self, node) -> np.ndarray:
+        return np.logical_or.reduce([self.predicate(i) for i in node.items])
+
+    def visit_Not(self, node) -> np.ndarray:
+        return ~self.predicate(node.item)
+
+    def visit_Match(self, node) -> np.ndarray:
+        hit = np_bool(pc.match_substring_regex(self.text(node.source), regex_pattern(node.regex)))
+        if node.negate:
+            return ~hit & ~np_bool(pc.is_null(self.text(node.source)))
+        return hit
+
+    def visit_Has(self, node) -> np.ndarray:
+        return self.phrases(node.source, node.phrases)
+
+    def visit_Compare(self, node) -> np.ndarray:
+        return self.compare(node.op, self.value(node.left), self.value(node.right))
+
+    def visit_Between(self, node) -> np.ndarray:
+        v, lo, hi = (self.value(x) for x in (node.value, node.low, node.high))
+        with np.errstate(invalid="ignore"):
+            return np.asarray((v >= lo) & (v <= hi), dtype=bool)
+
+    def visit_In(self, node) -> np.ndarray:
+        col = self.column(node.source.name)
+        values = [v.value for v in node.values]
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+            return np.isin(_np_float(col), np.array(values, dtype=float))
+        return np_bool(pc.is_in(col, value_set=pa.array([str(v) for v in values], pa.string())))
+
+    def visit_Missing(self, node) -> np.ndarray:
+        missing = np_bool(pc.is_null(self.column(node.source.name)))
+        return ~missing if node.negate else missing
+
+    def visit_Truth(self, node) -> np.ndarray:
+        col = self.column(node.ref.name)
+        return np_bool(col if pa.types.is_boolean(col.type) else pc.cast(col, pa.bool_()))
+
+    def visit_Near(self, node: ast.Near) -> np.ndarray:
         """Rows where a left phrase and a right phrase start at most ``within`` words apart."""
         candidates = self.phrases(node.source, node.left) & self.phrases(node.source, node.right)
         out = np.zeros(self.n, dtype=bool)
