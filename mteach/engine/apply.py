@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..compiler.checker import load_spec
-from ..compiler.spec import Spec, field_kind
 from ..compiler.evaluator import columns_needed, vote_matrix
+from ..compiler.spec import Spec, field_kind
 from ..errors import DataError
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, open_data
 

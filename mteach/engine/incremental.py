@@ -25,8 +25,8 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from ..compiler.spec import Spec
 from ..compiler.evaluator import ABSTAIN, BatchEvaluator
+from ..compiler.spec import Spec
 
 DEFAULT_BATCH_ROWS = 32_768
 MEMO_LIMIT = 4096  # sub-expressions kept per batch before the memo is dropped

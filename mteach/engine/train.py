@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..compiler.checker import load_spec
-from ..compiler.spec import Spec
 from ..compiler.evaluator import BatchEvaluator, vote_matrix
+from ..compiler.spec import Spec
 from ..errors import DataError, MteachError
 from ..grammar import ast
 from ..settings import Settings
