@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._version import __version__
-from ..compiler.checker import Spec, field_kind, load_spec
-from ..compiler.plan import vote_matrix
+from ..compiler.checker import load_spec
+from ..compiler.evaluator import vote_matrix
+from ..compiler.spec import Spec, field_kind
 from ..errors import DataError
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, open_data
 from .votes import vote_batches

@@ -6,7 +6,8 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from ..compiler.checker import Spec, load_spec
+from ..compiler.checker import load_spec
+from ..compiler.spec import Spec
 from .apply import resolve_id_column
 from .gitfacts import resolve_commit, spec_at_revision, spec_repo_path
 from .io import open_data

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from ..compiler.checker import Spec
+from ..compiler.spec import Spec
 from ..errors import DataError
 
 UNAVAILABLE = "unavailable"

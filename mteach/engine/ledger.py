@@ -49,7 +49,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .._version import __version__
-from ..compiler.checker import Spec, load_spec
+from ..compiler.checker import load_spec
+from ..compiler.spec import Spec
 from ..errors import DataError, MteachError
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, spec_git_facts

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..compiler.checker import Spec
-from ..compiler.plan import columns_needed, vote_matrix
+from ..compiler.spec import Spec
+from ..compiler.evaluator import columns_needed, vote_matrix
 from ..errors import DataError
 from .io import DEFAULT_BATCH_ROWS, DataSource, open_data
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from mteach.compiler.checker import load_spec
-from mteach.compiler.plan import vote_matrix
+from mteach.compiler.evaluator import vote_matrix
 from mteach.engine.incremental import IncrementalVotes
 from mteach.engine.io import open_data
 from mteach.engine.votes import LocalEngine, collect_votes, vote_batches
