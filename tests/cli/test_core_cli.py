@@ -18,32 +18,24 @@ from mteach.cli import main
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:  # argparse usage errors
-        code = exit.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    return code, out, err
 
 
 # -- check ----------------------------------------------------------------------------------
-def test_check_clean(capsys, small_csv):
+def test_check_clean(run, small_csv):
     spec, data = small_csv
-    code, out, err = run(capsys, "check", spec, "--data", data)
+    code, out, err = run("check", spec, "--data", data)
     assert code == 0, err
     assert "ok — 3 rules, 0 hints, 1/1 examples pass" in out
 
 
-def test_check_reports_every_problem_with_place_caret_and_suggestion(capsys, spec_file):
+def test_check_reports_every_problem_with_place_caret_and_suggestion(run, spec_file):
     path = spec_file('concept c\nlabels SPAM, HAM\nfield text = "body"\n'
                      'define promo = any("x")\n'
                      'rule a : text has prom => SPAM\n'
                      'rule b : text ~ /(?=x)/ => SPMA\n'
                      'rule c : txt has "x" => HAM\n'
                      'rule d : lenn(text) > 3 => HAM\n')
-    code, out, err = run(capsys, "check", path)
+    code, out, err = run("check", path)
     assert code == 1
     assert "spec.mt:5:19: error: unknown define prom — did you mean promo?" in err
     assert "spec.mt:6:17: error: invalid regex" in err
@@ -54,17 +46,17 @@ def test_check_reports_every_problem_with_place_caret_and_suggestion(capsys, spe
     assert err.count(": error:") == 5
 
 
-def test_check_unknown_column_against_data(capsys, small_csv, spec_file):
+def test_check_unknown_column_against_data(run, small_csv, spec_file):
     _, data = small_csv
     path = spec_file('concept c\nlabels A, B\nfield t = "txet"\nrule r : t has "x" => A\n', name="other.mt")
-    code, _, err = run(capsys, "check", path, "--data", data)
+    code, _, err = run("check", path, "--data", data)
     assert code == 1 and 'other.mt:3:1: error: column "txet" is not in the data — did you mean text?' in err
 
 
-def test_check_json_and_several_specs(capsys, small_csv, spec_file):
+def test_check_json_and_several_specs(run, small_csv, spec_file):
     good, _ = small_csv
     bad = spec_file('concept c\nlabels A, B\nrule r : t has "x" => C\n', name="bad.mt")
-    code, out, err = run(capsys, "check", good, bad, "--format", "json")
+    code, out, err = run("check", good, bad, "--format", "json")
     assert code == 1
     report = json.loads(out)
     assert [r["ok"] for r in report] == [True, False]
@@ -74,7 +66,7 @@ def test_check_json_and_several_specs(capsys, small_csv, spec_file):
     assert all(d["severity"] == "error" and d["file"].endswith("bad.mt") for d in diags)
 
 
-def test_check_failing_examples_exit_1(capsys, spec_file):
+def test_check_failing_examples_exit_1(run, spec_file):
     path = spec_file('concept c\nlabels A, B\nfield t = "t"\n'
                      'rule a : t has "x" => A\nrule b : t has "y" => B\n'
                      'example "x" => A\n'            # passes
@@ -84,7 +76,7 @@ def test_check_failing_examples_exit_1(capsys, spec_file):
                      'example "x" => abstain\n'      # a rule fires
                      'example "z" => abstain\n'      # passes
                      'example {t: "x y x"} => A\n')  # majority: tie still (one rule each)
-    code, out, err = run(capsys, "check", path)
+    code, out, err = run("check", path)
     assert code == 1
     assert "5 example(s) fail" in out and "2/7 examples pass" in out
     assert "spec.mt:7:1: error: example fails: expected B, but the rules say A (a => A)" in err
@@ -93,28 +85,28 @@ def test_check_failing_examples_exit_1(capsys, spec_file):
     assert "spec.mt:10:1: error: example fails: expected no rule to fire, but a => A" in err
 
 
-def test_check_examples_with_records_and_types(capsys, spec_file, tmp_path):
+def test_check_examples_with_records_and_types(run, spec_file, tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("t,n,ok\nx,1,true\n")
     path = spec_file('concept c\nlabels A, B\nfield t = "t"\nfield n = "n"\nfield ok = "ok"\n'
                      'rule big : n > 5 => A\nrule flag : ok => B\n'
                      'example {n: 9} => A\nexample {ok: "true", t: "q"} => B\nexample {ok: "false"} => abstain\n'
                      'example {n: 1} => abstain\n')
-    code, out, err = run(capsys, "check", path, "--data", data)
+    code, out, err = run("check", path, "--data", data)
     assert code == 0, err
     assert "4/4 examples pass" in out
 
 
-def test_check_usage_and_data_errors_exit_2(capsys, small_csv, tmp_path):
+def test_check_usage_and_data_errors_exit_2(small_csv, tmp_path, run):
     spec, _ = small_csv
-    assert run(capsys, "check", spec, "--data", tmp_path / "none.csv")[0] == 2
-    assert run(capsys, "check")[0] == 2
-    assert run(capsys)[0] == 2
-    assert run(capsys, "check", spec, "--format", "yaml")[0] == 2
+    assert run("check", spec, "--data", tmp_path / "none.csv")[0] == 2
+    assert run("check")[0] == 2
+    assert run()[0] == 2
+    assert run("check", spec, "--format", "yaml")[0] == 2
 
 
 # -- apply ----------------------------------------------------------------------------------
-def test_apply_csv_jsonl_parquet(capsys, small_csv, tmp_path):
+def test_apply_csv_jsonl_parquet(run, small_csv, tmp_path):
     spec, data = small_csv
     table = pa.csv.read_csv(data) if hasattr(pa, "csv") else None
     import pyarrow.csv as pacsv
@@ -126,7 +118,7 @@ def test_apply_csv_jsonl_parquet(capsys, small_csv, tmp_path):
     results = []
     for d in (data, tmp_path / "d.parquet", tmp_path / "d.jsonl"):
         out = tmp_path / f"v-{d.suffix[1:]}.parquet"
-        code, _, err = run(capsys, "apply", spec, d, "-o", out, "--id", "id")
+        code, _, err = run("apply", spec, d, "-o", out, "--id", "id")
         assert code == 0, err
         assert f"wrote {out}: 6 rows × 3 rules (buy 3, channel 1, song 2)" in err
         ids, votes, rules, run_info = mteach.read_votes(out)
@@ -136,12 +128,12 @@ def test_apply_csv_jsonl_parquet(capsys, small_csv, tmp_path):
         [0, -1, -1], [-1, -1, 1], [-1, 0, -1], [0, -1, 1], [-1, -1, -1], [0, -1, -1]]
 
 
-def test_apply_batch_rows_and_threads_do_not_change_the_output(capsys, small_csv, tmp_path):
+def test_apply_batch_rows_and_threads_do_not_change_the_output(run, small_csv, tmp_path):
     spec, data = small_csv
     tables = []
     for args in (["--batch-rows", "1", "--threads", "1"], ["--batch-rows", "2", "--threads", "4"], []):
         out = tmp_path / "v.parquet"
-        assert run(capsys, "apply", spec, data, "-o", out, "-q", *args)[0] == 0
+        assert run("apply", spec, data, "-o", out, "-q", *args)[0] == 0
         tables.append(pq.read_table(out))
     assert tables[0].equals(tables[1]) and tables[1].equals(tables[2])
 
@@ -168,27 +160,27 @@ SPEC_OK = 'concept c\nlabels SPAM, HAM\nfield text = "text"\nrule r : text has "
     (SPEC_OK, b'id,text\n1,hi\n2,buy,extra\n', [], 2, "cannot read the data: CSV parse error"),
     (SPEC_OK, b"id,text\n1,hi\n", ["--batch-rows", "0"], 2, "--batch-rows and --threads must be 1 or more"),
 ])
-def test_apply_bad_input(capsys, spec_file, tmp_path, spec_text, data_bytes, extra, code, words):
+def test_apply_bad_input(run, spec_file, tmp_path, spec_text, data_bytes, extra, code, words):
     spec = spec_file(spec_text)
     data = tmp_path / "d.csv"
     data.write_bytes(data_bytes if data_bytes is not None else b"id,text\n1,buy\n")
     out = tmp_path / "v.parquet"
-    got, _, err = run(capsys, "apply", spec, data, "-o", out, *extra)
+    got, _, err = run("apply", spec, data, "-o", out, *extra)
     assert got == code and words in err, err
     assert not out.exists()
     out.write_bytes(b"previous output")
-    got, _, err = run(capsys, "apply", spec, data, "-o", out, *extra)
+    got, _, err = run("apply", spec, data, "-o", out, *extra)
     assert got == code
     assert out.read_bytes() == b"previous output"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_apply_nulls_in_text_are_fine(capsys, tmp_path, spec_file):
+def test_apply_nulls_in_text_are_fine(run, tmp_path, spec_file):
     spec = spec_file(SPEC_OK)
     data = tmp_path / "d.jsonl"
     data.write_text('{"id": 1, "text": null}\n{"id": 2, "text": "buy"}\n{"id": 3}\n')
     out = tmp_path / "v.parquet"
-    code, _, err = run(capsys, "apply", spec, data, "-o", out, "--id", "id")
+    code, _, err = run("apply", spec, data, "-o", out, "--id", "id")
     assert code == 0, err
     assert mteach.read_votes(out)[1].tolist() == [[-1], [0], [-1]]
 
@@ -200,31 +192,31 @@ def test_apply_nulls_in_text_are_fine(capsys, tmp_path, spec_file):
     ("d.jsonl", b"{{{ not json\n", "cannot read the data"),
     ("d.jsonl", b'{"id": 1, "text": "caf\xe9"}\n', "is not valid UTF-8"),
 ])
-def test_apply_unreadable_data(capsys, tmp_path, spec_file, name, content, words):
+def test_apply_unreadable_data(run, tmp_path, spec_file, name, content, words):
     spec = spec_file(SPEC_OK)
     data = tmp_path / name
     if content is not None:
         data.write_bytes(content)
-    code, _, err = run(capsys, "apply", spec, data, "-o", tmp_path / "v.parquet")
+    code, _, err = run("apply", spec, data, "-o", tmp_path / "v.parquet")
     assert code == 2 and words in err and str(data) in err
     assert not (tmp_path / "v.parquet").exists()
 
 
-def test_apply_output_folder_missing(capsys, small_csv, tmp_path):
+def test_apply_output_folder_missing(run, small_csv, tmp_path):
     spec, data = small_csv
-    code, _, err = run(capsys, "apply", spec, data, "-o", tmp_path / "no" / "v.parquet")
+    code, _, err = run("apply", spec, data, "-o", tmp_path / "no" / "v.parquet")
     assert code == 2 and "does not exist" in err
 
 
-def test_apply_requires_output(capsys, small_csv):
+def test_apply_requires_output(run, small_csv):
     spec, data = small_csv
-    assert run(capsys, "apply", spec, data)[0] == 2
+    assert run("apply", spec, data)[0] == 2
 
 
 # -- stats ----------------------------------------------------------------------------------
-def test_stats_table_by_hand(capsys, small_csv):
+def test_stats_table_by_hand(run, small_csv):
     spec, data = small_csv
-    code, out, err = run(capsys, "stats", spec, data, "--gold-column", "cls", "--gold-map", "1=SPAM,0=HAM")
+    code, out, err = run("stats", spec, data, "--gold-column", "cls", "--gold-map", "1=SPAM,0=HAM")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["rule", "label", "coverage", "overlaps", "conflicts", "correct", "incorrect",
@@ -237,9 +229,9 @@ def test_stats_table_by_hand(capsys, small_csv):
     assert "decides 4 of them with accuracy 100.0%" in out
 
 
-def test_stats_json_by_hand(capsys, small_csv):
+def test_stats_json_by_hand(run, small_csv):
     spec, data = small_csv
-    code, out, _ = run(capsys, "stats", spec, data, "--gold-column", "cls", "--gold-map", "1=SPAM,0=HAM",
+    code, out, _ = run("stats", spec, data, "--gold-column", "cls", "--gold-map", "1=SPAM,0=HAM",
                        "--format", "json")
     assert code == 0
     report = json.loads(out)
@@ -254,13 +246,13 @@ def test_stats_json_by_hand(capsys, small_csv):
     assert per["HAM"]["precision"] == 1.0 and per["HAM"]["recall"] == pytest.approx(1 / 3)
 
 
-def test_stats_without_gold_and_with_gold_file(capsys, small_csv, tmp_path):
+def test_stats_without_gold_and_with_gold_file(run, small_csv, tmp_path):
     spec, data = small_csv
-    code, out, _ = run(capsys, "stats", spec, data, "--format", "json")
+    code, out, _ = run("stats", spec, data, "--format", "json")
     assert code == 0 and "accuracy" not in json.loads(out)["rules"][0]
     gold = tmp_path / "gold.csv"
     gold.write_text("id,label\n1,SPAM\n4,SPAM\n2,HAM\n")
-    code, out, err = run(capsys, "stats", spec, data, "--gold", gold, "--id", "id", "--format", "json")
+    code, out, err = run("stats", spec, data, "--gold", gold, "--id", "id", "--format", "json")
     assert code == 0, err
     rules = {r["rule"]: r for r in json.loads(out)["rules"]}
     assert (rules["buy"]["correct"], rules["buy"]["incorrect"]) == (2, 0)
@@ -278,19 +270,19 @@ def test_stats_without_gold_and_with_gold_file(capsys, small_csv, tmp_path):
     (["--gold", "g.csv", "--gold-column", "cls", "--id", "id"], "not both"),
     (["--gold", "g2.csv", "--id", "id"], "none of its ids is in"),
 ])
-def test_stats_gold_errors(capsys, small_csv, tmp_path, monkeypatch, args, words):
+def test_stats_gold_errors(run, small_csv, tmp_path, monkeypatch, args, words):
     spec, data = small_csv
     (tmp_path / "g.csv").write_text("id,label\n1,SPAM\n")
     (tmp_path / "g2.csv").write_text("id,label\n99,SPAM\n")
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(capsys, "stats", spec, data, *args)
+    code, _, err = run("stats", spec, data, *args)
     assert code == 2 and words in err, err
 
 
-def test_stats_spec_with_no_rules(capsys, small_csv, spec_file):
+def test_stats_spec_with_no_rules(run, small_csv, spec_file):
     _, data = small_csv
     spec = spec_file('concept c\nlabels A, B\nfield text = "text"\n', name="empty.mt")
-    code, out, err = run(capsys, "stats", spec, data)
+    code, out, err = run("stats", spec, data)
     assert code == 0 and "warning: the spec has no rules yet" in err
     assert "6 rows: 0 covered" in out
 

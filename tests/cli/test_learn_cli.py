@@ -22,11 +22,6 @@ epochs = 4
 """
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +52,9 @@ def test_train_writes_a_model_folder_without_pickle(model_dir):
         assert 0.0 <= h["satisfied"] <= 1.0
 
 
-def test_predict_labels_every_row_and_says_who_decided(model_dir, tmp_path, capsys):
+def test_predict_labels_every_row_and_says_who_decided(model_dir, tmp_path, run):
     out = tmp_path / "pred.parquet"
-    code, stdout, err = run(capsys, "predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", out, *GOLD)
+    code, stdout, err = run("predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", out, *GOLD)
     assert code == 0
     t = pq.read_table(out)
     assert t.num_rows == 370
@@ -74,10 +69,10 @@ def test_predict_labels_every_row_and_says_who_decided(model_dir, tmp_path, caps
     assert float(combined.split()[-2]) > 0.85
 
 
-def test_predict_is_deterministic(model_dir, tmp_path, capsys):
+def test_predict_is_deterministic(model_dir, tmp_path, run):
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     for out in (a, b):
-        assert run(capsys, "predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", out)[0] == 0
+        assert run("predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", out)[0] == 0
     assert pq.read_table(a).equals(pq.read_table(b))
 
 
@@ -92,32 +87,32 @@ def test_training_twice_with_the_same_seed_gives_the_same_model(model_dir, tmp_p
         json.loads((model_dir / "model.json").read_text())["label_model"]
 
 
-def test_a_model_from_another_spec_version_is_refused(model_dir, tmp_path, capsys):
+def test_a_model_from_another_spec_version_is_refused(model_dir, tmp_path, run):
     shutil.copytree(SPEC.parent, tmp_path / "specs")
     edited = tmp_path / "specs" / "youtube_spam.mt"
     edited.write_text(edited.read_text().replace("words(text) <= 5", "words(text) <= 4"))
-    code, _, err = run(capsys, "predict", model_dir, TEST, "--spec", edited, "-o", tmp_path / "p.parquet")
+    code, _, err = run("predict", model_dir, TEST, "--spec", edited, "-o", tmp_path / "p.parquet")
     assert code == 2
     assert "trained on another version of the spec" in err
     assert not (tmp_path / "p.parquet").exists()
 
 
-def test_a_tampered_or_corrupt_model_folder_is_refused(model_dir, tmp_path, capsys):
+def test_a_tampered_or_corrupt_model_folder_is_refused(model_dir, tmp_path, run):
     broken = tmp_path / "m"
     shutil.copytree(model_dir, broken)
     spec_copy = broken / "spec" / "youtube_spam.mt"
     spec_copy.write_text(spec_copy.read_text() + "\nrule extra : text has \"zzz\" => SPAM\n")
-    code, _, err = run(capsys, "predict", broken, TEST, "-o", tmp_path / "p.parquet")
+    code, _, err = run("predict", broken, TEST, "-o", tmp_path / "p.parquet")
     assert code == 2 and "changed after training" in err
 
     shutil.rmtree(broken)
     shutil.copytree(model_dir, broken)
     weights = broken / "end_model" / "weights.pt"
     weights.write_bytes(weights.read_bytes()[:100])
-    code, _, err = run(capsys, "predict", broken, TEST, "-o", tmp_path / "p.parquet")
+    code, _, err = run("predict", broken, TEST, "-o", tmp_path / "p.parquet")
     assert code == 2 and "retrain" in err.lower() or "weights" in err.lower()
 
-    code, _, err = run(capsys, "predict", tmp_path, TEST, "-o", tmp_path / "p.parquet")
+    code, _, err = run("predict", tmp_path, TEST, "-o", tmp_path / "p.parquet")
     assert code == 2 and "not a model folder" in err
 
 
@@ -137,27 +132,27 @@ def write_spec(folder: Path, body: str) -> Path:
      "too few to train on"),
     ('', "no rules to learn from"),
 ])
-def test_training_refuses_what_it_cannot_learn(tmp_path, capsys, body, message):
+def test_training_refuses_what_it_cannot_learn(tmp_path, run, body, message):
     config = tmp_path / "mteach.toml"
     config.write_text(FAST)
-    code, _, err = run(capsys, "train", write_spec(tmp_path, body), TRAIN, "-o", tmp_path / "m",
+    code, _, err = run("train", write_spec(tmp_path, body), TRAIN, "-o", tmp_path / "m",
                        "--config", config, "-q")
     assert code == 2
     assert message in err
     assert not (tmp_path / "m").exists()
 
 
-def test_unknown_setting_is_named(tmp_path, capsys):
+def test_unknown_setting_is_named(tmp_path, run):
     config = tmp_path / "mteach.toml"
     config.write_text("[end_model]\nepoch = 3\n")
-    code, _, err = run(capsys, "train", SPEC, TRAIN, "-o", tmp_path / "m", "--config", config, "-q")
+    code, _, err = run("train", SPEC, TRAIN, "-o", tmp_path / "m", "--config", config, "-q")
     assert code == 2
     assert "epoch" in err and "epochs" in err
 
 
-def test_label_with_a_model_lets_the_end_model_decide_uncovered_rows(model_dir, tmp_path, capsys):
+def test_label_with_a_model_lets_the_end_model_decide_uncovered_rows(model_dir, tmp_path, run):
     ledger = tmp_path / "ledger.parquet"
-    code, _, err = run(capsys, "label", SPEC, TEST, "-o", ledger, "--id", "COMMENT_ID", "--model", model_dir, "-q")
+    code, _, err = run("label", SPEC, TEST, "-o", ledger, "--id", "COMMENT_ID", "--model", model_dir, "-q")
     assert code == 0, err
     t = pq.read_table(ledger)
     decided = t.column("decided_by").to_pylist()
@@ -166,22 +161,22 @@ def test_label_with_a_model_lets_the_end_model_decide_uncovered_rows(model_dir, 
     feats = t.column("end_model_features")[row].as_py()
     assert feats and all(f["weight"] > 0 for f in feats)
     row_id = t.column("id")[row].as_py()
-    code, out, _ = run(capsys, "explain", ledger, "--id", row_id)
+    code, out, _ = run("explain", ledger, "--id", row_id)
     assert code == 0
     assert "decided by the end model" in out and feats[0]["feature"] in out
 
     # covered rows: the rules' contributions plus the end model's term add up to the probability
     covered = decided.index("rules")
-    e = json.loads(run(capsys, "explain", ledger, "--id", t.column("id")[covered].as_py(), "--format", "json")[1])
+    e = json.loads(run("explain", ledger, "--id", t.column("id")[covered].as_py(), "--format", "json")[1])
     total = e["baseline_log_odds"] + sum(v["contribution"] for v in e["votes"]) + (e.get("end_model_contribution") or 0)
     assert 1 / (1 + np.exp(-total)) == pytest.approx(e["probability"], abs=1e-9)
 
 
-def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_path, capsys):
+def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_path, run):
     config = tmp_path / "mteach.toml"
     config.write_text(FAST)
     folder = tmp_path / "m"
-    code, out, err = run(capsys, "train", SPEC, TRAIN, "-o", folder, "--id", "COMMENT_ID", "--config", config, *GOLD)
+    code, out, err = run("train", SPEC, TRAIN, "-o", folder, "--id", "COMMENT_ID", "--config", config, *GOLD)
     assert code == 0, err
     report = json.loads((folder / "report.json").read_text())
     assert report["blend"]["chosen_on"] == "gold rows covered by the rules"

@@ -67,141 +67,137 @@ def project(tmp_path, monkeypatch):
     return root, spec, data, sha1, git(root, "rev-parse", "HEAD")
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def label(capsys, spec, data, out, *extra):
-    code, _, err = run(capsys, "label", spec, data, "--id", "id", "-o", out, "-q", *extra)
+def label(run, spec, data, out, *extra):
+    code, _, err = run("label", spec, data, "--id", "id", "-o", out, "-q", *extra)
     assert code == 0, err
     return out
 
 
-def test_label_explain_in_words_and_json(project, capsys, tmp_path):
+def test_label_explain_in_words_and_json(project, run, tmp_path):
     root, spec, data, _, sha2 = project
-    ledger = label(capsys, spec, data, tmp_path / "l.parquet")
-    code, out, err = run(capsys, "explain", ledger, "--id", "a1")
+    ledger = label(run, spec, data, tmp_path / "l.parquet")
+    code, out, err = run("explain", ledger, "--id", "a1")
     assert code == 0, err
     assert "row a1: SPAM with probability" in out and "decided by the rules" in out
     assert f"commit {sha2[:10]}" in out
     assert "spam.mt:6" in out and "rule link : text ~ /https?:/ => SPAM" in out
     assert "# Links point away from the video." in out and "estimated accuracy" in out
     assert "class baseline" in out and "last changed in commit" in out and "Ada Expert" in out
-    code, out, _ = run(capsys, "explain", ledger, "--id", "a1", "--format", "json")
+    code, out, _ = run("explain", ledger, "--id", "a1", "--format", "json")
     e = json.loads(out)
     assert [v["rule"] for v in e["votes"]] == ["link", "buy"]
     assert e["votes"][1]["line"] == 8 and e["votes"][1]["description"] == "Selling things."
     assert e["git"]["commit"] == sha2 and isinstance(e["votes"][0]["contribution"], float)
-    code, out, _ = run(capsys, "explain", ledger, "--id", "a8")
+    code, out, _ = run("explain", ledger, "--id", "a8")
     assert code == 0 and "no label" in out and "no rule voted" in out
 
 
-def test_label_is_byte_identical_across_threads(project, capsys, tmp_path):
+def test_label_is_byte_identical_across_threads(project, run, tmp_path):
     _, spec, data, _, _ = project
-    a = label(capsys, spec, data, tmp_path / "a.parquet", "--threads", "1")
-    b = label(capsys, spec, data, tmp_path / "b.parquet", "--threads", "4")
+    a = label(run, spec, data, tmp_path / "a.parquet", "--threads", "1")
+    b = label(run, spec, data, tmp_path / "b.parquet", "--threads", "4")
     assert a.read_bytes() == b.read_bytes()
 
 
-def test_bad_row_id_suggests_near_ids(project, capsys, tmp_path):
+def test_bad_row_id_suggests_near_ids(project, run, tmp_path):
     _, spec, data, _, _ = project
-    ledger = label(capsys, spec, data, tmp_path / "l.parquet")
-    code, out, err = run(capsys, "explain", ledger, "--id", "a11")
+    ledger = label(run, spec, data, tmp_path / "l.parquet")
+    code, out, err = run("explain", ledger, "--id", "a11")
     assert code == 2 and "row id 'a11' is not in" in err and "did you mean" in err and "Traceback" not in err
 
 
-def test_ledger_from_another_spec_version(project, capsys, tmp_path):
+def test_ledger_from_another_spec_version(project, run, tmp_path):
     root, spec, data, _, _ = project
-    ledger = label(capsys, spec, data, tmp_path / "l.parquet")
+    ledger = label(run, spec, data, tmp_path / "l.parquet")
     spec.write_text(V2 + "rule more : text has \"cash\" => SPAM\n", encoding="utf-8")
-    code, _, err = run(capsys, "explain", ledger, "--id", "a1", "--spec", spec)
+    code, _, err = run("explain", ledger, "--id", "a1", "--spec", spec)
     assert code == 2 and "made from another version of the spec" in err
-    code, _, err = run(capsys, "verify", ledger, data, "--spec", spec)
+    code, _, err = run("verify", ledger, data, "--spec", spec)
     assert code == 2 and "another version" in err
 
 
-def test_tampered_ledger_rejected_everywhere(project, capsys, tmp_path):
+def test_tampered_ledger_rejected_everywhere(project, run, tmp_path):
     _, spec, data, _, _ = project
-    ledger = label(capsys, spec, data, tmp_path / "l.parquet")
+    ledger = label(run, spec, data, tmp_path / "l.parquet")
     t = pq.read_table(ledger)
     probs = t.column("probability").to_pylist()
     probs[0] = 0.51
     pq.write_table(t.set_column(2, "probability", pa.array(probs)).replace_schema_metadata(t.schema.metadata), ledger)
     for argv in (("explain", ledger, "--id", "a1"), ("audit", ledger, "-o", tmp_path / "rep"),
                  ("verify", ledger, data)):
-        code, _, err = run(capsys, *argv)
+        code, _, err = run(*argv)
         assert code == 2 and "modified after it was written" in err, argv
 
 
-def test_verify_identical_then_different(project, capsys, tmp_path):
+def test_verify_identical_then_different(project, run, tmp_path):
     root, spec, data, _, _ = project
-    ledger = label(capsys, spec, data, tmp_path / "l.parquet")
+    ledger = label(run, spec, data, tmp_path / "l.parquet")
     spec.write_text(V1, encoding="utf-8")  # the working copy moves on; verify reads the recorded commit
-    code, out, err = run(capsys, "verify", ledger, data)
+    code, out, err = run("verify", ledger, data)
     assert code == 0 and "identical" in out, out + err
     changed = tmp_path / "changed.csv"
     write_csv(changed, [(i, "plain words here" if i == "a6" else t) for i, t in ROWS])
-    code, out, _ = run(capsys, "verify", ledger, changed)
+    code, out, _ = run("verify", ledger, changed)
     assert code == 1 and "DIFFERENT" in out and "not the data file the ledger was made from" in out
     assert "a6" in out and "link" in out and "abstain" in out
-    code, out, _ = run(capsys, "verify", ledger, changed, "--format", "json")
+    code, out, _ = run("verify", ledger, changed, "--format", "json")
     d = json.loads(out)
     assert d["identical"] is False and {"id": "a6", "rule": "buy", "recorded": "SPAM", "now": "abstain"} in d["vote_differences"]
 
 
-def test_verify_dirty_needs_spec_and_missing_commit(project, capsys, tmp_path):
+def test_verify_dirty_needs_spec_and_missing_commit(project, run, tmp_path):
     root, spec, data, _, _ = project
     spec.write_text(V2 + "# an uncommitted comment\n", encoding="utf-8")
-    ledger = label(capsys, spec, data, tmp_path / "dirty.parquet")
-    code, out, _ = run(capsys, "explain", ledger, "--id", "a1")
+    ledger = label(run, spec, data, tmp_path / "dirty.parquet")
+    code, out, _ = run("explain", ledger, "--id", "a1")
     assert "uncommitted changes" in out
-    code, _, err = run(capsys, "verify", ledger, data)
+    code, _, err = run("verify", ledger, data)
     assert code == 2 and "uncommitted changes" in err and "--spec" in err
-    code, out, _ = run(capsys, "verify", ledger, data, "--spec", spec)
+    code, out, _ = run("verify", ledger, data, "--spec", spec)
     assert code == 0 and "identical" in out
     # a clean ledger checked against a repository that lacks its commit
     git(root, "commit", "-q", "-a", "-m", "comment")
-    clean = label(capsys, spec, data, tmp_path / "clean.parquet")
+    clean = label(run, spec, data, tmp_path / "clean.parquet")
     other = tmp_path / "other"
     other.mkdir()
     git(other, "init", "-q")
-    code, _, err = run(capsys, "verify", clean, data, "--repo", other)
+    code, _, err = run("verify", clean, data, "--repo", other)
     assert code == 2 and "does not exist in the git repository" in err and "Traceback" not in err
 
 
-def test_diff_between_revisions(project, capsys):
+def test_diff_between_revisions(project, run):
     root, spec, data, sha1, sha2 = project
-    code, out, err = run(capsys, "diff", spec, data, "--from", sha1, "--to", "HEAD", "--id", "id")
+    code, out, err = run("diff", spec, data, "--from", sha1, "--to", "HEAD", "--id", "id")
     assert code == 0, err
     assert "added    short" in out and "changed  buy" in out and "song" not in out.split("rows change")[0]
     assert "a3:" in out and "cheap watches for sale" in out  # newly labelled by the changed buy rule
-    code, out, _ = run(capsys, "diff", spec, data, "--from", sha1, "--to", sha2, "--id", "id", "--format", "json")
+    code, out, _ = run("diff", spec, data, "--from", sha1, "--to", sha2, "--id", "id", "--format", "json")
     d = json.loads(out)
     assert [c["rule"] for c in d["changed"]] == ["buy"] and d["flipped"] == sum(d["transitions"].values())
-    code, _, err = run(capsys, "diff", spec, data, "--from", "0" * 40, "--id", "id")
+    code, _, err = run("diff", spec, data, "--from", "0" * 40, "--id", "id")
     assert code == 2 and "does not exist" in err
 
 
-def test_spec_outside_git(project, capsys, tmp_path):
+def test_spec_outside_git(project, run, tmp_path):
     _, _, data, _, _ = project
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "s.mt").write_text(V1, encoding="utf-8")
-    ledger = label(capsys, plain / "s.mt", data, tmp_path / "p.parquet")
-    code, out, _ = run(capsys, "explain", ledger, "--id", "a2")
+    ledger = label(run, plain / "s.mt", data, tmp_path / "p.parquet")
+    code, out, _ = run("explain", ledger, "--id", "a2")
     assert code == 0 and "git unavailable" in out and "blame needs the spec in git" in out
-    code, _, err = run(capsys, "diff", plain / "s.mt", data, "--from", "HEAD~1")
+    code, _, err = run("diff", plain / "s.mt", data, "--from", "HEAD~1")
     assert code == 2 and "not inside a git repository" in err
-    code, _, err = run(capsys, "verify", ledger, data)
+    code, _, err = run("verify", ledger, data)
     assert code == 2 and "outside git" in err
 
 
-def test_audit_report_renders_in_headless_chromium(project, capsys, tmp_path):
+def test_audit_report_renders_in_headless_chromium(project, run, tmp_path):
     root, spec, data, _, sha2 = project
-    ledger = label(capsys, spec, data, tmp_path / "l.parquet", "--gold", _gold(tmp_path))
-    code, _, err = run(capsys, "audit", ledger, "-o", tmp_path / "report")
+    ledger = label(run, spec, data, tmp_path / "l.parquet", "--gold", _gold(tmp_path))
+    code, _, err = run("audit", ledger, "-o", tmp_path / "report")
     assert code == 0, err
     index = tmp_path / "report" / "index.html"
     assert (tmp_path / "report" / "ledger.parquet").read_bytes() == ledger.read_bytes()
@@ -226,7 +222,7 @@ def _gold(tmp_path):
     return g
 
 
-def test_diff_names_a_rule_whose_define_changed(project, capsys):
+def test_diff_names_a_rule_whose_define_changed(project, run):
     root, spec, data, _, _ = project
     spec.write_text(V1.replace('rule buy : text has any("buy", "free")', 'define offers = any("buy", "free")\n'
                                'rule buy : text has offers'), encoding="utf-8")
@@ -234,7 +230,7 @@ def test_diff_names_a_rule_whose_define_changed(project, capsys):
     before = git(root, "rev-parse", "HEAD")
     spec.write_text(spec.read_text().replace('any("buy", "free")', 'any("buy", "free", "cheap")'), encoding="utf-8")
     git(root, "commit", "-q", "-am", "the define grows")
-    code, out, err = run(capsys, "diff", spec, data, "--from", before, "--to", "HEAD", "--id", "id")
+    code, out, err = run("diff", spec, data, "--from", before, "--to", "HEAD", "--id", "id")
     assert code == 0, err
     assert "changed  buy" in out and "same text, but a define, lexicon or used file it reads changed" in out
     assert "a3:" in out  # "cheap watches for sale" is now SPAM
