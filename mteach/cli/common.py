@@ -17,6 +17,7 @@ from ..compiler.spec import Spec
 from ..engine.apply import resolve_id_column
 from ..engine.gold import GoldRequest
 from ..engine.io import DataSource, open_data
+from ..engine.report import fmt_number
 from ..engine.votes import collect_votes
 from ..errors import DataError, did_you_mean
 
@@ -147,14 +148,6 @@ def votes_and_gold(args, loaded: Loaded, columns=(), threads=2, quiet=False, des
         batch = collect_votes(loaded.spec, loaded.source, loaded.id_column, columns=gold.columns + tuple(columns),
                               threads=threads, progress=advance)
     return batch, gold.resolve(loaded.spec.labels, batch.ids, batch.table, loaded.source.path, loaded.id_column)
-
-
-def fmt_number(value, digits=3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, (int, np.integer)):
-        return f"{value:,}"
-    return f"{value:.{digits}f}"
 
 
 def print_table(rows: list, columns: list, out=None, right=None):

@@ -8,10 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
 from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
-                     dump_json, fmt_number, load, print_table, votes_and_gold)
+                     dump_json, load, print_table, votes_and_gold)
 
 
 def register(sub):

@@ -34,12 +34,18 @@ def _e(x) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _num(x, digits=3) -> str:
+def fmt_number(x, digits: int = 3, missing: str = "-") -> str:
+    """A number for people: ints with thousands separators, floats to ``digits`` places,
+    ``missing`` for None and NaN (the CLI's tables and the HTML report alike)."""
     if x is None or (isinstance(x, float) and np.isnan(x)):
-        return "–"
+        return missing
     if isinstance(x, (int, np.integer)):
         return f"{int(x):,}"
     return f"{float(x):.{digits}f}"
+
+
+def _num(x, digits=3) -> str:
+    return fmt_number(x, digits, missing="–")
 
 
 def bar_chart(title: str, items: list, fmt=lambda v: f"{v:,}", max_value=None, color="#3b6fd8") -> str:
