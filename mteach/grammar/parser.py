@@ -6,6 +6,7 @@ the rest of the file is still read and checked.
 """
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 
@@ -25,6 +26,7 @@ WINDOW_FUNCS = ("first", "last")
 MEASURE_FUNCS = ("len", "words", "count", "number", "upper_ratio", "digit_ratio")
 FUNCTIONS = PHRASE_FUNCS + WINDOW_FUNCS + MEASURE_FUNCS
 MAX_WINDOW = 1_000_000_000  # first/last(F, n): larger n would overflow Arrow's slice offsets
+MAX_WITHIN = 1_000_000_000  # near ... within N words: word positions are 64-bit integers
 
 _KEYWORDS = ("and", "or", "not", "has", "near", "within", "between", "in", "is", "missing",
              "unless", "confidence", "abstain", "more", "less", "per") + STATEMENT_KEYWORDS
@@ -71,6 +73,14 @@ class _Builder(Transformer):
 
     def fail(self, span, message, hint=""):
         raise _BuildError(Diagnostic(span, message, hint=hint))
+
+    def num(self, tok: Token) -> float:
+        """A NUMBER token's value; one too large for a 64-bit float is a diagnostic, not inf."""
+        value = float(tok)
+        if math.isinf(value):
+            self.fail(self.tspan(tok), f"number too large ({len(tok.lstrip('-'))} digits)",
+                      hint="numbers must fit a 64-bit float (about 1.8e308)")
+        return value
 
     def source_text(self, meta) -> str:
         chunk = self.lines[meta.line - 1:meta.end_line]
@@ -162,7 +172,7 @@ class _Builder(Transformer):
         return ("unless", c[0])
 
     def confidence(self, meta, c):
-        value = float(c[0])
+        value = self.num(c[0])
         if not 0.0 < value <= 1.0:
             self.fail(self.tspan(c[0]), f"confidence must be between 0 and 1 (got {c[0]})",
                       hint="it is your estimate of the rule's precision, e.g. confidence 0.8")
@@ -225,9 +235,11 @@ class _Builder(Transformer):
 
     def near(self, meta, c):
         src, left, right, n = c[0], c[1], c[2], c[3]
-        within = float(n)
+        within = self.num(n)
         if within < 1 or within != int(within):
             self.fail(self.tspan(n), "`within` takes a whole number of words, 1 or more")
+        if within > MAX_WITHIN:
+            self.fail(self.tspan(n), f"`within` takes at most {MAX_WITHIN:,} words")
         return ast.Near(self.as_source(src), self.as_phrases(left), self.as_phrases(right),
                         int(within), self.span(meta))
 
@@ -258,7 +270,7 @@ class _Builder(Transformer):
         return ast.Ref(str(c[0]), self.span(meta))
 
     def number(self, meta, c):
-        return ast.Number(float(c[0]), self.span(meta))
+        return ast.Number(self.num(c[0]), self.span(meta))
 
     def string(self, meta, c):
         return ast.String(_unquote(c[0]), self.span(meta))
@@ -274,7 +286,7 @@ class _Builder(Transformer):
         return ast.Regex(pattern.replace("\\/", "/"), flags, self.span(meta))
 
     def per(self, meta, c):
-        value = float(c[0])
+        value = self.num(c[0])
         if value <= 0:
             self.fail(self.tspan(c[0]), "`per N words` needs N > 0")
         return ("per", value)
