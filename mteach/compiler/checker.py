@@ -260,6 +260,10 @@ class _Checker(NodeVisitor):
             pred = self.predicate(r.predicate)
             if r.unless is not None:
                 pred = ast.And((pred, ast.Not(self.predicate(r.unless), r.unless.span)), r.span)
+            if ast.nesting(pred) > ast.MAX_NESTING:
+                self.error(r.span, f"rule {r.name} is nested too deeply: more than {ast.MAX_NESTING} levels "
+                           "of and/or/not, counting the defines it uses",
+                           hint="flatten it: `a and (b and c)` is `a and b and c`")
             rules.append(CompiledRule(len(rules), r, label_index, pred))
         if not rules and self.sources and not library:
             self.warn(top, "the spec has no rules yet", hint="add one: rule NAME : PREDICATE => LABEL")
@@ -298,6 +302,10 @@ class _Checker(NodeVisitor):
         if name in self.resolving:
             cycle = " -> ".join(self.resolving[self.resolving.index(name):] + [name])
             self.error(span, f"defines refer to each other in a circle: {cycle}")
+            return None
+        if len(self.resolving) >= ast.MAX_NESTING:
+            self.error(span, f"defines refer to defines more than {ast.MAX_NESTING} deep "
+                       f"({' -> '.join(self.resolving[:3])} -> ... -> {name})")
             return None
         self.resolving.append(name)
         value = self.defines[name].value

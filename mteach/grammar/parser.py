@@ -10,7 +10,7 @@ import math
 import re
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import Diagnostic, did_you_mean
@@ -337,6 +337,25 @@ class _Builder(Transformer):
         return ast.Measure(name, self.as_source(args[0]), None, None, span)
 
 
+_COMPOSING = ("or_pred", "and_pred", "not_")
+
+
+def _too_deep(tree):
+    """The first and/or/not node nested deeper than ``ast.MAX_NESTING`` (walked without
+    recursion: the tree builder is recursive, so this runs before it), or None."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if node.data in _COMPOSING:
+            depth += 1
+            if depth > ast.MAX_NESTING:
+                return node
+        stack.extend((child, depth) for child in node.children)
+    return None
+
+
 def _chunks(text: str):
     """Split into statements: (first line number, text of the statement)."""
     lines = text.splitlines()
@@ -396,6 +415,14 @@ def parse(text: str, file: str = "<spec>") -> tuple[ast.SpecFile, list[Diagnosti
         padded = "\n" * (first_line - 1) + chunk
         try:
             tree = _lark().parse(padded)
+            deep = _too_deep(tree)
+            if deep is not None:
+                meta = deep.meta
+                diagnostics.append(Diagnostic(
+                    Span(file, meta.line, meta.column, meta.line, meta.column + 1),
+                    f"nested too deeply: more than {ast.MAX_NESTING} levels of and/or/not",
+                    hint="split it: name inner parts with define"))
+                continue
             statements.extend(_Builder(file, lines).transform(tree))
         except UnexpectedInput as err:
             diagnostics.append(_syntax_diagnostic(err, file, lines, first_line))

@@ -1,0 +1,54 @@
+"""Issue 9: inputs that crashed the parser, the checker or the evaluator now get a
+diagnostic naming the place (or work), never an uncaught exception."""
+import pyarrow as pa
+import pytest
+
+import mteach
+from mteach.errors import SpecError
+
+HEAD = 'concept c "x"\nlabels SPAM, HAM\nfield text = "CONTENT"\n'
+TABLE = pa.table({"CONTENT": ["free money now", "a song", None]})
+
+
+def problems(spec_file, text, schema=None, files=None):
+    path = spec_file(text, files=files)
+    with pytest.raises(SpecError) as info:
+        mteach.load_spec(path, schema=schema)
+    return info.value.errors
+
+
+def votes(spec_file, text, table=TABLE):
+    spec = mteach.load_spec(spec_file(text), schema=table.schema)
+    return mteach.apply_table(spec, table)
+
+
+# -- item 5: deep nesting ---------------------------------------------------------------
+@pytest.mark.parametrize("pred", [
+    "not " * 600 + 'text has "x"',
+    'text has "x" and (' * 300 + 'text has "y"' + ")" * 300,
+    '(text has "a" or ' * 60 + 'text has "b"' + ")" * 60,
+], ids=["not", "and", "or"])
+def test_deep_nesting_is_one_diagnostic_on_its_line(spec_file, pred):
+    (d,) = problems(spec_file, HEAD + "rule ok : text has \"a\" => HAM\n\nrule r :\n  " + pred + " => SPAM\n")
+    assert d.span.line == 7 and "nested too deeply: more than 50 levels" in d.message
+
+
+def test_nesting_below_the_limit_evaluates(spec_file):
+    pred = "not " * 50 + 'text has "free"'  # even: the same as the test itself
+    assert votes(spec_file, HEAD + f"rule r : {pred} => SPAM\n")[:, 0].tolist() == [0, -1, -1]
+    many_parens = "(" * 2000 + 'text has "song"' + ")" * 2000  # parentheses alone do not nest
+    assert votes(spec_file, HEAD + f"rule r : {many_parens} => HAM\n")[:, 0].tolist() == [-1, 1, -1]
+
+
+def test_nesting_through_defines_is_counted_at_the_rule(spec_file):
+    defines = 'define d0 = text has "free"\n' + "".join(f"define d{i} = not d{i - 1}\n" for i in range(1, 60))
+    (d,) = problems(spec_file, HEAD + defines + "rule r : d59 => SPAM\n")
+    assert d.span.line == 64 and "rule r is nested too deeply" in d.message and "defines" in d.message
+
+
+def test_a_long_chain_of_defines_is_a_diagnostic(spec_file):
+    # declared from the top down, so resolving the first walks the whole chain
+    defines = "".join(f"define d{i} = d{i + 1}\n" for i in range(2000)) + 'define d2000 = "x"\n'
+    errs = problems(spec_file, HEAD + defines + "rule r : text has d0 => SPAM\n")
+    assert errs and all("more than 50 deep" in d.message for d in errs)
+    assert errs[0].span.line >= 4
