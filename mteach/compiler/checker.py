@@ -22,16 +22,20 @@ from ..grammar import ast
 from ..grammar.parser import parse
 from ..grammar.visitor import NodeVisitor
 from ..spans import Span
-from .spec import CompiledRule, Spec, field_kind, regex_pattern
+from .spec import CompiledRule, Spec, field_kind, number_pattern, regex_pattern
 
 
 _INTERPOLATION = re.compile(r"(?<!\\)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def regex_error(regex: ast.Regex) -> Optional[str]:
-    """RE2's complaint about a pattern, or None when it compiles."""
+def regex_error(regex: ast.Regex, for_number: bool = False) -> Optional[str]:
+    """RE2's complaint about a pattern (as ``number(F, /re/)`` runs it, with ``for_number``),
+    or None when it compiles."""
     try:
-        pc.match_substring_regex(pa.array([""], pa.string()), regex_pattern(regex))
+        if for_number:
+            pc.extract_regex(pa.array([""], pa.string()), number_pattern(regex))
+        else:
+            pc.match_substring_regex(pa.array([""], pa.string()), regex_pattern(regex))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         return str(err).replace("Invalid regular expression: ", "")
     return None
@@ -541,6 +545,10 @@ class _Checker(NodeVisitor):
         arg = node.arg
         if node.func == "number":
             arg = self.regex_arg(arg)
+            problem = regex_error(arg, for_number=True) if arg is not None else None
+            if problem:
+                self.error(node.arg.span, f"number(...) cannot use this regex: {problem}")
+                arg = None
         elif node.func == "count":
             arg = self.regex_arg(arg) if isinstance(arg, ast.Regex) or (
                 isinstance(arg, ast.Ref) and isinstance(self.defines.get(arg.name) and self.define_value(arg.name, arg.span), ast.Regex)

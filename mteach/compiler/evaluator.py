@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from ..grammar import ast
 from ..grammar.visitor import NodeVisitor
-from .spec import Spec, regex_pattern
+from .spec import Spec, number_pattern, regex_pattern
 from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, is_word_char, np_bool, phrase_regex,
                      runs_per_row, utf8_views, word_runs)
 
@@ -210,7 +210,7 @@ class BatchEvaluator(NodeVisitor):
         return counts
 
     def number(self, src, regex: ast.Regex) -> np.ndarray:
-        pattern = regex_pattern(_name_first_group(regex))
+        pattern = number_pattern(regex)
         arr = self.text(src)
         extracted = pc.struct_field(pc.extract_regex(arr, pattern), [0])
         valid = pc.match_substring_regex(extracted, r"^\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)\s*$")
@@ -344,25 +344,6 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den; 0 where den is 0 (no letters, no words), missing where den is missing."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, np.where(np.isnan(den), np.nan, 0.0))
-
-
-def _name_first_group(regex: ast.Regex) -> ast.Regex:
-    """number(F, /re/) reads the first capture group, or the whole match if there is none.
-    Arrow's extract_regex needs a named group, so name it."""
-    p, i, depth_class = regex.pattern, 0, False
-    while i < len(p):
-        ch = p[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "[":
-            depth_class = True
-        elif ch == "]":
-            depth_class = False
-        elif ch == "(" and not depth_class and not p.startswith("(?", i):
-            return ast.Regex(p[:i] + "(?P<value>" + p[i + 1:], regex.flags, regex.span)
-        i += 1
-    return ast.Regex(f"(?P<value>{p})", regex.flags, regex.span)
 
 
 def rule_masks(spec: Spec, batch, rules=None) -> list:

@@ -3,7 +3,8 @@
 ``Spec`` is a checked spec with its defines and lexicons inlined (see ``checker.py``);
 ``CompiledRule`` one rule ready to evaluate. ``field_kind`` is how a data column's Arrow
 type maps to the kinds the language checks against; ``regex_pattern`` how a regex node
-becomes the RE2 pattern every kernel runs.
+becomes the RE2 pattern every kernel runs, and ``number_pattern`` the one ``number(F, /re/)``
+extracts with.
 """
 from __future__ import annotations
 
@@ -74,3 +75,44 @@ def field_kind(dtype: pa.DataType) -> str:
 def regex_pattern(regex: ast.Regex) -> str:
     flags = "".join(f for f in "ims" if f in regex.flags)
     return f"(?{flags}){regex.pattern}" if flags else regex.pattern
+
+
+def number_pattern(regex: ast.Regex) -> str:
+    """The RE2 pattern of ``number(F, /re/)``: it reads the first capture group, or the
+    whole match if there is none. Arrow's extract_regex wants named groups only, so the
+    first capture group is named ``value`` and every other one becomes non-capturing
+    (RE2 has no backreferences, so nothing else can refer to them)."""
+    p, out, i, first = regex.pattern, [], 0, True
+    in_class = False
+    while i < len(p):
+        ch = p[i]
+        if ch == "\\":
+            out.append(p[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if p.startswith("[:", i) and ":]" in p[i + 2:]:  # [[:alpha:]]
+                j = p.index(":]", i + 2) + 2
+                out.append(p[i:j])
+                i = j
+                continue
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            j = i + 1 + p.startswith("^", i + 1)
+            if p.startswith("]", j):  # a "]" first in a class is a literal
+                j += 1
+            out.append(p[i:j])
+            i = j
+            continue
+        elif ch == "(":
+            name_end = p.index(">", i) + 1 if p.startswith(("(?P<", "(?<"), i) and ">" in p[i:] else None
+            if name_end is not None or not p.startswith("(?", i):
+                out.append("(?P<value>" if first else "(?:")
+                first = False
+                i = name_end if name_end is not None else i + 1
+                continue
+        out.append(ch)
+        i += 1
+    body = "".join(out)
+    return regex_pattern(ast.Regex(body if not first else f"(?P<value>{body})", regex.flags, regex.span))

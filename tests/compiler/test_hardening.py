@@ -52,3 +52,26 @@ def test_a_long_chain_of_defines_is_a_diagnostic(spec_file):
     errs = problems(spec_file, HEAD + defines + "rule r : text has d0 => SPAM\n")
     assert errs and all("more than 50 deep" in d.message for d in errs)
     assert errs[0].span.line >= 4
+
+
+# -- item 8: number(F, /re/) and character classes -------------------------------------
+@pytest.mark.parametrize("regex,values", [
+    (r"(\d+)-(\d+)", [12, None, 7]),            # two groups: the first is the number
+    (r"[]()](\d+)", [None, 56, None]),          # "]" first in a class is a literal
+    (r"[^]()](\d+)", [2, 6, 8]),              # any character but ] ( ), then digits
+    (r"(?P<a>\d+)x(?P<b>\d+)", [None, None, 3]),  # named groups: the first one
+    (r"((\d+))", [12, 56, 7]),
+    (r"\d+", [12, 56, 7]),                       # no group: the whole match
+])
+def test_number_reads_the_first_capture_group(spec_file, regex, values):
+    table = pa.table({"CONTENT": ["12-34", "(56)", "7-8 3x4"]})
+    text = HEAD + f"rule r : number(text, /{regex}/) > 0 => SPAM\n"
+    spec = mteach.load_spec(spec_file(text), schema=table.schema)
+    from mteach.compiler.evaluator import BatchEvaluator
+    got = BatchEvaluator(spec, table).measure(spec.rules[0].predicate.left)
+    assert [None if v != v else v for v in got.tolist()] == values
+
+
+def test_a_class_with_brackets_and_parentheses_matches(spec_file):
+    table = pa.table({"CONTENT": ["(56", "]7", "x8"]})
+    assert votes(spec_file, HEAD + r"rule r : text ~ /[]()]\d+/ => SPAM" + "\n", table)[:, 0].tolist() == [0, 0, -1]
