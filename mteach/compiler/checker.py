@@ -223,6 +223,7 @@ class _Checker(NodeVisitor):
 
         self.fields: dict[str, ast.Field] = {}
         self.kinds: dict[str, Optional[str]] = {}
+        self.usage: dict[str, tuple] = {}  # field of unknown kind -> (kind the rules use it as, first span)
         columns = list(self.schema.names) if self.schema is not None else []
         for f in by_type(ast.Field):
             if f.name in self.fields:
@@ -289,7 +290,8 @@ class _Checker(NodeVisitor):
             raise SpecError(self.diags, self.sources)
         return Spec(self.path, self.root, concept, tuple(labels), self.fields, self.kinds, self.defines,
                     rules, hints, examples, self.sources, h.hexdigest(), sorted(self.hashed),
-                    [d for d in self.diags if d.severity == "warning"])
+                    [d for d in self.diags if d.severity == "warning"],
+                    {name: kind for name, (kind, _) in self.usage.items()})
 
     def label(self, name, span) -> int:
         if name in self.labels:
@@ -332,12 +334,23 @@ class _Checker(NodeVisitor):
         self.error(ref.span, f"unknown {what} {ref.name}{did_you_mean(ref.name, names)}")
         return None
 
+    def used_as(self, ref, kind: str) -> None:
+        """Without the data's types, remember how the rules use a field (the examples are
+        checked and typed by it); one field used two ways is an error with any data."""
+        if not isinstance(ref, ast.Ref) or ref.name not in self.fields or self.kinds[ref.name] is not None:
+            return
+        first_kind, first_span = self.usage.setdefault(ref.name, (kind, ref.span))
+        if first_kind != kind:
+            self.error(ref.span, f"{ref.name} is used as {_a_kind(kind)} here but as {_a_kind(first_kind)} "
+                       f"at line {first_span.line}", hint="a field holds one kind of value")
+
     def source(self, node):
         """A text source: a text field or first/last(...) of one."""
         if isinstance(node, ast.Window):
             inner = self.source(node.source)
             return replace(node, source=inner) if inner is not None else None
         if node.name in self.fields:
+            self.used_as(node, "text")
             kind = self.kinds[node.name]
             if kind not in ("text", None):
                 self.error(node.span, f"{node.name} is {_a_kind(kind)} field; this needs text",
@@ -438,6 +451,11 @@ class _Checker(NodeVisitor):
     def visit_Compare(self, node):
         left, right = self.value(node.left), self.value(node.right)
         lk, rk = self.value_kind(left), self.value_kind(right)
+        for ref, other in ((left, rk), (right, lk)):
+            if other == "string":
+                self.used_as(ref, "text")
+            elif other == "number" or node.op not in ("==", "!="):
+                self.used_as(ref, "number")
         odd = [v for v, k in ((left, lk), (right, rk)) if k in ("boolean", "other")]
         if odd:
             self.not_comparable(odd[0])
@@ -453,6 +471,8 @@ class _Checker(NodeVisitor):
 
     def visit_Between(self, node):
         parts = [self.value(v) for v in (node.value, node.low, node.high)]
+        for v in parts:
+            self.used_as(v, "number")
         for v in parts:
             if self.value_kind(v) in ("boolean", "other"):
                 self.not_comparable(v)
@@ -472,6 +492,8 @@ class _Checker(NodeVisitor):
             return node
         kind = self.kinds[src.name]
         kinds = {"string" if isinstance(v, ast.String) else "number" for v in node.values}
+        if len(kinds) == 1:
+            self.used_as(src, "text" if kinds == {"string"} else "number")
         if kind in ("boolean", "other"):
             self.not_comparable(src)
         elif kind == "number" and "string" in kinds or kind == "text" and "number" in kinds:
@@ -490,6 +512,7 @@ class _Checker(NodeVisitor):
     def visit_Truth(self, node):
         name = node.ref.name
         if name in self.fields:
+            self.used_as(node.ref, "boolean")
             if self.kinds[name] not in ("boolean", None):
                 self.error(node.span, f"{name} is {_a_kind(self.kinds[name])} field, not a yes/no test",
                            hint=f'write a test on it, e.g. `{name} has "..."`' if self.kinds[name] == "text" else "")
@@ -570,7 +593,8 @@ class _Checker(NodeVisitor):
         inputs = []
         for name, value in e.inputs:
             if name is None:
-                text_fields = [n for n, k in self.kinds.items() if k in ("text", None)]
+                text_fields = [n for n, k in self.kinds.items()
+                               if k == "text" or k is None and self.usage.get(n, ("text",))[0] == "text"]
                 if not text_fields:
                     self.error(e.span, "a bare example string needs a text field", hint="write {field: value}")
                     continue
@@ -579,13 +603,18 @@ class _Checker(NodeVisitor):
                 self.error(e.span, f"example names unknown field {name}{did_you_mean(name, self.fields)}")
                 continue
             kind = self.kinds.get(name)
+            holds = {"number": f"{name} holds numbers", "text": f"{name} holds text",
+                     "boolean": f"{name} is a yes/no field"}
+            if kind is None and name in self.usage:  # no data types: how the rules use it
+                kind, span = self.usage[name]
+                holds = {k: f"the rules use {name} as {_a_kind(k)} (line {span.line})" for k in holds}
             if kind == "number" and isinstance(value, str):
-                self.error(e.span, f"example gives {name} the text {value!r}, but {name} holds numbers",
+                self.error(e.span, f"example gives {name} the text {value!r}, but {holds[kind]}",
                            hint="write the number without quotes")
             elif kind == "text" and not isinstance(value, str):
-                self.error(e.span, f"example gives {name} a number, but {name} holds text", hint="quote the value")
+                self.error(e.span, f"example gives {name} a number, but {holds[kind]}", hint="quote the value")
             elif kind == "boolean" and value not in ("true", "false", 0.0, 1.0):
-                self.error(e.span, f"example gives {name} {value!r}, but {name} is a yes/no field",
+                self.error(e.span, f"example gives {name} {value!r}, but {holds[kind]}",
                            hint='write "true" or "false"')
             elif kind == "other":
                 self.error(e.span, f"example cannot give {name} a value: it is neither text nor a number")

@@ -45,6 +45,7 @@ class Spec:
     content_hash: str       # sha256 over every file the spec reads
     files: list             # displayed names of every file read (spec, used specs, lexicons)
     warnings: list = field(default_factory=list)
+    used_as: dict = field(default_factory=dict)  # field -> kind its rules use it as, where field_kinds is None
 
     @property
     def rule_names(self) -> list:

@@ -75,3 +75,38 @@ def test_number_reads_the_first_capture_group(spec_file, regex, values):
 def test_a_class_with_brackets_and_parentheses_matches(spec_file):
     table = pa.table({"CONTENT": ["(56", "]7", "x8"]})
     assert votes(spec_file, HEAD + r"rule r : text ~ /[]()]\d+/ => SPAM" + "\n", table)[:, 0].tolist() == [0, 0, -1]
+
+
+# -- item 10: examples checked against how the rules use a field (no --data) -----------
+NO_DATA = 'concept c "x"\nlabels SPAM, HAM\nfield text = "CONTENT"\nfield n = "N"\nfield b = "B"\n'
+
+
+@pytest.mark.parametrize("body,message", [
+    ('rule r : n > 1 => SPAM\nexample {n: "x"} => SPAM\n',
+     "example gives n the text 'x', but the rules use n as a number (line 6)"),
+    ('rule r : n between 1 and 2 => SPAM\nexample {n: "x"} => SPAM\n', "the rules use n as a number"),
+    ('rule r : text has "x" => SPAM\nexample {text: 1} => SPAM\n',
+     "example gives text a number, but the rules use text as a text (line 6)"),
+    ('rule r : b => SPAM\nexample {b: "x"} => SPAM\n',
+     "example gives b 'x', but the rules use b as a yes/no (boolean) (line 6)"),
+    ('rule r : n in {1, 2} => SPAM\nexample {n: "1"} => SPAM\n', "the rules use n as a number"),
+    ('rule r : n == "a" => SPAM\nexample {n: 1} => SPAM\n', "the rules use n as a text"),
+    ('rule r : n > 1 and n has "x" => SPAM\n', "n is used as a text here but as a number at line 6"),
+])
+def test_examples_must_fit_how_rules_use_a_field(spec_file, body, message):
+    errs = problems(spec_file, NO_DATA + body)
+    assert len(errs) == 1 and message in errs[0].message, errs
+    assert errs[0].span.line == (7 if "example" in body else 6)
+
+
+def test_examples_without_data_run_with_the_kinds_the_rules_use(spec_file):
+    from mteach.engine.examples import run_examples
+    text = (NO_DATA + 'rule big : n > 1 => SPAM\nrule flag : b and text has "x" => HAM\n'
+            'example {n: 2} => SPAM\nexample "x" => abstain\nexample {b: "true", text: "x"} => HAM\n'
+            'example {b: "false", text: "x"} => abstain\n')
+    spec = mteach.load_spec(spec_file(text))
+    assert spec.used_as == {"n": "number", "b": "boolean", "text": "text"}
+    assert run_examples(spec) == (4, [])
+    # a bare string is the text field's, even when another field comes first
+    only_b = 'concept c\nlabels SPAM, HAM\nfield b = "B"\nrule r : b => SPAM\nexample "x" => SPAM\n'
+    assert [d.message for d in problems(spec_file, only_b)] == ["a bare example string needs a text field"]
