@@ -19,6 +19,7 @@ Semantics (also in the README's language reference):
 """
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 
 import numpy as np
@@ -196,17 +197,29 @@ class BatchEvaluator(NodeVisitor):
         return self._cached(node.key(), compute)
 
     def count_phrases(self, src, node: ast.Phrases) -> np.ndarray:
-        """Occurrences of any of the phrases. Separators are doubled first so that
-        adjacent matches ("spam spam") do not share the boundary character."""
+        """Occurrences of the phrases: each word where one of them starts counts once.
+        Phrases of plain words are counted through the token index (no regex, so a list
+        of thousands works); the others (punctuation inside or at an edge) with their
+        own regex on the rows that hold them, separators doubled first so that adjacent
+        matches ("t&c t&c") do not share the boundary character (but not the phrase's own
+        punctuation: "t&c" must still read "t&c")."""
         lowered = self.lower(src)
-        any_mask = np.logical_or.reduce([self.phrase(src, p) for p in node.phrases])
         counts = np.where(np_bool(pc.is_null(lowered)), np.nan, 0.0)
-        idx = np.flatnonzero(any_mask)
-        if len(idx):
-            sub = pc.take(lowered, pa.array(idx))
-            doubled = pc.replace_substring_regex(sub, f"({NONWORD})", r"\1\1")
-            pattern = "|".join(f"(?:{phrase_regex(p)})" for p in node.phrases)
-            counts[idx] = _np_float(pc.count_substring_regex(doubled, pattern))
+        starts = []
+        for p in node.phrases:
+            runs = word_runs(p)
+            if runs is not None and runs[1]:
+                starts.append(self.tokens(src).sequence_starts(runs[0], spaced=True))
+                continue
+            rows = np.flatnonzero(self.phrase(src, p))
+            if len(rows):
+                own = "".join(sorted({re.escape(ch) for ch in p.lower() if not is_word_char(ch) and not ch.isspace()}))
+                separator = f"([^\\p{{L}}\\p{{N}}{own}])"
+                doubled = pc.replace_substring_regex(pc.take(lowered, pa.array(rows)), separator, r"\1\1")
+                counts[rows] += _np_float(pc.count_substring_regex(doubled, phrase_regex(p)))
+        if starts:
+            index = self.tokens(src)
+            counts += np.bincount(index.row[np.unique(np.concatenate(starts))], minlength=self.n)
         return counts
 
     def number(self, src, regex: ast.Regex) -> np.ndarray:

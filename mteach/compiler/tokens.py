@@ -178,9 +178,9 @@ class TokenIndex:
         for i, w in enumerate(words):
             self._where[w] = maybe[hits[bounds[i]:bounds[i + 1]]]
 
-    def rows_with_sequence(self, runs: list, spaced: bool = False) -> np.ndarray:
-        """Rows where ``runs`` occur as consecutive tokens; with ``spaced``, only rows where
-        what separates them is whitespace as RE2's \\s sees it ([\\t\\n\\f\\r ])."""
+    def sequence_starts(self, runs: list, spaced: bool = False) -> np.ndarray:
+        """The tokens where ``runs`` start as consecutive tokens of one row; with ``spaced``,
+        only where what separates them is whitespace as RE2's \\s sees it ([\\t\\n\\f\\r ])."""
         self.lookup(runs)
         at = self._where[runs[0]]
         for k, w in enumerate(runs[1:], 1):
@@ -188,8 +188,12 @@ class TokenIndex:
             at = at[self.row[at + k] == self.row[at]]
             if spaced:
                 at = at[self._spaces_between(at + k - 1)]
+        return at
+
+    def rows_with_sequence(self, runs: list, spaced: bool = False) -> np.ndarray:
+        """Rows where ``runs`` occur as consecutive tokens (see ``sequence_starts``)."""
         out = np.zeros(self.n, dtype=bool)
-        out[self.row[at]] = True
+        out[self.row[self.sequence_starts(runs, spaced)]] = True
         return out & self.valid
 
     def _spaces_between(self, tokens: np.ndarray) -> np.ndarray:

@@ -110,3 +110,30 @@ def test_examples_without_data_run_with_the_kinds_the_rules_use(spec_file):
     # a bare string is the text field's, even when another field comes first
     only_b = 'concept c\nlabels SPAM, HAM\nfield b = "B"\nrule r : b => SPAM\nexample "x" => SPAM\n'
     assert [d.message for d in problems(spec_file, only_b)] == ["a bare example string needs a text field"]
+
+
+# -- item 7: count(text, PHRASES) with many phrases -------------------------------------
+def _count(spec_file, arg, table, files=None, defines=""):
+    text = HEAD + defines + f"rule r : count(text, {arg}) > 0 => SPAM\n"
+    spec = mteach.load_spec(spec_file(text, files=files), schema=table.schema)
+    from mteach.compiler.evaluator import BatchEvaluator
+    counts = BatchEvaluator(spec, table).measure(spec.rules[0].predicate.left)
+    return [None if c != c else int(c) for c in counts]
+
+
+def test_count_with_thousands_of_phrases(spec_file):
+    words = [f"word{i}" for i in range(3000)] + ["check out", "free"]
+    table = pa.table({"CONTENT": ["word7 and word2999 then WORD7", "check  out, free free", "nothing", None,
+                                  "word30x word3"]})
+    expected = [3, 3, 0, None, 1]
+    phrases = ", ".join(f'"{w}"' for w in words)
+    assert _count(spec_file, f"any({phrases})", table) == expected
+    lexicon = {"lexicons/big.txt": "\n".join(words) + "\n"}
+    assert _count(spec_file, 'lexicon("lexicons/big.txt")', table, files=lexicon) == expected
+
+
+def test_count_counts_each_start_once(spec_file):
+    table = pa.table({"CONTENT": ["check out this check", "t&c t&c and T&C", "18+ stuff 18+"]})
+    assert _count(spec_file, 'any("check", "check out")', table) == [2, 0, 0]
+    assert _count(spec_file, 'any("t&c", "and")', table) == [0, 4, 0]
+    assert _count(spec_file, '"18+"', table) == [0, 0, 2]
