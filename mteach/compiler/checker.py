@@ -99,6 +99,7 @@ class _Checker(NodeVisitor):
         self.sources: dict[str, str] = {}
         self.hashed: dict[str, bytes] = {}  # root-relative path -> bytes
         self.file_of_display: dict[str, Path] = {}
+        self.unparsed: list = []  # (keyword, name, span) of rules and defines with a syntax error
 
     def error(self, span, message, hint=""):
         self.diags.append(Diagnostic(span, message, hint=hint))
@@ -112,6 +113,8 @@ class _Checker(NodeVisitor):
         try:
             raw = self.text.encode("utf-8") if self.text is not None and path == self.path else path.read_bytes()
             text = raw.decode("utf-8")
+            if text.startswith("\ufeff"):  # a byte order mark, as some Windows editors write
+                text = text[1:]
         except FileNotFoundError:
             self.error(span, f"spec file not found: {display}")
             return None
@@ -132,6 +135,7 @@ class _Checker(NodeVisitor):
         self.hashed[path.resolve().relative_to(self.root.resolve()).as_posix()] = raw
         parsed, diags = parse(text, display)
         self.diags.extend(diags)
+        self.unparsed.extend(parsed.unparsed)
         return parsed
 
     def load(self) -> list:
@@ -189,7 +193,7 @@ class _Checker(NodeVisitor):
 
     # -- the whole spec --------------------------------------------------------------
     def run(self) -> Spec:
-        statements = self.load()
+        statements = self.statements = self.load()
         by_type = lambda t: [s for s in statements if isinstance(s, t)]
         top = Span(_display(self.path), 1, 1, 1, 2)
 
@@ -253,6 +257,7 @@ class _Checker(NodeVisitor):
         for name in self.defines:
             self.define_value(name, self.defines[name].span)
 
+        self.duplicates_of_unparsed()
         rules = []
         seen_rules: dict[str, ast.Rule] = {}
         for r in by_type(ast.Rule):
@@ -292,6 +297,25 @@ class _Checker(NodeVisitor):
                     rules, hints, examples, self.sources, h.hexdigest(), sorted(self.hashed),
                     [d for d in self.diags if d.severity == "warning"],
                     {name: kind for name, (kind, _) in self.usage.items()})
+
+    def duplicates_of_unparsed(self) -> None:
+        """A rule or define with a syntax error that repeats a name is reported as a
+        duplicate too (with the line of the first one), so fixing the syntax error does
+        not reveal a second problem."""
+        parsed = {"rule": {}, "define": {}}
+        for s in self.statements:
+            if isinstance(s, (ast.Rule, ast.Define)):
+                parsed["rule" if isinstance(s, ast.Rule) else "define"].setdefault(s.name, s.span)
+        for keyword, name, span in self.unparsed:
+            seen = parsed[keyword]
+            if name in seen and seen[name] != span:
+                first, later = seen[name], span
+                if first.file == later.file and first.line > later.line:
+                    first, later = later, first
+                where = f"line {first.line}" if first.file == later.file else f"{first.file}:{first.line}"
+                self.error(later, f"{keyword} {name} is defined twice (first at {where})",
+                           hint=f"{keyword} names must be unique")
+            seen.setdefault(name, span)
 
     def label(self, name, span) -> int:
         if name in self.labels:

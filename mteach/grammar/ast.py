@@ -300,7 +300,10 @@ Statement = Union[Concept, Labels, Field, Define, Rule, Hint, Example, Use]
 
 @dataclass(frozen=True)
 class SpecFile(Node):
-    """One parsed file, before ``use`` is resolved."""
+    """One parsed file, before ``use`` is resolved. ``unparsed`` names the rules and
+    defines that have a syntax error, as (keyword, name, span), so that a duplicated name
+    is still reported."""
     path: str
     statements: tuple
     source: str = field(compare=False, default="")
+    unparsed: tuple = field(compare=False, default=())

@@ -19,6 +19,7 @@ from . import ast
 
 STATEMENT_KEYWORDS = ("concept", "labels", "field", "define", "rule", "hint", "example", "use")
 _STATEMENT_START = re.compile(r"^\s*(" + "|".join(STATEMENT_KEYWORDS) + r")\b")
+_NAMED_START = re.compile(r"^(\s*)(rule|define)\s+([A-Za-z_][A-Za-z0-9_]*)")  # name of a broken statement
 
 # Functions of the call syntax: name -> what it builds (checked in `_Builder.call`).
 PHRASE_FUNCS = ("any", "all", "lexicon")
@@ -408,11 +409,12 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, lines: list[str], first_
 def parse(text: str, file: str = "<spec>") -> tuple[ast.SpecFile, list[Diagnostic]]:
     """Parse one spec file. Returns the statements that parsed and a diagnostic per bad one."""
     lines = text.splitlines()
-    statements, diagnostics = [], []
+    statements, diagnostics, unparsed = [], [], []
     for first_line, chunk in _chunks(text):
         if not chunk.strip():
             continue
         padded = "\n" * (first_line - 1) + chunk
+        before = len(diagnostics)
         try:
             tree = _lark().parse(padded)
             deep = _too_deep(tree)
@@ -431,4 +433,9 @@ def parse(text: str, file: str = "<spec>") -> tuple[ast.SpecFile, list[Diagnosti
                 diagnostics.append(err.orig_exc.diagnostic)
             else:
                 raise
-    return ast.SpecFile(file, tuple(statements), text), diagnostics
+        named = _NAMED_START.match(chunk)
+        if len(diagnostics) > before and named:
+            column = len(named.group(1)) + 1
+            unparsed.append((named.group(2), named.group(3),
+                             Span(file, first_line, column, first_line, column + len(named.group(0).strip()))))
+    return ast.SpecFile(file, tuple(statements), text, tuple(unparsed)), diagnostics

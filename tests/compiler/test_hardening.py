@@ -137,3 +137,24 @@ def test_count_counts_each_start_once(spec_file):
     assert _count(spec_file, 'any("check", "check out")', table) == [2, 0, 0]
     assert _count(spec_file, 'any("t&c", "and")', table) == [0, 4, 0]
     assert _count(spec_file, '"18+"', table) == [0, 0, 2]
+
+
+# -- item 23: duplicate names always reported; a byte order mark is accepted -----------
+@pytest.mark.parametrize("body,dup_line", [
+    ('rule r : text has "x" => SPAM\nrule r : text hass "y" => HAM\n', 5),   # the second has a syntax error
+    ('rule r : text hass "y" => HAM\nrule r : text has "x" => SPAM\n', 5),   # the first has one
+    ('rule r : text has "x" => SPAM\nrule r : text has "y" => NOPE\n', 5),   # a check error
+    ('define d = "x"\ndefine d = any(\nrule r : text has d => SPAM\n', 5),
+])
+def test_a_duplicated_name_is_reported_even_with_another_error(spec_file, body, dup_line):
+    errs = problems(spec_file, HEAD + body)
+    dups = [d for d in errs if "is defined twice (first at " in d.message]
+    assert len(dups) == 1 and dups[0].span.line == dup_line and dups[0].message.endswith("line 4)"), errs
+
+
+def test_a_spec_with_a_byte_order_mark_is_accepted(spec_file, tmp_path):
+    path = spec_file(b"\xef\xbb\xbf" + (HEAD + 'rule r : text has "free" => SPAM\n').encode())
+    spec = mteach.load_spec(path, schema=TABLE.schema)
+    assert mteach.apply_table(spec, TABLE)[:, 0].tolist() == [0, -1, -1]
+    (d,) = problems(spec_file, "\ufeff" + HEAD + "rule r : text has => SPAM\n")
+    assert (d.span.line, d.span.column) == (4, 19)  # columns as an editor shows them (the mark is invisible)
