@@ -11,6 +11,7 @@ import re
 from functools import lru_cache
 
 from lark import Lark, Token, Transformer, Tree, v_args
+from lark.lark import PostLex
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import Diagnostic, did_you_mean
@@ -42,10 +43,33 @@ _TOKEN_WORDS = {
 }
 
 
+class _WholeWords(PostLex):
+    """Keywords are whole words. Lark's contextual lexer tries only the terminals the
+    parser expects next, so after an operand "haspromo" was read as `has promo`. With
+    NAME always tried too, the longest match wins: "haspromo" is one name (a syntax
+    error with a did-you-mean), while "has" alone is still the keyword (lark retypes a
+    NAME that spells a keyword)."""
+    always_accept = ("NAME",)
+
+    def process(self, stream):
+        return stream
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     return Lark.open("mteach.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                     maybe_placeholders=False)
+                     maybe_placeholders=False, postlex=_WholeWords())
+
+
+def _glued_keyword(name: str, expected) -> str:
+    """`` — did you mean `has promo`?`` for a keyword glued to a name, else ``""``. One
+    letter more ("hass") is read as a typo of the keyword instead."""
+    words = [w for w in (t.lower() for t in expected) if w in _KEYWORDS] or list(_KEYWORDS)
+    for word in sorted(words, key=len, reverse=True):
+        rest = name[len(word):]
+        if name.startswith(word) and (len(rest) > 1 or rest in _KEYWORDS):
+            return f" — did you mean `{word} {rest}`?"
+    return ""
 
 
 class _BuildError(Exception):
@@ -396,6 +420,9 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, lines: list[str], first_
             message = f"unexpected {str(tok)!r}"
         if tok.type == "NAME" and str(tok).lower() in _KEYWORDS and str(tok) != str(tok).lower():
             return Diagnostic(span, message, hint=f"write {str(tok).lower()!r} in lower case")
+        if tok.type == "NAME" and _glued_keyword(str(tok), err.expected or ()):
+            return Diagnostic(span, message + _glued_keyword(str(tok), err.expected or ()),
+                              hint="keywords are whole words: put a space after it")
         if tok.type == "NAME" and did_you_mean(str(tok), _KEYWORDS):
             return Diagnostic(span, message + did_you_mean(str(tok), _KEYWORDS))
     elif isinstance(err, UnexpectedEOF):

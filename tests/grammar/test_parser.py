@@ -144,6 +144,12 @@ def test_key_ignores_position():
     ("rule r : t ~ /a/x => A", 1, 14, "unknown regex flag"),
     ('rule r : t HAS "x" => A', 1, 12, "lower case"),
     ('rule r : t hsa "x" => A', 1, 12, "did you mean has"),
+    # keywords are whole words (issue 9, item 22): glued to a name is a syntax error
+    ('rule r : t haspromo => A', 1, 12, "did you mean `has promo`?"),
+    ('rule r : t ~ /x/ ornot t ~ /y/ => A', 1, 18, "did you mean `or not`?"),
+    ('rule r : t has "a" andnot t has "b" => A', 1, 20, "did you mean `and not`?"),
+    ('rule r : t hass "x" => A', 1, 12, "did you mean has?"),
+    ('rule r : t has "a" near "b" within 3 wordsx => A', 1, 38, "unexpected 'wordsx'"),
     ('rule r : lenn(t) > 3 => A', 1, 10, "unknown function 'lenn' — did you mean len"),
     ('rule r : t ~ "x" => A', 1, 14, "between slashes"),
     ('rule r : t has /x/ => A', 1, 16, "not a regex"),
