@@ -22,7 +22,7 @@ from ..grammar import ast
 from ..grammar.parser import parse
 from ..grammar.visitor import NodeVisitor
 from ..spans import Span
-from .spec import CompiledRule, Spec, field_kind, number_pattern, regex_pattern
+from .spec import MAX_LABELS, CompiledRule, Spec, field_kind, number_pattern, regex_pattern
 
 
 _INTERPOLATION = re.compile(r"(?<!\\)\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -223,6 +223,10 @@ class _Checker(NodeVisitor):
                     labels.append(name)
             if len(labels) < 2:
                 self.error(stmt.span, "a concept needs two or more labels", hint="e.g. labels SPAM, HAM")
+            if len(labels) > MAX_LABELS:
+                self.error(stmt.spans[MAX_LABELS], f"a concept has at most {MAX_LABELS} labels (this one has "
+                           f"{len(labels)}): votes are stored as 8-bit integers",
+                           hint="split the concept: e.g. one spec for the coarse classes, one per group of fine ones")
         self.labels = labels
 
         self.fields: dict[str, ast.Field] = {}

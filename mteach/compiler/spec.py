@@ -16,6 +16,12 @@ import pyarrow as pa
 from ..grammar import ast
 
 
+# Votes are int8 everywhere (vote_matrix, vote files, the label model, the ledger): a
+# label index must fit, with -1 for abstain. 127 classes is far beyond what rules written
+# by hand can tell apart, and int8 keeps a million rows × 100 rules at 100 MB.
+MAX_LABELS = 127
+
+
 @dataclass
 class CompiledRule:
     """A rule ready to evaluate: ``predicate`` is resolved; ``rule`` is the AST as written."""

@@ -158,3 +158,15 @@ def test_a_spec_with_a_byte_order_mark_is_accepted(spec_file, tmp_path):
     assert mteach.apply_table(spec, TABLE)[:, 0].tolist() == [0, -1, -1]
     (d,) = problems(spec_file, "\ufeff" + HEAD + "rule r : text has => SPAM\n")
     assert (d.span.line, d.span.column) == (4, 19)  # columns as an editor shows them (the mark is invisible)
+
+
+# -- item 9: more labels than an int8 vote holds ----------------------------------------
+def test_at_most_127_labels(spec_file):
+    def spec(n):
+        names = ", ".join(f"L{i}" for i in range(n))
+        return f'concept c\nlabels {names}\nfield text = "CONTENT"\nrule r : text has "free" => L{n - 1}\n'
+    votes_127 = votes(spec_file, spec(127))
+    assert votes_127.dtype.name == "int8" and votes_127[:, 0].tolist() == [126, -1, -1]
+    (d,) = problems(spec_file, spec(200))
+    assert "at most 127 labels (this one has 200)" in d.message
+    assert (d.span.line, d.span.column) == (2, 1 + len("labels ") + sum(len(f"L{i}, ") for i in range(127)))
