@@ -420,11 +420,13 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, lines: list[str], first_
             message = f"unexpected {str(tok)!r}"
         if tok.type == "NAME" and str(tok).lower() in _KEYWORDS and str(tok) != str(tok).lower():
             return Diagnostic(span, message, hint=f"write {str(tok).lower()!r} in lower case")
-        if tok.type == "NAME" and _glued_keyword(str(tok), err.expected or ()):
-            return Diagnostic(span, message + _glued_keyword(str(tok), err.expected or ()),
-                              hint="keywords are whole words: put a space after it")
-        if tok.type == "NAME" and did_you_mean(str(tok), _KEYWORDS):
-            return Diagnostic(span, message + did_you_mean(str(tok), _KEYWORDS))
+        if tok.type == "NAME":
+            glued = _glued_keyword(str(tok), err.expected or ())
+            if glued:
+                return Diagnostic(span, message + glued, hint="keywords are whole words: put a space after it")
+            typo = did_you_mean(str(tok), _KEYWORDS)
+            if typo:
+                return Diagnostic(span, message + typo)
     elif isinstance(err, UnexpectedEOF):
         message = "the statement ends too early"
     else:

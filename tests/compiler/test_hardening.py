@@ -170,3 +170,20 @@ def test_at_most_127_labels(spec_file):
     (d,) = problems(spec_file, spec(200))
     assert "at most 127 labels (this one has 200)" in d.message
     assert (d.span.line, d.span.column) == (2, 1 + len("labels ") + sum(len(f"L{i}, ") for i in range(127)))
+
+
+# -- item 24: thousands of problems -----------------------------------------------------
+def test_many_problems_are_capped_and_the_source_is_split_once(spec_file):
+    from mteach import errors
+    body = "".join(f'rule r{i} : text has "x" => NOPE\n' for i in range(119)) + "rule w : text hass \"x\" => HAM\n"
+    path = spec_file(HEAD + body)
+    with pytest.raises(SpecError) as info:
+        mteach.load_spec(path)
+    err = info.value
+    assert len(err.diagnostics) == 120  # every one is kept (the studio and --format json list them all)
+    before = errors._lines.cache_info().misses
+    text = err.format()
+    assert errors._lines.cache_info().misses - before <= 1
+    assert text.count(": error: ") == 50
+    assert text.splitlines()[-1].startswith("... and 70 more (70 errors, 0 warnings); fix these first")
+    assert "unknown label NOPE" in text
