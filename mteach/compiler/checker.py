@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -48,6 +49,20 @@ def _display(path: Path) -> str:
     except ValueError:
         return str(path)
     return str(Path(path).resolve()) if rel.startswith("..") else rel
+
+
+def not_regular(path: Path) -> Optional[str]:
+    """Why ``path`` (links followed) cannot be read as a file: a FIFO would block the
+    read forever, a device never ends. None for a regular file or a missing one."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # the read reports it
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device")
+    return f"{_display(path)} is {kind}, not a regular file"
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -110,8 +125,16 @@ class _Checker(NodeVisitor):
     # -- files -----------------------------------------------------------------------
     def read(self, path: Path, span) -> Optional[ast.SpecFile]:
         display = _display(path)
+        from_editor = self.text is not None and path == self.path
+        if not from_editor and not_regular(path):
+            self.error(span, not_regular(path), hint="a spec or used file must be a regular text file")
+            return None
+        if path == self.path and not _inside(path, self.root):
+            self.error(span, f"{display} is a link to {_display(path.resolve())}, outside the spec's folder",
+                       hint="open the file it points to, so that its lexicons and used files resolve from there")
+            return None
         try:
-            raw = self.text.encode("utf-8") if self.text is not None and path == self.path else path.read_bytes()
+            raw = self.text.encode("utf-8") if from_editor else path.read_bytes()
             text = raw.decode("utf-8")
             if text.startswith("\ufeff"):  # a byte order mark, as some Windows editors write
                 text = text[1:]
@@ -174,6 +197,9 @@ class _Checker(NodeVisitor):
         if not _inside(target, self.root):
             self.error(node.span, f'lexicon "{node.path}" is outside the spec\'s folder',
                        hint="keep lexicon files in the spec's folder or below it")
+            return None
+        if not_regular(target):
+            self.error(node.span, "cannot read lexicon: " + not_regular(target), hint="a lexicon is a text file")
             return None
         try:
             raw = target.read_bytes()

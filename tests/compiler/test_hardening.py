@@ -187,3 +187,35 @@ def test_many_problems_are_capped_and_the_source_is_split_once(spec_file):
     assert text.count(": error: ") == 50
     assert text.splitlines()[-1].startswith("... and 70 more (70 errors, 0 warnings); fix these first")
     assert "unknown label NOPE" in text
+
+
+# -- item 17: regular files only -------------------------------------------------------
+def test_a_fifo_or_folder_as_lexicon_or_used_file_is_a_diagnostic(spec_file, tmp_path, monkeypatch):
+    import os
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "folder.txt").mkdir()
+    os.mkfifo(tmp_path / "pipe.mt")
+    errs = problems(spec_file, HEAD + 'use "pipe.mt"\nrule a : text has lexicon("pipe.txt") => SPAM\n'
+                                      'rule b : text has lexicon("folder.txt") => SPAM\n')
+    assert [(d.span.line, d.message) for d in errs] == [
+        (4, "pipe.mt is a named pipe (FIFO), not a regular file"),
+        (5, "cannot read lexicon: pipe.txt is a named pipe (FIFO), not a regular file"),
+        (6, "cannot read lexicon: folder.txt is a folder, not a regular file")]
+
+
+def test_a_spec_that_links_out_of_its_folder_is_a_diagnostic(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "real.mt").write_text(HEAD + 'rule r : text has "x" => SPAM\n')
+    (tmp_path / "specs").mkdir()
+    link = tmp_path / "specs" / "spam.mt"
+    link.symlink_to(tmp_path / "elsewhere" / "real.mt")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError) as info:
+        mteach.load_spec("specs/spam.mt")
+    (d,) = info.value.errors
+    assert d.message == "specs/spam.mt is a link to elsewhere/real.mt, outside the spec's folder"
+    inside = tmp_path / "specs" / "alias.mt"  # a link within the folder is fine
+    (tmp_path / "specs" / "real.mt").write_text(HEAD + 'rule r : text has "x" => SPAM\n')
+    inside.symlink_to("real.mt")
+    assert mteach.load_spec(inside).rule_names == ["r"]
