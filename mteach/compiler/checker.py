@@ -272,6 +272,11 @@ class _Checker(NodeVisitor):
                            hint="columns: " + ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else ""))
             else:
                 self.kinds[f.name] = field_kind(self.schema.field(f.column).type)
+                if self.kinds[f.name] == "unsupported":  # said once here, not at every use
+                    self.kinds[f.name] = None
+                    self.error(f.span, f'column "{f.column}" has an unsupported type '
+                               f"({self.schema.field(f.column).type}): a field must be text, a number, "
+                               "yes/no or a date", hint="flatten or convert that column in the data first")
 
         self.defines: dict[str, ast.Define] = {}
         for d in by_type(ast.Define):

@@ -88,8 +88,8 @@ class BatchEvaluator(NodeVisitor):
                 col = col.combine_chunks()
             if pa.types.is_dictionary(col.type):
                 col = col.dictionary_decode()
-            if pa.types.is_large_string(col.type) or pa.types.is_null(col.type):
-                col = col.cast(pa.string())
+            if pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type) or pa.types.is_null(col.type):
+                col = col.cast(pa.string())  # the kernels and the token index read 32-bit offsets
             return col
         return self._cached(("column", name), get)
 

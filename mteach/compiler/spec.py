@@ -43,6 +43,7 @@ class Spec:
     labels: tuple
     fields: dict            # spec name -> ast.Field
     field_kinds: dict       # spec name -> "text" | "number" | "boolean" | "other" | None (no schema)
+                            # ("other": dates and the like, only `is missing` tests them)
     defines: dict           # name -> ast.Define
     rules: list             # of CompiledRule
     hints: list             # of ast.Hint (measures resolved)
@@ -68,7 +69,7 @@ class Spec:
 def field_kind(dtype: pa.DataType) -> str:
     if pa.types.is_dictionary(dtype):
         dtype = dtype.value_type
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or getattr(pa.types, "is_string_view", lambda t: False)(dtype):
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
         return "text"
     if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
         return "number"
@@ -76,6 +77,8 @@ def field_kind(dtype: pa.DataType) -> str:
         return "boolean"
     if pa.types.is_null(dtype):
         return None
+    if pa.types.is_nested(dtype) or pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return "unsupported"
     return "other"
 
 

@@ -219,3 +219,27 @@ def test_a_spec_that_links_out_of_its_folder_is_a_diagnostic(tmp_path, monkeypat
     (tmp_path / "specs" / "real.mt").write_text(HEAD + 'rule r : text has "x" => SPAM\n')
     inside.symlink_to("real.mt")
     assert mteach.load_spec(inside).rule_names == ["r"]
+
+
+# -- item 11: column types --------------------------------------------------------------
+RULES = (HEAD + 'rule r : text has "free" => SPAM\nrule s : words(text) > 2 => HAM\n'
+         'rule u : text ~ /x/ and len(first(text, 3)) > 1 and count(text, "free") > 0 => SPAM\n'
+         'rule v : text has "b" near "d" within 2 words => HAM\n')
+
+
+@pytest.mark.parametrize("dtype", [pa.string(), pa.large_string(), pa.string_view(),
+                                   pa.dictionary(pa.int32(), pa.string())])
+def test_every_string_type_is_text(spec_file, dtype):
+    table = pa.table({"CONTENT": pa.array(["free stuff x", "a b c d x", None], pa.string()).cast(dtype)})
+    assert votes(spec_file, RULES, table).tolist() == [[0, 1, 0, -1], [-1, 1, -1, 1], [-1, -1, -1, -1]]
+
+
+@pytest.mark.parametrize("column", [pa.array([["x"], None], pa.list_(pa.string())),
+                                    pa.array([{"a": "x"}, None], pa.struct([("a", pa.string())])),
+                                    pa.array([b"x", None], pa.binary())])
+def test_an_unsupported_column_type_is_said_once(spec_file, column):
+    table = pa.table({"CONTENT": column})
+    (d,) = problems(spec_file, RULES, schema=table.schema)
+    assert d.span.line == 3 and d.message.startswith('column "CONTENT" has an unsupported type (')
+    with pytest.raises(SpecError):  # the Python API checks the spec against the table first
+        mteach.apply_table(mteach.load_spec(spec_file(RULES)), table)
