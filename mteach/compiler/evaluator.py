@@ -7,7 +7,8 @@ test the same lower-cased text or the same phrase share that work.
 
 Semantics (also in the README's language reference):
 - a test on a missing (null) value is false; ``not`` inverts that.
-- ``has`` matches whole words, any case: Unicode letters and digits are word
+- ``has`` matches whole words, any case (text and phrases case-folded by one rule,
+  ``tokens.fold_case``): Unicode letters and digits are word
   characters; other characters are not, so "T&C", "18+" and "10/10" match as written
   and "cat" does not match inside "concat". Spaces inside a phrase match any run of
   whitespace.
@@ -29,8 +30,8 @@ import pyarrow.compute as pc
 from ..grammar import ast
 from ..grammar.visitor import NodeVisitor
 from .spec import Spec, number_pattern, regex_pattern
-from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, is_word_char, np_bool, phrase_regex,
-                     runs_per_row, utf8_views, word_runs)
+from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, fold, fold_case, is_word_char, np_bool,
+                     phrase_regex, runs_per_row, utf8_views, word_runs)
 
 ABSTAIN = -1
 
@@ -102,7 +103,8 @@ class BatchEvaluator(NodeVisitor):
         return self.column(src.name)
 
     def lower(self, src) -> pa.Array:
-        return self._cached(("lower", src.key()), lambda: pc.utf8_lower(self.text(src)))
+        """The text case-folded as phrases are (``tokens.fold_case``)."""
+        return self._cached(("lower", src.key()), lambda: fold_case(self.text(src)))
 
     def _sparse_regex(self, arr: pa.Array, candidates: np.ndarray, pattern: str) -> np.ndarray:
         """Regex-test only the candidate rows (found by a cheap substring scan)."""
@@ -139,13 +141,13 @@ class BatchEvaluator(NodeVisitor):
                 runs, exact = runs
                 candidates = self.tokens(src).rows_with_sequence(runs, spaced=exact)
                 return candidates if exact else self._sparse_regex(lowered, candidates, phrase_regex(phrase))
-            words = phrase.lower().split()
+            words = fold(phrase).split()
             longest = max(words, key=len)
             candidates = np_bool(pc.match_substring(lowered, longest))
             if len(words) == 1 and not is_word_char(longest[0]) and not is_word_char(longest[-1]):
                 return candidates  # no word edges to check
             return self._sparse_regex(lowered, candidates, phrase_regex(phrase))
-        return self._cached(("phrase", src.key(), phrase.lower()), compute)
+        return self._cached(("phrase", src.key(), fold(phrase)), compute)
 
     def phrases(self, src, node: ast.Phrases) -> np.ndarray:
         masks = [self.phrase(src, p) for p in node.phrases]
@@ -213,7 +215,7 @@ class BatchEvaluator(NodeVisitor):
                 continue
             rows = np.flatnonzero(self.phrase(src, p))
             if len(rows):
-                own = "".join(sorted({re.escape(ch) for ch in p.lower() if not is_word_char(ch) and not ch.isspace()}))
+                own = "".join(sorted({re.escape(ch) for ch in fold(p) if not is_word_char(ch) and not ch.isspace()}))
                 separator = f"([^\\p{{L}}\\p{{N}}{own}])"
                 doubled = pc.replace_substring_regex(pc.take(lowered, pa.array(rows)), separator, r"\1\1")
                 counts[rows] += _np_float(pc.count_substring_regex(doubled, phrase_regex(p)))
@@ -328,7 +330,7 @@ class BatchEvaluator(NodeVisitor):
         def starts(node_phrases: ast.Phrases) -> np.ndarray:
             hits = np.zeros(len(tokens), dtype=bool)
             for phrase in node_phrases.phrases:
-                words = phrase.lower().split()
+                words = fold(phrase).split()
                 ok = np.ones(len(tokens), dtype=bool)
                 for k, w in enumerate(words):
                     eq = np_bool(pc.equal(tokens, w)) | np_bool(pc.equal(bare, w))

@@ -243,3 +243,25 @@ def test_an_unsupported_column_type_is_said_once(spec_file, column):
     assert d.span.line == 3 and d.message.startswith('column "CONTENT" has an unsupported type (')
     with pytest.raises(SpecError):  # the Python API checks the spec against the table first
         mteach.apply_table(mteach.load_spec(spec_file(RULES)), table)
+
+
+# -- item 21: one case-folding rule for phrases ----------------------------------------
+CASES = ["İstanbul", "ISTANBUL", "istanbul", "ıstanbul", "ΣΊΣΥΦΟΣ", "σίσυφος", "Σίσυφοσ", "straße", "STRASSE",
+         "Strasse", "STRAẞE", "strase"]
+
+
+@pytest.mark.parametrize("phrase,matches", [
+    ("İstanbul", {"İstanbul", "ISTANBUL", "istanbul"}),          # Turkish dotted I: Python's lower() added a dot
+    ("ISTANBUL", {"İstanbul", "ISTANBUL", "istanbul"}),
+    ("σίσυφος", {"ΣΊΣΥΦΟΣ", "σίσυφος", "Σίσυφοσ"}),               # Greek final sigma
+    ("ΣΊΣΥΦΟΣ", {"ΣΊΣΥΦΟΣ", "σίσυφος", "Σίσυφοσ"}),
+    ("straße", {"straße", "STRASSE", "Strasse", "STRAẞE"}),       # German sharp s
+    ("STRASSE", {"straße", "STRASSE", "Strasse", "STRAẞE"}),
+])
+def test_phrases_and_text_fold_case_alike(fires, phrase, matches):
+    table = pa.table({"t": [f"in {w} today" for w in CASES]})
+    expected = [w in matches for w in CASES]
+    assert fires(f'text has "{phrase}"', table, 'field text = "t"\n') == expected
+    assert fires(f'count(text, "{phrase}") == 1', table, 'field text = "t"\n') == expected
+    assert fires(f'text has "{phrase}" near "today" within 1 words', table, 'field text = "t"\n') == expected
+    assert fires(f'text has any("{phrase} today")', table, 'field text = "t"\n') == expected
