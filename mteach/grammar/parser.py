@@ -442,29 +442,49 @@ def parse(text: str, file: str = "<spec>") -> tuple[ast.SpecFile, list[Diagnosti
     for first_line, chunk in _chunks(text):
         if not chunk.strip():
             continue
-        padded = "\n" * (first_line - 1) + chunk
-        before = len(diagnostics)
-        try:
-            tree = _lark().parse(padded)
-            deep = _too_deep(tree)
-            if deep is not None:
-                meta = deep.meta
-                diagnostics.append(Diagnostic(
-                    Span(file, meta.line, meta.column, meta.line, meta.column + 1),
-                    f"nested too deeply: more than {ast.MAX_NESTING} levels of and/or/not",
-                    hint="split it: name inner parts with define"))
-                continue
-            statements.extend(_Builder(file, lines).transform(tree))
-        except UnexpectedInput as err:
-            diagnostics.append(_syntax_diagnostic(err, file, lines, first_line))
-        except VisitError as err:
-            if isinstance(err.orig_exc, _BuildError):
-                diagnostics.append(err.orig_exc.diagnostic)
-            else:
-                raise
-        named = _NAMED_START.match(chunk)
-        if len(diagnostics) > before and named:
-            column = len(named.group(1)) + 1
-            unparsed.append((named.group(2), named.group(3),
-                             Span(file, first_line, column, first_line, column + len(named.group(0).strip()))))
+        above = []  # the comment lines directly above: a rule's description
+        i = first_line - 2
+        while i >= 0 and lines[i].lstrip().startswith("#"):
+            above.append(lines[i])
+            i -= 1
+        parsed, problems, broken = _statement(file, first_line, chunk, tuple(reversed(above)))
+        statements.extend(parsed)
+        diagnostics.extend(problems)
+        unparsed.extend(broken)
     return ast.SpecFile(file, tuple(statements), text, tuple(unparsed)), diagnostics
+
+
+@lru_cache(maxsize=4096)
+def _statement(file: str, first_line: int, chunk: str, above: tuple) -> tuple:
+    """One statement (its text ``chunk`` starting at ``first_line``, with the comment lines
+    ``above`` it) -> (statements, diagnostics, unparsed names). Cached: the studio checks
+    the whole file on every edit, and only the edited statement changes (the nodes are
+    frozen, so sharing them is safe)."""
+    lines = [""] * (first_line - 1 - len(above)) + list(above) + chunk.split("\n")
+    padded = "\n" * (first_line - 1) + chunk
+    statements, diagnostics = [], []
+    try:
+        tree = _lark().parse(padded)
+        deep = _too_deep(tree)
+        if deep is not None:
+            meta = deep.meta
+            diagnostics.append(Diagnostic(
+                Span(file, meta.line, meta.column, meta.line, meta.column + 1),
+                f"nested too deeply: more than {ast.MAX_NESTING} levels of and/or/not",
+                hint="split it: name inner parts with define"))
+        else:
+            statements.extend(_Builder(file, lines).transform(tree))
+    except UnexpectedInput as err:
+        diagnostics.append(_syntax_diagnostic(err, file, lines, first_line))
+    except VisitError as err:
+        if isinstance(err.orig_exc, _BuildError):
+            diagnostics.append(err.orig_exc.diagnostic)
+        else:
+            raise
+    unparsed = []
+    named = _NAMED_START.match(chunk)
+    if diagnostics and named:
+        column = len(named.group(1)) + 1
+        unparsed.append((named.group(2), named.group(3),
+                         Span(file, first_line, column, first_line, column + len(named.group(0).strip()))))
+    return tuple(statements), tuple(diagnostics), tuple(unparsed)

@@ -227,3 +227,19 @@ def test_empty_and_comment_only_text():
 def test_crlf_line_endings():
     spec, diags = parse('concept c "x"\r\nlabels A, B\r\nrule r : t has "x" => A\r\n', "s.mt")
     assert diags == [] and spec.statements[2].span.line == 3
+
+
+def test_statements_are_parsed_once_and_the_cache_keeps_descriptions_and_lines():
+    from mteach.grammar import parser
+    text = '# first\nrule a : t has "x" => A\nrule b : t hass "y" => A\n'
+    spec1, diags1 = parse(text, "s.mt")
+    before = parser._statement.cache_info()
+    spec2, diags2 = parse(text, "s.mt")
+    assert parser._statement.cache_info().hits - before.hits == 3  # the comment line, rule a, rule b
+    assert (spec1, diags1, spec1.unparsed) == (spec2, diags2, spec2.unparsed)
+    # the comment above a rule is part of what the cache is keyed on
+    (rule,) = parse(text.replace("# first", "# second"), "s.mt")[0].statements
+    assert rule.description == "second"
+    # the same statement on another line gets its own line numbers
+    moved, diags = parse("\n" + text, "s.mt")
+    assert moved.statements[0].span.line == 3 and diags[0].span.line == 4
