@@ -21,15 +21,6 @@ async def settle(app, pilot, wait=0.0):
     await pilot.pause()
 
 
-@pytest.fixture
-def app_of(make_session):
-    def make(**kw):
-        app = StudioApp(make_session(**kw), cursor_blink=False, contributions=False)
-        app.animation_level = "none"
-        return app
-    return make
-
-
 PANES = {"f2": SpecEditor, "f3": CoverageTable, "f4": RowsTable, "f5": ReviewPane, "f6": ProblemsList}
 
 
