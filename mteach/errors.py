@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Optional
 
 from .spans import Span
@@ -29,7 +30,7 @@ class Diagnostic:
         lines = [head]
         text = (sources or {}).get(self.span.file) if self.span else None
         if text is not None and self.span.line >= 1:
-            src_lines = text.splitlines()
+            src_lines = _lines(text)
             if self.span.line <= len(src_lines):
                 src = src_lines[self.span.line - 1].expandtabs(1)
                 width = 1
@@ -49,6 +50,13 @@ class Diagnostic:
         return d
 
 
+@lru_cache(maxsize=8)
+def _lines(text: str) -> list:
+    """The lines of a source, split once for all its diagnostics (not once each: a spec with
+    thousands of problems took quadratic time). Read-only."""
+    return text.splitlines()
+
+
 class MteachError(Exception):
     """Base of the errors a user is meant to read (the CLI prints them, no traceback)."""
     exit_code = 2
@@ -57,6 +65,9 @@ class MteachError(Exception):
 class SpecError(MteachError):
     """One or more problems in a spec; ``diagnostics`` lists them all."""
     exit_code = 1
+    #: Diagnostics printed by ``format``; the rest are counted in one last line (all of
+    #: them are in ``diagnostics``, and in ``mteach check --format json``).
+    shown = 50
 
     def __init__(self, diagnostics: Iterable[Diagnostic], sources: dict | None = None):
         self.diagnostics = list(diagnostics)
@@ -64,7 +75,15 @@ class SpecError(MteachError):
         super().__init__(self.format())
 
     def format(self) -> str:
-        return "\n".join(d.format(self.sources) for d in self.diagnostics)
+        shown = self.diagnostics[:self.shown]
+        text = "\n".join(d.format(self.sources) for d in shown)
+        rest = self.diagnostics[self.shown:]
+        if rest:
+            errors = sum(d.severity == "error" for d in rest)
+            text += (f"\n... and {len(rest):,} more ({errors:,} error{'s' if errors != 1 else ''}, "
+                     f"{len(rest) - errors:,} warning{'s' if len(rest) - errors != 1 else ''}); "
+                     "fix these first, or list them all with `mteach check --format json`")
+        return text
 
     @property
     def errors(self) -> list:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -22,16 +23,20 @@ from ..grammar import ast
 from ..grammar.parser import parse
 from ..grammar.visitor import NodeVisitor
 from ..spans import Span
-from .spec import CompiledRule, Spec, field_kind, regex_pattern
+from .spec import MAX_LABELS, CompiledRule, Spec, field_kind, number_pattern, regex_pattern
 
 
 _INTERPOLATION = re.compile(r"(?<!\\)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def regex_error(regex: ast.Regex) -> Optional[str]:
-    """RE2's complaint about a pattern, or None when it compiles."""
+def regex_error(regex: ast.Regex, for_number: bool = False) -> Optional[str]:
+    """RE2's complaint about a pattern (as ``number(F, /re/)`` runs it, with ``for_number``),
+    or None when it compiles."""
     try:
-        pc.match_substring_regex(pa.array([""], pa.string()), regex_pattern(regex))
+        if for_number:
+            pc.extract_regex(pa.array([""], pa.string()), number_pattern(regex))
+        else:
+            pc.match_substring_regex(pa.array([""], pa.string()), regex_pattern(regex))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         return str(err).replace("Invalid regular expression: ", "")
     return None
@@ -44,6 +49,20 @@ def _display(path: Path) -> str:
     except ValueError:
         return str(path)
     return str(Path(path).resolve()) if rel.startswith("..") else rel
+
+
+def not_regular(path: Path) -> Optional[str]:
+    """Why ``path`` (links followed) cannot be read as a file: a FIFO would block the
+    read forever, a device never ends. None for a regular file or a missing one."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # the read reports it
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device")
+    return f"{_display(path)} is {kind}, not a regular file"
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -95,6 +114,7 @@ class _Checker(NodeVisitor):
         self.sources: dict[str, str] = {}
         self.hashed: dict[str, bytes] = {}  # root-relative path -> bytes
         self.file_of_display: dict[str, Path] = {}
+        self.unparsed: list = []  # (keyword, name, span) of rules and defines with a syntax error
 
     def error(self, span, message, hint=""):
         self.diags.append(Diagnostic(span, message, hint=hint))
@@ -105,9 +125,19 @@ class _Checker(NodeVisitor):
     # -- files -----------------------------------------------------------------------
     def read(self, path: Path, span) -> Optional[ast.SpecFile]:
         display = _display(path)
+        from_editor = self.text is not None and path == self.path
+        if not from_editor and not_regular(path):
+            self.error(span, not_regular(path), hint="a spec or used file must be a regular text file")
+            return None
+        if path == self.path and not _inside(path, self.root):
+            self.error(span, f"{display} is a link to {_display(path.resolve())}, outside the spec's folder",
+                       hint="open the file it points to, so that its lexicons and used files resolve from there")
+            return None
         try:
-            raw = self.text.encode("utf-8") if self.text is not None and path == self.path else path.read_bytes()
+            raw = self.text.encode("utf-8") if from_editor else path.read_bytes()
             text = raw.decode("utf-8")
+            if text.startswith("\ufeff"):  # a byte order mark, as some Windows editors write
+                text = text[1:]
         except FileNotFoundError:
             self.error(span, f"spec file not found: {display}")
             return None
@@ -128,6 +158,7 @@ class _Checker(NodeVisitor):
         self.hashed[path.resolve().relative_to(self.root.resolve()).as_posix()] = raw
         parsed, diags = parse(text, display)
         self.diags.extend(diags)
+        self.unparsed.extend(parsed.unparsed)
         return parsed
 
     def load(self) -> list:
@@ -167,6 +198,9 @@ class _Checker(NodeVisitor):
             self.error(node.span, f'lexicon "{node.path}" is outside the spec\'s folder',
                        hint="keep lexicon files in the spec's folder or below it")
             return None
+        if not_regular(target):
+            self.error(node.span, "cannot read lexicon: " + not_regular(target), hint="a lexicon is a text file")
+            return None
         try:
             raw = target.read_bytes()
             phrases = read_lexicon(target)
@@ -185,7 +219,7 @@ class _Checker(NodeVisitor):
 
     # -- the whole spec --------------------------------------------------------------
     def run(self) -> Spec:
-        statements = self.load()
+        statements = self.statements = self.load()
         by_type = lambda t: [s for s in statements if isinstance(s, t)]
         top = Span(_display(self.path), 1, 1, 1, 2)
 
@@ -215,10 +249,15 @@ class _Checker(NodeVisitor):
                     labels.append(name)
             if len(labels) < 2:
                 self.error(stmt.span, "a concept needs two or more labels", hint="e.g. labels SPAM, HAM")
+            if len(labels) > MAX_LABELS:
+                self.error(stmt.spans[MAX_LABELS], f"a concept has at most {MAX_LABELS} labels (this one has "
+                           f"{len(labels)}): votes are stored as 8-bit integers",
+                           hint="split the concept: e.g. one spec for the coarse classes, one per group of fine ones")
         self.labels = labels
 
         self.fields: dict[str, ast.Field] = {}
         self.kinds: dict[str, Optional[str]] = {}
+        self.usage: dict[str, tuple] = {}  # field of unknown kind -> (kind the rules use it as, first span)
         columns = list(self.schema.names) if self.schema is not None else []
         for f in by_type(ast.Field):
             if f.name in self.fields:
@@ -233,6 +272,11 @@ class _Checker(NodeVisitor):
                            hint="columns: " + ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else ""))
             else:
                 self.kinds[f.name] = field_kind(self.schema.field(f.column).type)
+                if self.kinds[f.name] == "unsupported":  # said once here, not at every use
+                    self.kinds[f.name] = None
+                    self.error(f.span, f'column "{f.column}" has an unsupported type '
+                               f"({self.schema.field(f.column).type}): a field must be text, a number, "
+                               "yes/no or a date", hint="flatten or convert that column in the data first")
 
         self.defines: dict[str, ast.Define] = {}
         for d in by_type(ast.Define):
@@ -248,6 +292,7 @@ class _Checker(NodeVisitor):
         for name in self.defines:
             self.define_value(name, self.defines[name].span)
 
+        self.duplicates_of_unparsed()
         rules = []
         seen_rules: dict[str, ast.Rule] = {}
         for r in by_type(ast.Rule):
@@ -260,6 +305,10 @@ class _Checker(NodeVisitor):
             pred = self.predicate(r.predicate)
             if r.unless is not None:
                 pred = ast.And((pred, ast.Not(self.predicate(r.unless), r.unless.span)), r.span)
+            if ast.nesting(pred) > ast.MAX_NESTING:
+                self.error(r.span, f"rule {r.name} is nested too deeply: more than {ast.MAX_NESTING} levels "
+                           "of and/or/not, counting the defines it uses",
+                           hint="flatten it: `a and (b and c)` is `a and b and c`")
             rules.append(CompiledRule(len(rules), r, label_index, pred))
         if not rules and self.sources and not library:
             self.warn(top, "the spec has no rules yet", hint="add one: rule NAME : PREDICATE => LABEL")
@@ -281,7 +330,27 @@ class _Checker(NodeVisitor):
             raise SpecError(self.diags, self.sources)
         return Spec(self.path, self.root, concept, tuple(labels), self.fields, self.kinds, self.defines,
                     rules, hints, examples, self.sources, h.hexdigest(), sorted(self.hashed),
-                    [d for d in self.diags if d.severity == "warning"])
+                    [d for d in self.diags if d.severity == "warning"],
+                    {name: kind for name, (kind, _) in self.usage.items()})
+
+    def duplicates_of_unparsed(self) -> None:
+        """A rule or define with a syntax error that repeats a name is reported as a
+        duplicate too (with the line of the first one), so fixing the syntax error does
+        not reveal a second problem."""
+        parsed = {"rule": {}, "define": {}}
+        for s in self.statements:
+            if isinstance(s, (ast.Rule, ast.Define)):
+                parsed["rule" if isinstance(s, ast.Rule) else "define"].setdefault(s.name, s.span)
+        for keyword, name, span in self.unparsed:
+            seen = parsed[keyword]
+            if name in seen and seen[name] != span:
+                first, later = seen[name], span
+                if first.file == later.file and first.line > later.line:
+                    first, later = later, first
+                where = f"line {first.line}" if first.file == later.file else f"{first.file}:{first.line}"
+                self.error(later, f"{keyword} {name} is defined twice (first at {where})",
+                           hint=f"{keyword} names must be unique")
+            seen.setdefault(name, span)
 
     def label(self, name, span) -> int:
         if name in self.labels:
@@ -298,6 +367,10 @@ class _Checker(NodeVisitor):
         if name in self.resolving:
             cycle = " -> ".join(self.resolving[self.resolving.index(name):] + [name])
             self.error(span, f"defines refer to each other in a circle: {cycle}")
+            return None
+        if len(self.resolving) >= ast.MAX_NESTING:
+            self.error(span, f"defines refer to defines more than {ast.MAX_NESTING} deep "
+                       f"({' -> '.join(self.resolving[:3])} -> ... -> {name})")
             return None
         self.resolving.append(name)
         value = self.defines[name].value
@@ -320,12 +393,23 @@ class _Checker(NodeVisitor):
         self.error(ref.span, f"unknown {what} {ref.name}{did_you_mean(ref.name, names)}")
         return None
 
+    def used_as(self, ref, kind: str) -> None:
+        """Without the data's types, remember how the rules use a field (the examples are
+        checked and typed by it); one field used two ways is an error with any data."""
+        if not isinstance(ref, ast.Ref) or ref.name not in self.fields or self.kinds[ref.name] is not None:
+            return
+        first_kind, first_span = self.usage.setdefault(ref.name, (kind, ref.span))
+        if first_kind != kind:
+            self.error(ref.span, f"{ref.name} is used as {_a_kind(kind)} here but as {_a_kind(first_kind)} "
+                       f"at line {first_span.line}", hint="a field holds one kind of value")
+
     def source(self, node):
         """A text source: a text field or first/last(...) of one."""
         if isinstance(node, ast.Window):
             inner = self.source(node.source)
             return replace(node, source=inner) if inner is not None else None
         if node.name in self.fields:
+            self.used_as(node, "text")
             kind = self.kinds[node.name]
             if kind not in ("text", None):
                 self.error(node.span, f"{node.name} is {_a_kind(kind)} field; this needs text",
@@ -426,6 +510,11 @@ class _Checker(NodeVisitor):
     def visit_Compare(self, node):
         left, right = self.value(node.left), self.value(node.right)
         lk, rk = self.value_kind(left), self.value_kind(right)
+        for ref, other in ((left, rk), (right, lk)):
+            if other == "string":
+                self.used_as(ref, "text")
+            elif other == "number" or node.op not in ("==", "!="):
+                self.used_as(ref, "number")
         odd = [v for v, k in ((left, lk), (right, rk)) if k in ("boolean", "other")]
         if odd:
             self.not_comparable(odd[0])
@@ -441,6 +530,8 @@ class _Checker(NodeVisitor):
 
     def visit_Between(self, node):
         parts = [self.value(v) for v in (node.value, node.low, node.high)]
+        for v in parts:
+            self.used_as(v, "number")
         for v in parts:
             if self.value_kind(v) in ("boolean", "other"):
                 self.not_comparable(v)
@@ -460,6 +551,8 @@ class _Checker(NodeVisitor):
             return node
         kind = self.kinds[src.name]
         kinds = {"string" if isinstance(v, ast.String) else "number" for v in node.values}
+        if len(kinds) == 1:
+            self.used_as(src, "text" if kinds == {"string"} else "number")
         if kind in ("boolean", "other"):
             self.not_comparable(src)
         elif kind == "number" and "string" in kinds or kind == "text" and "number" in kinds:
@@ -478,6 +571,7 @@ class _Checker(NodeVisitor):
     def visit_Truth(self, node):
         name = node.ref.name
         if name in self.fields:
+            self.used_as(node.ref, "boolean")
             if self.kinds[name] not in ("boolean", None):
                 self.error(node.span, f"{name} is {_a_kind(self.kinds[name])} field, not a yes/no test",
                            hint=f'write a test on it, e.g. `{name} has "..."`' if self.kinds[name] == "text" else "")
@@ -533,6 +627,10 @@ class _Checker(NodeVisitor):
         arg = node.arg
         if node.func == "number":
             arg = self.regex_arg(arg)
+            problem = regex_error(arg, for_number=True) if arg is not None else None
+            if problem:
+                self.error(node.arg.span, f"number(...) cannot use this regex: {problem}")
+                arg = None
         elif node.func == "count":
             arg = self.regex_arg(arg) if isinstance(arg, ast.Regex) or (
                 isinstance(arg, ast.Ref) and isinstance(self.defines.get(arg.name) and self.define_value(arg.name, arg.span), ast.Regex)
@@ -554,7 +652,8 @@ class _Checker(NodeVisitor):
         inputs = []
         for name, value in e.inputs:
             if name is None:
-                text_fields = [n for n, k in self.kinds.items() if k in ("text", None)]
+                text_fields = [n for n, k in self.kinds.items()
+                               if k == "text" or k is None and self.usage.get(n, ("text",))[0] == "text"]
                 if not text_fields:
                     self.error(e.span, "a bare example string needs a text field", hint="write {field: value}")
                     continue
@@ -563,13 +662,18 @@ class _Checker(NodeVisitor):
                 self.error(e.span, f"example names unknown field {name}{did_you_mean(name, self.fields)}")
                 continue
             kind = self.kinds.get(name)
+            holds = {"number": f"{name} holds numbers", "text": f"{name} holds text",
+                     "boolean": f"{name} is a yes/no field"}
+            if kind is None and name in self.usage:  # no data types: how the rules use it
+                kind, span = self.usage[name]
+                holds = {k: f"the rules use {name} as {_a_kind(k)} (line {span.line})" for k in holds}
             if kind == "number" and isinstance(value, str):
-                self.error(e.span, f"example gives {name} the text {value!r}, but {name} holds numbers",
+                self.error(e.span, f"example gives {name} the text {value!r}, but {holds[kind]}",
                            hint="write the number without quotes")
             elif kind == "text" and not isinstance(value, str):
-                self.error(e.span, f"example gives {name} a number, but {name} holds text", hint="quote the value")
+                self.error(e.span, f"example gives {name} a number, but {holds[kind]}", hint="quote the value")
             elif kind == "boolean" and value not in ("true", "false", 0.0, 1.0):
-                self.error(e.span, f"example gives {name} {value!r}, but {name} is a yes/no field",
+                self.error(e.span, f"example gives {name} {value!r}, but {holds[kind]}",
                            hint='write "true" or "false"')
             elif kind == "other":
                 self.error(e.span, f"example cannot give {name} a value: it is neither text nor a number")

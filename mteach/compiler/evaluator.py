@@ -7,7 +7,8 @@ test the same lower-cased text or the same phrase share that work.
 
 Semantics (also in the README's language reference):
 - a test on a missing (null) value is false; ``not`` inverts that.
-- ``has`` matches whole words, any case: Unicode letters and digits are word
+- ``has`` matches whole words, any case (text and phrases case-folded by one rule,
+  ``tokens.fold_case``): Unicode letters and digits are word
   characters; other characters are not, so "T&C", "18+" and "10/10" match as written
   and "cat" does not match inside "concat". Spaces inside a phrase match any run of
   whitespace.
@@ -19,6 +20,7 @@ Semantics (also in the README's language reference):
 """
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 
 import numpy as np
@@ -27,9 +29,9 @@ import pyarrow.compute as pc
 
 from ..grammar import ast
 from ..grammar.visitor import NodeVisitor
-from .spec import Spec, regex_pattern
-from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, is_word_char, np_bool, phrase_regex,
-                     runs_per_row, utf8_views, word_runs)
+from .spec import Spec, number_pattern, regex_pattern
+from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, fold, fold_case, is_word_char, np_bool,
+                     phrase_regex, runs_per_row, utf8_views, word_runs)
 
 ABSTAIN = -1
 
@@ -87,8 +89,8 @@ class BatchEvaluator(NodeVisitor):
                 col = col.combine_chunks()
             if pa.types.is_dictionary(col.type):
                 col = col.dictionary_decode()
-            if pa.types.is_large_string(col.type) or pa.types.is_null(col.type):
-                col = col.cast(pa.string())
+            if pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type) or pa.types.is_null(col.type):
+                col = col.cast(pa.string())  # the kernels and the token index read 32-bit offsets
             return col
         return self._cached(("column", name), get)
 
@@ -101,7 +103,8 @@ class BatchEvaluator(NodeVisitor):
         return self.column(src.name)
 
     def lower(self, src) -> pa.Array:
-        return self._cached(("lower", src.key()), lambda: pc.utf8_lower(self.text(src)))
+        """The text case-folded as phrases are (``tokens.fold_case``)."""
+        return self._cached(("lower", src.key()), lambda: fold_case(self.text(src)))
 
     def _sparse_regex(self, arr: pa.Array, candidates: np.ndarray, pattern: str) -> np.ndarray:
         """Regex-test only the candidate rows (found by a cheap substring scan)."""
@@ -138,13 +141,13 @@ class BatchEvaluator(NodeVisitor):
                 runs, exact = runs
                 candidates = self.tokens(src).rows_with_sequence(runs, spaced=exact)
                 return candidates if exact else self._sparse_regex(lowered, candidates, phrase_regex(phrase))
-            words = phrase.lower().split()
+            words = fold(phrase).split()
             longest = max(words, key=len)
             candidates = np_bool(pc.match_substring(lowered, longest))
             if len(words) == 1 and not is_word_char(longest[0]) and not is_word_char(longest[-1]):
                 return candidates  # no word edges to check
             return self._sparse_regex(lowered, candidates, phrase_regex(phrase))
-        return self._cached(("phrase", src.key(), phrase.lower()), compute)
+        return self._cached(("phrase", src.key(), fold(phrase)), compute)
 
     def phrases(self, src, node: ast.Phrases) -> np.ndarray:
         masks = [self.phrase(src, p) for p in node.phrases]
@@ -196,21 +199,33 @@ class BatchEvaluator(NodeVisitor):
         return self._cached(node.key(), compute)
 
     def count_phrases(self, src, node: ast.Phrases) -> np.ndarray:
-        """Occurrences of any of the phrases. Separators are doubled first so that
-        adjacent matches ("spam spam") do not share the boundary character."""
+        """Occurrences of the phrases: each word where one of them starts counts once.
+        Phrases of plain words are counted through the token index (no regex, so a list
+        of thousands works); the others (punctuation inside or at an edge) with their
+        own regex on the rows that hold them, separators doubled first so that adjacent
+        matches ("t&c t&c") do not share the boundary character (but not the phrase's own
+        punctuation: "t&c" must still read "t&c")."""
         lowered = self.lower(src)
-        any_mask = np.logical_or.reduce([self.phrase(src, p) for p in node.phrases])
         counts = np.where(np_bool(pc.is_null(lowered)), np.nan, 0.0)
-        idx = np.flatnonzero(any_mask)
-        if len(idx):
-            sub = pc.take(lowered, pa.array(idx))
-            doubled = pc.replace_substring_regex(sub, f"({NONWORD})", r"\1\1")
-            pattern = "|".join(f"(?:{phrase_regex(p)})" for p in node.phrases)
-            counts[idx] = _np_float(pc.count_substring_regex(doubled, pattern))
+        starts = []
+        for p in node.phrases:
+            runs = word_runs(p)
+            if runs is not None and runs[1]:
+                starts.append(self.tokens(src).sequence_starts(runs[0], spaced=True))
+                continue
+            rows = np.flatnonzero(self.phrase(src, p))
+            if len(rows):
+                own = "".join(sorted({re.escape(ch) for ch in fold(p) if not is_word_char(ch) and not ch.isspace()}))
+                separator = f"([^\\p{{L}}\\p{{N}}{own}])"
+                doubled = pc.replace_substring_regex(pc.take(lowered, pa.array(rows)), separator, r"\1\1")
+                counts[rows] += _np_float(pc.count_substring_regex(doubled, phrase_regex(p)))
+        if starts:
+            index = self.tokens(src)
+            counts += np.bincount(index.row[np.unique(np.concatenate(starts))], minlength=self.n)
         return counts
 
     def number(self, src, regex: ast.Regex) -> np.ndarray:
-        pattern = regex_pattern(_name_first_group(regex))
+        pattern = number_pattern(regex)
         arr = self.text(src)
         extracted = pc.struct_field(pc.extract_regex(arr, pattern), [0])
         valid = pc.match_substring_regex(extracted, r"^\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)\s*$")
@@ -315,7 +330,7 @@ class BatchEvaluator(NodeVisitor):
         def starts(node_phrases: ast.Phrases) -> np.ndarray:
             hits = np.zeros(len(tokens), dtype=bool)
             for phrase in node_phrases.phrases:
-                words = phrase.lower().split()
+                words = fold(phrase).split()
                 ok = np.ones(len(tokens), dtype=bool)
                 for k, w in enumerate(words):
                     eq = np_bool(pc.equal(tokens, w)) | np_bool(pc.equal(bare, w))
@@ -344,25 +359,6 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den; 0 where den is 0 (no letters, no words), missing where den is missing."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, np.where(np.isnan(den), np.nan, 0.0))
-
-
-def _name_first_group(regex: ast.Regex) -> ast.Regex:
-    """number(F, /re/) reads the first capture group, or the whole match if there is none.
-    Arrow's extract_regex needs a named group, so name it."""
-    p, i, depth_class = regex.pattern, 0, False
-    while i < len(p):
-        ch = p[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "[":
-            depth_class = True
-        elif ch == "]":
-            depth_class = False
-        elif ch == "(" and not depth_class and not p.startswith("(?", i):
-            return ast.Regex(p[:i] + "(?P<value>" + p[i + 1:], regex.flags, regex.span)
-        i += 1
-    return ast.Regex(f"(?P<value>{p})", regex.flags, regex.span)
 
 
 def rule_masks(spec: Spec, batch, rules=None) -> list:

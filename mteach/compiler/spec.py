@@ -3,7 +3,8 @@
 ``Spec`` is a checked spec with its defines and lexicons inlined (see ``checker.py``);
 ``CompiledRule`` one rule ready to evaluate. ``field_kind`` is how a data column's Arrow
 type maps to the kinds the language checks against; ``regex_pattern`` how a regex node
-becomes the RE2 pattern every kernel runs.
+becomes the RE2 pattern every kernel runs, and ``number_pattern`` the one ``number(F, /re/)``
+extracts with.
 """
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..grammar import ast
+
+
+# Votes are int8 everywhere (vote_matrix, vote files, the label model, the ledger): a
+# label index must fit, with -1 for abstain. 127 classes is far beyond what rules written
+# by hand can tell apart, and int8 keeps a million rows × 100 rules at 100 MB.
+MAX_LABELS = 127
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Spec:
     labels: tuple
     fields: dict            # spec name -> ast.Field
     field_kinds: dict       # spec name -> "text" | "number" | "boolean" | "other" | None (no schema)
+                            # ("other": dates and the like, only `is missing` tests them)
     defines: dict           # name -> ast.Define
     rules: list             # of CompiledRule
     hints: list             # of ast.Hint (measures resolved)
@@ -44,6 +52,7 @@ class Spec:
     content_hash: str       # sha256 over every file the spec reads
     files: list             # displayed names of every file read (spec, used specs, lexicons)
     warnings: list = field(default_factory=list)
+    used_as: dict = field(default_factory=dict)  # field -> kind its rules use it as, where field_kinds is None
 
     @property
     def rule_names(self) -> list:
@@ -67,7 +76,7 @@ class Spec:
 def field_kind(dtype: pa.DataType) -> str:
     if pa.types.is_dictionary(dtype):
         dtype = dtype.value_type
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or getattr(pa.types, "is_string_view", lambda t: False)(dtype):
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
         return "text"
     if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
         return "number"
@@ -75,9 +84,52 @@ def field_kind(dtype: pa.DataType) -> str:
         return "boolean"
     if pa.types.is_null(dtype):
         return None
+    if pa.types.is_nested(dtype) or pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return "unsupported"
     return "other"
 
 
 def regex_pattern(regex: ast.Regex) -> str:
     flags = "".join(f for f in "ims" if f in regex.flags)
     return f"(?{flags}){regex.pattern}" if flags else regex.pattern
+
+
+def number_pattern(regex: ast.Regex) -> str:
+    """The RE2 pattern of ``number(F, /re/)``: it reads the first capture group, or the
+    whole match if there is none. Arrow's extract_regex wants named groups only, so the
+    first capture group is named ``value`` and every other one becomes non-capturing
+    (RE2 has no backreferences, so nothing else can refer to them)."""
+    p, out, i, first = regex.pattern, [], 0, True
+    in_class = False
+    while i < len(p):
+        ch = p[i]
+        if ch == "\\":
+            out.append(p[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if p.startswith("[:", i) and ":]" in p[i + 2:]:  # [[:alpha:]]
+                j = p.index(":]", i + 2) + 2
+                out.append(p[i:j])
+                i = j
+                continue
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            j = i + 1 + p.startswith("^", i + 1)
+            if p.startswith("]", j):  # a "]" first in a class is a literal
+                j += 1
+            out.append(p[i:j])
+            i = j
+            continue
+        elif ch == "(":
+            name_end = p.index(">", i) + 1 if p.startswith(("(?P<", "(?<"), i) and ">" in p[i:] else None
+            if name_end is not None or not p.startswith("(?", i):
+                out.append("(?P<value>" if first else "(?:")
+                first = False
+                i = name_end if name_end is not None else i + 1
+                continue
+        out.append(ch)
+        i += 1
+    body = "".join(out)
+    return regex_pattern(ast.Regex(body if not first else f"(?P<value>{body})", regex.flags, regex.span))

@@ -9,6 +9,7 @@ every token that is one of a set of words in one hash pass. The evaluator
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import threading
@@ -19,14 +20,36 @@ import pyarrow.compute as pc
 
 WORD = r"[\p{L}\p{N}]"
 NONWORD = r"[^\p{L}\p{N}]"
+# The one case-folding rule of phrase matching, applied to the text and to the phrases
+# alike: each character's simple Unicode lower case (Arrow's utf8_lower: "İ" -> "i",
+# "Σ" -> "σ"), then the two letters whose lower case has two forms are unified:
+# "ß" -> "ss" (so "STRASSE" is "straße") and the final sigma "ς" -> "σ".
+_FOLDS = (("ß", "ss"), ("ς", "σ"))
+
+
+def fold_case(arr: pa.Array) -> pa.Array:
+    """A string array case-folded by the rule above."""
+    folded = pc.utf8_lower(arr)
+    for a, b in _FOLDS:
+        folded = pc.replace_substring(folded, a, b)
+    return folded
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def fold(phrase: str) -> str:
+    """One phrase case-folded by the same rule (Python's own lower() differs: it turns
+    "İ" into "i" plus a combining dot, and "Σ" at a word's end into "ς")."""
+    if phrase.isascii():
+        return phrase.lower()  # the same, without an Arrow call
+    return fold_case(pa.array([phrase], pa.string()))[0].as_py()
 
 def is_word_char(ch: str) -> bool:
     return ch.isalnum()
 
 
 def phrase_regex(phrase: str) -> str:
-    """RE2 pattern for one phrase: whole words, whitespace-flexible (text is lower-cased first)."""
-    words = phrase.lower().split()
+    """RE2 pattern for one phrase: whole words, whitespace-flexible (text is case-folded first)."""
+    words = fold(phrase).split()
     body = r"\s+".join(re.escape(w) for w in words)
     left = f"(?:^|{NONWORD})" if is_word_char(words[0][0]) else ""
     right = f"(?:$|{NONWORD})" if is_word_char(words[-1][-1]) else ""
@@ -178,9 +201,9 @@ class TokenIndex:
         for i, w in enumerate(words):
             self._where[w] = maybe[hits[bounds[i]:bounds[i + 1]]]
 
-    def rows_with_sequence(self, runs: list, spaced: bool = False) -> np.ndarray:
-        """Rows where ``runs`` occur as consecutive tokens; with ``spaced``, only rows where
-        what separates them is whitespace as RE2's \\s sees it ([\\t\\n\\f\\r ])."""
+    def sequence_starts(self, runs: list, spaced: bool = False) -> np.ndarray:
+        """The tokens where ``runs`` start as consecutive tokens of one row; with ``spaced``,
+        only where what separates them is whitespace as RE2's \\s sees it ([\\t\\n\\f\\r ])."""
         self.lookup(runs)
         at = self._where[runs[0]]
         for k, w in enumerate(runs[1:], 1):
@@ -188,8 +211,12 @@ class TokenIndex:
             at = at[self.row[at + k] == self.row[at]]
             if spaced:
                 at = at[self._spaces_between(at + k - 1)]
+        return at
+
+    def rows_with_sequence(self, runs: list, spaced: bool = False) -> np.ndarray:
+        """Rows where ``runs`` occur as consecutive tokens (see ``sequence_starts``)."""
         out = np.zeros(self.n, dtype=bool)
-        out[self.row[at]] = True
+        out[self.row[self.sequence_starts(runs, spaced)]] = True
         return out & self.valid
 
     def _spaces_between(self, tokens: np.ndarray) -> np.ndarray:
@@ -209,7 +236,7 @@ def word_runs(phrase: str):
     are consecutive tokens separated by whitespace are exactly the whole-word match).
     None when the token index cannot serve it: no word character, or a character that
     Python's ``isalnum`` (used by ``phrase_regex``) and RE2 classify differently."""
-    text = phrase.lower()
+    text = fold(phrase)
     table = char_table("word")
     if any(bool(table[ord(ch)]) != is_word_char(ch) for ch in text):
         return None

@@ -20,7 +20,7 @@ def examples_table(spec: Spec) -> pa.Table:
     columns = {}
     for name, f in spec.fields.items():
         values = [dict(e.inputs).get(name) for e in spec.examples]
-        kind = spec.field_kinds.get(name)
+        kind = spec.field_kinds.get(name) or spec.used_as.get(name)
         if kind == "number" or (kind is None and any(isinstance(v, float) for v in values)):
             arr = pa.array([float(v) if isinstance(v, (int, float)) else None for v in values], pa.float64())
         elif kind == "boolean":

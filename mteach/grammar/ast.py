@@ -191,6 +191,25 @@ class Not(Node):
 
 Predicate = Union[Match, Has, Near, Compare, Between, In, Missing, Truth, And, Or, Not]
 
+# Levels of and/or/not in one rule, with its defines inlined. Every layer walks
+# predicates recursively, so a deeper one would exhaust Python's stack; no real rule
+# comes near it. The parser and the checker refuse deeper ones with a diagnostic.
+MAX_NESTING = 50
+
+
+def nesting(node) -> int:
+    """Levels of and/or/not in a predicate (0 for a single test), counted without recursion."""
+    deepest, stack = 0, [(node, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (And, Or)):
+            stack.extend((item, depth + 1) for item in node.items)
+        elif isinstance(node, Not):
+            stack.append((node.item, depth + 1))
+        else:
+            deepest = max(deepest, depth)
+    return deepest
+
 
 # ---- statements ---------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -281,7 +300,10 @@ Statement = Union[Concept, Labels, Field, Define, Rule, Hint, Example, Use]
 
 @dataclass(frozen=True)
 class SpecFile(Node):
-    """One parsed file, before ``use`` is resolved."""
+    """One parsed file, before ``use`` is resolved. ``unparsed`` names the rules and
+    defines that have a syntax error, as (keyword, name, span), so that a duplicated name
+    is still reported."""
     path: str
     statements: tuple
     source: str = field(compare=False, default="")
+    unparsed: tuple = field(compare=False, default=())

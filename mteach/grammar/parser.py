@@ -6,10 +6,12 @@ the rest of the file is still read and checked.
 """
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.lark import PostLex
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import Diagnostic, did_you_mean
@@ -18,6 +20,7 @@ from . import ast
 
 STATEMENT_KEYWORDS = ("concept", "labels", "field", "define", "rule", "hint", "example", "use")
 _STATEMENT_START = re.compile(r"^\s*(" + "|".join(STATEMENT_KEYWORDS) + r")\b")
+_NAMED_START = re.compile(r"^(\s*)(rule|define)\s+([A-Za-z_][A-Za-z0-9_]*)")  # name of a broken statement
 
 # Functions of the call syntax: name -> what it builds (checked in `_Builder.call`).
 PHRASE_FUNCS = ("any", "all", "lexicon")
@@ -25,6 +28,7 @@ WINDOW_FUNCS = ("first", "last")
 MEASURE_FUNCS = ("len", "words", "count", "number", "upper_ratio", "digit_ratio")
 FUNCTIONS = PHRASE_FUNCS + WINDOW_FUNCS + MEASURE_FUNCS
 MAX_WINDOW = 1_000_000_000  # first/last(F, n): larger n would overflow Arrow's slice offsets
+MAX_WITHIN = 1_000_000_000  # near ... within N words: word positions are 64-bit integers
 
 _KEYWORDS = ("and", "or", "not", "has", "near", "within", "between", "in", "is", "missing",
              "unless", "confidence", "abstain", "more", "less", "per") + STATEMENT_KEYWORDS
@@ -39,10 +43,33 @@ _TOKEN_WORDS = {
 }
 
 
+class _WholeWords(PostLex):
+    """Keywords are whole words. Lark's contextual lexer tries only the terminals the
+    parser expects next, so after an operand "haspromo" was read as `has promo`. With
+    NAME always tried too, the longest match wins: "haspromo" is one name (a syntax
+    error with a did-you-mean), while "has" alone is still the keyword (lark retypes a
+    NAME that spells a keyword)."""
+    always_accept = ("NAME",)
+
+    def process(self, stream):
+        return stream
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     return Lark.open("mteach.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                     maybe_placeholders=False)
+                     maybe_placeholders=False, postlex=_WholeWords())
+
+
+def _glued_keyword(name: str, expected) -> str:
+    """`` — did you mean `has promo`?`` for a keyword glued to a name, else ``""``. One
+    letter more ("hass") is read as a typo of the keyword instead."""
+    words = [w for w in (t.lower() for t in expected) if w in _KEYWORDS] or list(_KEYWORDS)
+    for word in sorted(words, key=len, reverse=True):
+        rest = name[len(word):]
+        if name.startswith(word) and (len(rest) > 1 or rest in _KEYWORDS):
+            return f" — did you mean `{word} {rest}`?"
+    return ""
 
 
 class _BuildError(Exception):
@@ -71,6 +98,14 @@ class _Builder(Transformer):
 
     def fail(self, span, message, hint=""):
         raise _BuildError(Diagnostic(span, message, hint=hint))
+
+    def num(self, tok: Token) -> float:
+        """A NUMBER token's value; one too large for a 64-bit float is a diagnostic, not inf."""
+        value = float(tok)
+        if math.isinf(value):
+            self.fail(self.tspan(tok), f"number too large ({len(tok.lstrip('-'))} digits)",
+                      hint="numbers must fit a 64-bit float (about 1.8e308)")
+        return value
 
     def source_text(self, meta) -> str:
         chunk = self.lines[meta.line - 1:meta.end_line]
@@ -162,7 +197,7 @@ class _Builder(Transformer):
         return ("unless", c[0])
 
     def confidence(self, meta, c):
-        value = float(c[0])
+        value = self.num(c[0])
         if not 0.0 < value <= 1.0:
             self.fail(self.tspan(c[0]), f"confidence must be between 0 and 1 (got {c[0]})",
                       hint="it is your estimate of the rule's precision, e.g. confidence 0.8")
@@ -225,9 +260,11 @@ class _Builder(Transformer):
 
     def near(self, meta, c):
         src, left, right, n = c[0], c[1], c[2], c[3]
-        within = float(n)
+        within = self.num(n)
         if within < 1 or within != int(within):
             self.fail(self.tspan(n), "`within` takes a whole number of words, 1 or more")
+        if within > MAX_WITHIN:
+            self.fail(self.tspan(n), f"`within` takes at most {MAX_WITHIN:,} words")
         return ast.Near(self.as_source(src), self.as_phrases(left), self.as_phrases(right),
                         int(within), self.span(meta))
 
@@ -258,7 +295,7 @@ class _Builder(Transformer):
         return ast.Ref(str(c[0]), self.span(meta))
 
     def number(self, meta, c):
-        return ast.Number(float(c[0]), self.span(meta))
+        return ast.Number(self.num(c[0]), self.span(meta))
 
     def string(self, meta, c):
         return ast.String(_unquote(c[0]), self.span(meta))
@@ -274,7 +311,7 @@ class _Builder(Transformer):
         return ast.Regex(pattern.replace("\\/", "/"), flags, self.span(meta))
 
     def per(self, meta, c):
-        value = float(c[0])
+        value = self.num(c[0])
         if value <= 0:
             self.fail(self.tspan(c[0]), "`per N words` needs N > 0")
         return ("per", value)
@@ -325,6 +362,25 @@ class _Builder(Transformer):
         return ast.Measure(name, self.as_source(args[0]), None, None, span)
 
 
+_COMPOSING = ("or_pred", "and_pred", "not_")
+
+
+def _too_deep(tree):
+    """The first and/or/not node nested deeper than ``ast.MAX_NESTING`` (walked without
+    recursion: the tree builder is recursive, so this runs before it), or None."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if node.data in _COMPOSING:
+            depth += 1
+            if depth > ast.MAX_NESTING:
+                return node
+        stack.extend((child, depth) for child in node.children)
+    return None
+
+
 def _chunks(text: str):
     """Split into statements: (first line number, text of the statement)."""
     lines = text.splitlines()
@@ -364,8 +420,13 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, lines: list[str], first_
             message = f"unexpected {str(tok)!r}"
         if tok.type == "NAME" and str(tok).lower() in _KEYWORDS and str(tok) != str(tok).lower():
             return Diagnostic(span, message, hint=f"write {str(tok).lower()!r} in lower case")
-        if tok.type == "NAME" and did_you_mean(str(tok), _KEYWORDS):
-            return Diagnostic(span, message + did_you_mean(str(tok), _KEYWORDS))
+        if tok.type == "NAME":
+            glued = _glued_keyword(str(tok), err.expected or ())
+            if glued:
+                return Diagnostic(span, message + glued, hint="keywords are whole words: put a space after it")
+            typo = did_you_mean(str(tok), _KEYWORDS)
+            if typo:
+                return Diagnostic(span, message + typo)
     elif isinstance(err, UnexpectedEOF):
         message = "the statement ends too early"
     else:
@@ -377,19 +438,53 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, lines: list[str], first_
 def parse(text: str, file: str = "<spec>") -> tuple[ast.SpecFile, list[Diagnostic]]:
     """Parse one spec file. Returns the statements that parsed and a diagnostic per bad one."""
     lines = text.splitlines()
-    statements, diagnostics = [], []
+    statements, diagnostics, unparsed = [], [], []
     for first_line, chunk in _chunks(text):
         if not chunk.strip():
             continue
-        padded = "\n" * (first_line - 1) + chunk
-        try:
-            tree = _lark().parse(padded)
+        above = []  # the comment lines directly above: a rule's description
+        i = first_line - 2
+        while i >= 0 and lines[i].lstrip().startswith("#"):
+            above.append(lines[i])
+            i -= 1
+        parsed, problems, broken = _statement(file, first_line, chunk, tuple(reversed(above)))
+        statements.extend(parsed)
+        diagnostics.extend(problems)
+        unparsed.extend(broken)
+    return ast.SpecFile(file, tuple(statements), text, tuple(unparsed)), diagnostics
+
+
+@lru_cache(maxsize=4096)
+def _statement(file: str, first_line: int, chunk: str, above: tuple) -> tuple:
+    """One statement (its text ``chunk`` starting at ``first_line``, with the comment lines
+    ``above`` it) -> (statements, diagnostics, unparsed names). Cached: the studio checks
+    the whole file on every edit, and only the edited statement changes (the nodes are
+    frozen, so sharing them is safe)."""
+    lines = [""] * (first_line - 1 - len(above)) + list(above) + chunk.split("\n")
+    padded = "\n" * (first_line - 1) + chunk
+    statements, diagnostics = [], []
+    try:
+        tree = _lark().parse(padded)
+        deep = _too_deep(tree)
+        if deep is not None:
+            meta = deep.meta
+            diagnostics.append(Diagnostic(
+                Span(file, meta.line, meta.column, meta.line, meta.column + 1),
+                f"nested too deeply: more than {ast.MAX_NESTING} levels of and/or/not",
+                hint="split it: name inner parts with define"))
+        else:
             statements.extend(_Builder(file, lines).transform(tree))
-        except UnexpectedInput as err:
-            diagnostics.append(_syntax_diagnostic(err, file, lines, first_line))
-        except VisitError as err:
-            if isinstance(err.orig_exc, _BuildError):
-                diagnostics.append(err.orig_exc.diagnostic)
-            else:
-                raise
-    return ast.SpecFile(file, tuple(statements), text), diagnostics
+    except UnexpectedInput as err:
+        diagnostics.append(_syntax_diagnostic(err, file, lines, first_line))
+    except VisitError as err:
+        if isinstance(err.orig_exc, _BuildError):
+            diagnostics.append(err.orig_exc.diagnostic)
+        else:
+            raise
+    unparsed = []
+    named = _NAMED_START.match(chunk)
+    if diagnostics and named:
+        column = len(named.group(1)) + 1
+        unparsed.append((named.group(2), named.group(3),
+                         Span(file, first_line, column, first_line, column + len(named.group(0).strip()))))
+    return tuple(statements), tuple(diagnostics), tuple(unparsed)

@@ -32,13 +32,15 @@ class StudioApp(App):
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1", "help", "Help", priority=True),
-        Binding("question_mark", "help", "Help", show=False),
-        Binding("f2", "pane('editor')", "Editor"),
-        Binding("f3", "pane('coverage')", "Coverage"),
-        Binding("f4", "pane('rows')", "Rows"),
-        Binding("f5", "pane('review')", "Review"),
-        Binding("f6", "pane('problems')", "Problems", show=False),
-        Binding("f10", "zoom", "Zoom"),
+        Binding("question_mark", "help", "Help", show=False),  # the editor types it: F1 there
+        # Priority: the focused widget must not take these first (TextArea binds F6 to
+        # "select line", and Enter then replaced the selected rule with a blank line).
+        Binding("f2", "pane('editor')", "Editor", priority=True),
+        Binding("f3", "pane('coverage')", "Coverage", priority=True),
+        Binding("f4", "pane('rows')", "Rows", priority=True),
+        Binding("f5", "pane('review')", "Review", priority=True),
+        Binding("f6", "pane('problems')", "Problems", show=False, priority=True),
+        Binding("f10", "zoom", "Zoom", priority=True),
     ]
 
     class AnalysisReady(Message):
@@ -208,6 +210,22 @@ class StudioApp(App):
             self.query_one(RowsPane).show(a, a.contributions)
         self.query_one(ReviewPane).confirmed()
 
+    @on(ReviewPane.UndoRequested)
+    def undo_label(self) -> None:
+        try:
+            row = self.session.undo()
+        except OSError as err:
+            self.notify(f"could not write {self.session.review.path}: {err}", severity="error")
+            return
+        if row is None:
+            self.notify("no label of this session to undo", timeout=2)
+            return
+        a = self.session.restat()
+        if a is not None:
+            self.query_one(CoveragePane).show(a, self.errors)
+            self.query_one(RowsPane).show(a, a.contributions)
+        self.query_one(ReviewPane).undone(row)
+
     # -- actions ---------------------------------------------------------------------------
     def action_save(self) -> None:
         text = self.query_one(SpecEditor).text
@@ -246,6 +264,10 @@ class StudioApp(App):
             problems = self.query_one(ProblemsList)
             if problems.display:
                 problems.focus()
+                if problems.highlighted is None:  # so that enter picks one, as the help says
+                    problems.highlighted = 0
+            else:
+                self.notify("no problems in the spec", timeout=2)
             return
         self.query_one(TabbedContent).active = name
         target = {"coverage": "#coverage-table", "rows": "#rows-table", "review": "#review-pane"}[name]

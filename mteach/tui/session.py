@@ -75,7 +75,9 @@ class ReviewLog:
     """The review gold file: ``id,label,reviewer,time``, appended, flushed and fsynced per label.
 
     It is never rewritten: lines this session cannot use (unknown label or id) stay
-    in the file and are reported. Duplicate ids: the last line wins.
+    in the file and are reported. Duplicate ids: the last line wins, and a line with an
+    empty label takes the id's label back (``undo`` writes one; ``read_gold_file`` reads
+    the empty label as missing, so gold files stay readable by every command).
     """
 
     def __init__(self, path: Path, reviewer: str):
@@ -84,6 +86,7 @@ class ReviewLog:
         self.entries: dict = {}  # id -> label name (last wins), every readable line
         self.problems = GoldProblems()
         self.header = list(GOLD_HEADER)  # an existing file's own columns are kept when appending
+        self.history: list = []  # (id, its label before) per label appended by this session
 
     def load(self, labels, known_ids: set) -> "ReviewLog":
         self.entries.clear()
@@ -106,6 +109,9 @@ class ReviewLog:
                 self.problems.malformed.append((n, ",".join(row)))
                 continue
             rid, label = row[0], row[1]
+            if not label.strip():  # a taken-back label
+                self.entries.pop(rid, None)
+                continue
             if label not in labels:
                 self.problems.unknown_labels.append((n, rid, label))
                 continue
@@ -116,6 +122,19 @@ class ReviewLog:
 
     def append(self, row_id: str, label: str) -> None:
         """Write one label now: a killed session keeps every label already confirmed."""
+        self.history.append((row_id, self.entries.get(row_id)))
+        self._write(row_id, label)
+
+    def undo(self) -> Optional[str]:
+        """Take back this session's last label by appending a correction line (the label
+        the id had before, or an empty one): returns the id, or None when none is left."""
+        if not self.history:
+            return None
+        row_id, before = self.history.pop()
+        self._write(row_id, before or "")
+        return row_id
+
+    def _write(self, row_id: str, label: str) -> None:
         new = not self.path.exists() or self.path.stat().st_size == 0
         needs_newline = False
         if not new:
@@ -135,7 +154,10 @@ class ReviewLog:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
-        self.entries[row_id] = label
+        if label:
+            self.entries[row_id] = label
+        else:
+            self.entries.pop(row_id, None)
 
 
 class Session:
@@ -325,6 +347,14 @@ class Session:
     def record(self, i: int, label: str) -> None:
         self.review.append(self.id_list[i], label)
         self.excluded()[i] = True
+
+    def undo(self) -> Optional[int]:
+        """Take back the last label of this session; the row it was for (to review again)."""
+        row_id = self.review.undo()
+        i = self.row_of.get(row_id) if row_id is not None else None
+        if i is not None:
+            self.excluded()[i] = False
+        return i
 
 
 def _spec_and_labels(spec_path: Path, schema) -> tuple:

@@ -1,24 +1,23 @@
 """The parser and checker never crash on garbage: mutated specs give SpecError (with
-diagnostics that point at a real line and column) or a Spec — no other exception."""
+diagnostics that point at a real line and column) or a Spec — no other exception; and a
+spec that checks also applies. The inputs that found issue 9's crashes (deep nesting,
+huge numbers, many phrases, capture groups, mixed example types, Unicode case pairs,
+glued keywords) come from ``fuzz_inputs.py``, shared with ``bench/fuzz_campaign.py``
+(the long campaign, outside the normal test run)."""
+import random
 import re
+import sys
+import warnings
 from pathlib import Path
 
-import pyarrow as pa
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import mteach
-from mteach.errors import SpecError
 
-SPEC = Path(__file__).resolve().parents[2] / "specs" / "youtube_spam.mt"
-SOURCE = SPEC.read_text(encoding="utf-8")
-TOKENS = re.findall(r'"[^"\n]*"|/(?:\\.|[^/\\\n])+/[a-z]*|\w+|=>|!~|->|\S|\n', SOURCE)
-EXTRA = ["rule", "define", "example", "use", "hint", "field", "labels", "concept", "=>", "~", "!~", "has", "near",
-         "within", "per", "words", "between", "and", "or", "not", "unless", "confidence", "in", "{", "}", "(", ")",
-         "is", "missing", "abstain", '"', "'", "/", "\\", ":", ",", "#", "\n", "\r\n", "\t", "0", "-1", "1.5",
-         "99999999999999999999", "count(", "number(", "first(", "last(", "lexicon(", 'lexicon("../x.txt")',
-         '"../../etc/passwd"', "/(?=a)/", "/a/z", "__import__", "CLASS", "B", "D", "\u2028", "\x00", "\ufeff",
-         "\u0085", "é", "ß", "\U0001F600"]
-SCHEMA = pa.schema([("CONTENT", pa.string()), ("CLASS", pa.int64()), ("B", pa.bool_()), ("D", pa.timestamp("s"))])
+sys.path.insert(0, str(Path(__file__).parent))  # the tests run with --import-mode=importlib
+from fuzz_inputs import (EXTRA, PREDICATE_MAKERS, SCHEMA, SOURCE, SPEC, TABLE, TOKENS, generated_spec, mixed_example,
+                         mutate)
+from mteach.errors import SpecError  # noqa: E402
 
 edit = st.tuples(
     st.sampled_from(["insert", "delete", "replace", "char"]),
@@ -27,28 +26,6 @@ edit = st.tuples(
     st.characters(codec="utf-8", exclude_categories=["Cs"]) | st.characters(),  # some lone surrogates too
     st.integers(1, 12),
 )
-
-
-def mutate(edits) -> str:
-    """Token-level edits (insert/delete/replace a token) and character-level ones."""
-    toks = list(TOKENS)
-    text_edits = []
-    for kind, where, token, char, size in edits:
-        if kind == "char":
-            text_edits.append((where, char, size))
-            continue
-        i = int(where * len(toks))
-        if kind == "insert":
-            toks.insert(i, token)
-        elif kind == "delete":
-            del toks[i:i + size]
-        else:
-            toks[i:i + 1] = [token]
-    text = " ".join(toks).replace(" \n ", "\n")
-    for where, char, size in text_edits:
-        i = int(where * len(text))
-        text = text[:i] + char + text[i + (size % 3):]
-    return text
 
 
 def check_outcome(text, schema):
@@ -92,3 +69,37 @@ def test_lone_surrogate_in_an_editor_buffer_is_a_diagnostic():
         assert "not valid Unicode" in d.message
     else:
         raise AssertionError("expected a SpecError")
+
+
+def check_and_apply(text, schema):
+    """check_outcome, then what `mteach check` and `apply` do with a spec that checks."""
+    check_outcome(text, schema)
+    try:
+        spec = mteach.load_spec(SPEC, schema=schema, text=text)
+    except SpecError:
+        return
+    from mteach.engine.examples import run_examples
+    run_examples(spec)
+    if schema is not None:
+        votes = mteach.apply_table(spec, TABLE)
+        assert votes.shape == (TABLE.num_rows, len(spec.rules))
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_generated_specs_from_the_crash_classes(seed, with_schema):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        check_and_apply(generated_spec(random.Random(seed)), SCHEMA if with_schema else None)
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(PREDICATE_MAKERS), st.integers(0, 2**32 - 1), st.floats(0, 1))
+def test_crash_classes_spliced_into_the_bundled_spec(maker, seed, where):
+    made = maker(random.Random(seed))
+    pred = made[0] if isinstance(made, tuple) else made
+    text = mutate([("insert", where, f"\nrule fz : {pred} => SPAM\n", "", 1),
+                   ("insert", 1 - where, mixed_example(random.Random(seed)), "", 1)])
+    check_and_apply(text, SCHEMA)

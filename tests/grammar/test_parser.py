@@ -144,6 +144,12 @@ def test_key_ignores_position():
     ("rule r : t ~ /a/x => A", 1, 14, "unknown regex flag"),
     ('rule r : t HAS "x" => A', 1, 12, "lower case"),
     ('rule r : t hsa "x" => A', 1, 12, "did you mean has"),
+    # keywords are whole words (issue 9, item 22): glued to a name is a syntax error
+    ('rule r : t haspromo => A', 1, 12, "did you mean `has promo`?"),
+    ('rule r : t ~ /x/ ornot t ~ /y/ => A', 1, 18, "did you mean `or not`?"),
+    ('rule r : t has "a" andnot t has "b" => A', 1, 20, "did you mean `and not`?"),
+    ('rule r : t hass "x" => A', 1, 12, "did you mean has?"),
+    ('rule r : t has "a" near "b" within 3 wordsx => A', 1, 38, "unexpected 'wordsx'"),
     ('rule r : lenn(t) > 3 => A', 1, 10, "unknown function 'lenn' — did you mean len"),
     ('rule r : t ~ "x" => A', 1, 14, "between slashes"),
     ('rule r : t has /x/ => A', 1, 16, "not a regex"),
@@ -156,6 +162,15 @@ def test_key_ignores_position():
     ('rule r : count(t, "x") per 0 words > 1 => A', 1, 28, "N > 0"),
     ('rule r : first(t, 0) has "x" => A', 1, 10, "whole number"),
     ('rule r : first(t, 99999999999999999999) has "x" => A', 1, 19, "at most"),
+    # numbers beyond a 64-bit float (issue 9, item 6): a diagnostic at the number, not OverflowError
+    ('rule r : t has "a" near "b" within ' + "9" * 309 + ' words => A', 1, 36, "number too large (309 digits)"),
+    ('rule r : t has "a" near "b" within 10000000000 words => A', 1, 36, "at most 1,000,000,000 words"),
+    ('rule r : first(t, ' + "9" * 400 + ') has "x" => A', 1, 19, "number too large"),
+    ('rule r : last(t, ' + "9" * 400 + ') has "x" => A', 1, 18, "number too large"),
+    ('rule r : n > -' + "9" * 400 + ' => A', 1, 14, "fit a 64-bit float"),
+    ('rule r : count(t, "x") per ' + "9" * 400 + ' words > 1 => A', 1, 28, "number too large"),
+    ('rule r : t has "x" => A confidence ' + "9" * 400, 1, 36, "number too large"),
+    ('example {n: ' + "9" * 400 + '} => A', 1, 13, "number too large"),
     ('rule r : len(t, t) > 1 => A', 1, 10, "takes 1 argument"),
     ('rule r : t has any() => A', 1, 16, "one or more quoted phrases"),
     ('rule r : t has any(x) => A', 1, 16, "one or more quoted phrases"),
@@ -212,3 +227,19 @@ def test_empty_and_comment_only_text():
 def test_crlf_line_endings():
     spec, diags = parse('concept c "x"\r\nlabels A, B\r\nrule r : t has "x" => A\r\n', "s.mt")
     assert diags == [] and spec.statements[2].span.line == 3
+
+
+def test_statements_are_parsed_once_and_the_cache_keeps_descriptions_and_lines():
+    from mteach.grammar import parser
+    text = '# first\nrule a : t has "x" => A\nrule b : t hass "y" => A\n'
+    spec1, diags1 = parse(text, "s.mt")
+    before = parser._statement.cache_info()
+    spec2, diags2 = parse(text, "s.mt")
+    assert parser._statement.cache_info().hits - before.hits == 3  # the comment line, rule a, rule b
+    assert (spec1, diags1, spec1.unparsed) == (spec2, diags2, spec2.unparsed)
+    # the comment above a rule is part of what the cache is keyed on
+    (rule,) = parse(text.replace("# first", "# second"), "s.mt")[0].statements
+    assert rule.description == "second"
+    # the same statement on another line gets its own line numbers
+    moved, diags = parse("\n" + text, "s.mt")
+    assert moved.statements[0].span.line == 3 and diags[0].span.line == 4

@@ -28,6 +28,18 @@ def make_session(studio_files):
     return make
 
 
+@pytest.fixture
+def app_of(make_session):
+    """app_of(**session options) -> a StudioApp for pilot tests (no blinking, no animation)."""
+    from mteach.tui.app import StudioApp
+
+    def make(**kw):
+        app = StudioApp(make_session(**kw), cursor_blink=False, contributions=False)
+        app.animation_level = "none"
+        return app
+    return make
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
     """Run ``async def`` tests in a fresh event loop (no async plugin needed)."""

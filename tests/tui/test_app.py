@@ -2,7 +2,6 @@
 import csv
 
 import numpy as np
-import pytest
 
 from mteach.engine.gold import read_gold_file
 from mteach.tui.app import StudioApp
@@ -31,15 +30,6 @@ async def type_at_end(app, pilot, text):
     editor.cursor_location = editor.document.end
     for ch in text:
         await pilot.press("enter" if ch == "\n" else ch)
-
-
-@pytest.fixture
-def app_of(make_session):
-    def make(**kw):
-        app = StudioApp(make_session(**kw), cursor_blink=False, contributions=False)
-        app.animation_level = "none"
-        return app
-    return make
 
 
 async def test_typing_a_rule_updates_the_coverage_table(app_of):

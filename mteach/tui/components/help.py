@@ -12,7 +12,7 @@ HELP = """\
 
 [b]Everywhere[/b]
   ctrl+s  save the spec (atomic write)      ctrl+q  quit (asks if unsaved)
-  F1 / ?  this help                         F10     zoom the focused pane
+  F1      this help (also ? outside the editor)   F10  zoom the focused pane
   F2 editor   F3 coverage   F4 rows   F5 review   F6 problems list
   tab / shift+tab  move between panes (in the editor, tab indents: use F-keys)
 
@@ -27,6 +27,7 @@ HELP = """\
   /  search text   enter on a row: its explanation (rules, file:line, source)
 
 [b]Review[/b]  1..k label the row (written to <spec>.gold.csv at once)
+  u undo the last label (a correction line is appended; the file is never rewritten)
   s skip   m sample: uncovered / conflicted / random (seeded)
 """
 

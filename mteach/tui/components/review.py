@@ -17,6 +17,7 @@ class ReviewPane(Vertical, can_focus=True):
     BINDINGS = [
         Binding("s", "skip", "Skip"),
         Binding("m", "mode", "Sample mode"),
+        Binding("u", "undo", "Undo label"),
     ]
     DEFAULT_CSS = """
     ReviewPane { height: 1fr; padding: 0 1; }
@@ -33,6 +34,9 @@ class ReviewPane(Vertical, can_focus=True):
             super().__init__()
             self.row = row
             self.label = label
+
+    class UndoRequested(Message):
+        """The expert wants the last label of this session taken back."""
 
     def __init__(self, session, **kwargs):
         super().__init__(**kwargs)
@@ -80,7 +84,7 @@ class ReviewPane(Vertical, can_focus=True):
                     f"{s.review.path.name}, {left:,} left")
         self.query_one("#review-head", Static).update(head)
         keys = "   ".join(f"[b]{n}[/b] {lab}" for n, lab in enumerate(self.labels[:9], start=1))
-        self.query_one("#review-keys", Static).update(f"{keys}   [b]s[/b] skip   [b]m[/b] sample mode")
+        self.query_one("#review-keys", Static).update(f"{keys}   [b]u[/b] undo   [b]s[/b] skip   [b]m[/b] sample mode")
         if self.current is None:
             self.query_one("#review-text", Static).update(Text(f"nothing left to review in the {self.mode} sample "
                                                                "(m: another sample)", style="dim"))
@@ -112,6 +116,15 @@ class ReviewPane(Vertical, can_focus=True):
         """The app wrote the label: count it and move on."""
         self.done_here += 1
         self.advance()
+
+    def action_undo(self) -> None:
+        self.post_message(self.UndoRequested())
+
+    def undone(self, row: int) -> None:
+        """The app took back the label of ``row``: show that row again to label it anew."""
+        self.done_here = max(self.done_here - 1, 0)
+        self.current = row
+        self.render_current()
 
     def action_skip(self) -> None:
         if self.current is not None:
