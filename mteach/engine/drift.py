@@ -47,7 +47,7 @@ from scipy.spatial.distance import jensenshannon
 from ..compiler.checker import Spec, field_kind, load_spec
 from ..errors import DataError
 from ..settings import DriftSettings, Settings
-from .analysis import conflicted_rows
+from .analysis import conflicted_rows, wilson_interval
 from .apply import checked_for, iter_votes, resolve_id_column
 from .gold import align_gold, gold_from_column, parse_mapping, read_gold_file
 from .io import DEFAULT_BATCH_ROWS, DataSource, open_data
@@ -58,6 +58,7 @@ CALIBRATION_NOTE = ("estimated from the model's own probabilities without labels
 EXAMPLES_PER_RULE = 3
 TOKEN_PATTERN = r"[^\p{L}\p{N}']+"   # tokens: runs of letters, digits and apostrophes
 NEW_TERMS = 10
+FIXED = float(1 << 40)
 
 
 # -- bounded summaries --------------------------------------------------------------------------
@@ -141,8 +142,8 @@ class Profile:
     lm_labels: np.ndarray = None        # label model's label per covered row, counted
     model_labels: Optional[np.ndarray] = None
     scored: int = 0                     # rows the estimated accuracy is over
-    confidence_sum: float = 0.0
-    confidence_var: float = 0.0         # sum of p (1 - p)
+    confidence_sum: int = 0             # sum of p, and of p (1 - p), in units of 2**-40: integer
+    confidence_var: int = 0             # sums are exact, so batching cannot change the result
     uncertain: int = 0
     gold_rows: int = 0
     gold_correct: int = 0
@@ -216,8 +217,8 @@ class Profile:
         top = proba.max(axis=1)
         p = top[scored]
         self.scored += int(scored.sum())
-        self.confidence_sum += float(p.sum())
-        self.confidence_var += float((p * (1 - p)).sum())
+        self.confidence_sum += int(np.round(p * FIXED).astype(np.int64).sum())
+        self.confidence_var += int(np.round(p * (1 - p) * FIXED).astype(np.int64).sum())
         self.uncertain += int((p < self.settings.uncertain).sum())
         if gold is not None:
             known = scored & (gold != -1)
@@ -300,16 +301,6 @@ def two_proportions(a: int, n1: int, b: int, n2: int) -> float:
 def cohens_h(p1: float, p2: float) -> float:
     """Effect size of a change of proportion, p1 → p2 (0.2 small, 0.5 medium, 0.8 large)."""
     return float(2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1)))
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple:
-    """Wilson score interval of a proportion: (low, high); (nan, nan) for n = 0."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _label_shift(ref_counts, new_counts, labels) -> dict:
@@ -673,8 +664,8 @@ def _accuracy(side: Profile) -> dict:
            "uncertain_rows": side.uncertain, "measured": None, "measured_rows": side.gold_rows,
            "measured_low": None, "measured_high": None}
     if n:
-        est = side.confidence_sum / n
-        half = 1.96 * math.sqrt(side.confidence_var) / n
+        est = side.confidence_sum / FIXED / n
+        half = 1.96 * math.sqrt(side.confidence_var / FIXED) / n
         out.update(estimated=est, low=max(0.0, est - half), high=min(1.0, est + half))
     if side.gold_rows:
         low, high = wilson_interval(side.gold_correct, side.gold_rows)
