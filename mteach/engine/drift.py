@@ -244,9 +244,10 @@ class _Teed:
             yield batch
 
 
-def vote_batches(spec: Spec, source: DataSource, id_column: Optional[str], columns: list,
-                 batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2):
-    """(ids, votes, batch) per batch in file order; the batch holds the spec's columns and ``columns``."""
+def _vote_batches(spec: Spec, source: DataSource, id_column: Optional[str], columns: list,
+                  batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2):
+    """(ids, votes, batch) per batch in file order; the batch holds the spec's columns and ``columns``.
+    (To be replaced by ``engine.votes.vote_batches(..., columns=...)`` when that lands.)"""
     teed = _Teed(source, columns)
     for ids, votes in iter_votes(spec, teed, id_column, batch_rows=batch_rows, threads=threads):
         yield ids, votes, teed.pending.popleft()
@@ -445,7 +446,7 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
         rng = np.random.default_rng(seed)
         gold_of = gold.reader(source, labels, id_column)
         cols = [c for c in extra + gold_columns if c in source.schema.names]
-        for ids, votes, batch in vote_batches(spec, source, id_column, cols, batch_rows, threads):
+        for ids, votes, batch in _vote_batches(spec, source, id_column, cols, batch_rows, threads):
             keys = rng.random(len(votes))
             side.add_votes(ids, votes, batch, keys, reference_vocab)
             on_batch(ids, votes, batch, keys, gold_of(ids, batch) if gold_of else None)

@@ -12,7 +12,7 @@ from mteach.engine.analysis import wilson_interval
 from mteach.engine.drift import (Gold, Reservoir, cohens_h, drift, holm, render_drift_report, two_proportions,
                                  write_drift_report)
 from mteach.errors import DataError
-from mteach.settings import Settings, settings_from_dict
+from mteach.settings import settings_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "specs" / "youtube_spam.mt"
