@@ -115,6 +115,9 @@ def print_drift(report, out=None):
             line += (f", measured {_pct(s['measured'])} ({_pct(s['measured_low'])}–{_pct(s['measured_high'])}, "
                      f"Wilson 95%) on {s['measured_rows']:,} gold rows")
         print(line, file=out)
+    if a["reference_gap"] is not None:
+        print(f"  on the reference, where gold is known, the estimate was {100 * abs(a['reference_gap']):.1f} points "
+              f"{'below' if a['reference_gap'] < 0 else 'above'} the measured accuracy", file=out)
     print(f"  the estimate is only as good as the calibration: {a['note']}", file=out)
     sc = r.spot_check
     parts = ", ".join(f"{k} {v}" for k, v in sc["parts"].items())

@@ -619,6 +619,10 @@ def _compare(spec, ref: Profile, new: Profile, spot: SpotCandidates, ref_path, n
 
     accuracy = {"scorer": scorer, "rows": "all rows" if scorer == "model" else "rows the rules cover",
                 "reference": _accuracy(ref), "new": _accuracy(new), "note": CALIBRATION_NOTE}
+    ref_acc = accuracy["reference"]
+    # how far off the estimate was where the truth is known: the calibration, measured
+    accuracy["reference_gap"] = (None if ref_acc["measured"] is None or ref_acc["estimated"] is None
+                                 else ref_acc["estimated"] - ref_acc["measured"])
     drop = (accuracy["reference"]["estimated"] or 0) - (accuracy["new"]["estimated"] or 0)
     accuracy["drop"] = drop
     accuracy["flagged"] = bool(drop > ds.max_accuracy_drop)

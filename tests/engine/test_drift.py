@@ -117,6 +117,7 @@ def test_json_shape_and_spot_check(youtube):
     acc = d["estimated_accuracy"]
     assert 0 < acc["new"]["estimated"] <= 1 and acc["new"]["low"] <= acc["new"]["estimated"] <= acc["new"]["high"]
     assert acc["new"]["measured_rows"] > 300 and "calibration" in acc["note"]
+    assert acc["reference_gap"] == pytest.approx(acc["reference"]["estimated"] - acc["reference"]["measured"])
     queue = report.queue
     assert len(queue) == 100 == d["spot_check"]["rows"]
     assert len({q["id"] for q in queue}) == 100
