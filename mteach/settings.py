@@ -35,6 +35,19 @@ tunes (this file) stay apart::
     strength = 1.0               # multiplies every hint penalty
     margin = 1.0                 # required slope of class L's score along d
 
+    [drift]                      # `mteach drift`: a finding needs both a small p and a large effect
+    alpha = 0.05                 # false-alarm rate per run (Holm over every test of the run)
+    min_effect = 0.2             # rule coverage, uncovered and conflicted shares: |Cohen's h|
+    min_js = 0.02                # label distribution: Jensen-Shannon divergence (bits)
+    min_ks = 0.1                 # number fields and text lengths: Kolmogorov-Smirnov statistic D
+    max_accuracy_drop = 0.05     # estimated accuracy may fall this far below the reference's
+    uncertain = 0.8              # a row whose top probability is below this is uncertain
+    spot_check = 100             # rows in the spot-check review queue
+    spot_check_uniform = 0.5     # share of them drawn uniformly (an unbiased accuracy measure)
+    sample_rows = 20000          # per number field / text length: reservoir sample for KS
+    vocab_size = 50000           # per text field: most frequent tokens counted
+    seed = 0
+
 An unknown section or key is a :class:`SettingsError` naming the file, the key
 and the closest known key; a value of the wrong type names the key and the type
 expected.
@@ -107,12 +120,28 @@ class HintSettings:
     margin: float = 1.0
 
 
+@dataclass(frozen=True)
+class DriftSettings:
+    alpha: float = 0.05
+    min_effect: float = 0.2
+    min_js: float = 0.02
+    min_ks: float = 0.1
+    max_accuracy_drop: float = 0.05
+    uncertain: float = 0.8
+    spot_check: int = 100
+    spot_check_uniform: float = 0.5
+    sample_rows: int = 20_000
+    vocab_size: int = 50_000
+    seed: int = 0
+
+
 _SECTIONS = {
     "project": ProjectSettings,
     "label_model": LabelModelSettings,
     "features": FeatureSettings,
     "end_model": EndModelSettings,
     "hints": HintSettings,
+    "drift": DriftSettings,
 }
 
 # Expected kind of every key: "str", "str?" (may be absent), "int", "float", "bool",
@@ -125,6 +154,9 @@ _KINDS = {
     "end_model": {"hidden": "int", "epochs": "int", "lr": "float", "weight_decay": "float",
                   "batch_size": "int", "seed": "int", "device": "str"},
     "hints": {"strength": "float", "margin": "float"},
+    "drift": {"alpha": "float", "min_effect": "float", "min_js": "float", "min_ks": "float",
+              "max_accuracy_drop": "float", "uncertain": "float", "spot_check": "int",
+              "spot_check_uniform": "float", "sample_rows": "int", "vocab_size": "int", "seed": "int"},
 }
 
 _KIND_WORDS = {"str": "a string", "str?": "a string", "int": "an integer", "float": "a number",
@@ -148,6 +180,16 @@ _LIMITS = {
                               (v.startswith("cuda:") and v[5:].isdigit()),
                               "one of auto, cpu, cuda, cuda:N"),
     ("hints", "strength"): (lambda v: v >= 0, ">= 0"),
+    ("drift", "alpha"): (lambda v: 0 < v < 1, "between 0 and 1"),
+    ("drift", "min_effect"): (lambda v: v >= 0, ">= 0"),
+    ("drift", "min_js"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("drift", "min_ks"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("drift", "max_accuracy_drop"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("drift", "uncertain"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("drift", "spot_check"): (lambda v: v >= 0, ">= 0"),
+    ("drift", "spot_check_uniform"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("drift", "sample_rows"): (lambda v: v >= 100, ">= 100"),
+    ("drift", "vocab_size"): (lambda v: v >= 100, ">= 100"),
 }
 
 
@@ -158,6 +200,7 @@ class Settings:
     features: FeatureSettings = field(default_factory=FeatureSettings)
     end_model: EndModelSettings = field(default_factory=EndModelSettings)
     hints: HintSettings = field(default_factory=HintSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
     source: Optional[str] = None   # the file read, None for defaults
 
     def to_dict(self) -> dict:
@@ -310,5 +353,5 @@ def with_overrides(settings: Settings, section: str, **values) -> Settings:
 
 
 __all__ = ["Settings", "ProjectSettings", "LabelModelSettings", "FeatureSettings",
-           "EndModelSettings", "HintSettings", "SettingsError", "load_settings",
+           "EndModelSettings", "HintSettings", "DriftSettings", "SettingsError", "load_settings",
            "settings_from_dict", "with_overrides", "DEFAULT_FILE"]

@@ -28,6 +28,6 @@ def test_the_project_file_example_shows_the_defaults(tmp_path):
     toml.write_text(block_after("## The project file"))
     settings = load_settings(toml)
     defaults = Settings()
-    for section in ("label_model", "features", "end_model", "hints"):
+    for section in ("label_model", "features", "end_model", "hints", "drift"):
         assert getattr(settings, section) == getattr(defaults, section), section
     assert dataclasses.asdict(settings.project)["id_column"] == "COMMENT_ID"

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..compiler.checker import load_spec
-from ..engine.analysis import majority_vote, rule_stats, select_rows, summarize
+from ..engine.analysis import majority_vote, rule_stats, select_rows, summarize, wilson_interval
 from ..engine.apply import apply_file
 from ..engine.examples import run_examples
 from ..engine.gold import gold_from_column
@@ -152,8 +152,9 @@ def print_stats(spec, table, summary, out=None):
           f"({summary.conflicted / n:.1%}), {summary.overlapped:,} with two or more votes", file=out)
     if summary.gold_rows:
         acc = summary.mv_correct / summary.mv_decided if summary.mv_decided else float("nan")
+        low, high = wilson_interval(summary.mv_correct, summary.mv_decided)
         print(f"gold: {summary.gold_rows:,} rows; majority vote of the rules decides {summary.mv_decided:,} "
-              f"of them with accuracy {acc:.1%}", file=out)
+              f"of them with accuracy {acc:.1%} (95% Wilson interval {low:.1%}–{high:.1%})", file=out)
         print_table(summary.per_class, ["label", "gold", "predicted", "precision", "recall"], out=out,
                     right={"gold", "predicted", "precision", "recall"})
 
@@ -161,8 +162,9 @@ def print_stats(spec, table, summary, out=None):
 def cmd_stats(args) -> int:
     spec, table, summary = compute_stats(args)
     if args.format == "json":
+        low, high = wilson_interval(summary.mv_correct, summary.mv_decided)
         dump_json({"spec": str(spec.path), "spec_hash": spec.content_hash, "rules": table.to_pylist(),
-                   "summary": summary.to_dict()})
+                   "summary": {**summary.to_dict(), "mv_accuracy_low": low, "mv_accuracy_high": high}})
     else:
         print_stats(spec, table, summary)
     return 0

@@ -13,6 +13,9 @@ def register(sub):
     add_data_options(p)
     p.add_argument("--reviewer", metavar="NAME", help="name written with each reviewed label (default: $USER)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the review sample (default 0)")
+    p.add_argument("--queue", metavar="FILE", help="open review mode on exactly the rows of this queue file "
+                                                   "(an id column, e.g. the spot check `mteach drift -o` writes), "
+                                                   "in its order")
     p.set_defaults(run=cmd_tui)
 
 
@@ -20,7 +23,7 @@ def cmd_tui(args) -> int:
     from ..tui.session import Session
     session = Session.open(args.spec, args.data, id_column=args.id_column, gold=args.gold,
                            gold_column=args.gold_column, gold_map=args.gold_map,
-                           reviewer=args.reviewer, seed=args.seed)  # DataError: exit 2 before the app starts
+                           reviewer=args.reviewer, seed=args.seed, queue=args.queue)  # DataError: exit 2 before the app starts
     from ..tui.app import StudioApp
     StudioApp(session).run()
     return 0

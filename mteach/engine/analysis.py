@@ -10,6 +10,7 @@ recall (share of the gold rows of its label that it catches).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -34,6 +35,18 @@ def conflicted_rows(votes: np.ndarray) -> np.ndarray:
     low = np.where(voted, votes, np.iinfo(np.int8).max).min(axis=1, initial=np.iinfo(np.int8).max)
     high = np.where(voted, votes, np.iinfo(np.int8).min).max(axis=1, initial=np.iinfo(np.int8).min)
     return (voted.sum(axis=1) > 1) & (low != high)
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple:
+    """Wilson score interval of an accuracy measured on ``n`` labelled rows: (low, high), 95% by
+    default; (nan, nan) for n = 0. Unlike p ± z·se it stays inside [0, 1] and is honest for
+    small n and accuracies near 1."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 ROW_FILTERS = ("all", "uncovered", "conflicted", "rule", "label", "wrong")

@@ -90,6 +90,8 @@ class StudioApp(App):
         self.sub_title = self.session.spec_path.name
         self.query_one(ProblemsList).display = False
         self.query_one(SpecEditor).focus()
+        if self.session.queue_path is not None:
+            self.action_pane("review")
         problems = self.session.review.problems
         if problems:
             self.notify(f"{self.session.review.path.name}: {problems.describe()}", title="gold file",

@@ -181,13 +181,14 @@ class Session:
         self.labels: tuple = ()
         self.last: Optional[Analysis] = None
         self._order = np.random.default_rng(seed).permutation(table.num_rows)
+        self.queue_path: Optional[Path] = None  # --queue: review exactly these rows, in this order
         self.skipped: set = set()
         self._excluded = None  # bool per row: reviewed or skipped
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
     def open(cls, spec_path, data_path, id_column=None, gold=None, gold_column=None, gold_map=None,
-             reviewer=None, seed=0) -> "Session":
+             reviewer=None, seed=0, queue=None) -> "Session":
         """Read the data (raises ``DataError`` with a clear message) and the spec's labels."""
         source = open_data(data_path)
         if id_column and id_column not in source.schema.names:
@@ -227,6 +228,8 @@ class Session:
         s.labels = labels
         if labels:
             s.review.load(labels, set(s.row_of))
+        if queue:
+            s._order, s.queue_path = queue_rows(queue, s.row_of, data_path), Path(queue)
         return s
 
     def read_spec_text(self) -> str:
@@ -318,6 +321,10 @@ class Session:
 
     # -- review --------------------------------------------------------------------------
     def _want(self, a: Analysis, mode: str) -> np.ndarray:
+        if self.queue_path is not None:
+            want = np.zeros(self.table.num_rows, dtype=bool)
+            want[self._order] = True
+            return want
         return select_rows(a.votes, mode if mode in ("uncovered", "conflicted") else "all")
 
     def excluded(self) -> np.ndarray:
@@ -355,6 +362,28 @@ class Session:
         if i is not None:
             self.excluded()[i] = False
         return i
+
+def queue_rows(path, row_of: dict, data_path) -> np.ndarray:
+    """Row indices of a review queue file (a CSV with an ``id`` column, as ``mteach drift -o``
+    writes it), in its order; an id the data does not have is an error naming its line."""
+    import pyarrow.csv as pacsv
+    try:
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={"id": pa.string()}))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such queue file") from None
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: cannot read the queue file: {str(err).splitlines()[0]}") from None
+    if "id" not in table.column_names:
+        raise DataError(f"{path}: a queue file needs an id column (found: {', '.join(table.column_names)})")
+    rows = []
+    for line, rid in enumerate(table.column("id").to_pylist(), start=2):
+        if rid not in row_of:
+            raise DataError(f"{path}, line {line}: id {rid!r} is not in {data_path}; give the data the queue "
+                            "was drawn from (and the same --id)")
+        rows.append(row_of[rid])
+    if not rows:
+        raise DataError(f"{path}: the queue file has no rows")
+    return np.array(list(dict.fromkeys(rows)), dtype=np.int64)
 
 
 def _spec_and_labels(spec_path: Path, schema) -> tuple:

@@ -79,8 +79,12 @@ class ReviewPane(Vertical, can_focus=True):
             return
         left = s.remaining(a, self.mode)
         head = Text()
-        head.append(f"sample: {self.mode}", style="bold")
-        head.append(f" (seed {s.seed})   {self.done_here} labelled now, {len(s.review.entries)} in "
+        if s.queue_path is not None:
+            head.append(f"queue: {s.queue_path.name}", style="bold")
+        else:
+            head.append(f"sample: {self.mode}", style="bold")
+            head.append(f" (seed {s.seed})")
+        head.append(f"   {self.done_here} labelled now, {len(s.review.entries)} in "
                     f"{s.review.path.name}, {left:,} left")
         self.query_one("#review-head", Static).update(head)
         keys = "   ".join(f"[b]{n}[/b] {lab}" for n, lab in enumerate(self.labels[:9], start=1))
