@@ -14,6 +14,7 @@ from ..engine.examples import run_examples
 from ..engine.gold import gold_from_column, parse_mapping
 from ..engine.io import open_data
 from ..errors import DataError, SpecError, did_you_mean
+from ..examples import EXAMPLES, copy_example
 from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
                      gold_for, load, print_table, progress_bar, votes_in_memory)
 
@@ -83,7 +84,7 @@ def register(sub):
                                    "the folder are kept, so your edits survive a re-run. Examples: youtube "
                                    "(comment spam: text rules) and cancer (breast-cancer biopsies: numeric "
                                    "thresholds on tabular data).")
-    p.add_argument("--example", choices=("youtube", "cancer"), default="youtube",
+    p.add_argument("--example", choices=tuple(EXAMPLES), default="youtube",
                    help="which example (default youtube)")
     p.add_argument("--out", metavar="DIR",
                    help="the project folder (default ./mteach-demo, or ./mteach-demo-EXAMPLE for the others)")
@@ -230,7 +231,6 @@ def _one_line(text, width: int) -> str:
 # -- demo --------------------------------------------------------------------------------
 def bundled_paths(example: str, out: Path):
     """Write the bundled example's project folder into ``out``; (spec, train, test) paths there."""
-    from ..examples import EXAMPLES, copy_example
     ex = EXAMPLES[example]
     for kept in copy_example(example, out):
         print(f"note: kept your {kept} (it differs from the bundled file)", file=sys.stderr)
@@ -289,14 +289,14 @@ def cmd_demo(args) -> int:
 
     by = {r["method"]: r for r in rows}
     lm, mv = by["label model (covered rows)"], by["majority vote (all rows, random for ties and uncovered)"]
-    comb = by["combined (all rows)"]
+    comb, uncovered = by["combined (all rows)"], by["end model (uncovered rows)"]
     covered, n = int(result["covered"].sum()), len(gold)
     print(f"\nIn short, on the {n:,} held-out {ex.row_word}:")
     print(f"  rules: they label {covered:,} ({covered / n:.0%}); where they vote, combined by the label model, "
           f"{lm['accuracy']:.1%} are right.")
-    print(f"  model: the end model, trained on the rules' labels, labels the other {n - covered:,} too: "
-          f"{comb['accuracy']:.1%} right in all ({f1} {comb[f1]:.3f}), vs {mv['accuracy']:.1%} for the rules' "
-          "majority vote with guesses.")
+    print(f"  model: the end model, trained on the rules' labels, labels the other {n - covered:,} too "
+          f"({uncovered['accuracy']:.0%} of them right): {comb['accuracy']:.1%} right in all ({f1} {comb[f1]:.3f}), "
+          f"vs {mv['accuracy']:.1%} for the rules' majority vote with guesses.")
     print("  next:  look at the rows no rule covers, write a rule for them, and see what it does:")
     print(f"\n  cd {out}")
     print("  mteach rows --uncovered     # the rows no rule covers yet")

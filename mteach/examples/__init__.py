@@ -35,6 +35,10 @@ EXAMPLES = {
         "youtube", "YouTube comment spam (text: phrases, regexes, lexicons)",
         "specs/youtube_spam.mt", "data/youtube/train.csv", "data/youtube/test.csv", "file 05 (Shakira)",
         "COMMENT_ID", "CLASS", "1=SPAM,0=HAM", "SPAM", "comments"),
+    "cancer": Example(
+        "cancer", "breast-cancer biopsies (tabular: numeric thresholds on nucleus measurements)",
+        "specs/breast_cancer.mt", "data/breast_cancer/train.csv", "data/breast_cancer/test.csv", "test split",
+        "id", "diagnosis", "M=MALIGNANT,B=BENIGN", "MALIGNANT", "biopsies"),
 }
 
 
