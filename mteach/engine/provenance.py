@@ -501,17 +501,23 @@ def label_data(spec_path, data, output, id_column: Optional[str] = None, gold_fn
              "id_column": id_column or ROW_NUMBER}
     extra = {}
     if model is not None:
-        table = source.read_all([spec.column(f) for f in spec.fields])
-        em = model.end_model_proba(table)
-
-        def end_model(rows):
-            proba = em[rows]
-            return proba, model.top_features(table.take(pa.array(rows)), proba.argmax(axis=1))
-        extra = dict(label_model=model.label_model, end_model_proba=em, blend=model.blend)
+        extra = model_ledger_args(model, source.read_all([spec.column(f) for f in spec.fields]))
         facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings}
-    ledger = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, end_model=end_model, **extra)
+    extra.setdefault("end_model", end_model)
+    ledger = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, **extra)
     write_ledger(ledger, output)
     return ledger
+
+
+def model_ledger_args(model, table: pa.Table) -> dict:
+    """build_ledger's arguments for a trained model on ``table``: its label model as trained, its end
+    model for the rows no rule covers (with their top features) and blended in on covered rows."""
+    em = model.end_model_proba(table)
+
+    def end_model(rows):
+        proba = em[rows]
+        return proba, model.top_features(table.take(pa.array(rows)), proba.argmax(axis=1))
+    return dict(label_model=model.label_model, end_model_proba=em, blend=model.blend, end_model=end_model)
 
 
 def collect_votes(spec: Spec, source: DataSource, id_column, batch_rows=DEFAULT_BATCH_ROWS, threads=2,
