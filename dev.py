@@ -55,6 +55,11 @@ def pip(*args, check=True, **kw) -> subprocess.CompletedProcess:
     return run(venv_python(), "-m", "pip", "--disable-pip-version-check", *args, check=check, **kw)
 
 
+def pip_version() -> tuple:
+    out = pip("--version", capture_output=True, text=True).stdout  # "pip 24.0 from ..."
+    return tuple(int(x) for x in out.split()[1].split(".")[:2])
+
+
 def wanted_state() -> dict:
     """What the environment was made from; a change means installing again."""
     return {"pyproject": hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest(),
@@ -116,7 +121,8 @@ def setup() -> None:
     if STAMP.exists() and json.loads(STAMP.read_text()) == state:
         return  # set up already, from this pyproject.toml
     try:
-        pip("install", "--quiet", "--upgrade", "pip>=22.2")  # --dry-run --report need 22.2
+        if pip_version() < (22, 2):  # --dry-run --report need 22.2
+            pip("install", "--quiet", "--upgrade", "pip>=22.2")
         install_torch()
         say(f"installing mteach[{EXTRAS}] (editable) and its dependencies")
         pip("install", "--quiet", "-e", f"{ROOT}[{EXTRAS}]")
@@ -131,7 +137,9 @@ def main(argv) -> int:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     setup()
-    return run(venv_python(), *commands[argv[0]], *argv[1:], check=False, cwd=ROOT).returncode
+    # the demo writes ./mteach-demo where you are (its hints say `cd mteach-demo`); the tests run from the clone
+    where = ROOT if argv[0] == "test" else None
+    return run(venv_python(), *commands[argv[0]], *argv[1:], check=False, cwd=where).returncode
 
 
 if __name__ == "__main__":
