@@ -59,3 +59,14 @@ def test_a_missing_module_of_no_extra_is_not_disguised():
     assert extra_for(ModuleNotFoundError("x", name="torch.nn")) == "train"
     assert extra_for(ModuleNotFoundError("x", name="sklearn"), "tui") == "tui"
     assert extra_for(ModuleNotFoundError("x", name="pyarrow")) is None
+
+
+def test_explain_and_audit_read_a_ledger_with_the_core_alone(tmp_path):
+    from mteach.cli import main
+    ledger = tmp_path / "ledger.parquet"
+    assert main(["label", str(SPEC), str(TRAIN), "--id", "COMMENT_ID", "-o", str(ledger), "-q"]) == 0
+    row = "LZQPQhLyRh80UYxNuaDWhIGQYNQ96IuCg-AYWqNPjpU"  # the first training comment
+    for argv in (["explain", ledger, "--id", row], ["audit", ledger, "-o", tmp_path / "report"]):
+        out = run_mteach(argv, hide=HEAVY)
+        assert out.returncode == 0, out.stderr
+        assert "IMPORTED []" in out.stdout
