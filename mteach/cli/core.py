@@ -240,8 +240,12 @@ def bundled_paths(example: str, out: Path):
 def cmd_demo(args) -> int:
     import argparse
     out = Path(args.out or ("mteach-demo" if args.example == "youtube" else f"mteach-demo-{args.example}"))
-    out.mkdir(parents=True, exist_ok=True)
-    ex, spec_path, train, test = bundled_paths(args.example, out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        ex, spec_path, train, test = bundled_paths(args.example, out)
+    except OSError as err:
+        raise DataError(f"{out}: cannot write the demo's project folder there ({err.strerror}); "
+                        "give another with --out DIR") from None
     print(f"mteach demo — {ex.title}\n  project folder: {out}  (mteach.toml, {ex.spec}, {Path(ex.train).parent}/)\n"
           f"  train: {ex.train}\n  test:  {ex.test}\n")
 

@@ -72,6 +72,13 @@ def test_a_rerun_keeps_the_users_edits(tmp_path, capsys):
     assert (tmp_path / EXAMPLES["youtube"].train).read_bytes() == (ROOT / "data/youtube/train.csv").read_bytes()
 
 
+def test_an_out_folder_that_cannot_be_written_is_a_message(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert main(["demo", "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert "taken: cannot write the demo's project folder there" in err and "Traceback" not in err
+
+
 def test_demo_help_names_the_examples(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
