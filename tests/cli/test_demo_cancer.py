@@ -45,6 +45,8 @@ def test_cancer_demo_evaluates_on_held_out_rows_and_every_verb_works_in_its_fold
     assert "398 rows:" in capsys.readouterr().out
     assert main(["rows", "--uncovered"]) == 0
     assert re.search(r"^\d+ of 398 rows", capsys.readouterr().out, re.M)
+    assert main(["train", "-o", "model2", "-q"]) == 0  # from mteach.toml alone, as the demo trained
+    assert (folder / "model2" / "model.json").is_file()
     assert main(["predict", "model", "data/breast_cancer/test.csv", "-o", "pred.parquet", *gold]) == 0
     predicted = capsys.readouterr().out
     assert re.search(r"combined \(all rows\)\s+" + re.escape(combined.group(1)), predicted)  # as the demo said
