@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mteach"
 # its own layer and lower ones. ``mteach/__init__.py`` (the public API) and ``__main__`` are
 # the top: they gather the layers and nothing below may import them.
 RANK = {"spans": 0, "_version": 0, "errors": 1, "settings": 2, "grammar": 2, "compiler": 3, "engine": 4,
-        "cli": 5, "tui": 5, "__main__": 6, "__init__": 6}
+        "extras": 2, "examples": 4, "api": 5, "cli": 5, "tui": 5, "__main__": 6, "__init__": 6}
 
 
 def test_core_imports_without_textual():

@@ -42,7 +42,9 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        from ..extras import require_extra
         from .common import fill_from_project
+        require_extra(args.verb)
         fill_from_project(args)
         return args.run(args) or 0
     except SpecError as err:
@@ -53,6 +55,13 @@ def main(argv=None) -> int:
     except MteachError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except ModuleNotFoundError as err:
+        from ..extras import extra_for, missing_extra_message
+        extra = extra_for(err, args.verb)
+        if extra is None:
+            raise
+        print(missing_extra_message(args.verb, extra), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; no output was written", file=sys.stderr)
         return 130

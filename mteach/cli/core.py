@@ -11,9 +11,10 @@ from ..compiler.checker import load_spec
 from ..engine.analysis import majority_vote, rule_stats, select_rows, summarize, wilson_interval
 from ..engine.apply import apply_file
 from ..engine.examples import run_examples
-from ..engine.gold import gold_from_column
+from ..engine.gold import gold_from_column, parse_mapping
 from ..engine.io import open_data
 from ..errors import DataError, SpecError, did_you_mean
+from ..examples import EXAMPLES, copy_example
 from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
                      load, print_table, progress_bar, votes_and_gold)
 
@@ -74,11 +75,19 @@ def register(sub):
     add_run_options(p, quiet="no progress bar")
     p.set_defaults(run=cmd_rows, mode="all")
 
-    p = sub.add_parser("demo", help="run the bundled YouTube spam example end to end",
-                       description="check → apply → stats on the bundled YouTube comments (train: files 01-04, "
-                                   "evaluation: file 05) → train → evaluate on file 05, printing label model "
-                                   "and end model accuracy next to majority vote.")
-    p.add_argument("--out", default="mteach-demo", metavar="DIR", help="where to write outputs (default ./mteach-demo)")
+    p = sub.add_parser("demo", help="run a bundled example end to end in a project folder of its own",
+                       description="Write a bundled example's project folder (mteach.toml, the spec, its lexicons, "
+                                   "the data) and run it: check → apply → stats on the training data and on the "
+                                   "held-out file → train → evaluate on the held-out file (accuracy and F1 of "
+                                   "label model, end model and both, next to majority vote). Every verb then works "
+                                   "inside the folder with no paths (`cd DIR && mteach stats`). Files already in "
+                                   "the folder are kept, so your edits survive a re-run. Examples: youtube "
+                                   "(comment spam: text rules) and cancer (breast-cancer biopsies: numeric "
+                                   "thresholds on tabular data).")
+    p.add_argument("--example", choices=tuple(EXAMPLES), default="youtube",
+                   help="which example (default youtube)")
+    p.add_argument("--out", metavar="DIR",
+                   help="the project folder (default ./mteach-demo, or ./mteach-demo-EXAMPLE for the others)")
     p.set_defaults(run=cmd_demo)
 
 
@@ -222,24 +231,25 @@ def _one_line(text, width: int) -> str:
 
 
 # -- demo --------------------------------------------------------------------------------
-def bundled_paths():
-    """The example spec and data of a source checkout."""
-    root = Path(__file__).resolve().parents[2]
-    spec = root / "specs" / "youtube_spam.mt"
-    train, test = root / "data" / "youtube" / "train.csv", root / "data" / "youtube" / "test.csv"
-    for p in (spec, train, test):
-        if not p.exists():
-            raise DataError(f"the demo needs a source checkout of mteach: {p} is missing "
-                            "(install with `pip install -e .` from the repository)")
-    return spec, train, test
+def bundled_paths(example: str, out: Path):
+    """Write the bundled example's project folder into ``out``; (spec, train, test) paths there."""
+    ex = EXAMPLES[example]
+    for kept in copy_example(example, out):
+        print(f"note: kept your {kept} (it differs from the bundled file)", file=sys.stderr)
+    return ex, out / ex.spec, out / ex.train, out / ex.test
 
 
 def cmd_demo(args) -> int:
     import argparse
-    spec_path, train, test = bundled_paths()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"mteach demo — YouTube comment spam\n  spec: {spec_path}\n  train: {train}\n  test:  {test}\n")
+    out = Path(args.out or ("mteach-demo" if args.example == "youtube" else f"mteach-demo-{args.example}"))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        ex, spec_path, train, test = bundled_paths(args.example, out)
+    except OSError as err:
+        raise DataError(f"{out}: cannot write the demo's project folder there ({err.strerror}); "
+                        "give another with --out DIR") from None
+    print(f"mteach demo — {ex.title}\n  project folder: {out}  (mteach.toml, {ex.spec}, {Path(ex.train).parent}/)\n"
+          f"  train: {ex.train}\n  test:  {ex.test}\n")
 
     print("1. check the spec and run its examples")
     spec = load_spec(spec_path, open_data(train).schema)
@@ -250,14 +260,14 @@ def cmd_demo(args) -> int:
     if failures:
         return 1
 
-    print("2. apply the rules to the training comments")
+    print(f"2. apply the rules to the training {ex.row_word}")
     votes_path = out / "train_votes.parquet"
-    result = apply_file(spec, train, votes_path, "COMMENT_ID")
+    result = apply_file(spec, train, votes_path, ex.id_column)
     print(f"   wrote {votes_path}: {result.rows:,} rows × {len(result.rules)} rules\n")
 
-    gold_args = dict(id_column="COMMENT_ID", gold=None, gold_column="CLASS", gold_map="1=SPAM,0=HAM", quiet=True)
-    for title, data in (("3. what each rule does on the training comments (gold: CLASS)", train),
-                        ("4. the same rules on the held-out file 05 (Shakira)", test)):
+    gold_args = dict(id_column=ex.id_column, gold=None, gold_column=ex.gold_column, gold_map=ex.gold_map, quiet=True)
+    for title, data in ((f"3. what each rule does on the training {ex.row_word} (gold: {ex.gold_column})", train),
+                        (f"4. the same rules on the held-out {ex.test_name}", test)):
         print(title)
         spec_, table, summary = compute_stats(argparse.Namespace(spec=spec_path, data=data, **gold_args))
         print_stats(spec_, table, summary)
@@ -267,18 +277,35 @@ def cmd_demo(args) -> int:
     from ..settings import load_settings
     from .learn import evaluate
     print("5. train: label model on the rules' votes, end model on its soft labels, hints as penalties")
-    train_table = open_data(train).read_all()
-    model, report = train_models(spec, train_table, load_settings(None),
-                          log=lambda m: print(f"   {m}"))
+    model, report = train_models(spec, open_data(train).read_all(), load_settings(out / "mteach.toml"),
+                                 log=lambda m: print(f"   {m}"))
     save_model(model, out / "model", report)
     print(f"   wrote {out / 'model'}\n")
 
-    print("6. evaluate on the held-out file 05 against its gold labels")
+    print(f"6. evaluate on the held-out {ex.test_name} against its gold labels")
     test_table = open_data(test).read_all()
     votes = model.votes(test_table)
     result = model.predict(test_table, votes)
-    gold = gold_from_column(test_table, "CLASS", {"1": "SPAM", "0": "HAM"}, list(spec.labels), str(test))
-    print_table(evaluate(result, votes, gold, list(spec.labels)), ["method", "accuracy", "rows"],
-                right={"accuracy", "rows"})
-    print(f"\nnext: edit {spec_path.name} and re-run `mteach stats`, or open it in `mteach tui`.")
+    labels = list(spec.labels)
+    gold = gold_from_column(test_table, ex.gold_column, parse_mapping(ex.gold_map, labels), labels, str(test))
+    rows, f1 = evaluate(result, votes, gold, labels, positive=ex.positive), f"F1 of {ex.positive}"
+    for row in rows:
+        row[f1] = row.pop("f1")
+    print_table(rows, ["method", "accuracy", f1, "rows"], right={"accuracy", f1, "rows"})
+
+    by = {r["method"]: r for r in rows}
+    lm, mv = by["label model (covered rows)"], by["majority vote (all rows, random for ties and uncovered)"]
+    comb, uncovered = by["combined (all rows)"], by["end model (uncovered rows)"]
+    covered, n = int(result["covered"].sum()), len(gold)
+    print(f"\nIn short, on the {n:,} held-out {ex.row_word}:")
+    print(f"  rules: they label {covered:,} ({covered / n:.0%}); where they vote, combined by the label model, "
+          f"{lm['accuracy']:.1%} are right.")
+    print(f"  model: the end model, trained on the rules' labels, labels the other {n - covered:,} too "
+          f"({uncovered['accuracy']:.0%} of them right): {comb['accuracy']:.1%} right in all ({f1} {comb[f1]:.3f}), "
+          f"vs {mv['accuracy']:.1%} for the rules' majority vote with guesses.")
+    print("  next:  look at the rows no rule covers, write a rule for them, and see what it does:")
+    print(f"\n  cd {out}")
+    print("  mteach rows --uncovered     # the rows no rule covers yet")
+    print(f"  mteach stats                # each rule's coverage, overlaps, conflicts, after you edit {ex.spec}")
+    print("  mteach tui                  # the studio: edit the spec and watch all of that as you type")
     return 0

@@ -89,8 +89,9 @@ def print_report(report, folder, out=None):
     print(f"blend: beta={report['blend']['beta']} ({report['blend']['chosen_on']})", file=out)
 
 
-def evaluate(result, votes, gold, labels) -> list:
-    """Accuracy of each way to label, on the gold rows."""
+def evaluate(result, votes, gold, labels, positive=None) -> list:
+    """Accuracy of each way to label, on the gold rows; with ``positive`` (a label) also its F1
+    (under "f1"), the figure to read beside accuracy when classes are unbalanced."""
     from ..engine.analysis import majority_vote, wilson_interval
     known = gold != -1
     mv = majority_vote(votes, len(labels))
@@ -100,6 +101,13 @@ def evaluate(result, votes, gold, labels) -> list:
         m = mask & known
         correct = int((pred[m] == gold[m]).sum())
         return (correct / int(m.sum()) if m.any() else float("nan")), int(m.sum()), wilson_interval(correct, int(m.sum()))
+
+    def f1(pred, mask):
+        m = mask & known
+        p = labels.index(positive)
+        tp = int(((pred[m] == p) & (gold[m] == p)).sum())
+        predicted, actual = int((pred[m] == p).sum()), int((gold[m] == p).sum())
+        return 2 * tp / (predicted + actual) if predicted + actual else float("nan")
 
     rows = []
     for name, pred, mask in (
@@ -113,7 +121,8 @@ def evaluate(result, votes, gold, labels) -> list:
             ("end model alone (all rows)", result["em_proba"].argmax(1), np.ones_like(covered)),
             ("combined (all rows)", result["label"], np.ones_like(covered))):
         a, n, (low, high) = acc(pred, mask)
-        rows.append({"method": name, "accuracy": a, "low": low, "high": high, "rows": n})
+        rows.append({"method": name, "accuracy": a, "low": low, "high": high, "rows": n}
+                    | ({"f1": f1(pred, mask)} if positive else {}))
     # majority vote with random tie-breaks and the class prior for uncovered rows: the plain baseline
     rng = np.random.default_rng(0)
     filled = mv.copy()
@@ -121,7 +130,8 @@ def evaluate(result, votes, gold, labels) -> list:
     filled[ties] = rng.integers(0, len(labels), ties.sum())
     a, n, (low, high) = acc(filled, np.ones_like(covered))
     rows.insert(1, {"method": "majority vote (all rows, random for ties and uncovered)", "accuracy": a,
-                    "low": low, "high": high, "rows": n})
+                    "low": low, "high": high, "rows": n}
+                | ({"f1": f1(filled, np.ones_like(covered))} if positive else {}))
     return rows
 
 

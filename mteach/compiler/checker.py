@@ -688,6 +688,9 @@ def load_spec(path, schema: Optional[pa.Schema] = None, text: Optional[str] = No
     and types; without it, types are checked where the spec alone tells them.
     ``text`` replaces the file's content (an unsaved editor buffer); ``use`` and
     ``lexicon`` paths still resolve from ``path``'s folder.
+
+        spec = mteach.load_spec("specs/youtube_spam.mt", schema=table.schema)
+        spec.rule_names, spec.labels, spec.warnings
     """
     path = Path(path)
     if text is None and not path.is_file():

@@ -89,7 +89,12 @@ class Summary:
 
 def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: list,
                gold: Optional[np.ndarray] = None) -> pa.Table:
-    """Per-rule statistics as an Arrow table (one row per rule)."""
+    """Per-rule statistics as an Arrow table (one row per rule): votes, coverage, overlaps, conflicts
+    and, with ``gold`` (label index per row, -1 unknown), correct / incorrect / accuracy / recall.
+
+        votes = mteach.apply_table(spec, table)
+        stats = mteach.rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels))
+    """
     n, m = votes.shape
     voted = votes != ABSTAIN
     n_voting = voted.sum(axis=1)

@@ -25,7 +25,7 @@ from ..compiler.checker import load_spec
 from ..compiler.evaluator import vote_matrix
 from ..compiler.spec import Spec, field_kind
 from ..errors import DataError
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, open_data
+from .io import DEFAULT_BATCH_ROWS, DataSource, as_table, atomic_path, open_data
 from .votes import vote_batches
 
 ROW_NUMBER = "row"  # id column written when the data has none
@@ -64,8 +64,14 @@ def checked_for(spec: Spec, schema: pa.Schema) -> Spec:
     return load_spec(spec.path, schema, text=main_text)
 
 
-def apply_table(spec: Spec, table: pa.Table | pa.RecordBatch) -> np.ndarray:
-    """Votes for an in-memory table: (rows × rules) int8, -1 where a rule abstains."""
+def apply_table(spec: Spec, table) -> np.ndarray:
+    """Votes for in-memory data: (rows × rules) int8, the label's index where a rule votes, -1 where
+    it abstains. ``table``: a pyarrow Table or RecordBatch, a pandas or a polars DataFrame.
+
+        votes = mteach.apply_table(spec, pandas.read_csv("comments.csv"))
+    """
+    if not isinstance(table, pa.RecordBatch):
+        table = as_table(table)
     return vote_matrix(checked_for(spec, table.schema), table)
 
 

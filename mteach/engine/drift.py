@@ -44,7 +44,8 @@ import pyarrow.compute as pc
 from scipy import stats as sstats
 from scipy.spatial.distance import jensenshannon
 
-from ..compiler.checker import Spec, field_kind, load_spec
+from ..compiler.checker import load_spec
+from ..compiler.spec import Spec, field_kind
 from ..errors import DataError
 from ..settings import DriftSettings, Settings
 from .analysis import conflicted_rows, wilson_interval

@@ -225,3 +225,24 @@ def atomic_folder(target):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_path(parent)
+
+
+def as_table(data) -> pa.Table:
+    """In-memory data as a ``pyarrow.Table``: the one coercion behind the Python API.
+
+    A pyarrow Table passes through and a RecordBatch is wrapped (no copy); a pandas
+    DataFrame (its index is dropped: keep ids in a column) or a polars DataFrame is
+    converted. pandas and polars are never imported here: an object is recognized by
+    the module its type comes from, so neither is needed unless you pass one.
+    """
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    library = type(data).__module__.split(".")[0]
+    if library == "pandas" and hasattr(data, "columns"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if library == "polars" and hasattr(data, "to_arrow"):
+        return data.to_arrow()
+    raise DataError(f"expected a pyarrow Table, a pandas DataFrame or a polars DataFrame, "
+                    f"not {type(data).__module__}.{type(data).__name__}")

@@ -196,6 +196,16 @@ class ModelOutput:
     features: Optional[pa.Array] = None  # list<struct<feature, weight>> per row no rule covers, in row order
 
 
+def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
+    """A trained model's say on ``table``: its end model's probabilities on every row, the top
+    features of the rows no rule covers, its label model and blend."""
+    em = model.end_model_proba(table)
+    uncovered = np.flatnonzero(~(votes != -1).any(axis=1))
+    features = (model.top_features(table.take(pa.array(uncovered)), em[uncovered].argmax(axis=1))
+                if len(uncovered) else None)
+    return ModelOutput(em, model.label_model, model.blend, features)
+
+
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
                  seed: int = 0, run_facts: Optional[dict] = None, model_output: Optional[ModelOutput] = None,
                  git: bool = True) -> Ledger:
@@ -348,11 +358,7 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
              "id_column": id_column or ROW_NUMBER}
     output_of_model = None
     if model is not None:
-        em = model.end_model_proba(batch.table)
-        uncovered = np.flatnonzero(~(batch.votes != -1).any(axis=1))
-        features = (model.top_features(batch.table.take(pa.array(uncovered)), em[uncovered].argmax(axis=1))
-                    if len(uncovered) else None)
-        output_of_model = ModelOutput(em, model.label_model, model.blend, features)
+        output_of_model = model_output(model, batch.table, batch.votes)
         facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings}
     ledger = build_ledger(spec, batch.ids, batch.votes, gold=gold_index, seed=seed, run_facts=facts,
                           model_output=output_of_model)

@@ -1,0 +1,1 @@
+../../../../specs/breast_cancer.mt

@@ -1,0 +1,1 @@
+../../../../specs/youtube_spam.mt
