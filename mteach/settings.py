@@ -33,7 +33,7 @@ tunes (this file) stay apart::
 
     [hints]
     strength = 1.0               # multiplies every hint penalty
-    margin = 1.0                 # required slope of class L's score along d
+    margin = 0.1                 # required slope of class L's score along d (a direction, not a size)
 
 An unknown section or key is a :class:`SettingsError` naming the file, the key
 and the closest known key; a value of the wrong type names the key and the type
@@ -103,7 +103,7 @@ class EndModelSettings:
 @dataclass(frozen=True)
 class HintSettings:
     strength: float = 1.0
-    margin: float = 1.0
+    margin: float = 0.1
 
 
 _SECTIONS = {
