@@ -13,7 +13,7 @@ HELP = """\
 [b]Everywhere[/b]
   ctrl+s  save the spec (atomic write)      ctrl+q  quit (asks if unsaved)
   F1 / ?  this help                         F10     zoom the focused pane
-  F2 editor   F3 coverage   F4 rows   F5 review   F6 problems list
+  F2 editor   F3 coverage   F4 rows   F5 review   F6 problems   F7 model
   tab / shift+tab  move between panes (in the editor, tab indents: use F-keys)
 
 [b]Editor[/b]  coverage refreshes 0.4 s after you stop typing; errors are
@@ -28,6 +28,15 @@ HELP = """\
 
 [b]Review[/b]  1..k label the row (written to <spec>.gold.csv at once)
   s skip   m sample: uncovered / conflicted / random (seeded)
+
+[b]Model[/b]  trains in the background 3 s after the checked spec goes quiet
+  (t: now), with mteach.toml's settings; never on a spec with errors. Shows
+  accuracy on gold rows (cross-fitted: no row grades a model that saw it),
+  the least-sure rows, model-vs-rules disagreements, rows flipped since the
+  last run, each hint's satisfaction now / before.
+  enter on a row: its text and the words that pushed it toward each label
+  in the text: select words (shift+arrows), then 1..k: hint more "…" => label
+  e: edit a copy into its counterfactual; ctrl+l label, ctrl+o add the hint
 """
 
 
