@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mteach.compiler.checker import load_spec  # noqa: E402
-from mteach.compiler.plan import vote_matrix  # noqa: E402
+from mteach.compiler.evaluator import vote_matrix  # noqa: E402
 from mteach.engine.end_model import EndModel  # noqa: E402
 from mteach.engine.features import Featurizer  # noqa: E402
 from mteach.engine.hints import compile_hints  # noqa: E402

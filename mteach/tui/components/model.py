@@ -174,7 +174,7 @@ def pushes(view: ModelView, session, i: int, k: int = 3) -> list:
 def hint_problems(spec, session) -> list:
     """Errors the checker cannot see without the data: a phrase that never occurs in the
     data, a counterfactual identical to its original."""
-    from ...compiler.plan import phrase_regex
+    from ...compiler.tokens import phrase_regex
     diags = []
     texts = None
     for h in spec.hints:
