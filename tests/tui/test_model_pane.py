@@ -100,9 +100,9 @@ async def test_select_a_phrase_and_add_a_more_hint(studio):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         await choose_row(app, pilot, "c12-0")       # "earn money from home, click here"
-        for _ in range(4):
+        for _ in range(3):
             await pilot.press("shift+right")
-        assert app.query_one(RowText).selected_text == "earn"
+        assert app.query_one(RowText).selected_text == "ear"   # widened to the whole word
         await pilot.press("1")                       # 1 = SPAM
         line = 'hint more "earn" => SPAM  # from row c12-0'
         assert spec_text(app).rstrip().endswith(line)

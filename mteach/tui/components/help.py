@@ -29,14 +29,13 @@ HELP = """\
 [b]Review[/b]  1..k label the row (written to <spec>.gold.csv at once)
   s skip   m sample: uncovered / conflicted / random (seeded)
 
-[b]Model[/b]  trains in the background 3 s after the checked spec goes quiet
-  (t: now), with mteach.toml's settings; never on a spec with errors. Shows
-  accuracy on gold rows (cross-fitted: no row grades a model that saw it),
-  the least-sure rows, model-vs-rules disagreements, rows flipped since the
-  last run, each hint's satisfaction now / before.
-  enter on a row: its text and the words that pushed it toward each label
-  in the text: select words (shift+arrows), then 1..k: hint more "…" => label
-  e: edit a copy into its counterfactual; ctrl+l label, ctrl+o add the hint
+[b]Model[/b]  trains in the background once the checked spec is quiet for 3 s
+  (t: now; never with errors), with mteach.toml's settings: accuracy on
+  gold rows (cross-fitted), least-sure rows, model-vs-rules disagreements,
+  rows flipped since the last run, each hint's satisfaction now / before.
+  enter on a row: its text and the words that pushed it to each label
+  select words in it (shift+arrows), then 1..k: hint more "..." => label
+  e: edit a copy into its counterfactual (ctrl+l label, ctrl+o add hint)
 """
 
 

@@ -214,6 +214,23 @@ def hint_line(label: str, row_id: str, phrase: Optional[str] = None,
 class RowText(TextArea):
     """The chosen row's text, read-only: select a phrase in it."""
 
+    def selected_words(self) -> str:
+        """The selection widened to whole words ("ubscri" → "subscribe"), spaces collapsed."""
+        lines = self.text.split("\n")
+
+        def offset(loc) -> int:
+            row, col = loc
+            return sum(len(line) + 1 for line in lines[:row]) + col
+        start, end = sorted((offset(self.selection.start), offset(self.selection.end)))
+        text = self.text
+        if start == end:
+            return ""
+        while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "'_") and text[start].strip():
+            start -= 1
+        while end < len(text) and (text[end].isalnum() or text[end] in "'_") and text[end - 1].strip():
+            end += 1
+        return " ".join(text[start:end].split())
+
 
 class CounterfactualScreen(ModalScreen):
     """Edit a copy of a row's text into its counterfactual; ctrl+o adds the hint."""
@@ -374,7 +391,7 @@ class ModelPane(Vertical, can_focus=True):
         self.post_message(self.TrainRequested())
 
     def action_more(self, label: int) -> None:
-        phrase = self.query_one(RowText).selected_text.strip()
+        phrase = self.query_one(RowText).selected_words()
         if self.current is None or self.view is None:
             return
         if not phrase:
@@ -382,7 +399,7 @@ class ModelPane(Vertical, can_focus=True):
                             severity="warning")
             return
         self.post_message(self.HintAdded(hint_line(self.view.labels[label], self.session.id_list[self.current],
-                                                   phrase=" ".join(phrase.split()))))
+                                                   phrase=phrase)))
 
     def action_counterfactual(self) -> None:
         if self.current is None or self.view is None:
