@@ -174,11 +174,12 @@ class _HintCompiler(NodeVisitor):
                 d = featurizer.numeric_direction(mname)
                 return HintConstraint(direction=d, measure=mname, **common)
             if h.kind == "pair":
-                xa = _text_row(featurizer, field_, h.text_a)
-                xb = _text_row(featurizer, field_, h.text_b)
+                # both texts in word space too: the gap f_L(B) - f_L(A) on the full rows
+                # moved their shared character n-grams and cost 1 point on SMS
+                xa = _words_only(featurizer, field_, _text_row(featurizer, field_, h.text_a))
+                xb = _words_only(featurizer, field_, _text_row(featurizer, field_, h.text_b))
                 common["sign"] = 1
-                return HintConstraint(direction=_words_only(featurizer, field_, xb - xa), x_a=xa, x_b=xb,
-                                      field=field_, **common)
+                return HintConstraint(direction=xb - xa, x_a=xa, x_b=xb, field=field_, **common)
             raise HintError(f"{where}{name}: unknown hint kind {h.kind!r}")
         except HintError:
             raise
