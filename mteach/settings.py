@@ -33,7 +33,7 @@ tunes (this file) stay apart::
 
     [hints]
     strength = 1.0               # multiplies every hint penalty
-    margin = 1.0                 # required slope of class L's score along d
+    margin = 0.1                 # required slope of class L's score along d (a direction, not a size)
 
     [drift]                      # `mteach drift`: a finding needs both a small p and a large effect
     alpha = 0.05                 # false-alarm rate per run (Holm over every test of the run)
@@ -117,7 +117,7 @@ class EndModelSettings:
 @dataclass(frozen=True)
 class HintSettings:
     strength: float = 1.0
-    margin: float = 1.0
+    margin: float = 0.1
 
 
 @dataclass(frozen=True)

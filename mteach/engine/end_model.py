@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from mteach.engine.io import write_bytes_atomic, write_text_atomic
-from mteach.engine.hints import DEFAULT_SHARPNESS, HintConstraint, class_margin, first_layer, hint_penalty
+from mteach.engine.hints import DEFAULT_MARGIN, DEFAULT_SHARPNESS, HintConstraint, class_margin, first_layer, hint_penalty
 
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "end_model.json"
@@ -119,7 +119,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
 
     def __init__(self, hidden: int = 0, epochs: int = 30, lr: float = 0.1,
                  weight_decay: float = 1e-4, batch_size: int = 64,
-                 hint_strength: float = 1.0, hint_margin: float = 1.0,
+                 hint_strength: float = 1.0, hint_margin: float = DEFAULT_MARGIN,
                  hint_sharpness: float = DEFAULT_SHARPNESS, seed: int = 0,
                  device: str = "auto", num_threads: Optional[int] = 1):
         self.hidden = hidden

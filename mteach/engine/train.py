@@ -11,6 +11,8 @@ writes everything a later ``predict`` needs into one folder — no pickle anywhe
     MODEL_DIR/rules.parquet     the rules table
     MODEL_DIR/end_model/        weights (torch state dict, loaded with weights_only=True) + params
     MODEL_DIR/report.json       the training report
+    MODEL_DIR/without_hint/N/   the end model trained without hint N (same rows, same seed),
+                                so each hint's effect can be measured again on new data
 
 ``predict`` gives per row the label, class probabilities and who decided: "rules" where
 any rule voted (label model posterior, blended with the end model), "end_model" where none did.
@@ -102,6 +104,12 @@ class TrainedModel:
     end_model: EndModel
     blend: float          # exponent of the end model in the covered-row product of experts
     settings: dict
+    without_hint: tuple = ()   # per hint of the spec: the end model trained without it
+
+    def hints(self) -> list:
+        """The spec's hints compiled against this model's featurizer."""
+        return compile_hints(self.spec.hints, self.featurizer, list(self.spec.labels),
+                             measure_name_fn=measure_name, margin=self.settings["hints"]["margin"])
 
     def votes(self, table: pa.Table) -> np.ndarray:
         return apply_table(self.spec, table)
@@ -166,11 +174,13 @@ def _accuracy(pred, gold, mask=None) -> Optional[float]:
 
 # -- training -----------------------------------------------------------------------------------
 def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.ndarray] = None,
-          log=lambda msg: None, votes: Optional[np.ndarray] = None) -> tuple:
+          log=lambda msg: None, votes: Optional[np.ndarray] = None, hint_effects: bool = True) -> tuple:
     """Fit both models on ``table``. Returns (TrainedModel, report dict).
 
     ``votes``: the rules' votes on ``table`` when the caller has them (``engine.votes``
-    computed them while reading the data); otherwise they are computed here."""
+    computed them while reading the data); otherwise they are computed here.
+    ``hint_effects``: also train the end model once without each hint (the report's
+    per-hint effect); the studio, which compares with its previous run, skips it."""
     k = len(spec.labels)
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
@@ -212,11 +222,17 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
         raise DataError(str(err)) from None
 
     log(f"training the end model on {int(covered.sum()):,} covered rows with {len(hints)} hints")
-    end_model = EndModel(**settings.end_model_params()).fit(X[covered], soft[covered], hints=hints)
+    params = settings.end_model_params()
+    end_model = EndModel(**params).fit(X[covered], soft[covered], hints=hints)
+    if hints and hint_effects:
+        log(f"training it again without each hint, to measure each hint's effect ({len(hints)} runs)")
+    # Same rows, same seed, all other hints kept: the only difference is the one hint.
+    without = tuple(EndModel(**params).fit(X[covered], soft[covered], hints=hints[:i] + hints[i + 1:])
+                    for i in range(len(hints) if hint_effects else 0))
 
     em_all = end_model.predict_proba(X)
     blend, blend_basis = _choose_blend(soft, em_all, covered, gold)
-    model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict())
+    model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict(), without)
 
     report = _report(model, votes, soft, em_all, covered, gold, ftable, hints)
     report["blend"] = {"beta": blend, "chosen_on": blend_basis}
@@ -258,15 +274,52 @@ def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
             "end_model_all_rows": _accuracy(em.argmax(1), gold),
             "combined_all_rows": _accuracy(combined, gold),
         }
-    # Hint satisfaction on rows the end model did not train on: those no rule covers.
-    held = ftable.filter(pa.array(~covered)) if (~covered).sum() >= 10 else ftable
-    for h in hints:
-        eff = hint_effect(model.end_model, model.featurizer, held, h)
+    report["hints"] = hint_effects(model, ftable, covered, gold, hints)
+    for row, h in zip(report["hints"], hints):
+        del row["flipped_rows"]  # positions: for the studio, too long for a report
         penalties = [e.get("hints", {}).get(h.name) for e in model.end_model.history_]
-        report["hints"].append({"hint": h.name, "label": h.label, "satisfied": eff.share,
-                                "mean_change": eff.mean_delta, "rows": int(held.num_rows),
-                                "final_penalty": penalties[-1] if penalties else None})
+        row["final_penalty"] = penalties[-1] if penalties else None
     return report
+
+
+def hint_rows(ftable: pa.Table, covered: np.ndarray) -> pa.Table:
+    """The rows a hint's satisfaction is measured on: those no rule covers, which the end
+    model did not train on (all rows when fewer than 10)."""
+    return ftable.filter(pa.array(~covered)) if (~covered).sum() >= 10 else ftable
+
+
+def hint_effects(model: TrainedModel, ftable: pa.Table, covered: np.ndarray,
+                 gold: Optional[np.ndarray] = None, hints: Optional[list] = None) -> list:
+    """Each hint's effect: the end model trained with all hints against the one trained
+    without this hint (same rows, same seed), on the rows of ``ftable`` (feature fields).
+
+    satisfied / satisfied_without: share of the rows no rule covers (all rows when
+    fewer than 10), which the end model did not train on, whose class-L probability
+    moves the hinted way along the hint's direction; flipped: rows whose end-model
+    label differs between the two models (``flipped_rows``: their positions);
+    accuracy / accuracy_without: the end model's on the gold rows, when given.
+    """
+    hints = model.hints() if hints is None else hints
+    if not hints or len(model.without_hint) != len(hints):
+        return []
+    held = hint_rows(ftable, covered)
+    X = model.featurizer.transform(ftable)
+    pred = model.end_model.predict(X)
+    has_gold = gold is not None and (gold != -1).any()
+    out = []
+    for h, other in zip(hints, model.without_hint):
+        eff = hint_effect(model.end_model, model.featurizer, held, h)
+        eff_without = hint_effect(other, model.featurizer, held, h)
+        pred_without = other.predict(X)
+        flipped = np.flatnonzero(pred != pred_without)
+        row = {"hint": h.name, "label": h.label, "satisfied": eff.share,
+               "satisfied_without": eff_without.share, "mean_change": eff.mean_delta,
+               "rows": int(held.num_rows), "flipped": int(len(flipped)), "flipped_rows": flipped.tolist()}
+        if has_gold:
+            row["accuracy"] = _accuracy(pred, gold)
+            row["accuracy_without"] = _accuracy(pred_without, gold)
+        out.append(row)
+    return out
 
 
 # -- the model folder ---------------------------------------------------------------------------
@@ -309,6 +362,8 @@ def save_model(model: TrainedModel, folder, report: dict) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(spec.root / rel, target)
         model.end_model.save(tmp / "end_model")
+        for i, other in enumerate(model.without_hint):
+            other.save(tmp / "without_hint" / str(i))
         pq.write_table(rules_table(spec), tmp / "rules.parquet")
         lm_params = _json_params(model.label_model)
         meta = {
@@ -351,7 +406,9 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
         field_spec = _spec_on_fields(spec)
         featurizer = Featurizer.from_dict(meta["featurizer"], numeric=numeric_features(field_spec))
         end_model = EndModel.load(folder / "end_model")
+        without = tuple(EndModel.load(folder / "without_hint" / str(i)) for i in range(len(spec.hints))
+                        if (folder / "without_hint" / str(i)).is_dir())
     except (ValueError, KeyError, TypeError) as err:
         raise ModelError(f"{folder}: the model is damaged ({err}); retrain it with `mteach train`") from None
-    return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"])
+    return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"], without)
 

@@ -12,16 +12,18 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane, TextArea
 from textual.worker import get_current_worker
 
 from ..engine.io import write_text_atomic
-from ..errors import SpecError
+from ..errors import MteachError, SpecError
 from .components.coverage import CoveragePane
 from .components.editor import SpecEditor
 from .components.help import ConfirmScreen, HelpScreen
+from .components.model import ModelPane, hint_problems, train_view
 from .components.problems import ProblemsList
 from .components.review import ReviewPane
 from .components.rows import RowsPane
 from .session import Analysis, Session, label_model_contributions
 
 DEBOUNCE_S = 0.4
+TRAIN_QUIET_S = 3.0  # the Model pane retrains once the checked spec has been quiet this long
 
 
 class StudioApp(App):
@@ -40,6 +42,7 @@ class StudioApp(App):
         Binding("f4", "pane('rows')", "Rows", priority=True),
         Binding("f5", "pane('review')", "Review", priority=True),
         Binding("f6", "pane('problems')", "Problems", show=False, priority=True),
+        Binding("f7", "pane('model')", "Model", priority=True),  # the editor's own f7 selects all
         Binding("f10", "zoom", "Zoom", priority=True),
     ]
 
@@ -66,6 +69,8 @@ class StudioApp(App):
         self.version = 0
         self.errors = 0
         self._timer = None
+        self._train_timer = None
+        self.trained_hash = None  # the spec version the Model pane last trained (or tried)
         self.file = None  # the spec's name as diagnostics write it
 
     # -- layout --------------------------------------------------------------------------
@@ -84,6 +89,8 @@ class StudioApp(App):
                     yield RowsPane(self.session, id="rows-pane")
                 with TabPane("Review", id="review"):
                     yield ReviewPane(self.session, id="review-pane")
+                with TabPane("Model", id="model"):
+                    yield ModelPane(self.session, id="model-pane")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -108,6 +115,8 @@ class StudioApp(App):
         self.sub_title = self.session.spec_path.name + (" [modified]" if self.dirty else "")
         if self._timer is not None:
             self._timer.stop()
+        if self._train_timer is not None:
+            self._train_timer.stop()
         self._timer = self.set_timer(DEBOUNCE_S, self.analyze)
 
     def analyze(self) -> None:
@@ -120,6 +129,7 @@ class StudioApp(App):
         worker = get_current_worker()
         try:
             a = self.session.analyze(text, with_contributions=False)
+            a.warnings.extend(hint_problems(a.spec, self.session))
         except SpecError as err:
             if not worker.is_cancelled:
                 self.post_message(self.SpecInvalid(version, list(err.diagnostics)))
@@ -138,7 +148,7 @@ class StudioApp(App):
             return
         a = msg.analysis
         self.session.accept(a)
-        self.errors = 0
+        self.errors = sum(1 for d in a.warnings if d.severity == "error")
         self.show_problems(a.warnings)
         self.query_one(CoveragePane).show(a)
         rows = self.query_one(RowsPane)
@@ -146,6 +156,8 @@ class StudioApp(App):
         self.query_one(ReviewPane).show(a)
         if self.want_contributions:
             self.run_contributions(a)
+        if self.errors == 0 and a.spec.content_hash != self.trained_hash:
+            self._train_timer = self.set_timer(TRAIN_QUIET_S, self.train_model)
 
     def on_studio_app_spec_invalid(self, msg: SpecInvalid) -> None:
         if msg.version != self.version:
@@ -186,6 +198,43 @@ class StudioApp(App):
         editor.cursor_location = (max(line - 1, 0), max(column - 1, 0))
         editor.scroll_cursor_visible(center=True)
         editor.focus()
+
+    # -- the model ---------------------------------------------------------------------------
+    @on(ModelPane.TrainRequested)
+    def train_model(self) -> None:
+        self._train_timer = None
+        a = self.session.last
+        if a is None or self.errors:
+            self.notify("fix the spec's errors first: no training on a broken spec", severity="warning")
+            return
+        self.trained_hash = a.spec.content_hash
+        self.query_one(ModelPane).training()
+        self.run_training(a.spec)
+
+    @work(thread=True, exclusive=True, group="model")
+    def run_training(self, spec) -> None:
+        pane = self.query_one(ModelPane)
+        try:
+            view = train_view(self.session, spec, pane.view)
+        except (MteachError, ValueError) as err:  # e.g. too few covered rows: the pane says why
+            if not get_current_worker().is_cancelled:
+                self.call_from_thread(pane.failed, str(err))
+            return
+        except Exception as err:  # an engine bug must not close the editor with unsaved edits
+            self.log.error("training failed", err)
+            if not get_current_worker().is_cancelled:
+                self.call_from_thread(pane.failed, f"{type(err).__name__}: {err}")
+            return
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(pane.show, view)
+
+    @on(ModelPane.HintAdded)
+    def hint_added(self, msg: ModelPane.HintAdded) -> None:
+        editor = self.query_one(SpecEditor)
+        end = editor.document.end
+        prefix = "" if editor.text.endswith("\n") or not editor.text else "\n"
+        editor.insert(prefix + msg.line + "\n", end)
+        self.notify(f"added to the spec: {msg.line}", timeout=4)
 
     # -- coverage, rows, review ------------------------------------------------------------
     @on(CoveragePane.RuleChosen)
@@ -272,7 +321,8 @@ class StudioApp(App):
                 self.notify("no problems in the spec", timeout=2)
             return
         self.query_one(TabbedContent).active = name
-        target = {"coverage": "#coverage-table", "rows": "#rows-table", "review": "#review-pane"}[name]
+        target = {"coverage": "#coverage-table", "rows": "#rows-table", "review": "#review-pane",
+                  "model": "#model-rows"}[name]
         self.query_one(target).focus()
 
     def action_zoom(self) -> None:

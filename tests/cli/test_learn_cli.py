@@ -52,6 +52,35 @@ def test_train_writes_a_model_folder_without_pickle(model_dir):
         assert 0.0 <= h["satisfied"] <= 1.0
 
 
+def test_each_hint_is_measured_against_the_same_run_without_it(model_dir, run):
+    from mteach.engine.train import _feature_table, load_model
+    report = json.loads((model_dir / "report.json").read_text())
+    names = [h["hint"] for h in report["hints"]]
+    model = load_model(model_dir)
+    assert len(model.without_hint) == 3
+    for i, other in enumerate(model.without_hint):
+        # trained with every hint but this one, same settings and seed
+        assert set(other.history_[0]["hints"]) == set(names) - {names[i]}
+        assert other.get_params() == model.end_model.get_params()
+    code, out, _ = run("predict", model_dir, TEST, "--id", "COMMENT_ID", *GOLD, "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert [h["hint"] for h in data["hints"]] == names
+    import pyarrow.csv as pacsv
+    test = pacsv.read_csv(TEST)
+    X = model.featurizer.transform(_feature_table(model.spec, test))
+    gold = np.where(np.asarray(test.column("CLASS").to_pylist()) == 1, 0, 1)
+    with_all = model.end_model.predict(X)
+    for h, other in zip(data["hints"], model.without_hint):
+        without = other.predict(X)
+        assert h["flipped"] == int((with_all != without).sum())
+        assert h["accuracy"] == pytest.approx(float((with_all == gold).mean()))
+        assert h["accuracy_without"] == pytest.approx(float((without == gold).mean()))
+        assert 0.0 <= h["satisfied_without"] <= 1.0
+    code, out, _ = run("predict", model_dir, TEST, "--id", "COMMENT_ID", *GOLD)
+    assert "satisfied_without" in out and "accuracy_without" in out and names[0] in out
+
+
 def test_predict_labels_every_row_and_says_who_decided(model_dir, tmp_path, run):
     out = tmp_path / "pred.parquet"
     code, stdout, err = run("predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", out, *GOLD)

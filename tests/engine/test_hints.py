@@ -47,7 +47,9 @@ def measure_name(m):
 def data():
     train, y = make(300, 0)
     test, y_test = make(150, 1)
-    f = Featurizer(["text"], numeric={"excl(text)": excl}).fit(train)
+    # word features only: there a token hint's direction (its word n-grams) is exactly
+    # what inserting it changes, which is what hint_effect measures
+    f = Featurizer(["text"], numeric={"excl(text)": excl}, char_ngrams=False).fit(train)
     soft = np.eye(2)[y] * 0.8 + 0.1
     return f, f.transform(train), soft, test, f.transform(test), y_test
 
@@ -63,7 +65,7 @@ PAIR = Hint(kind="pair", label="POS", text_a="great item", text_b="great item re
 def test_hint_overrides_what_the_data_teach(data, hint):
     f, X, soft, test, X_test, y_test = data
     (h,) = compile_hints([hint], f, LABELS, measure_name)
-    kw = dict(seed=0, epochs=15, device="cpu")
+    kw = dict(seed=0, epochs=15, device="cpu", hint_margin=1.0)  # how much, not only which way
     with_h = EndModel(**kw).fit(X, soft, hints=[h])
     without = EndModel(**kw).fit(X, soft)
     control = EndModel(**kw).fit(X, soft, hints=[random_control(h, seed=0)])
@@ -80,6 +82,16 @@ def test_hint_overrides_what_the_data_teach(data, hint):
     assert pens[-1] < pens[0]
     if hint.kind == "pair":
         assert e_with.pair_gap > 0 > e_without.pair_gap
+
+
+def test_a_token_hint_moves_its_words_not_their_character_ngrams():
+    train, _ = make(100, 0)
+    f = Featurizer(["text"]).fit(train)          # words and character n-grams
+    (h,) = compile_hints([TOKEN], f, LABELS)
+    names = np.array(f.feature_names_)[np.flatnonzero(h.direction)]
+    assert list(names) == ["text:w:refund"]    # not "text:c:ref", which "referral" would share
+    (p,) = compile_hints([PAIR], f, LABELS)
+    assert all(n.startswith("text:w:") for n in np.array(f.feature_names_)[np.flatnonzero(p.direction)])
 
 
 def test_less_flips_the_direction(data):

@@ -13,7 +13,7 @@ HELP = """\
 [b]Everywhere[/b]
   ctrl+s  save the spec (atomic write)      ctrl+q  quit (asks if unsaved)
   F1      this help (also ? outside the editor)   F10  zoom the focused pane
-  F2 editor   F3 coverage   F4 rows   F5 review   F6 problems list
+  F2 editor   F3 coverage   F4 rows   F5 review   F6 problems   F7 model
   tab / shift+tab  move between panes (in the editor, tab indents: use F-keys)
 
 [b]Editor[/b]  coverage refreshes 0.4 s after you stop typing; errors are
@@ -29,6 +29,14 @@ HELP = """\
 [b]Review[/b]  1..k label the row (written to <spec>.gold.csv at once)
   u undo the last label (a correction line is appended; the file is never rewritten)
   s skip   m sample: uncovered / conflicted / random (seeded)
+
+[b]Model[/b]  trains in the background once the checked spec is quiet for 3 s
+  (t: now; never with errors), with mteach.toml's settings: accuracy on
+  gold rows (cross-fitted), least-sure rows, model-vs-rules disagreements,
+  rows flipped since the last run, each hint's satisfaction now / before.
+  enter on a row: its text and the words that pushed it to each label
+  select words in it (shift+arrows), then 1..k: hint more "..." => label
+  e: edit a copy into its counterfactual (ctrl+l label, ctrl+o add hint)
 """
 
 
