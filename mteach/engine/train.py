@@ -29,8 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..compiler.checker import Spec, load_spec
-from ..compiler.plan import BatchEvaluator, vote_matrix
+from ..compiler.checker import load_spec
+from ..compiler.evaluator import BatchEvaluator, vote_matrix
+from ..compiler.spec import Spec
 from ..errors import DataError, MteachError
 from ..grammar import ast
 from ..settings import Settings
