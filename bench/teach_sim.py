@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mteach.compiler.checker import load_spec  # noqa: E402
-from mteach.compiler.plan import vote_matrix  # noqa: E402
+from mteach.compiler.evaluator import vote_matrix  # noqa: E402
 from mteach.engine.gold import gold_from_column  # noqa: E402
 from mteach.engine.label_model import fit_for_spec  # noqa: E402
 from mteach.engine.suggest import SuggestData, _candidates, suggest  # noqa: E402

@@ -37,8 +37,11 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from scipy.special import betainc, betaincinv
 
-from ..compiler.checker import Spec, load_spec
-from ..compiler.plan import TokenIndex, _word_runs
+from ..compiler.checker import load_spec
+from ..compiler.evaluator import BatchEvaluator
+from ..compiler.spec import Spec
+from ..compiler.tokens import TokenIndex, word_runs
+from ..grammar import ast
 from ..errors import DataError, SpecError
 from .analysis import ABSTAIN, conflicted_rows
 
@@ -81,11 +84,15 @@ class Suggestion:
 
 def precision_interval(hits, total, level: float = INTERVAL):
     """Jeffreys interval (Beta(hits + ½, misses + ½) posterior) for a precision; vectorized.
-    Soft counts are allowed."""
+    Soft counts are allowed. As usual for Jeffreys, the bound is 0 (1) when nothing is a
+    hit (a miss)."""
     hits, total = np.asarray(hits, float), np.asarray(total, float)
-    a, b = hits + 0.5, np.maximum(total - hits, 0) + 0.5
+    misses = np.maximum(total - hits, 0)
+    a, b = hits + 0.5, misses + 0.5
     tail = (1 - level) / 2
-    return betaincinv(a, b, tail), betaincinv(a, b, 1 - tail)
+    lo = np.where(hits <= 0, 0.0, betaincinv(a, b, tail))
+    hi = np.where(misses <= 0, 1.0, betaincinv(a, b, 1 - tail))
+    return lo, hi
 
 
 # -- what is computed once per data set ---------------------------------------------------------
@@ -123,6 +130,13 @@ class SuggestData:
             col = self.table.column(column)
             self._numbers[column] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(float)
         return self._numbers[column]
+
+    def words(self, spec: Spec, field_name: str) -> np.ndarray:
+        """``words(F)`` per row, computed by the evaluator itself (missing text: NaN)."""
+        column = spec.column(field_name)
+        if ("words", column) not in self._numbers:
+            self._numbers[("words", column)] = BatchEvaluator(spec, self.table).words(ast.Ref(field_name))
+        return self._numbers[("words", column)]
 
     def _build_text(self, column: str) -> _TextField:
         col = self.table.column(column)
@@ -178,7 +192,7 @@ def _l2_rows(mat: sp.csr_matrix) -> sp.csr_matrix:
 def _proposable(words: np.ndarray) -> np.ndarray:
     """Words a `has` rule can name exactly: the token index serves them whole (the
     evaluator's own test), and they are not too long to read."""
-    return np.array([len(w) <= MAX_PHRASE_CHARS and _word_runs(w) == ([w], True) for w in words], dtype=bool)
+    return np.array([len(w) <= MAX_PHRASE_CHARS and word_runs(w) == ([w], True) for w in words], dtype=bool)
 
 
 # -- the evidence: what we believe each row's label is -------------------------------------------
@@ -307,6 +321,26 @@ class _Candidates:
 
 def _candidates(spec: Spec, data: SuggestData) -> _Candidates:
     mats, preds, names, fields_, phrases = [], [], [], [], []
+
+    def thresholds(x: np.ndarray, subject: str, slug: str, integer: bool) -> None:
+        finite = x[np.isfinite(x)]
+        if len(finite) < 2 * data.min_df:
+            return
+        cuts = np.quantile(finite, np.linspace(0.1, 0.9, 9))
+        cols = []
+        for t in sorted({float(round(t)) if integer else _round(t) for t in cuts}):
+            text = _number_text(t)
+            value = float(text)  # the threshold exactly as the spec line will read it
+            with np.errstate(invalid="ignore"):
+                for op, mask in ((">=", x >= value), ("<=", x <= value)):
+                    cols.append(mask)
+                    preds.append(f"{subject} {op} {text}")
+                    names.append(f"{slug}_{'at_least' if op == '>=' else 'at_most'}_{_slug(text)}")
+                    fields_.append(subject)
+                    phrases.append(None)
+        if cols:
+            mats.append(sp.csr_matrix(np.stack(cols, axis=1).astype(np.float32)))
+
     for name, kind in spec.field_kinds.items():
         column = spec.column(name)
         if column not in data.table.column_names:
@@ -318,25 +352,9 @@ def _candidates(spec: Spec, data: SuggestData) -> _Candidates:
             names += [_slug(p) for p in tf.phrases]
             fields_ += [name] * len(tf.phrases)
             phrases += [(column, p) for p in tf.phrases]
+            thresholds(data.words(spec, name), f"words({name})", f"words_{_slug(name)}", integer=True)
         elif kind == "number":
-            x = data.numbers(column)
-            finite = x[np.isfinite(x)]
-            if len(finite) < 2 * data.min_df:
-                continue
-            cuts = sorted({_round(t) for t in np.quantile(finite, np.linspace(0.1, 0.9, 9))})
-            cols = []
-            for t in cuts:
-                text = _number_text(t)
-                value = float(text)  # the threshold exactly as the spec line will read it
-                with np.errstate(invalid="ignore"):
-                    for op, mask in ((">=", x >= value), ("<=", x <= value)):
-                        cols.append(mask)
-                        preds.append(f"{name} {op} {text}")
-                        names.append(f"{name}_{'at_least' if op == '>=' else 'at_most'}_{_slug(text)}")
-                        fields_.append(name)
-                        phrases.append(None)
-            if cols:
-                mats.append(sp.csr_matrix(np.stack(cols, axis=1).astype(np.float32)))
+            thresholds(data.numbers(column), name, _slug(name), integer=False)
     matrix = sp.hstack(mats, format="csr") if mats else sp.csr_matrix((data.n, 0), dtype=np.float32)
     return _Candidates(matrix, preds, names, fields_, phrases)
 
@@ -382,6 +400,8 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
     conflicts = np.asarray(X.T @ other_votes.astype(np.float32))  # candidates × labels
     totals = np.repeat(total[:, None], k, axis=1)
     lo, hi = precision_interval(prec * totals, totals)
+    hi = np.where(totals - hits <= 0, 1.0, hi)  # Jeffreys' bounds on the rows seen: no miss, no hit
+    lo = np.where(hits <= 0, 0.0, lo)
     # expected rows gained: new rows × the chance (Jeffreys posterior) that the rule is one to
     # keep — right on at least KEEPABLE of its rows and halfway from chance to always right
     bar = np.maximum(KEEPABLE, (1 + ev.balance) / 2)[None, :]
