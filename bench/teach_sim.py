@@ -1,7 +1,7 @@
 """A simulated expert teaching from `mteach suggest`, against a random reader and a hand-written spec.
 
     python bench/teach_sim.py [--k 5,10,20] [--datasets youtube,sms] [--max-reads 300] [--seed 0]
-    python bench/teach_sim.py --refresh-rows 100000     # also: suggestion refresh time on 100,000 rows
+    python bench/teach_sim.py --refresh-rows 100000 --datasets ""   # suggestion refresh time on 100,000 rows
 
 The expert is the training split's gold labels. Starting from the spec's header alone
 (concept, labels, fields), it asks for candidate rules and reads them in the order given;
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     if args.refresh_rows:
         refresh_timing(args.refresh_rows, log)
     table = []
-    for name in args.datasets.split(","):
+    for name in filter(None, args.datasets.split(",")):
         cfg = DATASETS[name]
         for strategy in args.strategies.split(","):
             t0 = time.perf_counter()

@@ -100,6 +100,7 @@ def precision_interval(hits, total, level: float = INTERVAL):
 class _TextField:
     index: TokenIndex
     phrases: list          # column j of ``matrix`` -> phrase text (one word or a word pair)
+    slugs: list            # column j -> the phrase as a name part
     matrix: sp.csr_matrix  # rows × phrases, 1 where the row has the phrase
     tfidf: sp.csr_matrix   # rows × words, l2-normalized TF-IDF of the single words
 
@@ -116,6 +117,8 @@ class SuggestData:
         self.min_df = min_df
         self._text: dict = {}
         self._numbers: dict = {}
+        self._candidates: dict = {}  # fields -> _Candidates
+        self._checked: dict = {}     # (fields, spec line) -> passes the checker
 
     def id_of(self, i: int) -> str:
         return str(self.ids[int(i)].as_py()) if self.ids is not None else str(int(i))
@@ -174,7 +177,7 @@ class SuggestData:
         matrix = sp.hstack([uni[:, keep_uni], pairs[:, keep_pair[ok_pair]]], format="csr")
         idf = np.log((1.0 + self.n) / (1.0 + df_uni)) + 1.0
         tfidf = _l2_rows(uni @ sp.diags(idf))
-        return _TextField(index, phrases, matrix, tfidf)
+        return _TextField(index, phrases, [_slug(p) for p in phrases], matrix, tfidf)
 
 
 def _binary(rows, cols, n, m) -> sp.csr_matrix:
@@ -320,6 +323,15 @@ class _Candidates:
 
 
 def _candidates(spec: Spec, data: SuggestData) -> _Candidates:
+    """Every rule the family can write for the spec's fields (cached: it depends on the data
+    and the fields only)."""
+    key = tuple((name, spec.column(name), kind) for name, kind in spec.field_kinds.items())
+    if key not in data._candidates:
+        data._candidates[key] = _build_candidates(spec, data)
+    return data._candidates[key]
+
+
+def _build_candidates(spec: Spec, data: SuggestData) -> _Candidates:
     mats, preds, names, fields_, phrases = [], [], [], [], []
 
     def thresholds(x: np.ndarray, subject: str, slug: str, integer: bool) -> None:
@@ -349,7 +361,7 @@ def _candidates(spec: Spec, data: SuggestData) -> _Candidates:
             tf = data.text(column)
             mats.append(tf.matrix)
             preds += [f'{name} has "{p}"' for p in tf.phrases]
-            names += [_slug(p) for p in tf.phrases]
+            names += tf.slugs
             fields_ += [name] * len(tf.phrases)
             phrases += [(column, p) for p in tf.phrases]
             thresholds(data.words(spec, name), f"words({name})", f"words_{_slug(name)}", integer=True)
@@ -399,9 +411,6 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
         if votes.shape[1] else np.zeros((data.n, k), bool)
     conflicts = np.asarray(X.T @ other_votes.astype(np.float32))  # candidates × labels
     totals = np.repeat(total[:, None], k, axis=1)
-    lo, hi = precision_interval(prec * totals, totals)
-    hi = np.where(totals - hits <= 0, 1.0, hi)  # Jeffreys' bounds on the rows seen: no miss, no hit
-    lo = np.where(hits <= 0, 0.0, lo)
     # expected rows gained: new rows × the chance (Jeffreys posterior) that the rule is one to
     # keep — right on at least KEEPABLE of its rows and halfway from chance to always right
     bar = np.maximum(KEEPABLE, (1 + ev.balance) / 2)[None, :]
@@ -410,9 +419,11 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
     # the end model, trained on covered rows, learns the class balance from them)
     covered_share = per_label / max(per_label.sum(), 1e-9)
     need = np.clip(ev.balance / np.maximum(covered_share, 1e-9), 1 / 3, 3)
-    score = new[:, None] * keep * need[None, :]
+    # and a rule that mostly re-votes on covered rows counts them twice in the label model
+    # (it treats rules as independent): prefer rules whose rows are mostly new
+    fresh = np.sqrt(new / np.maximum(df, 1))
+    score = new[:, None] * keep * need[None, :] * fresh[:, None]
     evidenced = (total[:, None] >= MIN_EVIDENCE) & (per_label > 0)[None, :]
-    sources = _precision_source(ev, X, informative)
     existing = _existing_keys(spec)
 
     # labels no rule votes for yet (and no gold): the data's structure proposes the phrases
@@ -455,7 +466,9 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
             break
     if not chosen:
         return []
-    true_rows = _true_rows(data, cand, [j for _, j, _, _ in chosen])
+    cols = [j for _, j, _, _ in chosen]
+    sources = dict(zip(cols, _precision_source(ev, X[:, cols], informative)))
+    true_rows = _true_rows(data, cand, cols)
     names = _rule_names(spec, [f"{labels[c].lower()}_{cand.names[j]}" for _, j, c, _ in chosen])
     lines = [f"rule {nm} : {cand.predicates[j]} => {labels[c]}" for nm, (_, j, c, _) in zip(names, chosen)]
     ok = _checked(spec, data, lines)
@@ -469,7 +482,11 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
             continue
         examples = np.flatnonzero(fires & ~covered)[:3]
         if has_evidence:
-            p, interval, src = float(prec[j, c]), (float(lo[j, c]), float(hi[j, c])), sources[j]
+            lo, hi = precision_interval(prec[j, c] * total[j], total[j])
+            # Jeffreys' bounds on the rows seen: 1 when no evidence row has another label, 0 when none has it
+            hi = 1.0 if total[j] - hits[j, c] <= 0 else float(hi)
+            lo = 0.0 if hits[j, c] <= 0 else float(lo)
+            p, interval, src = float(prec[j, c]), (lo, hi), sources[j]
             why = (f"{total[j]:.0f} rows of evidence ({src}): precision {p:.2f} "
                    f"[{interval[0]:.2f}, {interval[1]:.2f}], {labels[c]} is {ev.balance[c]:.0%} of rows")
         else:
@@ -523,24 +540,30 @@ def _rule_names(spec: Spec, wanted: list) -> list:
 
 
 def _checked(spec: Spec, data: SuggestData, lines: list) -> list:
-    """Which of ``lines`` pass the real parser and checker when appended to the spec."""
-    main = next(iter(spec.sources.values()), "")
-    first = main.count("\n") + 2
-    ok = [True] * len(lines)
+    """Which of ``lines`` pass the real parser and checker. A candidate line names only a
+    field, a label and literals, and its name is unique, so it is checked in a spec of the
+    labels and fields alone (results are kept: a refresh re-checks only new lines)."""
+    head = "concept c\nlabels " + ", ".join(spec.labels) + "\n" + "".join(
+        f'field {n} = "{spec.column(n)}"\n' for n in spec.fields)
+    todo = [l for l in dict.fromkeys(lines) if (head, l) not in data._checked]
+    first = head.count("\n") + 1
     for _ in range(3):
-        text = main + "\n" + "\n".join(l for l, good in zip(lines, ok) if good) + "\n"
-        kept = [i for i, good in enumerate(ok) if good]
+        if not todo:
+            break
         try:
-            load_spec(spec.path, data.table.schema, text=text)
-            return ok
+            load_spec(spec.path, data.table.schema, text=head + "\n".join(todo) + "\n")
+            data._checked.update(((head, l), True) for l in todo)
+            todo = []
         except SpecError as err:
             bad = {d.span.line - first for d in err.errors if d.span is not None and d.span.line >= first}
+            for b in sorted(bad):
+                if 0 <= b < len(todo):
+                    data._checked[(head, todo[b])] = False
+            todo = [l for l in todo if (head, l) not in data._checked]
             if not bad:
-                return [False] * len(lines)
-            for b in bad:
-                if 0 <= b < len(kept):
-                    ok[kept[b]] = False
-    return [False] * len(lines)
+                break
+    data._checked.update(((head, l), False) for l in todo)  # still failing after three tries
+    return [data._checked[(head, l)] for l in lines]
 
 
 # -- groups of uncovered rows --------------------------------------------------------------------
@@ -571,9 +594,9 @@ def _groups(spec: Spec, data: SuggestData, covered: np.ndarray, ev: _Evidence, s
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(uncovered), min(len(uncovered), SAMPLE_FOR_GROUPS), replace=False))
     with threadpool_limits(1):
-        km = KMeans(n_clusters=n_groups, random_state=seed, n_init=2, max_iter=30).fit(Xu[sample])
+        km = KMeans(n_clusters=n_groups, random_state=seed, n_init=1, max_iter=30).fit(Xu[sample])
         assigned = km.predict(Xu)
-    closeness = np.asarray(Xu.multiply(km.cluster_centers_[assigned]).sum(axis=1)).ravel()
+    closeness = np.asarray(Xu @ km.cluster_centers_.T)[np.arange(len(uncovered)), assigned]
     members = sp.csr_matrix((np.ones(len(uncovered)), (assigned, np.arange(len(uncovered)))),
                             shape=(n_groups, len(uncovered)))
     counts = np.asarray((members @ tf.matrix[uncovered]).todense())  # groups × phrases

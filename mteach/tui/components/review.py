@@ -75,7 +75,8 @@ class ReviewPane(Vertical, can_focus=True):
             return
         left = s.remaining(a, self.mode)
         head = Text()
-        head.append(f"sample: {self.mode}", style="bold")
+        head.append(f"sample: {self.mode}" + (" (most worth labelling first)" if self.mode == "ranked" else ""),
+                    style="bold")
         head.append(f" (seed {s.seed})   {self.done_here} labelled now, {len(s.review.entries)} in "
                     f"{s.review.path.name}, {left:,} left")
         self.query_one("#review-head", Static).update(head)
