@@ -9,6 +9,7 @@ from ..engine.suggest import KINDS, SuggestData, suggest
 from ..errors import DataError
 from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
                      gold_for, load, votes_in_memory)
+from .core import _one_line
 
 HEADINGS = {"rule": "rules to add", "group": "groups of rows no rule covers", "fix": "rules to fix",
             "review": "rows to review next"}
@@ -72,7 +73,7 @@ def cmd_suggest(args) -> int:
                 print(f"     {line}")
             if text is not None and s.example_rows:
                 value = table.column(text)[s.example_rows[0]].as_py()
-                print(f"     e.g. {s.example_ids[0]}: {_one_line(value)}")
+                print(f"     e.g. {s.example_ids[0]}: {_one_line(value, 72)}")
     return 0
 
 
@@ -110,10 +111,3 @@ def _details(s) -> list:
     elif s.kind == "group":
         out.append(f"examples: {', '.join(s.example_ids)}")
     return out
-
-
-def _one_line(text, width: int = 72) -> str:
-    if text is None:
-        return "(missing)"
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[:width - 1] + "…"
