@@ -594,7 +594,7 @@ def _groups(spec: Spec, data: SuggestData, covered: np.ndarray, ev: _Evidence, s
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(uncovered), min(len(uncovered), SAMPLE_FOR_GROUPS), replace=False))
     with threadpool_limits(1):
-        km = KMeans(n_clusters=n_groups, random_state=seed, n_init=1, max_iter=30).fit(Xu[sample])
+        km = KMeans(n_clusters=n_groups, random_state=seed, n_init=2, max_iter=30).fit(Xu[sample])
         assigned = km.predict(Xu)
     closeness = np.asarray(Xu @ km.cluster_centers_.T)[np.arange(len(uncovered)), assigned]
     members = sp.csr_matrix((np.ones(len(uncovered)), (assigned, np.arange(len(uncovered)))),
