@@ -193,6 +193,7 @@ class StudioApp(App):
     def _set_guidance(self, a: Analysis, g) -> None:
         if self.session.last is not a:
             return
+        first = self.session.guidance is None
         self.session.guidance = g
         covered = int((a.votes != -1).any(axis=1).sum()) if a.votes.size else 0
         gold = self.session.gold(a.spec.labels)
@@ -203,8 +204,9 @@ class StudioApp(App):
             "no rule votes yet and no gold: suggestions come from the data's own structure")
         self.query_one(NextPane).show(g.suggestions, evidence)
         review = self.query_one(ReviewPane)
-        if review.mode == "ranked" and review.done_here == 0:
-            review.advance()  # the ranked order has arrived: start from its top
+        if first and review.mode == "ranked":
+            review.advance()  # the ranked order has arrived: start from its top (later ones
+            # take effect at the next row, so the row being read does not change under the expert)
 
     @on(NextPane.InsertRule)
     def insert_rule(self, msg: NextPane.InsertRule) -> None:

@@ -35,6 +35,7 @@ async def test_next_pane_inserts_a_suggested_rule_with_its_evidence(make_session
         kinds = [s.kind for s in pane.items]
         assert kinds and kinds[0] == "rule" and kinds == sorted(kinds, key=["rule", "group", "fix", "review"].index)
         first = pane.items[0]
+        reading = app.query_one(ReviewPane).current
         await pilot.press("f8")
         assert app.query_one("#tabs").active == "next" and isinstance(app.focused, NextTable)
         await pilot.press("i")
@@ -51,6 +52,8 @@ async def test_next_pane_inserts_a_suggested_rule_with_its_evidence(make_session
         # the line's comment is its description, as for any rule
         assert a.spec.rules[-1].rule.description.startswith("suggested: precision")
         assert first.spec_line not in [s.spec_line for s in app.query_one(NextPane).items]
+        # new suggestions do not move the row the expert is reviewing
+        assert app.query_one(ReviewPane).current == reading
 
 
 async def test_example_rows_wrong_filter_sorts_and_ranked_review(make_session):
