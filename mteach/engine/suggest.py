@@ -461,6 +461,11 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
         if key in seen or key in existing or f"{cand.predicates[j]} => {labels[c]}" in exclude:
             continue
         seen.add(key)
+        if cand.phrases[j] is None:  # one threshold per subject, direction and label: the best
+            subject, op = cand.predicates[j].rsplit(" ", 2)[:2]
+            if (subject, op, c) in seen:
+                continue
+            seen.add((subject, op, c))
         chosen.append((s_, j, c, has_evidence))
         if len(chosen) >= 3 * n:
             break
@@ -647,6 +652,10 @@ def _fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence, end_
         replace = source == 2
         ref[replace] = end_proba[replace]
         source[replace] = 3
+    # a model's verdict, not its probability: a rule voting alone gets about its prior from the
+    # label model, which says nothing about whether it is wrong
+    modelled = source >= 2
+    ref[modelled] = np.eye(len(labels))[ref[modelled].argmax(axis=1)]
     out = []
     for j, rule in enumerate(spec.rules):
         rows = np.flatnonzero(votes[:, j] != ABSTAIN)

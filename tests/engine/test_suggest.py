@@ -164,3 +164,20 @@ def test_precision_interval_is_jeffreys():
     lo, hi = precision_interval(np.array([8.0, 0.0]), np.array([10.0, 0.0]))
     assert lo[0] == pytest.approx(beta.ppf(0.025, 8.5, 2.5)) and hi[0] == pytest.approx(beta.ppf(0.975, 8.5, 2.5))
     assert lo[1] == 0 and hi[1] == 1  # no evidence: anything goes
+
+
+def test_one_threshold_per_subject_direction_and_label(tmp_path, youtube):
+    table, gold, data = youtube
+    spec = spec_of(tmp_path, table, 'rule link : text ~ /http/ => SPAM\n')
+    rules = suggest(spec, data, mteach.apply_table(spec, table), gold=gold, n=40, kinds=("rule",))
+    thresholds = [(s.spec_line.split(" : ")[1].rsplit(" ", 3)[0], s.label) for s in rules if "words(" in s.spec_line]
+    assert thresholds and len(set(thresholds)) == len(thresholds)
+
+
+def test_without_gold_a_rule_voting_alone_is_not_a_fix(tmp_path, youtube):
+    table, _, data = youtube
+    spec = spec_of(tmp_path, table, 'rule link : text ~ /http/ => SPAM\nrule song : text has "song" => HAM\n')
+    votes = mteach.apply_table(spec, table)
+    fixes = [s for s in suggest(spec, data, votes, kinds=("fix",)) if s.title.startswith("rule ")]
+    # wherever the two rules do not meet, the label model follows the one that votes
+    assert fixes == []
