@@ -23,8 +23,8 @@ def register(sub):
                                    "rows and conflicts), groups of uncovered rows (size, distinctive words, "
                                    "examples), rules to fix (low estimated precision, conflicting pairs) and rows "
                                    "worth labelling next. Precision comes from gold labels where rows have them, "
-                                   "else from the label model (and with --model, the end model on uncovered "
-                                   "rows); with no rules and no gold, from the data's own structure — each "
+                                   "else from the label model on covered rows (and with --model, the end "
+                                   "model on uncovered rows); with no rules and no gold, from the data's own structure — each "
                                    "suggestion says which.")
     add_spec_data_arguments(p)
     add_data_options(p)
@@ -32,8 +32,8 @@ def register(sub):
     p.add_argument("--kind", default=",".join(KINDS), metavar="KINDS",
                    help=f"which kinds, comma-separated (default all: {','.join(KINDS)})")
     p.add_argument("--model", metavar="MODEL_DIR",
-                   help="a model from `mteach train`: its end model's probabilities count as evidence on rows "
-                        "no rule covers")
+                   help="a model from `mteach train`: its end model's labels count as evidence on rows no rule "
+                        "covers")
     p.add_argument("--seed", type=int, default=0, help="seed of the grouping and of ties (default 0)")
     add_format_option(p)
     add_run_options(p, quiet="no progress bar")

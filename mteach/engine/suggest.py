@@ -14,10 +14,10 @@ Four kinds (``Suggestion.kind``):
   end model disagree, or it stands for a large uncovered group).
 
 Evidence, best first, and every suggestion says which it used (``precision_from``):
-gold labels where rows have them; else the label model's posterior (and on rows no
-rule covers, the end model's probabilities when a trained model is given); with no
-rule voting for a label yet, only the data's own structure (groups, distinctive
-words), and the precision is left unknown.
+gold labels where rows have them; else the label model's verdict on the rows the rules
+cover (and on rows no rule covers, the end model's verdict when a trained model is
+given); with no rule voting for a label yet, only the data's own structure (groups,
+distinctive words), and the precision is left unknown.
 
 Candidate generation is vectorized: the words of each text field are found once per
 data set by the evaluator's own ``TokenIndex`` (so a phrase's rows here are the rows
@@ -391,12 +391,13 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
         return []
     labels = list(spec.labels)
     k = len(labels)
-    # Evidence rows: gold rows, and rows the rules cover (the label model's label there).
+    # Evidence rows: gold rows, rows the rules cover (the label model's label there) and, when
+    # an end model is given, the rows no rule covers (its label there).
     # P(phrase | label) from those rows, smoothed toward the phrase's overall rate, then Bayes
     # with the class balance: rules cover some labels more than others, and this undoes that.
     # The label model's verdict counts as a label (its posteriors are soft where rules disagree,
     # which would blur every estimate toward the class balance).
-    informative = (ev.source == 1) | ((ev.source == 2) & covered)
+    informative = (ev.source == 1) | ((ev.source == 2) & covered) | (ev.source == 3)
     soft = np.eye(k)[ev.q.argmax(axis=1)] * informative[:, None]
     per_label = soft.sum(axis=0)                                  # labels
     hits = np.asarray(X.T @ soft)                                 # candidates × labels

@@ -181,3 +181,17 @@ def test_without_gold_a_rule_voting_alone_is_not_a_fix(tmp_path, youtube):
     fixes = [s for s in suggest(spec, data, votes, kinds=("fix",)) if s.title.startswith("rule ")]
     # wherever the two rules do not meet, the label model follows the one that votes
     assert fixes == []
+
+
+def test_an_end_model_labels_the_rows_no_rule_covers_as_evidence(tmp_path, youtube):
+    table, gold, data = youtube
+    spec = spec_of(tmp_path, table, 'rule link : text ~ /http/ => SPAM\nrule song : text has "song" => HAM\n')
+    votes = mteach.apply_table(spec, table)
+    perfect = np.eye(2)[gold]  # an end model that is always right
+    rules = suggest(spec, data, votes, end_proba=perfect, n=5, kinds=("rule",))
+    assert rules and all(s.precision_from == "label model + end model" for s in rules)
+    for s in rules:
+        grown = mteach.load_spec(tmp_path / "s.mt", table.schema, text=HEADER + s.spec_line + "\n")
+        fires = mteach.apply_table(grown, table)[:, 0] != -1
+        true = (gold[fires] == ["SPAM", "HAM"].index(s.label)).mean()
+        assert abs(s.estimated_precision - true) < 0.1
