@@ -12,7 +12,7 @@ import sys
 from ..errors import MteachError, SpecError
 
 # Each module registers its verbs with `register(subparsers)`.
-VERB_MODULES = ("core", "learn", "provenance", "studio", "drift")
+VERB_MODULES = ("core", "learn", "provenance", "studio", "drift", "suggest")
 
 
 def build_parser() -> argparse.ArgumentParser:

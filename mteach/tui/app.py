@@ -17,6 +17,7 @@ from .components.coverage import CoveragePane
 from .components.editor import SpecEditor
 from .components.help import ConfirmScreen, HelpScreen
 from .components.model import ModelPane, hint_problems, train_view
+from .components.next import NextPane
 from .components.problems import ProblemsList
 from .components.review import ReviewPane
 from .components.rows import RowsPane
@@ -43,6 +44,7 @@ class StudioApp(App):
         Binding("f5", "pane('review')", "Review", priority=True),
         Binding("f6", "pane('problems')", "Problems", show=False, priority=True),
         Binding("f7", "pane('model')", "Model", priority=True),  # the editor's own f7 selects all
+        Binding("f8", "pane('next')", "Next", priority=True),
         Binding("f10", "zoom", "Zoom", priority=True),
     ]
 
@@ -59,8 +61,9 @@ class StudioApp(App):
             self.diagnostics = diagnostics
 
     def __init__(self, session: Session, cursor_blink: bool = True, contributions: bool = True,
-                 timing: bool = True):
+                 timing: bool = True, suggestions: bool = True):
         super().__init__()
+        self.want_suggestions = suggestions  # the Next pane's background refresh
         self.timing = timing
         self.session = session
         self.cursor_blink = cursor_blink
@@ -91,6 +94,8 @@ class StudioApp(App):
                     yield ReviewPane(self.session, id="review-pane")
                 with TabPane("Model", id="model"):
                     yield ModelPane(self.session, id="model-pane")
+                with TabPane("Next", id="next"):
+                    yield NextPane(id="next-pane")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -158,6 +163,8 @@ class StudioApp(App):
             self.run_contributions(a)
         if self.errors == 0 and a.spec.content_hash != self.trained_hash:
             self._train_timer = self.set_timer(TRAIN_QUIET_S, self.train_model)
+        if self.want_suggestions:
+            self.run_guidance(a)
 
     def on_studio_app_spec_invalid(self, msg: SpecInvalid) -> None:
         if msg.version != self.version:
@@ -188,6 +195,48 @@ class StudioApp(App):
         if self.session.last is a:
             a.contributions = contributions
             self.query_one(RowsPane).set_contributions(contributions)
+
+    @work(thread=True, exclusive=True, group="guidance")
+    def run_guidance(self, a: Analysis) -> None:
+        try:
+            g = self.session.guide(a)
+        except Exception as err:  # suggestions are a help: never take the editor down
+            self.log.error("suggestions failed", err)
+            return
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self._set_guidance, a, g)
+
+    def _set_guidance(self, a: Analysis, g) -> None:
+        if self.session.last is not a:
+            return
+        first = self.session.guidance is None
+        self.session.guidance = g
+        covered = int((a.votes != -1).any(axis=1).sum()) if a.votes.size else 0
+        gold = self.session.gold(a.spec.labels)
+        evidence = ("evidence: " + ", ".join(filter(None, [
+            f"gold on {int((gold != -1).sum()):,} rows" if gold is not None else "",
+            f"the label model on {covered:,} covered rows" if covered else ""]))
+            if covered or gold is not None else
+            "no rule votes yet and no gold: suggestions come from the data's own structure")
+        self.query_one(NextPane).show(g.suggestions, evidence)
+        review = self.query_one(ReviewPane)
+        if first and review.mode == "ranked":
+            review.advance()  # the ranked order has arrived: start from its top (later ones
+            # take effect at the next row, so the row being read does not change under the expert)
+
+    @on(NextPane.InsertRule)
+    def insert_rule(self, msg: NextPane.InsertRule) -> None:
+        editor = self.query_one(SpecEditor)
+        text = editor.text
+        addition = ("" if text.endswith("\n") or not text else "\n") + f"{msg.comment}\n{msg.line}\n"
+        end = editor.document.end
+        editor.insert(addition, end)
+        self.notify(f"inserted: {msg.line}", timeout=3)
+
+    @on(NextPane.ShowRows)
+    def show_rows(self, msg: NextPane.ShowRows) -> None:
+        self.query_one(RowsPane).show_picked(msg.rows, msg.title)
+        self.action_pane("rows")
 
     @on(ProblemsList.Selected)
     def goto_problem(self, msg: ProblemsList.Selected) -> None:
@@ -322,7 +371,8 @@ class StudioApp(App):
             return
         self.query_one(TabbedContent).active = name
         target = {"coverage": "#coverage-table", "rows": "#rows-table", "review": "#review-pane",
-                  "model": "#model-rows"}[name]
+                  "model": "#model-rows",
+                  "next": "#next-table"}[name]
         self.query_one(target).focus()
 
     def action_zoom(self) -> None:

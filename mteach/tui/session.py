@@ -26,7 +26,7 @@ from ..engine.io import open_data
 from ..errors import DataError, Diagnostic, SpecError
 
 GOLD_HEADER = ["id", "label", "reviewer", "time"]
-SAMPLE_MODES = ("uncovered", "conflicted", "random")
+SAMPLE_MODES = ("ranked", "uncovered", "conflicted", "random")
 
 
 def gold_path_for(spec_path: Path) -> Path:
@@ -184,6 +184,8 @@ class Session:
         self.queue_path: Optional[Path] = None  # --queue: review exactly these rows, in this order
         self.skipped: set = set()
         self._excluded = None  # bool per row: reviewed or skipped
+        self._suggest_data = None  # engine.suggest.SuggestData, built on first use
+        self.guidance = None  # the last engine.suggest.Guidance: ranked rows, groups
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -311,13 +313,28 @@ class Session:
         """Row indices matching a filter: all | rule | conflicted | uncovered | label; then text search."""
         if (mode == "rule" and (rule is None or rule >= a.votes.shape[1])) or (mode == "label" and label is None):
             mode = "all"
-        keep = select_rows(a.votes, mode, rule=rule, label=label, verdict=a.verdict)
+        gold = self.gold(a.spec.labels) if mode == "wrong" else None
+        if mode == "wrong" and gold is None:
+            return np.zeros(0, dtype=np.int64)
+        keep = select_rows(a.votes, mode, rule=rule, label=label, verdict=a.verdict, gold=gold)
         if search and self.text_column:
             col = self.table.column(self.text_column)
             hit = pc.fill_null(pc.match_substring(col, search, ignore_case=True), False)
             keep &= hit.to_numpy(zero_copy_only=False) if not isinstance(hit, pa.ChunkedArray) \
                 else np.concatenate([c.to_numpy(zero_copy_only=False) for c in hit.chunks] or [np.zeros(0, bool)])
+        if mode == "uncovered" and self.guidance is not None and self.guidance.groups:
+            grouped = np.concatenate([g.rows for g in self.guidance.groups])  # largest group first
+            grouped = grouped[grouped < len(keep)]
+            rest = np.setdiff1d(np.flatnonzero(keep), grouped)
+            return np.concatenate([grouped[keep[grouped]], rest])
         return np.flatnonzero(keep)
+
+    def guide(self, a: Analysis, n: int = 10):
+        """Suggestions for this analysis (engine.suggest.guide), with the session's gold."""
+        from ..engine.suggest import SuggestData, guide
+        if self._suggest_data is None:
+            self._suggest_data = SuggestData(self.table, self.ids)
+        return guide(a.spec, self._suggest_data, a.votes, gold=self.gold(a.spec.labels), n=n, seed=self.seed)
 
     # -- review --------------------------------------------------------------------------
     def _want(self, a: Analysis, mode: str) -> np.ndarray:
@@ -341,6 +358,8 @@ class Session:
     def next_to_review(self, a: Analysis, mode: str) -> Optional[int]:
         """The next row of the seeded sample in ``mode`` not yet reviewed or skipped."""
         order = self._order
+        if mode == "ranked" and self.guidance is not None and len(self.guidance.review_order) == len(order):
+            order = self.guidance.review_order
         todo = order[self._want(a, mode)[order] & ~self.excluded()[order]]
         return int(todo[0]) if len(todo) else None
 

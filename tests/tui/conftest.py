@@ -34,7 +34,7 @@ def app_of(make_session):
     from mteach.tui.app import StudioApp
 
     def make(**kw):
-        app = StudioApp(make_session(**kw), cursor_blink=False, contributions=False)
+        app = StudioApp(make_session(**kw), cursor_blink=False, contributions=False, suggestions=False)
         app.animation_level = "none"
         return app
     return make

@@ -107,7 +107,7 @@ async def test_review_three_rows_survives_a_kill_and_resumes(app_of, studio_file
     ids, labels = read_gold_file(gold_file, ["SPAM", "HAM"])
     assert ids.to_pylist() == first and labels.tolist() == [0, 1, 0]
     # reopen: the sample resumes after the reviewed rows
-    app2 = StudioApp(make_session(), cursor_blink=False, contributions=False)
+    app2 = StudioApp(make_session(), cursor_blink=False, contributions=False, suggestions=False)
     async with app2.run_test(size=(120, 40)) as pilot:
         await settle(app2, pilot)
         review = app2.query_one(ReviewPane)
@@ -187,7 +187,7 @@ async def test_help_opens_with_question_mark_outside_the_editor(app_of):
 
 async def test_unparsable_spec_still_opens(make_session, studio_files):
     (studio_files / "mini.mt").write_text("concept x\nlabels A, B\nrule : : =>\n")
-    app = StudioApp(make_session(), cursor_blink=False, contributions=False)
+    app = StudioApp(make_session(), cursor_blink=False, contributions=False, suggestions=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         assert app.query_one(ProblemsList).option_count >= 1
@@ -197,7 +197,7 @@ async def test_unparsable_spec_still_opens(make_session, studio_files):
 async def test_a_new_spec_file_opens_empty_and_save_creates_it(studio_files):
     from mteach.tui.session import Session
     session = Session.open(studio_files / "new.mt", studio_files / "comments.csv", "COMMENT_ID", reviewer="t")
-    app = StudioApp(session, cursor_blink=False, contributions=False)
+    app = StudioApp(session, cursor_blink=False, contributions=False, suggestions=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         assert app.query_one(SpecEditor).text == "" and table_rules(app) == {}

@@ -63,3 +63,7 @@ def test_review(snap_compare, studio):
 
 def test_help(snap_compare, studio):
     assert snap_compare(studio(), terminal_size=(100, 30), run_before=settled("f1"))
+
+
+def test_next_pane(snap_compare, studio):
+    assert snap_compare(studio(), terminal_size=(120, 40), run_before=settled("f8"))

@@ -21,7 +21,11 @@ class CoverageTable(DataTable):
     BINDINGS = [
         Binding("enter", "show_rows", "Rows of rule"),
         Binding("e", "goto_rule", "Edit rule"),
+        Binding("s", "sort", "Sort"),
     ]
+
+    def action_sort(self) -> None:
+        self.parent_pane().next_sort()
 
     def action_show_rows(self) -> None:
         self.parent_pane().choose(show=True)
@@ -54,6 +58,27 @@ class CoveragePane(Vertical):
         yield Static("no analysis yet", id="totals")
 
     show_timing = True  # off in snapshot tests: the figure varies from run to run
+    SORTS = ("line", "coverage", "conflicts", "accuracy")
+    sort = "line"
+    order: list = []  # rule index of each table row
+    last = None
+
+    def next_sort(self) -> None:
+        sorts = self.SORTS if self.last is None or "accuracy" in self.last.stats.column_names else self.SORTS[:3]
+        self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)] if self.sort in sorts else "line"
+        if self.last is not None:
+            self.show(self.last)
+        self.app.notify(f"rules sorted by {self.sort}", timeout=2)
+
+    def sorted_rules(self, a) -> list:
+        """Rule indices in the chosen order: most coverage / conflicts first, least accurate first."""
+        s = a.stats.to_pydict()
+        n = len(a.spec.rules)
+        key = {"coverage": lambda j: -s["coverage"][j], "conflicts": lambda j: -s["conflicts"][j],
+               "accuracy": lambda j: (math.isnan(s["accuracy"][j]), s["accuracy"][j])}.get(self.sort)
+        if key is None or (self.sort == "accuracy" and "accuracy" not in s):
+            return list(range(n))
+        return sorted(range(n), key=lambda j: (key(j), j))
 
     def show(self, a, stale_errors: int = 0) -> None:
         table = self.query_one(CoverageTable)
@@ -65,7 +90,10 @@ class CoveragePane(Vertical):
         for c in cols:
             table.add_column(c, key=c)
         s = a.stats.to_pydict()
-        for j, rule in enumerate(a.spec.rules):
+        self.last = a
+        self.order = self.sorted_rules(a)
+        for j in self.order:
+            rule = a.spec.rules[j]
             cells = [Text(rule.name, style="bold"), rule.rule.label, pct(s["coverage"][j]), pct(s["overlaps"][j]),
                      Text(pct(s["conflicts"][j]), style="red" if s["conflicts"][j] else "")]
             if gold:
@@ -99,4 +127,4 @@ class CoveragePane(Vertical):
     def choose(self, show: bool) -> None:
         table = self.query_one(CoverageTable)
         if table.row_count:
-            self.post_message(self.RuleChosen(table.cursor_row, show))
+            self.post_message(self.RuleChosen(self.order[table.cursor_row] if self.order else table.cursor_row, show))

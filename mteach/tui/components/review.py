@@ -82,7 +82,8 @@ class ReviewPane(Vertical, can_focus=True):
         if s.queue_path is not None:
             head.append(f"queue: {s.queue_path.name}", style="bold")
         else:
-            head.append(f"sample: {self.mode}", style="bold")
+            head.append(f"sample: {self.mode}" + (" (most worth labelling first)" if self.mode == "ranked" else ""),
+                        style="bold")
             head.append(f" (seed {s.seed})")
         head.append(f"   {self.done_here} labelled now, {len(s.review.entries)} in "
                     f"{s.review.path.name}, {left:,} left")

@@ -54,6 +54,7 @@ class RowsPane(Vertical):
         Binding("c", "filter('conflicted')", "Conflicted"),
         Binding("u", "filter('uncovered')", "Uncovered"),
         Binding("l", "filter('label')", "Next label"),
+        Binding("w", "filter('wrong')", "Wrong vs gold"),
         Binding("slash", "search", "Search"),
     ]
     DEFAULT_CSS = """
@@ -74,6 +75,8 @@ class RowsPane(Vertical):
         self.label = 0
         self.search = ""
         self.shown: list = []
+        self.picked: list = []  # rows shown by show_picked (a suggestion's examples)
+        self.picked_title = ""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="rows-filter")
@@ -98,6 +101,10 @@ class RowsPane(Vertical):
         self.mode = mode
         self.refresh_rows()
 
+    def show_picked(self, rows: list, title: str) -> None:
+        self.mode, self.picked, self.picked_title = "picked", list(rows), title
+        self.refresh_rows()
+
     def show_rule(self, index: int) -> None:
         self.mode, self.rule = "rule", index
         self.refresh_rows()
@@ -118,7 +125,11 @@ class RowsPane(Vertical):
         elif self.mode == "label" and a is not None:
             what = f"rows the rules label [b]{escape(label_name(a.spec.labels, self.label))}[/b]"
         else:
-            what = {"all": "all rows", "conflicted": "conflicted rows", "uncovered": "uncovered rows"}.get(self.mode, self.mode)
+            what = {"all": "all rows", "conflicted": "conflicted rows",
+                    "uncovered": "uncovered rows (grouped, largest group first)" if self.session.guidance else
+                    "uncovered rows",
+                    "wrong": "rows the rules' majority vote gets wrong against gold",
+                    "picked": escape(self.picked_title)}.get(self.mode, self.mode)
         if self.search:
             what += f' containing "{escape(self.search)}"'
         return what
@@ -140,7 +151,11 @@ class RowsPane(Vertical):
         if a is None:
             return
         s = self.session
-        idx = s.filter_rows(a, self.mode, rule=self.rule, label=self.label, search=self.search)
+        if self.mode == "picked":
+            import numpy as np
+            idx = np.array([i for i in self.picked if i < len(a.votes)], dtype=np.int64)
+        else:
+            idx = s.filter_rows(a, self.mode, rule=self.rule, label=self.label, search=self.search)
         table = self.query_one(RowsTable)
         cursor = table.cursor_row
         table.clear(columns=True)
