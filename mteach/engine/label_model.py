@@ -47,6 +47,13 @@ and the *exact* identity used by :meth:`LabelModel.predict_proba` is::
 
 so abstaining rules add nothing relative to the baseline.
 
+**Calibration.**  :meth:`LabelModel.calibrate` fits a temperature ``T`` on gold rows
+(:func:`mteach.engine.calibration.fit_temperature`) and divides ``weights_`` and
+``baseline_`` by it (``temperature_`` records it).  Every term is divided by the same
+``T``, so the identity above holds exactly for the calibrated model too: ``explain``'s
+per-rule log-odds are the calibrated ones and still sum to the calibrated posterior, and
+no prediction changes.
+
 Fitting works on int8 votes, column by column.  Rows are deduplicated into counted
 patterns (64-bit multiply-add row hash, equal hashes verified row by row) unless a
 50,000-row sample shows that most rows are distinct.  Two classes: rules are grouped
@@ -391,6 +398,10 @@ class LabelModel(BaseEstimator):
     class_balance : array-like of shape (k,) or None
         Fixed class prior.  ``None`` estimates it by EM and uses the estimate shrunk
         halfway toward uniform.
+    class_balance_shrinkage : float in [0, 1]
+        Weight of the uniform distribution in the class prior the posterior uses
+        (``(1 - s) * pi + s / k``, ``pi`` the EM estimate); 0.5 by default.  Ignored when
+        ``class_balance`` is given.
     abstain_shrinkage : float in [0, 1]
         Weight of the rule's overall coverage in its class-conditional coverage
         ``(1 - s) * P(votes | y = c) + s * P(votes)``; 0.5 by default.  1 = abstentions carry
@@ -411,6 +422,7 @@ class LabelModel(BaseEstimator):
         accuracy_prior=None,
         prior_strength=10.0,
         class_balance=None,
+        class_balance_shrinkage=0.5,
         abstain_shrinkage=0.5,
         max_iter=100,
         tol=1e-5,
@@ -420,6 +432,7 @@ class LabelModel(BaseEstimator):
         self.accuracy_prior = accuracy_prior
         self.prior_strength = prior_strength
         self.class_balance = class_balance
+        self.class_balance_shrinkage = class_balance_shrinkage
         self.abstain_shrinkage = abstain_shrinkage
         self.max_iter = max_iter
         self.tol = tol
@@ -434,6 +447,9 @@ class LabelModel(BaseEstimator):
         rho = self.abstain_shrinkage
         if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not 0.0 <= rho <= 1.0:
             raise ValueError(f"abstain_shrinkage must be a number in [0, 1] (1 = abstentions carry no evidence), got {rho!r}")
+        cbs = self.class_balance_shrinkage
+        if isinstance(cbs, bool) or not isinstance(cbs, numbers.Real) or not 0.0 <= cbs <= 1.0:
+            raise ValueError(f"class_balance_shrinkage must be a number in [0, 1] (1 = uniform prior), got {cbs!r}")
         for name in ("prior_strength",):
             val = getattr(self, name)
             if not isinstance(val, numbers.Real) or not val >= 0:
@@ -526,7 +542,8 @@ class LabelModel(BaseEstimator):
             T, corr = stats.expected_counts(Q)  # class totals (k,), expected correct votes (m, k)
             pi = (T + _BALANCE_PSEUDO) / (n + k * _BALANCE_PSEUDO)
             if balance is None:
-                pb = 0.5 * (pi + 1.0 / k)
+                cbs = float(self.class_balance_shrinkage)
+                pb = (1.0 - cbs) * pi + cbs / k
             else:
                 pb = balance
             acc = np.clip((corr + pa) / np.maximum(cjv + ps, _EPS), 1e-6, 1 - 1e-6)
@@ -580,6 +597,7 @@ class LabelModel(BaseEstimator):
             "posterior_class_balance_": T / n,
             "accuracy_": accuracy,
             "coverage_": votes_j / n,
+            "temperature_": 1.0,
             "n_iter_": n_iter,
             "converged_": converged,
         }
@@ -597,6 +615,20 @@ class LabelModel(BaseEstimator):
     def predict(self, L):
         """Most probable class; ties go to the lowest class id (``np.argmax``)."""
         return np.argmax(self.predict_proba(L), axis=1)
+
+    def calibrate(self, L, y):
+        """Temperature-scale the fitted model on the gold labels ``y`` (-1 = unknown) of the
+        rows of ``L``: ``weights_`` and ``baseline_`` are divided by the fitted ``T``, so
+        ``predict_proba`` becomes ``softmax(scores / T)``, the log-odds decomposition stays
+        exact and no prediction changes.  ``temperature_`` is the product of every
+        temperature applied.  Fewer than 20 gold rows: nothing changes."""
+        from .calibration import fit_temperature
+        L = _check_predict_input(self, L)
+        t = fit_temperature(self.decision_function(L), _as_gold(y, L.shape[0]))
+        self.weights_ = self.weights_ / t
+        self.baseline_ = self.baseline_ / t
+        self.temperature_ = float(getattr(self, "temperature_", 1.0)) * t
+        return self
 
     def contributions(self, L, target=None):
         """Log-odds contribution (n, m) of each voting rule toward ``target``.
