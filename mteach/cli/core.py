@@ -263,7 +263,7 @@ def cmd_demo(args) -> int:
 
     from ..engine.train import save_model, train as train_models
     from ..settings import load_settings
-    from .learn import evaluate
+    from .learn import evaluate, print_evaluation
     print("5. train: label model on the rules' votes, end model on its soft labels, hints as penalties")
     train_table = open_data(train).read_all()
     model, report = train_models(spec, train_table, load_settings(None),
@@ -276,7 +276,6 @@ def cmd_demo(args) -> int:
     votes = model.votes(test_table)
     result = model.predict(test_table, votes)
     gold = gold_from_column(test_table, "CLASS", {"1": "SPAM", "0": "HAM"}, list(spec.labels), str(test))
-    print_table(evaluate(result, votes, gold, list(spec.labels)), ["method", "accuracy", "rows"],
-                right={"accuracy", "rows"})
+    print_evaluation(evaluate(result, votes, gold, list(spec.labels)), list(spec.labels))
     print(f"\nnext: edit {spec_path.name} and re-run `mteach stats`, or open it in `mteach tui`.")
     return 0

@@ -19,8 +19,12 @@ def register(sub):
                        description="Apply the rules, fit the label model on their votes (confidence values are "
                                    "priors; gold rows sharpen it), train the end model on its soft labels with the "
                                    "spec's direction hints as loss penalties, and write MODEL_DIR (model.json, "
-                                   "a copy of the spec, the rules table, end-model weights, report.json). Model "
-                                   "settings come from mteach.toml (--config), not from the spec.")
+                                   "a copy of the spec, the rules table, end-model weights, report.json). With gold "
+                                   "labels, both models are calibrated by a temperature (the end model's on "
+                                   "out-of-fold predictions from 3-fold cross-fitting) and the blend of the two on "
+                                   "covered rows is chosen on those out-of-fold predictions; the report gives "
+                                   "temperatures and ECE. Model settings come from mteach.toml (--config), not from "
+                                   "the spec.")
     add_spec_data_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     p.add_argument("--config", metavar="mteach.toml",
@@ -33,7 +37,10 @@ def register(sub):
                        description="Per row: the label, the class probabilities, and who decided — 'rules' "
                                    "where any rule voted (the label model's posterior blended with the end "
                                    "model), 'end_model' where no rule did. With gold labels, prints majority "
-                                   "vote, label model, end model and combined accuracy side by side.")
+                                   "vote, label model, end model and combined side by side: accuracy, F1 (of "
+                                   "the spec's first label when there are two, else macro), ECE and rows, on all gold rows "
+                                   "and on those a rule covers (--format json: an object keyed by method, then "
+                                   "'all' / 'covered').")
     p.add_argument("model", metavar="MODEL_DIR")
     add_data_argument(p)
     p.add_argument("-o", "--output", metavar="OUT.parquet", help="write predictions here")
@@ -85,40 +92,51 @@ def print_report(report, folder, out=None):
         for key in ("majority_vote_on_covered", "label_model_on_covered", "end_model_all_rows", "combined_all_rows"):
             print(f"  {key.replace('_', ' ')}: {fmt_number(g[key])}", file=out)
     print(f"blend: beta={report['blend']['beta']} ({report['blend']['chosen_on']})", file=out)
+    for part, c in report.get("calibration", {}).items():
+        figure = "" if c["ece"] is None else f", ECE {c['ece']:.3f} on gold rows"
+        print(f"{part.replace('_', ' ')} calibration: temperature {c['temperature']:.3f} ({c['fitted_on']}{figure})",
+              file=out)
 
 
-def evaluate(result, votes, gold, labels) -> list:
-    """Accuracy of each way to label, on the gold rows."""
-    from ..engine.analysis import majority_vote
-    known = gold != -1
-    mv = majority_vote(votes, len(labels))
-    covered = result["covered"]
+METHODS = ("majority_vote", "label_model", "end_model", "combined")
 
-    def acc(pred, mask):
-        m = mask & known
-        return (float((pred[m] == gold[m]).mean()) if m.any() else float("nan")), int(m.sum())
 
-    rows = []
-    for name, pred, mask in (
-            ("majority vote (covered rows, ties excluded)", mv, mv != -1),
-            ("label model (covered rows)", result["lm_proba"].argmax(1), covered),
-            ("label model (all rows)", result["lm_proba"].argmax(1),
-             np.ones_like(covered)),
-            ("end model alone (covered rows)", result["em_proba"].argmax(1), covered),
-            ("combined (covered rows)", result["label"], covered),
-            ("end model (uncovered rows)", result["em_proba"].argmax(1), ~covered),
-            ("end model alone (all rows)", result["em_proba"].argmax(1), np.ones_like(covered)),
-            ("combined (all rows)", result["label"], np.ones_like(covered))):
-        a, n = acc(pred, mask)
-        rows.append({"method": name, "accuracy": a, "rows": n})
-    # majority vote with random tie-breaks and the class prior for uncovered rows: the plain baseline
-    rng = np.random.default_rng(0)
-    filled = mv.copy()
-    ties = filled == -1
-    filled[ties] = rng.integers(0, len(labels), ties.sum())
-    a, n = acc(filled, np.ones_like(covered))
-    rows.insert(1, {"method": "majority vote (all rows, random for ties and uncovered)", "accuracy": a, "rows": n})
-    return rows
+def evaluate(result, votes, gold, labels, seed: int = 0) -> dict:
+    """Each way to label, scored on the gold rows: ``{method: {"all": {...}, "covered": {...}}}``
+    with ``accuracy``, ``f1`` (of the spec's first label when there are two — the concept's own
+    label, e.g. SPAM — else macro), ``ece`` (10 bins) and
+    ``rows``; "covered" = rows where a rule votes. Majority vote breaks ties and labels rows
+    with no vote at random (``seed``); its probabilities are the vote shares (uniform where
+    no rule votes)."""
+    from ..engine.calibration import ece, f1_score
+    from ..engine.label_model import MajorityVote
+    k = len(labels)
+    mv = MajorityVote(n_classes=k, tie_break="random", seed=seed).fit(votes[:1])
+    probas = {"majority_vote": mv.predict_proba(votes), "label_model": result["lm_proba"],
+              "end_model": result["em_proba"], "combined": result["proba"]}
+    preds = {"majority_vote": mv.predict(votes), "label_model": result["lm_proba"].argmax(1),
+             "end_model": result["em_proba"].argmax(1), "combined": result["label"]}
+    out = {}
+    for method in METHODS:
+        out[method] = {}
+        for scope, mask in (("all", np.ones_like(result["covered"])), ("covered", result["covered"])):
+            g = np.where(mask, gold, -1)
+            known = g != -1
+            out[method][scope] = {
+                "accuracy": float((preds[method][known] == g[known]).mean()) if known.any() else None,
+                "f1": f1_score(preds[method], g, k, positive=0) if known.any() else None,
+                "ece": ece(probas[method], g) if known.any() else None, "rows": int(known.sum())}
+    return out
+
+
+def print_evaluation(evaluation: dict, labels, out=None):
+    """The evaluation as a text table: one line per method and scope (all / covered rows)."""
+    rows = [{"method": method.replace("_", " "), "rows on": scope, **figures}
+            for method, scopes in evaluation.items() for scope, figures in scopes.items()]
+    print_table(rows, ["method", "rows on", "accuracy", "f1", "ece", "rows"],
+                right={"accuracy", "f1", "ece", "rows"}, out=out)
+    print(f"f1: {'of ' + labels[0] if len(labels) == 2 else 'macro'}; ece: expected calibration error "
+          "(10 bins); majority vote: random for ties and rows with no vote", file=out or sys.stdout)
 
 
 def cmd_predict(args) -> int:
@@ -146,11 +164,11 @@ def cmd_predict(args) -> int:
               f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
     gold = gold_for(args, loaded, ids)
     if gold is not None:
-        rows = evaluate(result, votes, gold, labels)
+        evaluation = evaluate(result, votes, gold, labels)
         if args.format == "json":
-            dump_json(rows)
+            dump_json(evaluation)
         else:
-            print_table(rows, ["method", "accuracy", "rows"], right={"accuracy", "rows"})
+            print_evaluation(evaluation, labels)
     return 0
 
 

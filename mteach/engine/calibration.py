@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-__all__ = ["ece", "fit_temperature", "log_scores", "MIN_GOLD_ROWS"]
+__all__ = ["ece", "f1_score", "fit_temperature", "log_scores", "MIN_GOLD_ROWS"]
 
 # Fewer gold rows than this: the temperature is left at 1 (the fit would be noise).
 MIN_GOLD_ROWS = 20
@@ -45,6 +45,22 @@ def ece(proba: np.ndarray, gold: np.ndarray, bins: int = 10) -> float:
     count = np.bincount(which, minlength=bins)
     gap = np.bincount(which, weights=conf - correct, minlength=bins)
     return float(np.abs(gap).sum() / count.sum())
+
+
+def f1_score(pred: np.ndarray, gold: np.ndarray, k: int, positive: int = 1) -> float:
+    """The evaluation protocol's metric (docs/evaluation.md), on rows with gold != -1: F1 of
+    class ``positive`` for two classes (WRENCH: class 1), macro-F1 over the ``k`` classes
+    otherwise. NaN without gold."""
+    known = np.asarray(gold) != -1
+    if not known.any():
+        return float("nan")
+    pred, gold = np.asarray(pred)[known], np.asarray(gold)[known]
+    f1 = []
+    for c in ([positive] if k == 2 else range(k)):
+        tp = float(((pred == c) & (gold == c)).sum())
+        denom = float((pred == c).sum() + (gold == c).sum())
+        f1.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(f1))
 
 
 def log_scores(proba: np.ndarray) -> np.ndarray:

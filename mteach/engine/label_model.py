@@ -725,8 +725,9 @@ class MajorityVote(BaseEstimator):
 
 def fit_for_spec(spec, votes, gold=None, **params) -> LabelModel:
     """A :class:`LabelModel` fitted on the votes of ``spec``'s rules, with the rules'
-    ``confidence`` values as accuracy priors. Raises ``DataError`` saying why when the
-    votes cannot be fitted (e.g. no rule votes anywhere)."""
+    ``confidence`` values as accuracy priors; with ``gold`` (-1 = unknown) it is also
+    calibrated on the gold rows (:meth:`LabelModel.calibrate`, a temperature). Raises
+    ``DataError`` saying why when the votes cannot be fitted (e.g. no rule votes anywhere)."""
     from ..errors import DataError
     priors = np.array([np.nan if r.rule.confidence is None else float(r.rule.confidence) for r in spec.rules])
     if votes.size == 0 or (np.asarray(votes) == -1).all():
@@ -734,6 +735,7 @@ def fit_for_spec(spec, votes, gold=None, **params) -> LabelModel:
                         "(`mteach stats` shows each rule's coverage)")
     model = LabelModel(n_classes=len(spec.labels), accuracy_prior=priors, **params)
     try:
-        return model.fit(votes, gold)
+        model.fit(votes, gold)
     except ValueError as err:
         raise DataError(f"the label model cannot be fitted: {err}") from None
+    return model if gold is None else model.calibrate(votes, gold)
