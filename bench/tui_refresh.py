@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mteach.compiler.checker import load_spec  # noqa: E402
-from mteach.compiler.plan import vote_matrix  # noqa: E402
+from mteach.compiler.evaluator import vote_matrix  # noqa: E402
 from mteach.engine.analysis import rule_stats, summarize  # noqa: E402
 from mteach.engine.incremental import IncrementalVotes  # noqa: E402
 from mteach.engine.io import open_data  # noqa: E402

@@ -10,7 +10,8 @@ The Python API, the same functions the CLI and the TUI call::
 """
 __version__ = "0.1.0"
 
-from .compiler.checker import Spec, load_spec  # noqa: E402
+from .compiler.checker import load_spec  # noqa: E402
+from .compiler.spec import Spec  # noqa: E402
 from .engine.analysis import majority_vote, rule_stats, summarize  # noqa: E402
 from .engine.apply import apply_file, apply_table, read_votes, rules_table  # noqa: E402
 from .errors import DataError, Diagnostic, MteachError, SpecError  # noqa: E402

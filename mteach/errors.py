@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from .grammar.ast import Span
+from .spans import Span
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,19 @@ class DataError(MteachError):
     exit_code = 2
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """`` — did you mean X?`` when a near name exists, else ``""``."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+def closest_name(name: str, candidates: Iterable[str]) -> Optional[str]:
+    """The candidate ``name`` was most likely meant to be (a near spelling, or the same
+    name in another case), or None."""
+    candidates = list(candidates)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in candidates}
         if name.lower() in lowered:
             close = [lowered[name.lower()]]
-    return f" — did you mean {close[0]}?" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` — did you mean X?`` when a near name exists, else ``""``."""
+    close = closest_name(name, candidates)
+    return f" — did you mean {close}?" if close else ""

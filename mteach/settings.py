@@ -41,11 +41,12 @@ expected.
 """
 from __future__ import annotations
 
-import difflib
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional, Union
+
+from .errors import closest_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -199,8 +200,8 @@ class Settings:
 
 # ---- loading ---------------------------------------------------------------------------------
 def _did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = closest_name(word, options)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def _convert(kind: str, value, where: str, file: str):

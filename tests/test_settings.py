@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -56,8 +57,9 @@ margin = 0.5
     d = s.to_dict()
     assert json.loads(json.dumps(d)) == d
     assert d["features"]["ngram_range"] == [1, 3] and d["source"] == str(p)
-    with pytest.raises(Exception):
-        s.end_model.hidden = 3  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.end_model.hidden = 3  # frozen: a loaded setting cannot be changed behind the file's back
+    assert s.end_model.hidden == 16
 
 
 def test_spec_list(tmp_path):

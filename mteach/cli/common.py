@@ -12,7 +12,8 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from ..compiler.checker import Spec, load_spec
+from ..compiler.checker import load_spec
+from ..compiler.spec import Spec
 from ..engine.apply import iter_votes, resolve_id_column
 from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
 from ..engine.io import DataSource, open_data

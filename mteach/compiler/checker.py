@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -20,65 +20,12 @@ import pyarrow.compute as pc
 from ..errors import Diagnostic, SpecError, did_you_mean
 from ..grammar import ast
 from ..grammar.parser import parse
-
-
-@dataclass
-class CompiledRule:
-    """A rule ready to evaluate: ``predicate`` is resolved; ``rule`` is the AST as written."""
-    index: int
-    rule: ast.Rule
-    label_index: int
-    predicate: object
-
-    @property
-    def name(self) -> str:
-        return self.rule.name
-
-
-@dataclass
-class Spec:
-    path: Path
-    root: Path
-    concept: ast.Concept
-    labels: tuple
-    fields: dict            # spec name -> ast.Field
-    field_kinds: dict       # spec name -> "text" | "number" | "boolean" | "other" | None (no schema)
-    defines: dict           # name -> ast.Define
-    rules: list             # of CompiledRule
-    hints: list             # of ast.Hint (measures resolved)
-    examples: list          # of ast.Example (inputs bound to field names)
-    sources: dict           # displayed file name -> text (for diagnostics)
-    content_hash: str       # sha256 over every file the spec reads
-    files: list             # displayed names of every file read (spec, used specs, lexicons)
-    warnings: list = field(default_factory=list)
-
-    @property
-    def rule_names(self) -> list:
-        return [r.name for r in self.rules]
-
-    @property
-    def text_fields(self) -> list:
-        return [n for n, k in self.field_kinds.items() if k in ("text", None)]
-
-    def column(self, name: str) -> str:
-        return self.fields[name].column
+from ..grammar.visitor import NodeVisitor
+from ..spans import Span
+from .spec import CompiledRule, Spec, field_kind, regex_pattern
 
 
 _INTERPOLATION = re.compile(r"(?<!\\)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def field_kind(dtype: pa.DataType) -> str:
-    if pa.types.is_dictionary(dtype):
-        dtype = dtype.value_type
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or getattr(pa.types, "is_string_view", lambda t: False)(dtype):
-        return "text"
-    if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
-        return "number"
-    if pa.types.is_boolean(dtype):
-        return "boolean"
-    if pa.types.is_null(dtype):
-        return None
-    return "other"
 
 
 def regex_error(regex: ast.Regex) -> Optional[str]:
@@ -88,11 +35,6 @@ def regex_error(regex: ast.Regex) -> Optional[str]:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         return str(err).replace("Invalid regular expression: ", "")
     return None
-
-
-def regex_pattern(regex: ast.Regex) -> str:
-    flags = "".join(f for f in "ims" if f in regex.flags)
-    return f"(?{flags}){regex.pattern}" if flags else regex.pattern
 
 
 def _display(path: Path) -> str:
@@ -115,11 +57,11 @@ def _inside(path: Path, root: Path) -> bool:
 _LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-def _offset_span(display: str, before: str) -> ast.Span:
+def _offset_span(display: str, before: str) -> Span:
     """The span of the character that follows the text ``before``."""
     parts = _LINE_BREAK.split(before)  # the line breaks of str.splitlines, as the parser counts
     line, column = len(parts), len(parts[-1]) + 1
-    return ast.Span(display, line, column, line, column + 1)
+    return Span(display, line, column, line, column + 1)
 
 
 _KIND_WORDS = {"text": "text", "number": "number", "boolean": "yes/no (boolean)",
@@ -136,7 +78,14 @@ def read_lexicon(path: Path) -> tuple:
     return tuple(dict.fromkeys(s.strip() for s in text.splitlines() if s.strip() and not s.lstrip().startswith("#")))
 
 
-class _Checker:
+class _Checker(NodeVisitor):
+    """Checks a spec's statements (in ``run``) and resolves its predicates and values
+    (the ``visit_`` methods), collecting every problem."""
+    # Statements are checked by ``run`` in the order the language needs (labels before
+    # the rules that name them); a whole file by ``read``.
+    not_applicable = frozenset({"Concept", "Labels", "Field", "Define", "Rule", "Hint", "Example", "Use",
+                                "SpecFile"})
+
     def __init__(self, path: Path, schema: Optional[pa.Schema], text: Optional[str] = None):
         self.path = path
         self.text = text  # the main file's text, when it comes from an editor buffer
@@ -238,7 +187,7 @@ class _Checker:
     def run(self) -> Spec:
         statements = self.load()
         by_type = lambda t: [s for s in statements if isinstance(s, t)]
-        top = ast.Span(_display(self.path), 1, 1, 1, 2)
+        top = Span(_display(self.path), 1, 1, 1, 2)
 
         concepts = by_type(ast.Concept)
         # A file of only defines (and uses) is a library for other specs to `use`.
@@ -452,85 +401,96 @@ class _Checker:
             return None
         return self.named(node, (ast.Phrases,), "a phrase list")
 
-    # -- predicates and values -------------------------------------------------------
+    # -- predicates and values (visit_<Node>: see grammar/visitor.py) ----------------
     def predicate(self, node):
-        if isinstance(node, (ast.And, ast.Or)):
-            items = tuple(self.predicate(i) for i in node.items)
-            return replace(node, items=items)
-        if isinstance(node, ast.Not):
-            return replace(node, item=self.predicate(node.item))
-        if isinstance(node, ast.Match):
-            return replace(node, source=self.source(node.source), regex=self.regex_arg(node.regex))
-        if isinstance(node, ast.Has):
-            return replace(node, source=self.source(node.source), phrases=self.phrases_arg(node.phrases))
-        if isinstance(node, ast.Near):
-            return replace(node, source=self.source(node.source), left=self.phrases_arg(node.left),
-                           right=self.phrases_arg(node.right))
-        if isinstance(node, ast.Compare):
-            left, right = self.value(node.left), self.value(node.right)
-            lk, rk = self.value_kind(left), self.value_kind(right)
-            odd = [v for v, k in ((left, lk), (right, rk)) if k in ("boolean", "other")]
-            if odd:
-                self.not_comparable(odd[0])
-            elif "string" in (lk, rk):
-                if node.op not in ("==", "!="):
-                    self.error(node.span, f"`{node.op}` compares numbers; text can only be tested with == or !=")
-                elif {lk, rk} - {"string", "text", None}:
-                    self.error(node.span, "this compares a number with text", hint="quote both or neither")
-            elif "text" in (lk, rk) and None not in (lk, rk):
-                self.error(node.span, "a text field cannot be compared as a number",
-                           hint="compare a measure of it instead, e.g. len(text) > 10")
-            return replace(node, left=left, right=right)
-        if isinstance(node, ast.Between):
-            parts = [self.value(v) for v in (node.value, node.low, node.high)]
-            for v in parts:
-                if self.value_kind(v) in ("boolean", "other"):
-                    self.not_comparable(v)
-                    break
-                if self.value_kind(v) in ("string", "text"):
-                    self.error(node.span, "between compares numbers")
-                    break
-            return replace(node, value=parts[0], low=parts[1], high=parts[2])
-        if isinstance(node, ast.In):
-            src = node.source
-            if not isinstance(src, ast.Ref) or src.name not in self.fields:
-                if isinstance(src, ast.Ref):
-                    self.unknown(src, "field")
-                else:
-                    self.error(src.span, "`in { ... }` tests a field's value")
-                return node
-            kind = self.kinds[src.name]
-            kinds = {"string" if isinstance(v, ast.String) else "number" for v in node.values}
-            if kind in ("boolean", "other"):
-                self.not_comparable(src)
-            elif kind == "number" and "string" in kinds or kind == "text" and "number" in kinds:
-                self.error(node.span, f"{src.name} holds {kind} values; quote the values to match" if kind == "text"
-                           else f"{src.name} holds numbers; write the values without quotes")
+        return self.visit(node)
+
+    def visit_And(self, node):
+        return replace(node, items=tuple(self.predicate(i) for i in node.items))
+
+    visit_Or = visit_And
+
+    def visit_Not(self, node):
+        return replace(node, item=self.predicate(node.item))
+
+    def visit_Match(self, node):
+        return replace(node, source=self.source(node.source), regex=self.regex_arg(node.regex))
+
+    def visit_Has(self, node):
+        return replace(node, source=self.source(node.source), phrases=self.phrases_arg(node.phrases))
+
+    def visit_Near(self, node):
+        return replace(node, source=self.source(node.source), left=self.phrases_arg(node.left),
+                       right=self.phrases_arg(node.right))
+
+    def visit_Compare(self, node):
+        left, right = self.value(node.left), self.value(node.right)
+        lk, rk = self.value_kind(left), self.value_kind(right)
+        odd = [v for v, k in ((left, lk), (right, rk)) if k in ("boolean", "other")]
+        if odd:
+            self.not_comparable(odd[0])
+        elif "string" in (lk, rk):
+            if node.op not in ("==", "!="):
+                self.error(node.span, f"`{node.op}` compares numbers; text can only be tested with == or !=")
+            elif {lk, rk} - {"string", "text", None}:
+                self.error(node.span, "this compares a number with text", hint="quote both or neither")
+        elif "text" in (lk, rk) and None not in (lk, rk):
+            self.error(node.span, "a text field cannot be compared as a number",
+                       hint="compare a measure of it instead, e.g. len(text) > 10")
+        return replace(node, left=left, right=right)
+
+    def visit_Between(self, node):
+        parts = [self.value(v) for v in (node.value, node.low, node.high)]
+        for v in parts:
+            if self.value_kind(v) in ("boolean", "other"):
+                self.not_comparable(v)
+                break
+            if self.value_kind(v) in ("string", "text"):
+                self.error(node.span, "between compares numbers")
+                break
+        return replace(node, value=parts[0], low=parts[1], high=parts[2])
+
+    def visit_In(self, node):
+        src = node.source
+        if not isinstance(src, ast.Ref) or src.name not in self.fields:
+            if isinstance(src, ast.Ref):
+                self.unknown(src, "field")
+            else:
+                self.error(src.span, "`in { ... }` tests a field's value")
             return node
-        if isinstance(node, ast.Missing):
-            if not isinstance(node.source, ast.Ref) or node.source.name not in self.fields:
-                if isinstance(node.source, ast.Ref):
-                    self.unknown(node.source, "field")
-                else:
-                    self.error(node.source.span, "`is missing` tests a field")
-            return node
-        if isinstance(node, ast.Truth):
-            name = node.ref.name
-            if name in self.fields:
-                if self.kinds[name] not in ("boolean", None):
-                    self.error(node.span, f"{name} is {_a_kind(self.kinds[name])} field, not a yes/no test",
-                               hint=f'write a test on it, e.g. `{name} has "..."`' if self.kinds[name] == "text" else "")
-                return node
-            if name in self.defines:
-                value = self.define_value(name, node.span)
-                if isinstance(value, tuple):
-                    return value[1]
-                if value is not None:
-                    self.error(node.span, f"{name} is a {'regex' if isinstance(value, ast.Regex) else 'phrase list'}, not a test",
-                               hint=f"use it in a test: `text {'~' if isinstance(value, ast.Regex) else 'has'} {name}`")
-                return None
-            return self.unknown(node.ref)
+        kind = self.kinds[src.name]
+        kinds = {"string" if isinstance(v, ast.String) else "number" for v in node.values}
+        if kind in ("boolean", "other"):
+            self.not_comparable(src)
+        elif kind == "number" and "string" in kinds or kind == "text" and "number" in kinds:
+            self.error(node.span, f"{src.name} holds {kind} values; quote the values to match" if kind == "text"
+                       else f"{src.name} holds numbers; write the values without quotes")
         return node
+
+    def visit_Missing(self, node):
+        if not isinstance(node.source, ast.Ref) or node.source.name not in self.fields:
+            if isinstance(node.source, ast.Ref):
+                self.unknown(node.source, "field")
+            else:
+                self.error(node.source.span, "`is missing` tests a field")
+        return node
+
+    def visit_Truth(self, node):
+        name = node.ref.name
+        if name in self.fields:
+            if self.kinds[name] not in ("boolean", None):
+                self.error(node.span, f"{name} is {_a_kind(self.kinds[name])} field, not a yes/no test",
+                           hint=f'write a test on it, e.g. `{name} has "..."`' if self.kinds[name] == "text" else "")
+            return node
+        if name in self.defines:
+            value = self.define_value(name, node.span)
+            if isinstance(value, tuple):
+                return value[1]
+            if value is not None:
+                self.error(node.span, f"{name} is a {'regex' if isinstance(value, ast.Regex) else 'phrase list'}, not a test",
+                           hint=f"use it in a test: `text {'~' if isinstance(value, ast.Regex) else 'has'} {name}`")
+            return None
+        return self.unknown(node.ref)
 
     def not_comparable(self, ref: ast.Ref):
         """A boolean or other (date, list, ...) field used where a value is compared."""
@@ -542,16 +502,32 @@ class _Checker:
                        hint=f'column "{self.fields[ref.name].column}" holds {_KIND_WORDS["other"]} values')
 
     def value(self, node):
-        if isinstance(node, ast.Measure):
-            return self.measure(node)
-        if isinstance(node, ast.Ref):
-            if node.name in self.fields:
-                return node
-            if node.name in self.defines:
-                self.error(node.span, f"{node.name} is a define; a field, measure or number goes here")
-                return None
-            return self.unknown(node, "field")
+        """A compared value: a field, a measure, a number or a quoted string."""
+        return self.visit(node)
+
+    def visit_Ref(self, node):
+        if node.name in self.fields:
+            return node
+        if node.name in self.defines:
+            self.error(node.span, f"{node.name} is a define; a field, measure or number goes here")
+            return None
+        return self.unknown(node, "field")
+
+    def visit_Number(self, node):
         return node
+
+    visit_String = visit_Number
+
+    def visit_Measure(self, node):
+        return self.measure(node)
+
+    def not_a_value(self, node):
+        """A regex, phrase list, lexicon or first/last(...) where a value is compared."""
+        self.error(node.span, "this is not a value that can be compared",
+                   hint="compare a field, a measure such as len(text), a number or a quoted string")
+        return None
+
+    visit_Regex = visit_Phrases = visit_Lexicon = visit_Window = not_a_value
 
     def measure(self, node: ast.Measure):
         arg = node.arg

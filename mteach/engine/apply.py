@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..compiler.checker import Spec, field_kind, load_spec
-from ..compiler.plan import columns_needed, vote_matrix
+from ..compiler.checker import load_spec
+from ..compiler.evaluator import columns_needed, vote_matrix
+from ..compiler.spec import Spec, field_kind
 from ..errors import DataError
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, open_data
 

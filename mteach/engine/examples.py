@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..compiler.checker import Spec
-from ..compiler.plan import vote_matrix
+from ..compiler.evaluator import vote_matrix
+from ..compiler.spec import Spec
 from ..errors import Diagnostic
 from .analysis import majority_vote
 

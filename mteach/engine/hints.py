@@ -25,6 +25,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
+from ..grammar.visitor import NodeVisitor
+
 KINDS = ("token", "measure", "pair")
 DEFAULT_SHARPNESS = 5.0
 
@@ -121,10 +123,26 @@ def compile_hints(
     label not in ``label_names``, a token that never occurs in the data, or a measure
     the featurizer has no feature for.
     """
-    labels = list(label_names)
     field_ = text_field or (list(featurizer.text_fields)[0] if featurizer.text_fields else None)
-    out = []
-    for h in hints:
+    compiler = _HintCompiler(featurizer, list(label_names), measure_name_fn, margin, weight, field_)
+    return [compiler.visit(h) for h in hints]
+
+
+class _HintCompiler(NodeVisitor):
+    """A hint statement -> its :class:`HintConstraint`."""
+    # Only hint statements shape the end model; every other node belongs to a rule,
+    # a define, an example or the spec's header, and never reaches compile_hints.
+    not_applicable = frozenset({
+        "Concept", "Labels", "Field", "Define", "Rule", "Example", "Use", "SpecFile",
+        "Regex", "Phrases", "Lexicon", "Ref", "Window", "Measure", "Number", "String",
+        "Match", "Has", "Near", "Compare", "Between", "In", "Missing", "Truth", "And", "Or", "Not"})
+
+    def __init__(self, featurizer, labels, measure_name_fn, margin, weight, field_):
+        self.featurizer, self.labels, self.measure_name_fn = featurizer, labels, measure_name_fn
+        self.margin, self.weight, self.field = margin, weight, field_
+
+    def visit_Hint(self, h) -> HintConstraint:
+        featurizer, labels, measure_name_fn, field_ = self.featurizer, self.labels, self.measure_name_fn, self.field
         name = _hint_name(h)
         where = _where(h)
         if h.label not in labels:
@@ -136,31 +154,29 @@ def compile_hints(
         li = labels.index(h.label)
         sign = -1 if h.sign < 0 else 1
         common = dict(name=name, label_index=li, label=h.label, kind=h.kind, sign=sign,
-                      margin=margin, weight=weight, span=getattr(h, "span", None))
+                      margin=self.margin, weight=self.weight, span=getattr(h, "span", None))
         if h.kind in ("token", "pair") and field_ is None:
             raise HintError(f"{where}{name}: the featurizer has no text field for this hint")
         try:
             if h.kind == "token":
                 d = featurizer.phrase_vector(field_, h.token)
-                out.append(HintConstraint(direction=d, token=h.token, field=field_, **common))
-            elif h.kind == "measure":
+                return HintConstraint(direction=d, token=h.token, field=field_, **common)
+            if h.kind == "measure":
                 if measure_name_fn is None:
                     raise HintError(f"{where}{name}: measure hints need measure_name_fn")
                 mname = measure_name_fn(h.measure)
                 d = featurizer.numeric_direction(mname)
-                out.append(HintConstraint(direction=d, measure=mname, **common))
-            elif h.kind == "pair":
+                return HintConstraint(direction=d, measure=mname, **common)
+            if h.kind == "pair":
                 xa = _text_row(featurizer, field_, h.text_a)
                 xb = _text_row(featurizer, field_, h.text_b)
                 common["sign"] = 1
-                out.append(HintConstraint(direction=xb - xa, x_a=xa, x_b=xb, field=field_, **common))
-            else:
-                raise HintError(f"{where}{name}: unknown hint kind {h.kind!r}")
+                return HintConstraint(direction=xb - xa, x_a=xa, x_b=xb, field=field_, **common)
+            raise HintError(f"{where}{name}: unknown hint kind {h.kind!r}")
         except HintError:
             raise
         except ValueError as e:
             raise HintError(f"{where}{name}: {e}") from e
-    return out
 
 
 def _text_row(featurizer, field: str, text: str) -> np.ndarray:

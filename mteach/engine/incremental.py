@@ -25,8 +25,8 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from ..compiler.checker import Spec
-from ..compiler.plan import ABSTAIN, BatchEvaluator
+from ..compiler.evaluator import ABSTAIN, BatchEvaluator
+from ..compiler.spec import Spec
 
 DEFAULT_BATCH_ROWS = 32_768
 MEMO_LIMIT = 4096  # sub-expressions kept per batch before the memo is dropped
@@ -55,7 +55,7 @@ def table_fingerprint(table: pa.Table | pa.RecordBatch) -> str:
 
 
 def rule_masks_with(evaluator: BatchEvaluator, rules: list) -> list:
-    """Like ``compiler.plan.rule_masks`` but on a given (memoizing) evaluator."""
+    """Like ``compiler.evaluator.rule_masks`` but on a given (memoizing) evaluator."""
     return [evaluator.predicate(r.predicate) for r in rules]
 
 
@@ -64,7 +64,7 @@ class IncrementalVotes:
     only the rules whose predicate changed.
 
     ``votes(spec)`` → (rows × rules) int8, -1 = abstain, identical to
-    ``compiler.plan.vote_matrix(spec, table)``. ``evaluations`` counts predicates
+    ``compiler.evaluator.vote_matrix(spec, table)``. ``evaluations`` counts predicates
     evaluated so far; ``last_evaluated`` names the rules the latest call evaluated.
     """
 

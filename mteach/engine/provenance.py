@@ -56,7 +56,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..compiler.checker import Spec, load_spec
+from ..compiler.checker import load_spec
+from ..compiler.spec import Spec
 from ..errors import DataError, MteachError
 from .apply import ROW_NUMBER, iter_votes, resolve_id_column, rules_table
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data

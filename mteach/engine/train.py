@@ -31,8 +31,9 @@ import pyarrow.parquet as pq
 from scipy.special import softmax
 
 from .. import __version__
-from ..compiler.checker import Spec, load_spec
-from ..compiler.plan import BatchEvaluator, vote_matrix
+from ..compiler.checker import load_spec
+from ..compiler.evaluator import BatchEvaluator, vote_matrix
+from ..compiler.spec import Spec
 from ..errors import DataError, MteachError
 from ..grammar import ast
 from ..settings import Settings

@@ -1,6 +1,7 @@
 """The spec's abstract syntax tree: plain frozen dataclasses, each carrying its span.
 
-Nodes hold no behaviour; the checker and the compiler walk them. Two nodes that
+Nodes hold no behaviour; the checker, the evaluator and the hint compiler walk them,
+dispatching on the node's class with ``grammar.visitor.NodeVisitor``. Two nodes that
 differ only in where they were written compare unequal (spans are fields), so use
 ``node.key()`` for a position-free identity (used to share sub-expressions and to
 cache rule columns by content).
@@ -10,17 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Optional, Union
 
-
-@dataclass(frozen=True)
-class Span:
-    file: str
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+from ..spans import Span
 
 
 @dataclass(frozen=True)

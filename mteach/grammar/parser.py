@@ -13,6 +13,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import Diagnostic, did_you_mean
+from ..spans import Span
 from . import ast
 
 STATEMENT_KEYWORDS = ("concept", "labels", "field", "define", "rule", "hint", "example", "use")
@@ -62,11 +63,11 @@ class _Builder(Transformer):
         self.lines = lines
 
     # -- helpers ---------------------------------------------------------------------
-    def span(self, meta) -> ast.Span:
-        return ast.Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+    def span(self, meta) -> Span:
+        return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
 
-    def tspan(self, tok: Token) -> ast.Span:
-        return ast.Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+    def tspan(self, tok: Token) -> Span:
+        return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
 
     def fail(self, span, message, hint=""):
         raise _BuildError(Diagnostic(span, message, hint=hint))
@@ -340,7 +341,7 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, lines: list[str], first_
         line = first_line + len([l for l in lines[first_line - 1:] if l]) - 1
         line = max(1, min(line, len(lines)))
         col = len(lines[line - 1]) + 1 if lines else 1
-    span = ast.Span(file, line, col, line, col + 1)
+    span = Span(file, line, col, line, col + 1)
     if isinstance(err, UnexpectedCharacters):
         char = lines[line - 1][col - 1:col] if line <= len(lines) else ""
         if char == "'":
@@ -357,9 +358,9 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, lines: list[str], first_
         if tok.type == "$END":  # lark places it on the last token; point just after that token
             message = "the statement ends too early"
             if tok.end_line is not None and tok.end_column is not None:
-                span = ast.Span(file, tok.end_line, tok.end_column, tok.end_line, tok.end_column + 1)
+                span = Span(file, tok.end_line, tok.end_column, tok.end_line, tok.end_column + 1)
         else:
-            span = ast.Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+            span = Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
             message = f"unexpected {str(tok)!r}"
         if tok.type == "NAME" and str(tok).lower() in _KEYWORDS and str(tok) != str(tok).lower():
             return Diagnostic(span, message, hint=f"write {str(tok).lower()!r} in lower case")

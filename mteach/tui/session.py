@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..compiler.checker import Spec, load_spec
+from ..compiler.checker import load_spec
+from ..compiler.spec import Spec
 from ..engine.analysis import conflicted_rows, majority_vote, rule_stats, select_rows, summarize
 from ..engine.gold import align_gold, gold_from_column, parse_mapping, read_gold_file
 from ..engine.incremental import IncrementalVotes

@@ -13,7 +13,8 @@ from mteach.engine.end_model import EndModel
 from mteach.engine.features import Featurizer
 from mteach.engine.hints import (HintConstraint, HintError, class_margin, compile_hints,
                                  hint_effect, hint_penalty, random_control)
-from mteach.grammar.ast import Hint, Measure, Ref, Span
+from mteach.grammar.ast import Hint, Measure, Ref
+from mteach.spans import Span
 
 POS = ["great", "love", "thanks", "perfect", "happy", "works", "fast", "nice"]
 NEG = ["broken", "late", "angry", "awful", "slow", "bad", "never", "worst"]

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mteach.compiler import plan
+from mteach.compiler import evaluator
 from mteach.compiler.checker import load_spec
 from mteach.engine import incremental
 from mteach.engine.incremental import IncrementalVotes, predicate_hash
@@ -39,7 +39,7 @@ def test_same_votes_as_a_full_apply(data):
     schema, table = data
     spec = spec_of((FIXTURES / "mini.mt").read_text(), schema)
     inc = IncrementalVotes(table, batch_rows=7)  # several batches
-    assert np.array_equal(inc.votes(spec), plan.vote_matrix(spec, table))
+    assert np.array_equal(inc.votes(spec), evaluator.vote_matrix(spec, table))
 
 
 def test_one_rule_edit_reevaluates_only_that_rule(data, counting):
@@ -53,7 +53,7 @@ def test_one_rule_edit_reevaluates_only_that_rule(data, counting):
     spec = spec_of(edited, schema)
     votes = inc.votes(spec)
     assert counting == ["subscribe"] and inc.last_evaluated == ["subscribe"]
-    assert np.array_equal(votes, plan.vote_matrix(spec, table))
+    assert np.array_equal(votes, evaluator.vote_matrix(spec, table))
     assert inc.evaluations == 5
 
 
@@ -68,7 +68,7 @@ def test_rename_move_relabel_and_comments_cost_nothing(data, counting):
     spec = spec_of(edited, schema)
     votes = inc.votes(spec)
     assert counting == []
-    assert np.array_equal(votes, plan.vote_matrix(spec, table))  # label change applied without re-evaluating
+    assert np.array_equal(votes, evaluator.vote_matrix(spec, table))  # label change applied without re-evaluating
 
 
 def test_undo_hits_the_cache_and_a_define_edit_invalidates_its_users(data, counting):
@@ -101,7 +101,7 @@ def test_sub_expression_memo_survives_an_edit_but_not_a_field_change(data):
     ev = inc._evaluators[0]
     assert ("phrase", ("Ref", "text"), "subscribe") in ev.memo
     spec = spec_of(text.replace('"sub")', '"sub", "channel")'), schema)
-    assert np.array_equal(inc.votes(spec), plan.vote_matrix(spec, table))
+    assert np.array_equal(inc.votes(spec), evaluator.vote_matrix(spec, table))
     assert inc._evaluators[0] is ev and ("phrase", ("Ref", "text"), "channel") in ev.memo
     other = spec_of(text.replace('field text = "CONTENT"', 'field text = "CONTENT"\nfield who = "COMMENT_ID"'), schema)
     inc.votes(other)  # a different field mapping: fresh memos

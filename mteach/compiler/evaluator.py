@@ -19,227 +19,25 @@ Semantics (also in the README's language reference):
 """
 from __future__ import annotations
 
-import itertools
-import re
-import threading
 from dataclasses import fields
-from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..grammar import ast
-from .checker import Spec, regex_pattern
+from ..grammar.visitor import NodeVisitor
+from .spec import Spec, regex_pattern
+from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, is_word_char, np_bool, phrase_regex,
+                     runs_per_row, utf8_views, word_runs)
 
-_WORD = r"[\p{L}\p{N}]"
-_NONWORD = r"[^\p{L}\p{N}]"
 ABSTAIN = -1
-
-
-def _is_word_char(ch: str) -> bool:
-    return ch.isalnum()
-
-
-def phrase_regex(phrase: str) -> str:
-    """RE2 pattern for one phrase: whole words, whitespace-flexible (text is lower-cased first)."""
-    words = phrase.lower().split()
-    body = r"\s+".join(re.escape(w) for w in words)
-    left = f"(?:^|{_NONWORD})" if _is_word_char(words[0][0]) else ""
-    right = f"(?:$|{_NONWORD})" if _is_word_char(words[-1][-1]) else ""
-    return left + body + right
-
-
-def _np_bool(arr) -> np.ndarray:
-    if isinstance(arr, np.ndarray):
-        return arr
-    return pc.fill_null(arr, False).to_numpy(zero_copy_only=False, writable=True)
 
 
 def _np_float(arr) -> np.ndarray:
     if isinstance(arr, np.ndarray):
         return arr
     return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False, writable=True)  # nulls -> nan
-
-
-# -- whole-word phrase matching through a token index ------------------------------------
-#
-# Testing each phrase with its own scan costs one pass over the text per phrase. Instead,
-# the lower-cased text is split once into word tokens (maximal runs of \p{L}\p{N}
-# characters) with numpy over the UTF-8 bytes, and one hash lookup (``index_in``) finds
-# every token that is a word of any phrase in the spec. A phrase's word runs must then
-# be consecutive tokens of one row. For a phrase that is a single run of word characters
-# that is exactly the whole-word test; for the others (several words, inner or edge
-# punctuation) it is a superset of the matches, and RE2 verifies the candidate rows.
-# The character classes come from RE2 (\p{L}\p{N}) and from Arrow (whitespace) themselves,
-# so the results are the same as the kernels' results row for row.
-
-_MAX_CODE_POINT = 0x110000
-_tables: dict = {}
-_tables_lock = threading.Lock()
-_RE2_SPACE_BYTES = np.frombuffer(b"\t\n\f\r ", np.uint8)  # RE2's \s
-
-
-def _char_table(name: str) -> np.ndarray:
-    """Boolean table over all code points: "word" is RE2's [\\p{L}\\p{N}], "space" is
-    Arrow's utf8 whitespace. Built once, by the kernels themselves."""
-    with _tables_lock:
-        if not _tables:
-            _build_char_tables()
-    return _tables[name]
-
-
-def _build_char_tables() -> None:
-    cps = np.concatenate([np.arange(0xD800), np.arange(0xE000, _MAX_CODE_POINT)]).astype(np.uint32)
-    data = cps.astype("<u4").tobytes().decode("utf-32-le").encode("utf-8")
-    lengths = 1 + (cps >= 0x80) + (cps >= 0x800) + (cps >= 0x10000)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    chars = pa.StringArray.from_buffers(len(cps), pa.py_buffer(offsets), pa.py_buffer(data))
-    for key, hits in (("word", pc.match_substring_regex(chars, rf"^{_WORD}$")),
-                      ("space", pc.utf8_is_space(chars))):
-        table = np.zeros(_MAX_CODE_POINT, dtype=bool)
-        table[cps] = _np_bool(hits)
-        _tables[key] = table
-
-
-def _utf8(arr: pa.Array) -> tuple:
-    """(bytes, offsets, base): numpy views of a string array's UTF-8 bytes and its
-    offsets rebased to them; ``base`` is where the bytes start in the data buffer."""
-    offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
-    start, end = int(offsets[0]), int(offsets[-1])
-    b = np.frombuffer(arr.buffers()[2], np.uint8, end - start, start) if end > start else np.zeros(0, np.uint8)
-    return b, offsets - start, start
-
-
-def _char_class(b: np.ndarray, name: str) -> np.ndarray:
-    """Per byte: whether the character it belongs to is in the named class."""
-    table = _char_table(name)
-    # ASCII bytes: one range test per run of class members (a few vector passes).
-    mask = np.zeros(len(b), dtype=bool)
-    members = np.flatnonzero(table[:0x80])
-    for run in np.split(members, np.flatnonzero(np.diff(members) > 1) + 1):
-        if len(run):
-            mask |= np.subtract(b, np.uint8(run[0])) <= np.uint8(run[-1] - run[0])
-    # Multi-byte characters: decode the code point at each lead byte, mark all its bytes.
-    lead = np.flatnonzero(b >= 0xC0)
-    if len(lead):
-        b0 = b[lead].astype(np.int32)
-        size = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
-        c1, c2, c3 = (b[np.minimum(lead + k, len(b) - 1)].astype(np.int32) & 0x3F for k in (1, 2, 3))
-        cp = np.where(size == 2, ((b0 & 0x1F) << 6) | c1,
-                      np.where(size == 3, ((b0 & 0x0F) << 12) | (c1 << 6) | c2,
-                               ((b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3))
-        hit = table[cp]
-        lead, size = lead[hit], size[hit]
-        for k in range(4):
-            mask[lead[size > k] + k] = True
-    return mask
-
-
-def _runs(flags: np.ndarray, offsets: np.ndarray) -> tuple:
-    """(starts, ends) of the maximal runs of True in ``flags`` that do not cross a row boundary."""
-    n = len(flags)
-    prev = np.empty_like(flags)  # the flag before each byte, False at the start of a row
-    prev[:1] = False
-    prev[1:] = flags[:-1]
-    row_starts = offsets[:-1]
-    prev[row_starts[row_starts < n]] = False
-    nxt = np.empty_like(flags)  # the flag after each byte, False at the end of a row
-    nxt[-1:] = False
-    nxt[:-1] = flags[1:]
-    row_ends = offsets[1:] - 1
-    nxt[row_ends[row_ends >= 0]] = False
-    starts = np.flatnonzero(flags & ~prev)
-    ends = np.flatnonzero(flags & ~nxt) + 1
-    return starts.astype(np.int32), ends.astype(np.int32)
-
-
-def _runs_per_row(starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    return np.diff(np.searchsorted(starts, offsets))
-
-
-class TokenIndex:
-    """The word tokens of one lower-cased string array, and where given words occur."""
-
-    def __init__(self, lowered: pa.Array):
-        b, offsets, base = _utf8(lowered)
-        self.bytes = b
-        self.starts, self.ends = _runs(_char_class(b, "word"), offsets)
-        self.row = np.repeat(np.arange(len(lowered), dtype=np.int32), _runs_per_row(self.starts, offsets))
-        self.valid = _np_bool(pc.is_valid(lowered))
-        self.n = len(lowered)
-        self._data = lowered.buffers()[2]
-        self._base = base
-        self._where: dict = {}
-
-    def lookup(self, words) -> None:
-        """Find the tokens equal to each of ``words`` in one hash pass (``index_in``) over
-        the tokens that could be one of them (right length and first byte)."""
-        words = sorted({w for w in words if w not in self._where})
-        if not words:
-            return
-        encoded = [w.encode("utf-8") for w in words]
-        first_bytes = np.zeros(256, dtype=bool)
-        first_bytes[[e[0] for e in encoded]] = True
-        lengths = np.zeros(max(map(len, encoded)) + 2, dtype=bool)
-        lengths[[len(e) for e in encoded]] = True
-        size = np.minimum(self.ends - self.starts, len(lengths) - 1)
-        maybe = np.flatnonzero(lengths[size] & first_bytes[self.bytes[self.starts]])
-        if len(maybe) == 0:
-            self._where.update((w, np.zeros(0, np.int64)) for w in words)
-            return
-        # Those tokens and the gaps between them as one string array over the text's own
-        # bytes (no copy): element 2k is token maybe[k].
-        bounds = np.empty(2 * len(maybe), dtype=np.int32)
-        bounds[0::2] = self.starts[maybe] + self._base
-        bounds[1::2] = self.ends[maybe] + self._base
-        pieces = pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds), self._data)
-        ids = pc.fill_null(pc.index_in(pieces, value_set=pa.array(words, pa.string())), -1).to_numpy()[0::2]
-        hits = np.flatnonzero(ids >= 0)
-        hits = hits[np.argsort(ids[hits], kind="stable")]
-        bounds = np.searchsorted(ids[hits], np.arange(len(words) + 1))
-        for i, w in enumerate(words):
-            self._where[w] = maybe[hits[bounds[i]:bounds[i + 1]]]
-
-    def rows_with_sequence(self, runs: list, spaced: bool = False) -> np.ndarray:
-        """Rows where ``runs`` occur as consecutive tokens; with ``spaced``, only rows where
-        what separates them is whitespace as RE2's \\s sees it ([\\t\\n\\f\\r ])."""
-        self.lookup(runs)
-        at = self._where[runs[0]]
-        for k, w in enumerate(runs[1:], 1):
-            at = at[np.isin(at + k, self._where[w], assume_unique=True)]
-            at = at[self.row[at + k] == self.row[at]]
-            if spaced:
-                at = at[self._spaces_between(at + k - 1)]
-        out = np.zeros(self.n, dtype=bool)
-        out[self.row[at]] = True
-        return out & self.valid
-
-    def _spaces_between(self, tokens: np.ndarray) -> np.ndarray:
-        """For each token t: whether every byte between it and token t + 1 is [\\t\\n\\f\\r ]."""
-        lo, hi = self.ends[tokens], self.starts[tokens + 1]
-        width = (hi - lo).astype(np.int64)
-        first = np.cumsum(width) - width
-        positions = np.repeat(lo - first, width) + np.arange(width.sum())
-        other = ~np.isin(self.bytes[positions], _RE2_SPACE_BYTES)
-        counts = np.concatenate([[0], np.cumsum(other)])
-        return counts[first + width] == counts[first]
-
-
-def _word_runs(phrase: str):
-    """(runs, exact) for a phrase: its maximal runs of word characters (lower-cased), and
-    whether it is only words of word characters separated by whitespace (then runs that
-    are consecutive tokens separated by whitespace are exactly the whole-word match).
-    None when the token index cannot serve it: no word character, or a character that
-    Python's ``isalnum`` (used by ``phrase_regex``) and RE2 classify differently."""
-    text = phrase.lower()
-    table = _char_table("word")
-    if any(bool(table[ord(ch)]) != _is_word_char(ch) for ch in text):
-        return None
-    runs = ["".join(g) for is_word, g in itertools.groupby(text, _is_word_char) if is_word]
-    if not runs:
-        return None
-    return runs, runs == text.split()
 
 
 def _spec_phrases(spec: Spec) -> dict:
@@ -262,8 +60,13 @@ def _spec_phrases(spec: Spec) -> dict:
     return found
 
 
-class BatchEvaluator:
+class BatchEvaluator(NodeVisitor):
     """Evaluates nodes of one spec over one batch, memoizing by node key."""
+    # Resolved rules hold no statements, and the checker has inlined every define and
+    # lexicon; regexes, phrase lists and first/last(...) are read by the node that holds
+    # them (``text``, ``phrases``, ``measure``), never evaluated on their own.
+    not_applicable = frozenset({"Concept", "Labels", "Field", "Define", "Rule", "Hint", "Example", "Use",
+                                "SpecFile", "Lexicon", "Regex", "Phrases", "Window"})
 
     def __init__(self, spec: Spec, batch: pa.RecordBatch | pa.Table):
         self.spec = spec
@@ -307,9 +110,9 @@ class BatchEvaluator:
         if len(idx) == 0:
             return out
         if len(idx) > self.n // 2:
-            return _np_bool(pc.match_substring_regex(arr, pattern))
+            return np_bool(pc.match_substring_regex(arr, pattern))
         sub = pc.take(arr, pa.array(idx))
-        out[idx] = _np_bool(pc.match_substring_regex(sub, pattern))
+        out[idx] = np_bool(pc.match_substring_regex(sub, pattern))
         return out
 
     def tokens(self, src) -> TokenIndex:
@@ -319,7 +122,7 @@ class BatchEvaluator:
             index = TokenIndex(self.lower(src))
             words = []
             for phrase in _spec_phrases(self.spec).get(src.key(), ()):
-                runs = _word_runs(phrase)
+                runs = word_runs(phrase)
                 if runs is not None:
                     words.extend(runs[0])
             index.lookup(words)
@@ -330,15 +133,15 @@ class BatchEvaluator:
         """Rows where ``phrase`` occurs as whole words."""
         def compute():
             lowered = self.lower(src)
-            runs = _word_runs(phrase)
+            runs = word_runs(phrase)
             if runs is not None:
                 runs, exact = runs
                 candidates = self.tokens(src).rows_with_sequence(runs, spaced=exact)
                 return candidates if exact else self._sparse_regex(lowered, candidates, phrase_regex(phrase))
             words = phrase.lower().split()
             longest = max(words, key=len)
-            candidates = _np_bool(pc.match_substring(lowered, longest))
-            if len(words) == 1 and not _is_word_char(longest[0]) and not _is_word_char(longest[-1]):
+            candidates = np_bool(pc.match_substring(lowered, longest))
+            if len(words) == 1 and not is_word_char(longest[0]) and not is_word_char(longest[-1]):
                 return candidates  # no word edges to check
             return self._sparse_regex(lowered, candidates, phrase_regex(phrase))
         return self._cached(("phrase", src.key(), phrase.lower()), compute)
@@ -358,11 +161,11 @@ class BatchEvaluator:
         define it), counted over the UTF-8 bytes."""
         def compute():
             arr = self.text(src)
-            b, offsets, _ = _utf8(arr)
-            space = _char_class(b, "space")
-            starts, _ = _runs(~space, offsets)
-            counts = _runs_per_row(starts, offsets).astype(np.float64)
-            counts[~_np_bool(pc.is_valid(arr))] = np.nan
+            b, offsets, _ = utf8_views(arr)
+            space = char_class(b, "space")
+            starts, _ = flag_runs(~space, offsets)
+            counts = runs_per_row(starts, offsets).astype(np.float64)
+            counts[~np_bool(pc.is_valid(arr))] = np.nan
             return counts
         return self._cached(("words", src.key()), compute)
 
@@ -397,11 +200,11 @@ class BatchEvaluator:
         adjacent matches ("spam spam") do not share the boundary character."""
         lowered = self.lower(src)
         any_mask = np.logical_or.reduce([self.phrase(src, p) for p in node.phrases])
-        counts = np.where(_np_bool(pc.is_null(lowered)), np.nan, 0.0)
+        counts = np.where(np_bool(pc.is_null(lowered)), np.nan, 0.0)
         idx = np.flatnonzero(any_mask)
         if len(idx):
             sub = pc.take(lowered, pa.array(idx))
-            doubled = pc.replace_substring_regex(sub, f"({_NONWORD})", r"\1\1")
+            doubled = pc.replace_substring_regex(sub, f"({NONWORD})", r"\1\1")
             pattern = "|".join(f"(?:{phrase_regex(p)})" for p in node.phrases)
             counts[idx] = _np_float(pc.count_substring_regex(doubled, pattern))
         return counts
@@ -415,14 +218,19 @@ class BatchEvaluator:
         cleaned = pc.if_else(pc.fill_null(valid, False), cleaned, pa.scalar(None, pa.string()))
         return _np_float(pc.cast(cleaned, pa.float64()))
 
-    # -- values and predicates --------------------------------------------------------
+    # -- values and predicates (visit_<Node>: see grammar/visitor.py) ------------------
     def value(self, node):
-        if isinstance(node, ast.Number):
-            return node.value
-        if isinstance(node, ast.String):
-            return node.value
-        if isinstance(node, ast.Measure):
-            return self.measure(node)
+        return self.visit(node)
+
+    def visit_Number(self, node):
+        return node.value
+
+    visit_String = visit_Number
+
+    def visit_Measure(self, node):
+        return self.measure(node)
+
+    def visit_Ref(self, node):
         col = self.column(node.name)
         if self.spec.field_kinds.get(node.name) == "number" or pa.types.is_integer(col.type) \
                 or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
@@ -432,7 +240,7 @@ class BatchEvaluator:
     def compare(self, op, left, right) -> np.ndarray:
         if isinstance(left, pa.Array) or isinstance(right, pa.Array) or isinstance(left, str) or isinstance(right, str):
             fn = {"==": pc.equal, "!=": pc.not_equal}[op]
-            return _np_bool(fn(left, right))
+            return np_bool(fn(left, right))
         with np.errstate(invalid="ignore"):
             result = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
                       "==": np.equal, "!=": np.not_equal}[op](left, right)
@@ -444,47 +252,52 @@ class BatchEvaluator:
         key = node.key()
         if key in self.memo:
             return self.memo[key]
-        result = self._predicate(node)
+        result = self.visit(node)
         self.memo[key] = result
         return result
 
-    def _predicate(self, node) -> np.ndarray:
-        if isinstance(node, ast.And):
-            return np.logical_and.reduce([self.predicate(i) for i in node.items])
-        if isinstance(node, ast.Or):
-            return np.logical_or.reduce([self.predicate(i) for i in node.items])
-        if isinstance(node, ast.Not):
-            return ~self.predicate(node.item)
-        if isinstance(node, ast.Match):
-            hit = _np_bool(pc.match_substring_regex(self.text(node.source), regex_pattern(node.regex)))
-            if node.negate:
-                return ~hit & ~_np_bool(pc.is_null(self.text(node.source)))
-            return hit
-        if isinstance(node, ast.Has):
-            return self.phrases(node.source, node.phrases)
-        if isinstance(node, ast.Near):
-            return self.near(node)
-        if isinstance(node, ast.Compare):
-            return self.compare(node.op, self.value(node.left), self.value(node.right))
-        if isinstance(node, ast.Between):
-            v, lo, hi = (self.value(x) for x in (node.value, node.low, node.high))
-            with np.errstate(invalid="ignore"):
-                return np.asarray((v >= lo) & (v <= hi), dtype=bool)
-        if isinstance(node, ast.In):
-            col = self.column(node.source.name)
-            values = [v.value for v in node.values]
-            if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
-                return np.isin(_np_float(col), np.array(values, dtype=float))
-            return _np_bool(pc.is_in(col, value_set=pa.array([str(v) for v in values], pa.string())))
-        if isinstance(node, ast.Missing):
-            missing = _np_bool(pc.is_null(self.column(node.source.name)))
-            return ~missing if node.negate else missing
-        if isinstance(node, ast.Truth):
-            col = self.column(node.ref.name)
-            return _np_bool(col if pa.types.is_boolean(col.type) else pc.cast(col, pa.bool_()))
-        raise AssertionError(f"cannot evaluate {type(node).__name__}")
+    def visit_And(self, node) -> np.ndarray:
+        return np.logical_and.reduce([self.predicate(i) for i in node.items])
 
-    def near(self, node: ast.Near) -> np.ndarray:
+    def visit_Or(self, node) -> np.ndarray:
+        return np.logical_or.reduce([self.predicate(i) for i in node.items])
+
+    def visit_Not(self, node) -> np.ndarray:
+        return ~self.predicate(node.item)
+
+    def visit_Match(self, node) -> np.ndarray:
+        hit = np_bool(pc.match_substring_regex(self.text(node.source), regex_pattern(node.regex)))
+        if node.negate:
+            return ~hit & ~np_bool(pc.is_null(self.text(node.source)))
+        return hit
+
+    def visit_Has(self, node) -> np.ndarray:
+        return self.phrases(node.source, node.phrases)
+
+    def visit_Compare(self, node) -> np.ndarray:
+        return self.compare(node.op, self.value(node.left), self.value(node.right))
+
+    def visit_Between(self, node) -> np.ndarray:
+        v, lo, hi = (self.value(x) for x in (node.value, node.low, node.high))
+        with np.errstate(invalid="ignore"):
+            return np.asarray((v >= lo) & (v <= hi), dtype=bool)
+
+    def visit_In(self, node) -> np.ndarray:
+        col = self.column(node.source.name)
+        values = [v.value for v in node.values]
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+            return np.isin(_np_float(col), np.array(values, dtype=float))
+        return np_bool(pc.is_in(col, value_set=pa.array([str(v) for v in values], pa.string())))
+
+    def visit_Missing(self, node) -> np.ndarray:
+        missing = np_bool(pc.is_null(self.column(node.source.name)))
+        return ~missing if node.negate else missing
+
+    def visit_Truth(self, node) -> np.ndarray:
+        col = self.column(node.ref.name)
+        return np_bool(col if pa.types.is_boolean(col.type) else pc.cast(col, pa.bool_()))
+
+    def visit_Near(self, node: ast.Near) -> np.ndarray:
         """Rows where a left phrase and a right phrase start at most ``within`` words apart."""
         candidates = self.phrases(node.source, node.left) & self.phrases(node.source, node.right)
         out = np.zeros(self.n, dtype=bool)
@@ -496,7 +309,7 @@ class BatchEvaluator:
         # punctuation at its edges ("apply," is "apply"), while "t&c" or "10/10" stay one word.
         lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(sub))
         tokens = pc.list_flatten(lists)
-        bare = pc.replace_substring_regex(tokens, f"^{_NONWORD}+|{_NONWORD}+$", "")
+        bare = pc.replace_substring_regex(tokens, f"^{NONWORD}+|{NONWORD}+$", "")
         parent = pc.list_parent_indices(lists).to_numpy()
 
         def starts(node_phrases: ast.Phrases) -> np.ndarray:
@@ -505,7 +318,7 @@ class BatchEvaluator:
                 words = phrase.lower().split()
                 ok = np.ones(len(tokens), dtype=bool)
                 for k, w in enumerate(words):
-                    eq = _np_bool(pc.equal(tokens, w)) | _np_bool(pc.equal(bare, w))
+                    eq = np_bool(pc.equal(tokens, w)) | np_bool(pc.equal(bare, w))
                     shifted = np.zeros(len(tokens), dtype=bool)
                     if k < len(tokens):
                         shifted[:len(tokens) - k] = eq[k:]
