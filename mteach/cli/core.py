@@ -137,6 +137,13 @@ def compute_stats(args):
     return spec, table, summarize(votes, list(spec.labels), gold)
 
 
+def interval_text(low, high) -> str:
+    """'0.912–0.981', or '' when there is no interval (no gold rows)."""
+    if low is None or high is None or low != low or high != high:
+        return ""
+    return f"{low:.3f}–{high:.3f}"
+
+
 def print_stats(spec, table, summary, out=None):
     out = out or sys.stdout
     rows = table.to_pylist()
@@ -144,9 +151,14 @@ def print_stats(spec, table, summary, out=None):
         row["where"] = f"{r.rule.span.file}:{r.rule.span.line}"
     columns = ["rule", "label", "coverage", "overlaps", "conflicts"]
     if "accuracy" in table.column_names:
-        columns += ["correct", "incorrect", "accuracy", "recall"]
+        columns += ["correct", "incorrect", "accuracy", "interval", "recall"]
+        for row in rows:
+            row["interval"] = interval_text(row["accuracy_low"], row["accuracy_high"])
     print_table(rows, columns + ["where"], out=out,
-                right={"coverage", "overlaps", "conflicts", "correct", "incorrect", "accuracy", "recall"})
+                right={"coverage", "overlaps", "conflicts", "correct", "incorrect", "accuracy", "interval", "recall"})
+    if "accuracy" in table.column_names:
+        print("accuracy: the share of the rule's votes on gold rows that are right (of correct + incorrect); "
+              "interval: its 95% Wilson interval", file=out)
     n = max(summary.rows, 1)
     print(f"\n{summary.rows:,} rows: {summary.covered:,} covered ({summary.covered / n:.1%}), "
           f"{summary.rows - summary.covered:,} uncovered, {summary.conflicted:,} with conflicting votes "

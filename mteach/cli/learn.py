@@ -91,7 +91,11 @@ def print_report(report, folder, out=None):
         print(f"on {g['rows']:,} gold rows ({g['note']}):", file=out)
         for key in ("majority_vote_on_covered", "label_model_on_covered", "end_model_all_rows", "combined_all_rows"):
             print(f"  {key.replace('_', ' ')}: {fmt_number(g[key])}", file=out)
-    print(f"blend: beta={report['blend']['beta']} ({report['blend']['chosen_on']})", file=out)
+    b = report["blend"]
+    print(f"blend on covered rows: beta={b['beta']} ({b['chosen_on']})", file=out)
+    if "beta_uncovered" in b:
+        print(f"rows no rule covers: {'the end model alone' if b['beta_uncovered'] is None else 'beta=%s with the class prior' % b['beta_uncovered']}"
+              f" ({b['uncovered_chosen_on']})", file=out)
     for part, c in report.get("calibration", {}).items():
         figure = "" if c["ece"] is None else f", ECE {c['ece']:.3f} on gold rows"
         print(f"{part.replace('_', ' ')} calibration: temperature {c['temperature']:.3f} ({c['fitted_on']}{figure})",

@@ -5,8 +5,9 @@ Definitions follow Snorkel's LFAnalysis, with every denominator = all rows:
 - overlaps: share of rows the rule votes on where another rule votes too;
 - conflicts: share of rows the rule votes on where another rule votes a different label.
 With gold (label index per row, -1 = unknown), on rows the rule votes on that have a
-gold label: correct, incorrect, empirical accuracy (= precision of its label), and
-recall (share of the gold rows of its label that it catches).
+gold label: correct, incorrect, empirical accuracy (= precision of its label) with its 95%
+Wilson interval (accuracy_low, accuracy_high), and recall (share of the gold rows of its
+label that it catches).
 """
 from __future__ import annotations
 
@@ -17,6 +18,18 @@ import numpy as np
 import pyarrow as pa
 
 ABSTAIN = -1
+
+
+def wilson_interval(correct: np.ndarray, total: np.ndarray, z: float = 1.96) -> tuple:
+    """95% Wilson score interval (low, high) of correct / total, element-wise; NaN where total is 0."""
+    correct = np.asarray(correct, dtype=np.float64)
+    total = np.asarray(total, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = correct / total
+        centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+        half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    empty = total <= 0
+    return np.where(empty, np.nan, centre - half), np.where(empty, np.nan, centre + half)
 
 
 def majority_vote(votes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -97,11 +110,13 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
         correct = (hit & (votes == gold[:, None])).sum(axis=0)
         total = hit.sum(axis=0)
         gold_of_label = np.array([(gold == labels.index(lab)).sum() for lab in rule_labels])
+        low, high = wilson_interval(correct, total)
         with np.errstate(invalid="ignore", divide="ignore"):
             cols.update({
                 "correct": correct.astype(np.int64),
                 "incorrect": (total - correct).astype(np.int64),
                 "accuracy": np.where(total > 0, correct / np.maximum(total, 1), np.nan),
+                "accuracy_low": low, "accuracy_high": high,
                 "recall": np.where(gold_of_label > 0, correct / np.maximum(gold_of_label, 1), np.nan),
             })
     return pa.table(cols)

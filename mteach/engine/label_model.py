@@ -29,7 +29,10 @@ The class balance ``pi`` is estimated by EM (``posterior_class_balance_``); the 
 that the posterior uses (``class_balance_``) is that estimate shrunk halfway toward
 uniform, unless ``class_balance`` is given.  ``accuracy_[j]`` is the posterior of the
 rule's vote when it votes alone (every other rule abstains), vote-weighted over its votes,
-so a lone vote of a rule with ``accuracy_ > 0.5`` wins.
+so a lone vote of a rule with ``accuracy_ > 0.5`` wins.  ``vote_accuracy_[j]`` is the share
+of rule j's votes the fitted posteriors call right (the model's estimate of what gold would
+measure), with a 95% interval ``vote_accuracy_interval_[j]`` from a Beta on those expected
+counts -- sampling error only; the model's own error is not in it (compare with gold).
 
 The fitted model is exposed as
 
@@ -71,6 +74,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, softmax
+from scipy.stats import beta as beta_dist
 from sklearn.base import BaseEstimator
 
 __all__ = ["LabelModel", "MajorityVote"]
@@ -563,7 +567,12 @@ class LabelModel(BaseEstimator):
             if delta < self.tol:
                 converged = True
                 break
-        T, _ = stats.expected_counts(Q)
+        T, corr = stats.expected_counts(Q)
+        # share of each rule's votes the model believes right, and a 95% Beta interval on those
+        # expected counts (sampling error only: it cannot show the model's own error)
+        right = corr.sum(axis=1)
+        vote_accuracy = np.where(votes_j > 0, right / np.maximum(votes_j, _EPS), np.nan)
+        interval = np.column_stack([beta_dist.ppf(q, right + 1.0, votes_j - right + 1.0) for q in (0.025, 0.975)])
         logw = np.where(eye[None, :, :], on[:, :, None], off[:, :, None])
         # ---------------- abstentions: class-conditional coverage, one M-step on the final
         # posteriors (the vote parameters above are those of the EM without abstentions)
@@ -596,6 +605,8 @@ class LabelModel(BaseEstimator):
             "class_coverage_": np.ascontiguousarray(gamma, dtype=np.float64),
             "posterior_class_balance_": T / n,
             "accuracy_": accuracy,
+            "vote_accuracy_": vote_accuracy,
+            "vote_accuracy_interval_": np.where(votes_j[:, None] > 0, interval, np.nan),
             "coverage_": votes_j / n,
             "temperature_": 1.0,
             "n_iter_": n_iter,

@@ -450,9 +450,13 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     spans = [(r.rule.span.line, max(r.rule.span.end_line, r.rule.span.line)) for r in spec.rules]
     blames = blame_lines(spec.path, spans) if git and spec.rules else [None] * len(spec.rules)
     vote_counts = voted.sum(axis=0)
+    # the share of each rule's votes the label model believes right, with its 95% interval
+    est_accuracy = getattr(model, "vote_accuracy_", model.accuracy_)
+    est_interval = getattr(model, "vote_accuracy_interval_", None)
     for i, (row, r) in enumerate(zip(rt, spec.rules)):
         row.update({"index": i, "end_line": spans[i][1], "content_key": rule_content_key(r),
-                    "votes": int(vote_counts[i]), "estimated_accuracy": float(model.accuracy_[i]),
+                    "votes": int(vote_counts[i]), "estimated_accuracy": float(est_accuracy[i]),
+                    "estimated_interval": None if est_interval is None else [float(x) for x in est_interval[i]],
                     "blame": blames[i]})
     params = {"class": type(model).__name__, "labels": labels, "rules": names,
               "baseline": model.baseline_, "weights": model.weights_, "accuracy": model.accuracy_,
@@ -505,7 +509,7 @@ def label_data(spec_path, data, output, id_column: Optional[str] = None, gold_fn
         em = model.end_model_proba(table)
 
         def end_model(rows):
-            proba = em[rows]
+            proba = model.uncovered_proba(em[rows])
             return proba, model.top_features(table.take(pa.array(rows)), proba.argmax(axis=1))
         extra = dict(label_model=model.label_model, end_model_proba=em, blend=model.blend)
         facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings}

@@ -39,10 +39,10 @@ from ..grammar import ast
 from ..settings import Settings
 from .analysis import majority_vote
 from .apply import rules_table
+from .calibration import ece, f1_score, fit_temperature, log_scores
 from .end_model import EndModel
 from .features import Featurizer
 from .hints import HintError, compile_hints, hint_effect
-from .calibration import ece, f1_score, fit_temperature, log_scores
 from .label_model import LabelModel, fit_for_spec
 
 MODEL_FORMAT = "mteach.model/1"
@@ -115,6 +115,7 @@ class TrainedModel:
     blend: float          # exponent of the end model in the covered-row product of experts
     settings: dict
     end_temperature: float = 1.0  # the end model's probabilities are softmax(log p / T)
+    blend_uncovered: Optional[float] = None  # the same exponent on rows no rule covers; None = end model alone
 
     def votes(self, table: pa.Table) -> np.ndarray:
         return vote_matrix(self.spec, table)
@@ -162,8 +163,16 @@ class TrainedModel:
                 "decided_by": np.where(covered, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
 
     def combine(self, lm: np.ndarray, em: np.ndarray, covered: np.ndarray) -> np.ndarray:
-        """Covered rows: the label model blended with the end model; the others: the end model."""
-        return np.where(covered[:, None], _blend(lm, em, self.blend), em)
+        """Covered rows: the label model blended with the end model; the others: the end model,
+        or (``blend_uncovered``) the end model blended with the label model's class prior."""
+        return np.where(covered[:, None], _blend(lm, em, self.blend), self.uncovered_proba(em))
+
+    def uncovered_proba(self, em: np.ndarray) -> np.ndarray:
+        """Probabilities of rows no rule covers, from the end model's (n × k)."""
+        if self.blend_uncovered is None:
+            return em
+        prior = softmax(self.label_model.baseline_)  # the label model where every rule abstains
+        return _blend(np.broadcast_to(prior, em.shape), em, self.blend_uncovered)
 
 
 def _blend(lm: np.ndarray, em: np.ndarray, beta: float) -> np.ndarray:
@@ -246,12 +255,14 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
                                                 settings.end_model.seed)
     end_t = 1.0 if em_heldout is None else fit_temperature(log_scores(em_heldout), gold)
     em_all = _tempered(em_raw, end_t)
-    blend, blend_basis = _choose_blend(soft, None if em_heldout is None else _tempered(em_heldout, end_t),
-                                       covered, gold, k)
-    model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict(), end_t)
+    em_held = None if em_heldout is None else _tempered(em_heldout, end_t)
+    blend, blend_basis = _choose_blend(soft, em_held, covered, gold, k)
+    blend_uncovered, uncovered_basis = _choose_blend(soft, em_held, ~covered, gold, k, end_model_alone=True)
+    model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict(), end_t, blend_uncovered)
 
     report = _report(model, votes, soft, em_all, covered, gold, ftable, hints)
-    report["blend"] = {"beta": blend, "chosen_on": blend_basis}
+    report["blend"] = {"beta": blend, "chosen_on": blend_basis,
+                       "beta_uncovered": blend_uncovered, "uncovered_chosen_on": uncovered_basis}
     report["calibration"] = _calibration_report(label_model, soft, em_heldout, end_t, gold)
     return model, report
 
@@ -286,26 +297,37 @@ def _calibration_report(label_model, soft, em_heldout, end_t, gold) -> dict:
     return out
 
 
-def _choose_blend(lm, em_heldout, covered, gold, k):
-    """How far the end model may move the rules' verdict on covered rows.
+def _choose_blend(lm, em_heldout, rows, gold, k, end_model_alone=False):
+    """How far the end model may move the label model's verdict on ``rows`` (covered rows; with
+    ``end_model_alone``, the uncovered ones, where the label model is its class prior).
 
-    With held-out end-model predictions on covered gold rows (``em_heldout``, from
-    cross-fitting), pick the beta of ``BLEND_GRID`` whose blended labels score best there on
-    the mean of accuracy and F1 (of the spec's first label for two labels, else macro; ties → the smaller beta: trust the rules).
-    Beta 0 (the rules alone) is on the grid and beta 8 all but hands covered rows to the end
-    model, so the choice is at least as good as the better of the two on those rows.
-    Without them, beta = 0.25: the end model only settles rows where the rules are unsure."""
+    With held-out end-model predictions (``em_heldout``: out-of-fold on covered rows, the final
+    model on uncovered ones, which it never trained on) on at least ``MIN_GOLD_FOR_BLEND`` gold
+    rows among ``rows``, pick the beta of ``BLEND_GRID`` whose blended labels score best there
+    on the mean of accuracy and F1 (of the spec's first label for two labels, else macro;
+    ties → the smaller beta: trust the rules). Beta 0 (the label model alone) is on the grid
+    and beta 8 all but hands the rows to the end model, so the choice is at least as good as
+    the better of the two on those rows. Otherwise: covered rows beta = 0.25 (the end model
+    only settles rows where the rules are unsure), uncovered rows the end model alone (None).
+    Returns (beta, what it was chosen on)."""
+    fallback = (None, "default: the end model alone") if end_model_alone else (DEFAULT_BLEND, "default")
     if em_heldout is None:
-        return DEFAULT_BLEND, "default (no gold labels)"
-    rows = (gold != -1) & covered
+        return fallback[0], fallback[1] + " (no gold labels)"
+    rows = (gold != -1) & rows
+    if rows.sum() < MIN_GOLD_FOR_BLEND:
+        return fallback[0], fallback[1] + f" (fewer than {MIN_GOLD_FOR_BLEND} gold rows)"
     y = gold[rows]
 
     def score(beta):
-        pred = _blend(lm[rows], em_heldout[rows], beta).argmax(1)
-        return (round((float((pred == y).mean()) + f1_score(pred, y, k, positive=0)) / 2, 9), -beta)
+        pred = (em_heldout[rows] if beta is None else _blend(lm[rows], em_heldout[rows], beta)).argmax(1)
+        return (round((float((pred == y).mean()) + f1_score(pred, y, k, positive=0)) / 2, 9),
+                -(np.inf if beta is None else beta))
 
-    best = max(score(b) for b in BLEND_GRID)
-    return -best[1], f"{int(rows.sum()):,} gold rows covered by the rules, out-of-fold end-model predictions"
+    grid = BLEND_GRID + ((None,) if end_model_alone else ())
+    best = max(grid, key=score)
+    where = "rows no rule covers" if end_model_alone else "rows covered by the rules"
+    how = "the end model's predictions" if end_model_alone else "out-of-fold end-model predictions"
+    return best, f"{int(rows.sum()):,} gold {where}, {how}"
 
 
 def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
@@ -389,7 +411,8 @@ def save_model(model: TrainedModel, folder, report: dict) -> Path:
             "format": MODEL_FORMAT, "mteach_version": __version__,
             "spec": spec.path.resolve().relative_to(spec.root.resolve()).as_posix(),
             "spec_hash": spec.content_hash, "labels": list(spec.labels), "rules": spec.rule_names,
-            "settings": model.settings, "blend": model.blend, "end_model_temperature": model.end_temperature,
+            "settings": model.settings, "blend": model.blend, "blend_uncovered": model.blend_uncovered,
+            "end_model_temperature": model.end_temperature,
             "label_model": {"params": lm_params, "state": _state(model.label_model)},
             "featurizer": model.featurizer.to_dict(),
         }
@@ -434,5 +457,5 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
     except (ValueError, KeyError, TypeError) as err:
         raise ModelError(f"{folder}: the model is damaged ({err}); retrain it with `mteach train`") from None
     return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"],
-                        float(meta.get("end_model_temperature", 1.0)))
+                        float(meta.get("end_model_temperature", 1.0)), meta.get("blend_uncovered"))
 

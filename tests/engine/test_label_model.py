@@ -328,3 +328,15 @@ def test_abstain_engines_agree_and_unseen_votes_count_as_abstentions(k):
     row2 = row.copy()
     row2[0, 2] = 1
     np.testing.assert_array_equal(fast.predict_proba(row2), fast.predict_proba(row))
+
+
+def test_vote_accuracy_estimates_the_share_of_right_votes_with_an_interval():
+    L, y = synth(n=6000, acc=(0.95, 0.9, 0.85, 0.75, 0.65), cov=0.5, seed=8)
+    lm = LabelModel().fit(L)
+    true = empirical_acc(L, y)
+    assert np.abs(lm.vote_accuracy_ - true).max() < 0.05, (lm.vote_accuracy_, true)
+    low, high = lm.vote_accuracy_interval_.T
+    assert np.all(low <= lm.vote_accuracy_) and np.all(lm.vote_accuracy_ <= high)
+    # fewer votes, wider interval
+    small = LabelModel().fit(L[:300])
+    assert np.all(np.diff(small.vote_accuracy_interval_, axis=1) > np.diff(lm.vote_accuracy_interval_, axis=1))
