@@ -531,7 +531,8 @@ class LabelModel(BaseEstimator):
         s_a = np.where(has_prior, float(self.prior_strength), _DEFAULT_ACCURACY_STRENGTH)
         # Beta prior on each vote's precision P(y = v | L_j = v): s_a pseudo-votes per rule,
         # spread over the classes it votes like its votes are
-        ps = s_a[:, None] * share
+        fixed = np.isinf(s_a)  # prior_strength=inf: the expert's accuracy is taken as given
+        ps = np.where(fixed[:, None], 0.0, s_a[:, None] * share)
         pa = ps * a0[:, None]
         gold_rows = None if gold is None else np.flatnonzero(gold >= 0)
         Q = stats.initial_posterior()
@@ -551,6 +552,7 @@ class LabelModel(BaseEstimator):
             else:
                 pb = balance
             acc = np.clip((corr + pa) / np.maximum(cjv + ps, _EPS), 1e-6, 1 - 1e-6)
+            acc[fixed] = a0[fixed, None]
             # P(y=c | L_j=v) = acc for c = v, (1-acc) pi_c / (1-pi_v) otherwise; its ratio to pi_c
             # is the likelihood ratio of the vote, so weights = log(that / pi_c)
             on = np.log(acc) - np.log(pi)[None, :]

@@ -76,7 +76,7 @@ def test_calibration_on_gold_makes_held_out_probabilities_honest():
     # as it gets) holds every weight at log(.7/.3): the posteriors are uniformly underconfident
     L, y = synth(n=4000, acc=(0.92,) * 4, cov=0.6, seed=6)
     train, held = slice(0, 2000), slice(2000, 4000)
-    lm = LabelModel(accuracy_prior=[0.7] * 4, prior_strength=1e6, abstain_shrinkage=1.0).fit(L[train])
+    lm = LabelModel(accuracy_prior=[0.7] * 4, prior_strength=np.inf, abstain_shrinkage=1.0).fit(L[train])
     raw = ece(lm.predict_proba(L[held]), y[held])
     lm.calibrate(L[train], y[train])
     assert lm.temperature_ < 0.8  # underconfident -> sharpened
