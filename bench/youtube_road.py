@@ -96,6 +96,8 @@ def run_split(held: int, data: Path, tmp: Path, mv_seeds: int) -> dict:
     out["LR on mteach labels ece"] = ece(proba, gold)
     out["coverage"] = float(result["covered"].mean())
     out["blend beta"] = report["blend"]["beta"]
+    beta_u = report["blend"]["beta_uncovered"]
+    out["uncovered beta (nan: end model)"] = float("nan") if beta_u is None else beta_u
     out["train seconds"] = seconds
     return out
 
@@ -119,7 +121,8 @@ def main():
     for name in names:
         vals = [c[name] for c in cols.values()]
         if len(cols) > 1:
-            vals += [float(np.mean(vals)), float(np.min(vals)), float(np.max(vals))]
+            vals += [float(np.nanmean(vals)), float(np.nanmin(vals)), float(np.nanmax(vals))] if not np.all(
+                np.isnan(vals)) else [float("nan")] * 3
         print(f"| {name:{width}} | " + " | ".join(f"{v:11.3f}" for v in vals) + " |")
     print("\ncombined vs the better of label model and end model (accuracy, F1 of SPAM; goal: within 0.5 points):")
     for split, c in cols.items():
