@@ -11,8 +11,9 @@ tunes (this file) stay apart::
     gold = "gold/spam.jsonl"     # optional gold labels (columns id, label)
 
     [label_model]
-    prior_strength = 10.0        # weight of the rules' `confidence` priors
-    max_iter = 500
+    kind = "mteach"              # mteach (Dawid-Skene, fitted by EM) | majority_vote
+    prior_strength = 10.0        # weight of the rules' `confidence` priors (mteach only)
+    max_iter = 500               # (mteach only)
     seed = 0
 
     [features]
@@ -50,7 +51,7 @@ tunes (this file) stay apart::
 
 An unknown section or key is a :class:`SettingsError` naming the file, the key
 and the closest known key; a value of the wrong type names the key and the type
-expected.
+expected. Read from a file, the message starts ``FILE:LINE:`` at the offending key.
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ class ProjectSettings:
 
 @dataclass(frozen=True)
 class LabelModelSettings:
+    kind: str = "mteach"           # a name in engine.label_model.LABEL_MODELS
     prior_strength: float = 10.0
     max_iter: int = 500
     seed: int = 0
@@ -148,7 +150,7 @@ _SECTIONS = {
 # "range" (two ints low <= high), "paths" (string or list of strings).
 _KINDS = {
     "project": {"spec": "paths", "data": "str?", "id_column": "str?", "gold": "str?"},
-    "label_model": {"prior_strength": "float", "max_iter": "int", "seed": "int"},
+    "label_model": {"kind": "str", "prior_strength": "float", "max_iter": "int", "seed": "int"},
     "features": {"ngram_range": "range", "min_df": "int", "max_features": "int",
                  "char_ngrams": "bool", "char_ngram_range": "range"},
     "end_model": {"hidden": "int", "epochs": "int", "lr": "float", "weight_decay": "float",
@@ -165,6 +167,8 @@ _KIND_WORDS = {"str": "a string", "str?": "a string", "int": "an integer", "floa
 
 # Value limits, checked after types: key -> (test, what it must be).
 _LIMITS = {
+    # the names of engine.label_model.LABEL_MODELS (not imported: settings must stay light)
+    ("label_model", "kind"): (lambda v: v in ("mteach", "majority_vote"), "one of mteach, majority_vote"),
     ("label_model", "prior_strength"): (lambda v: v >= 0, ">= 0"),
     ("label_model", "max_iter"): (lambda v: v >= 1, ">= 1"),
     ("features", "min_df"): (lambda v: v >= 1, ">= 1"),
@@ -336,7 +340,31 @@ def load_settings(path: Union[str, Path, None] = None) -> Settings:
         raise SettingsError(f"{p}: not UTF-8 text", str(p)) from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{p}: TOML syntax error: {e}", str(p)) from None
-    return settings_from_dict(data, str(p))
+    try:
+        return settings_from_dict(data, str(p))
+    except SettingsError as e:
+        line = _line_of(raw.decode("utf-8"), e.key) if e.key else None
+        if line is None:
+            raise
+        raise SettingsError(str(e).replace(f"{p}: ", f"{p}:{line}: ", 1), e.file, e.key) from None
+
+
+def _line_of(text: str, key: str) -> Optional[int]:
+    """1-based line of ``section.key`` (or of ``[section]``) in a TOML text; None if not found."""
+    section, _, name = key.partition(".")
+    current = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped.strip("[] \t")
+            if current == section and not name:
+                return number
+        elif (current == section and name and stripped.split("=", 1)[0].strip().strip('"\'') == name
+              and "=" in stripped):
+            return number
+        elif current is None and not name and stripped.split("=", 1)[0].strip() == section:
+            return number
+    return None
 
 
 def with_overrides(settings: Settings, section: str, **values) -> Settings:

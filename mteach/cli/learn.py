@@ -134,7 +134,7 @@ def evaluate(result, votes, gold, labels, positive: int = 0, seed: int = 0) -> d
     (of label index ``positive`` when there are two labels — by default the spec's first, the
     concept's own label, e.g. SPAM — else macro), ``ece`` (10 bins) and ``rows``. Majority vote
     breaks ties and labels rows with no vote at random (``seed``); its probabilities are the
-    vote shares (uniform where no rule votes)."""
+    softmax of the vote counts (``engine.label_model.MajorityVote``; uniform where no rule votes)."""
     from ..engine.analysis import wilson_interval
     from ..engine.calibration import ece, f1_score
     from ..engine.label_model import MajorityVote

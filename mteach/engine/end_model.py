@@ -6,8 +6,10 @@ scores rows no rule covers. Direction hints add one penalty each (see
 :mod:`mteach.engine.hints`, the one place the penalty is defined).
 
 scikit-learn contract: ``__init__`` stores hyperparameters; ``fit`` returns
-``self``; learned state ends in ``_``; ``predict_proba`` / ``predict`` /
-``get_params`` / ``set_params``.
+``self``; learned state ends in ``_`` (``classes_``, ``n_features_in_``);
+``predict_proba`` / ``predict`` / ``get_params`` / ``set_params`` / ``clone``;
+``NotFittedError`` before ``fit``.  Its labels are soft (n, k) probabilities or class
+ids ``0..k-1``, so ``classes_`` is always ``arange(k)``.
 
 Persistence without pickle: ``save(folder)`` writes ``weights.pt`` (a
 ``state_dict`` saved with ``torch.save``, read back with
@@ -27,6 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from mteach.engine.io import write_bytes_atomic, write_text_atomic
 from mteach.engine.hints import DEFAULT_MARGIN, DEFAULT_SHARPNESS, HintConstraint, class_margin, first_layer, hint_penalty
@@ -133,6 +136,11 @@ class EndModel(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
         self.num_threads = num_threads
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # its input is the featurizer's CSR matrix
+        return tags
 
     # ---- training ----------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -257,8 +265,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
 
     # ---- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            raise RuntimeError("this EndModel is not fitted yet: call fit(X, soft_labels) first")
+        check_is_fitted(self, "net_", msg="this EndModel is not fitted yet: call fit(X, soft_labels) first")
 
     def decision_function(self, X) -> np.ndarray:
         """Logits, shape (n, k)."""

@@ -45,7 +45,7 @@ from .end_model import EndModel
 from .features import Featurizer
 from .io import atomic_folder
 from .hints import HintError, compile_hints, hint_effect
-from .label_model import LabelModel, fit_for_spec
+from .label_model import LABEL_MODELS, LabelModelProtocol, fit_for_spec, label_model_kind
 
 MODEL_FORMAT = "mteach.model/1"
 # beta: the end model's exponent in the covered-row product of experts (0 = the rules alone;
@@ -107,7 +107,7 @@ def _spec_on_fields(spec: Spec) -> Spec:
 @dataclass
 class TrainedModel:
     spec: Spec
-    label_model: LabelModel
+    label_model: LabelModelProtocol
     featurizer: Featurizer
     end_model: EndModel
     blend: float          # exponent of the end model in the covered-row product of experts
@@ -229,7 +229,7 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
 
     log("fitting the label model")
     lm_settings = settings.label_model
-    label_model = fit_for_spec(spec, votes, gold, prior_strength=lm_settings.prior_strength,
+    label_model = fit_for_spec(spec, votes, gold, kind=lm_settings.kind, prior_strength=lm_settings.prior_strength,
                                max_iter=lm_settings.max_iter, seed=lm_settings.seed)
     soft = label_model.predict_proba(votes)
 
@@ -464,7 +464,8 @@ def save_model(model: TrainedModel, folder, report: dict) -> Path:
             "spec_hash": spec.content_hash, "labels": list(spec.labels), "rules": spec.rule_names,
             "settings": model.settings, "blend": model.blend, "blend_uncovered": model.blend_uncovered,
             "end_model_temperature": model.end_temperature,
-            "label_model": {"params": lm_params, "state": _state(model.label_model)},
+            "label_model": {"kind": label_model_kind(model.label_model), "params": lm_params,
+                            "state": _state(model.label_model)},
             "featurizer": model.featurizer.to_dict(),
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -495,7 +496,8 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
                              f"(model {meta['spec_hash'][:12]}, {spec_path} {given.content_hash[:12]}); "
                              "retrain with `mteach train`, or predict without --spec to use the model's own copy")
     try:
-        label_model = _restore(LabelModel(**meta["label_model"]["params"]), meta["label_model"]["state"])
+        lm_class = LABEL_MODELS[meta["label_model"].get("kind", "mteach")]
+        label_model = _restore(lm_class(**meta["label_model"]["params"]), meta["label_model"]["state"])
         field_spec = _spec_on_fields(spec)
         featurizer = Featurizer.from_dict(meta["featurizer"], numeric=numeric_features(field_spec))
         end_model = EndModel.load(folder / "end_model")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from mteach.engine.end_model import EndModel, EndModelLoadError
 
@@ -73,7 +74,7 @@ def test_input_errors(toy):
     m = EndModel(epochs=1).fit(X, soft)
     with pytest.raises(ValueError, match="X has 5 features"):
         m.predict(np.zeros((2, 5)))
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         EndModel().predict(X)
 
 
