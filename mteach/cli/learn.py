@@ -115,7 +115,10 @@ def print_report(report, folder, out=None):
     b = report["blend"]
     print(f"blend on covered rows: beta={b['beta']} ({b['chosen_on']})", file=out)
     if "beta_uncovered" in b:
-        print(f"rows no rule covers: {'the end model alone' if b['beta_uncovered'] is None else 'beta=%s with the class prior' % b['beta_uncovered']}"
+        bu = b["beta_uncovered"]
+        how = ("the end model alone" if bu is None else "the label model's class prior (the rules' silence)"
+               if bu == 0 else f"the end model, beta={bu} with the class prior")
+        print(f"rows no rule covers: {how}"
               f" ({b['uncovered_chosen_on']})", file=out)
     for part, c in report.get("calibration", {}).items():
         figure = "" if c["ece"] is None else f", ECE {c['ece']:.3f} on gold rows"
