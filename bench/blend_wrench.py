@@ -79,6 +79,9 @@ def main():
               f"{report['blend']['beta']} ({report['blend']['chosen_on']}); calibration "
               + ", ".join(f"{p} T={c['temperature']:.2f}" for p, c in report["calibration"].items())
               + f"; train {secs:.0f} s")
+        print(f"  on rows no rule covers: {report['blend']['beta_uncovered']} "
+              f"({report['blend']['uncovered_chosen_on']}); scores on valid gold (mean of accuracy and F1) "
+              f"per covered beta {report['blend']['scores']}, per uncovered choice {report['blend']['uncovered_scores']}")
         print(f"| {'method':<14}| rows on   | accuracy |     f1 |    ece |")
         print(f"|{'-' * 15}|-----------|----------|--------|--------|")
         for method, scopes in ev.items():

@@ -39,7 +39,8 @@ def register(sub):
     p = sub.add_parser("predict", help="label rows with a trained model",
                        description="Per row: the label, the class probabilities, and who decided — 'rules' "
                                    "where any rule voted (the label model's posterior blended with the end "
-                                   "model), 'end_model' where no rule did. With gold labels, prints majority "
+                                   "model), 'end_model' where no rule did (or 'rules' there too when training chose "
+                                   "the class prior for those rows). With gold labels, prints majority "
                                    "vote, label model, end model and combined side by side: accuracy with its "
                                    "95% Wilson interval, F1 (of the spec's first label when there are two, else "
                                    "macro), ECE and rows, on all gold rows, on those a rule covers and on those none "
