@@ -347,14 +347,16 @@ def _bootstrap_wins(preds, base, y, k, draws=BOOTSTRAP_DRAWS, seed=0, chunk=2048
     ind = [(allp == y).astype(np.float64)]                              # correct
     for c in classes:
         ind += [((allp == c) & (y == c)), (allp == c), np.broadcast_to(y == c, allp.shape)]
-    M = np.stack(ind, axis=-1).astype(np.float64)                       # (c + 1) × n × f
+    n, c, f = y.shape[0], allp.shape[0], len(ind)
+    M = np.stack(ind, axis=-1).astype(np.float64).transpose(1, 0, 2).reshape(n, c * f)  # n × (c·f)
     rng = np.random.default_rng(seed)
-    sums = np.zeros((draws, M.shape[0], M.shape[2]))
+    sums = np.zeros((draws, c * f))
     rows = np.zeros(draws)
-    for start in range(0, y.shape[0], chunk):
-        w = rng.poisson(1.0, (draws, min(chunk, y.shape[0] - start))).astype(np.float64)
-        sums += np.einsum("rn,cnf->rcf", w, M[:, start:start + chunk])
+    for start in range(0, n, chunk):
+        w = rng.poisson(1.0, (draws, min(chunk, n - start))).astype(np.float64)
+        sums += w @ M[start:start + chunk]
         rows += w.sum(axis=1)
+    sums = sums.reshape(draws, c, f)
     acc = sums[..., 0] / np.maximum(rows, 1)[:, None]
     tp, pp, gp = sums[..., 1::3], sums[..., 2::3], sums[..., 3::3]
     f1 = np.where(pp + gp > 0, 2 * tp / np.maximum(pp + gp, 1e-12), 0.0).mean(axis=-1)
