@@ -42,8 +42,8 @@ def predict(model, data) -> dict:
 
     ``predict(model, data) -> dict``; ``model``: a ``TrainedModel`` or the path of a model
     folder. The dict holds numpy arrays per row: ``label`` (index into the spec's
-    labels), ``proba`` (rows × labels), ``decided_by`` ("rules" where a rule voted, else
-    "end_model"), ``covered``, ``lm_proba`` and ``em_proba`` (each model's own).
+    labels), ``proba`` (rows × labels), ``decided_by`` ("rules" where a rule voted, or where
+    none did when training chose the class prior there; else "end_model"), ``covered``, ``lm_proba`` and ``em_proba`` (each model's own).
 
         out = mteach.predict("model", polars.read_parquet("new.parquet"))
         labels = [spec.labels[i] for i in out["label"]]

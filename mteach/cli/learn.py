@@ -39,7 +39,8 @@ def register(sub):
     p = sub.add_parser("predict", help="label rows with a trained model",
                        description="Per row: the label, the class probabilities, and who decided — 'rules' "
                                    "where any rule voted (the label model's posterior blended with the end "
-                                   "model), 'end_model' where no rule did. With gold labels, prints majority "
+                                   "model), 'end_model' where no rule did (or 'rules' there too when training chose "
+                                   "the class prior for those rows). With gold labels, prints majority "
                                    "vote, label model, end model and combined side by side: accuracy with its "
                                    "95% Wilson interval, F1 (of the spec's first label when there are two, else "
                                    "macro), ECE and rows, on all gold rows, on those a rule covers and on those none "
@@ -115,7 +116,10 @@ def print_report(report, folder, out=None):
     b = report["blend"]
     print(f"blend on covered rows: beta={b['beta']} ({b['chosen_on']})", file=out)
     if "beta_uncovered" in b:
-        print(f"rows no rule covers: {'the end model alone' if b['beta_uncovered'] is None else 'beta=%s with the class prior' % b['beta_uncovered']}"
+        bu = b["beta_uncovered"]
+        how = ("the end model alone" if bu is None else "the label model's class prior (the rules' silence)"
+               if bu == 0 else f"the end model, beta={bu} with the class prior")
+        print(f"rows no rule covers: {how}"
               f" ({b['uncovered_chosen_on']})", file=out)
     for part, c in report.get("calibration", {}).items():
         figure = "" if c["ece"] is None else f", ECE {c['ece']:.3f} on gold rows"

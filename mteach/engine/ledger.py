@@ -195,6 +195,7 @@ class ModelOutput:
     blend: float = 0.0                # beta > 0: covered rows get p ∝ p_label_model · p_end_model^beta
     features: Optional[pa.Array] = None  # list<struct<feature, weight>> per row no rule covers, in row order
     uncovered_proba: Optional[np.ndarray] = None  # for rows no rule covers (n × k); None: ``proba``
+    uncovered_by_rules: bool = False  # rows no rule covers get the class prior: decided_by "rules"
 
 
 def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
@@ -203,8 +204,9 @@ def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
     em = model.end_model_proba(table)
     uncovered = np.flatnonzero(~(votes != -1).any(axis=1))
     features = (model.top_features(table.take(pa.array(uncovered)), em[uncovered].argmax(axis=1))
-                if len(uncovered) else None)
-    return ModelOutput(em, model.label_model, model.blend, features, model.uncovered_proba(em))
+                if len(uncovered) and not model.uncovered_by_rules else None)
+    return ModelOutput(em, model.label_model, model.blend, features, model.uncovered_proba(em),
+                       model.uncovered_by_rules)
 
 
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
@@ -267,7 +269,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
         best = np.argmax(p, axis=1)
         label_idx[uncovered] = best
         prob[uncovered] = p[np.arange(len(uncovered)), best]
-        decided[uncovered] = 1
+        decided[uncovered] = 0 if out.uncovered_by_rules else 1
         if out.features is not None:
             feats = out.features if isinstance(out.features, pa.Array) else pa.array(out.features, FEATURE_TYPE)
             # rows the end model did not decide get an empty list

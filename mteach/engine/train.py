@@ -16,7 +16,8 @@ covered rows. It writes everything a later ``predict`` needs into one folder —
                                 so each hint's effect can be measured again on new data
 
 ``predict`` gives per row the label, class probabilities and who decided: "rules" where
-any rule voted (label model posterior, blended with the end model), "end_model" where none did.
+any rule voted (label model posterior, blended with the end model), "end_model" where none did
+— or "rules" there too when gold showed the class prior (the rules' silence) is not beaten there.
 """
 from __future__ import annotations
 
@@ -53,6 +54,11 @@ MODEL_FORMAT = "mteach.model/1"
 BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_BLEND = 0.25
 CROSS_FIT_FOLDS = 3
+# The end model takes rows from the rules only when the gold rows leave no doubt: each of
+# the m choices tried against the rules' answer must win in 1 - (1 - BLEND_CONFIDENCE) / m of
+# BOOTSTRAP_DRAWS resamples (Bonferroni: the chance that any of them wins by luck stays under 5%)
+BLEND_CONFIDENCE = 0.95
+BOOTSTRAP_DRAWS = 1000
 MIN_GOLD_FOR_BLEND = 20
 MIN_COVERED_ROWS = 10
 
@@ -163,8 +169,15 @@ class TrainedModel:
         lm = self.label_model.predict_proba(votes)
         em = self.end_model_proba(table)
         proba = self.combine(lm, em, covered)
+        by_rules = covered | self.uncovered_by_rules
         return {"label": proba.argmax(axis=1), "proba": proba, "covered": covered,
-                "decided_by": np.where(covered, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
+                "decided_by": np.where(by_rules, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
+
+    @property
+    def uncovered_by_rules(self) -> bool:
+        """True when rows no rule covers get the label model's class prior (beta 0 chosen on
+        gold): the rules' silence decides them, and ``explain`` shows it as the baseline alone."""
+        return self.blend_uncovered == 0.0
 
     def combine(self, lm: np.ndarray, em: np.ndarray, covered: np.ndarray) -> np.ndarray:
         """Covered rows: the label model blended with the end model; the others: the end model,
@@ -270,14 +283,19 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     end_t = 1.0 if em_heldout is None else fit_temperature(log_scores(em_heldout), gold)
     em_all = _tempered(em_raw, end_t)
     em_held = None if em_heldout is None else _tempered(em_heldout, end_t)
-    blend, blend_basis = _choose_blend(soft, em_held, covered, gold, k)
-    blend_uncovered, uncovered_basis = _choose_blend(soft, em_held, ~covered, gold, k, end_model_alone=True)
+    # covered rows first (uncovered ones at the rules' answer, the class prior), then the
+    # uncovered rows with the covered ones at the blend just chosen
+    blend, blend_basis, blend_scores = _choose_blend(soft, em_held, covered, gold, k)
+    covered_labels = None if em_held is None else _blend(soft, em_held, blend).argmax(1)
+    blend_uncovered, uncovered_basis, uncovered_scores = _choose_blend(
+        soft, em_held, ~covered, gold, k, end_model_alone=True, others=covered_labels)
     model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict(), without,
                          end_temperature=end_t, blend_uncovered=blend_uncovered)
 
     report = _report(model, votes, soft, em_all, covered, gold, ftable, hints)
-    report["blend"] = {"beta": blend, "chosen_on": blend_basis,
-                       "beta_uncovered": blend_uncovered, "uncovered_chosen_on": uncovered_basis}
+    report["blend"] = {"beta": blend, "chosen_on": blend_basis, "scores": blend_scores,
+                       "beta_uncovered": blend_uncovered, "uncovered_chosen_on": uncovered_basis,
+                       "uncovered_scores": uncovered_scores}
     report["calibration"] = _calibration_report(label_model, soft, em_heldout, end_t, gold)
     return model, report
 
@@ -312,37 +330,83 @@ def _calibration_report(label_model, soft, em_heldout, end_t, gold) -> dict:
     return out
 
 
-def _choose_blend(lm, em_heldout, rows, gold, k, end_model_alone=False):
+def _protocol_score(pred, y, k) -> float:
+    """The choice criterion: mean of accuracy and F1 (of the spec's first label for two labels,
+    else macro) on the rows with gold."""
+    known = y != -1
+    return (float((pred[known] == y[known]).mean()) + f1_score(pred, y, k, positive=0)) / 2
+
+
+def _bootstrap_wins(preds, base, y, k, draws=BOOTSTRAP_DRAWS, seed=0, chunk=2048) -> np.ndarray:
+    """For each prediction in ``preds`` (c × n labels): the share of ``draws`` Poisson bootstrap
+    resamples of the rows of ``y`` on which it scores (``_protocol_score``) above ``base``.
+    Each resample's counts (correct, and per scored class true positives, predicted and gold
+    counts) are weighted sums, so all draws are a few matrix products over row chunks."""
+    classes = [0] if k == 2 else list(range(k))
+    allp = np.vstack([base[None, :], preds])                            # (c + 1) × n
+    ind = [(allp == y).astype(np.float64)]                              # correct
+    for c in classes:
+        ind += [((allp == c) & (y == c)), (allp == c), np.broadcast_to(y == c, allp.shape)]
+    n, c, f = y.shape[0], allp.shape[0], len(ind)
+    M = np.stack(ind, axis=-1).astype(np.float64).transpose(1, 0, 2).reshape(n, c * f)  # n × (c·f)
+    rng = np.random.default_rng(seed)
+    sums = np.zeros((draws, c * f))
+    rows = np.zeros(draws)
+    for start in range(0, n, chunk):
+        w = rng.poisson(1.0, (draws, min(chunk, n - start))).astype(np.float64)
+        sums += w @ M[start:start + chunk]
+        rows += w.sum(axis=1)
+    sums = sums.reshape(draws, c, f)
+    acc = sums[..., 0] / np.maximum(rows, 1)[:, None]
+    tp, pp, gp = sums[..., 1::3], sums[..., 2::3], sums[..., 3::3]
+    f1 = np.where(pp + gp > 0, 2 * tp / np.maximum(pp + gp, 1e-12), 0.0).mean(axis=-1)
+    score = (acc + f1) / 2
+    return (score[:, 1:] > score[:, :1]).mean(axis=0)
+
+
+def _choose_blend(lm, em_heldout, rows, gold, k, end_model_alone=False, others=None):
     """How far the end model may move the label model's verdict on ``rows`` (covered rows; with
     ``end_model_alone``, the uncovered ones, where the label model is its class prior).
 
-    With held-out end-model predictions (``em_heldout``: out-of-fold on covered rows, the final
+    Needs held-out end-model predictions (``em_heldout``: out-of-fold on covered rows, the final
     model on uncovered ones, which it never trained on) on at least ``MIN_GOLD_FOR_BLEND`` gold
-    rows among ``rows``, pick the beta of ``BLEND_GRID`` whose blended labels score best there
-    on the mean of accuracy and F1 (of the spec's first label for two labels, else macro;
-    ties → the smaller beta: trust the rules). Beta 0 (the label model alone) is on the grid
-    and beta 8 all but hands the rows to the end model, so the choice is at least as good as
-    the better of the two on those rows. Otherwise: covered rows beta = 0.25 (the end model
-    only settles rows where the rules are unsure), uncovered rows the end model alone (None).
-    Returns (beta, what it was chosen on)."""
+    rows among ``rows``. Each beta of ``BLEND_GRID`` (and, with ``end_model_alone``, the end
+    model alone) labels ``rows``; ``others`` (labels, n) holds the combined prediction on the
+    remaining rows (rows outside ``rows`` count as the label model's when None), so every
+    choice is scored as the user will see it: on all gold rows, by the mean of accuracy and F1
+    (``_protocol_score``). The rules' answer (beta 0: the label model alone) is the default;
+    a choice that gives rows to the end model must beat it in at least ``BLEND_CONFIDENCE`` of
+    bootstrap resamples of the gold rows — a gain the gold rows cannot tell from noise (a few
+    rows, or a threshold fitted to these files) is not taken. Of those that do, the best
+    scoring (ties → the smaller beta); with m choices tried, each must win in
+    1 - (1 - ``BLEND_CONFIDENCE``) / m of the resamples (Bonferroni). Without enough gold: covered rows beta = 0.25 (the end
+    model only settles rows where the rules are unsure), uncovered rows the end model alone
+    (None). Returns (beta, what it was chosen on, {beta: score on the gold rows})."""
     fallback = (None, "default: the end model alone") if end_model_alone else (DEFAULT_BLEND, "default")
     if em_heldout is None:
-        return fallback[0], fallback[1] + " (no gold labels)"
-    rows = (gold != -1) & rows
-    if rows.sum() < MIN_GOLD_FOR_BLEND:
-        return fallback[0], fallback[1] + f" (fewer than {MIN_GOLD_FOR_BLEND} gold rows)"
-    y = gold[rows]
-
-    def score(beta):
-        pred = (em_heldout[rows] if beta is None else _blend(lm[rows], em_heldout[rows], beta)).argmax(1)
-        return (round((float((pred == y).mean()) + f1_score(pred, y, k, positive=0)) / 2, 9),
-                -(np.inf if beta is None else beta))
-
-    grid = BLEND_GRID + ((None,) if end_model_alone else ())
-    best = max(grid, key=score)
+        return fallback[0], fallback[1] + " (no gold labels)", {}
+    in_scope = (gold != -1) & rows
+    if in_scope.sum() < MIN_GOLD_FOR_BLEND:
+        return fallback[0], fallback[1] + f" (fewer than {MIN_GOLD_FOR_BLEND} gold rows)", {}
+    known = gold != -1
+    base = np.where(rows, lm.argmax(1), lm.argmax(1) if others is None else others)[known]
+    y, scope = gold[known], rows[known]
+    grid = BLEND_GRID[1:] + ((None,) if end_model_alone else ())
+    preds = np.stack([np.where(scope, (em_heldout if b is None else _blend(lm, em_heldout, b))[known].argmax(1), base)
+                      for b in grid])
+    scores = {0.0: round(_protocol_score(base, y, k), 9)}
+    scores.update({b: round(_protocol_score(p, y, k), 9) for b, p in zip(grid, preds)})
+    wins = _bootstrap_wins(preds, base, y, k)
+    needed = 1 - (1 - BLEND_CONFIDENCE) / len(grid)
+    clear = [b for b, w in zip(grid, wins) if w >= needed and scores[b] > scores[0.0]]
+    best = max(clear, key=lambda b: (scores[b], -(np.inf if b is None else b))) if clear else 0.0
     where = "rows no rule covers" if end_model_alone else "rows covered by the rules"
     how = "the end model's predictions" if end_model_alone else "out-of-fold end-model predictions"
-    return best, f"{int(rows.sum()):,} gold {where}, {how}"
+    why = (f"beats the rules' answer in {wins[grid.index(best)]:.1%} of bootstrap resamples" if clear
+           else f"none of {len(grid)} choices beats the rules' answer in {needed:.1%} of bootstrap resamples "
+                f"(best: {max(wins):.1%})")
+    table = {("end model alone" if b is None else str(b)): v for b, v in scores.items()}
+    return best, f"{int(in_scope.sum()):,} gold {where}, {how}, scored on all {int(known.sum()):,} gold rows; {why}", table
 
 
 def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
