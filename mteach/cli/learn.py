@@ -100,6 +100,9 @@ def print_hint_effects(effects, out=None) -> None:
 def print_report(report, folder, out=None):
     out = out or sys.stdout
     print(f"wrote {folder}: {report['rows']:,} rows, {report['covered']:,} covered by rules", file=out)
+    used = report["end_model"].get("training_rows")
+    if used:
+        print(f"end model trained on {used['chosen']}", file=out)
     hist = report["end_model"]["history"]
     if hist:
         first, last = hist[0], hist[-1]

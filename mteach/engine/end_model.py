@@ -96,6 +96,16 @@ def forward_sparse(net, X: sp.csr_matrix, device):
     return rest(first_layer_output(first, X, device))
 
 
+def top_attributions(A: sp.csr_matrix, k: int) -> tuple:
+    """Per row of an attribution matrix, its ``k`` largest positive entries, largest first:
+    (feature columns, their values, counts per row), rows concatenated — vectorized."""
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    order = np.lexsort((-A.data, rows))  # by row, then largest first
+    rank = np.arange(A.nnz) - A.indptr[rows[order]]
+    chosen = order[(rank < k) & (A.data[order] > 0)]
+    return A.indices[chosen], A.data[chosen], np.bincount(rows[chosen], minlength=A.shape[0])
+
+
 def _as_csr(X) -> sp.csr_matrix:
     if sp.issparse(X):
         return X.tocsr().astype(np.float32, copy=False)
@@ -383,33 +393,55 @@ class EndModel(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         return np.argmax(self.decision_function(X), axis=1)
 
+    def attributions(self, X, classes) -> sp.csr_matrix:
+        """Gradient × input of each row's class margin f_c (class ``classes[i]``'s logit minus
+        logsumexp of the others) for every non-zero feature of the row: a CSR matrix with the
+        sparsity of ``X`` (exact for the linear model). Computed on the sparse batch — the
+        gradient is taken with respect to the non-zero values — so nothing is densified."""
+        import torch
+        import torch.nn.functional as F
+        self._check_fitted()
+        X = _as_csr(X)
+        X = X if X.has_canonical_format else X.copy()
+        X.sum_duplicates()
+        classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+        if classes.shape[0] != X.shape[0]:
+            raise ValueError(f"attributions need one class per row: {classes.shape[0]} for {X.shape[0]} rows")
+        first, rest = first_layer(self.net_)
+        out = np.zeros(X.nnz, dtype=np.float64)
+        with _threads(getattr(self, "num_threads", 1)):
+            for start in range(0, X.shape[0], _PREDICT_BATCH):
+                xb = X[start:start + _PREDICT_BATCH]
+                if not xb.nnz:
+                    continue
+                indices, offsets, values = _sparse_batch(xb, self.device_)
+                values = values.clone().requires_grad_(True)
+                z = F.embedding_bag(indices, first.weight.t(), offsets, mode="sum", per_sample_weights=values)
+                logits = rest(z + first.bias)
+                cb = torch.as_tensor(classes[start:start + _PREDICT_BATCH], device=self.device_)
+                chosen = logits.gather(1, cb[:, None])[:, 0]
+                others = logits.masked_fill(F.one_hot(cb, logits.shape[1]).bool(), float("-inf"))
+                (grad,) = torch.autograd.grad((chosen - torch.logsumexp(others, dim=1)).sum(), values)
+                lo, hi = X.indptr[start], X.indptr[min(start + _PREDICT_BATCH, X.shape[0])]
+                out[lo:hi] = (grad * values).detach().double().cpu().numpy()
+        return sp.csr_matrix((out, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+
     def top_features(self, x_row, featurizer=None, k: int = 5, label: Optional[int] = None) -> list:
         """The features that pushed this row towards its predicted class most.
 
         Attribution is gradient × input of f_c (class c's logit minus logsumexp of
-        the others), exact for the linear model. Returns up to ``k``
-        ``(feature_name, contribution)`` pairs with positive contribution, largest
-        first. ``label`` explains another class instead of the predicted one.
+        the others), exact for the linear model (see :meth:`attributions`). Returns up
+        to ``k`` ``(feature_name, contribution)`` pairs with positive contribution,
+        largest first. ``label`` explains another class instead of the predicted one.
         """
-        import torch
         self._check_fitted()
         x = _as_csr(x_row)
         if x.shape[0] != 1:
             raise ValueError(f"top_features explains one row, got {x.shape[0]}")
-        xt = torch.as_tensor(x.toarray(), device=self.device_).requires_grad_(True)
-        logits = self.net_(xt)
-        c = int(torch.argmax(logits, dim=1)) if label is None else int(label)
-        f = class_margin(logits, c)
-        (g,) = torch.autograd.grad(f.sum(), xt)
-        contrib = (g * xt).detach().cpu().numpy()[0].astype(np.float64)
-        order = np.argsort(-contrib, kind="stable")
+        c = int(self.predict(x)[0]) if label is None else int(label)
         names = getattr(featurizer, "feature_names_", None) if featurizer is not None else None
-        out = []
-        for j in order[:k]:
-            if contrib[j] <= 0:
-                break
-            out.append((names[j] if names is not None else int(j), float(contrib[j])))
-        return out
+        features, weights, _ = top_attributions(self.attributions(x, [c]), k)
+        return [(names[j] if names is not None else int(j), float(w)) for j, w in zip(features, weights)]
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, folder) -> Path:

@@ -289,3 +289,23 @@ def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_
 def _fields(model, table):
     from mteach.engine.train import _feature_table
     return _feature_table(model.spec, table)
+
+
+def test_max_rows_caps_the_end_models_training_rows_with_a_seeded_sample(model_dir, tmp_path, run):
+    config = tmp_path / "mteach.toml"
+    config.write_text(FAST + "max_rows = 300\n")
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        code, out, err = run("train", SPEC, TRAIN, "-o", folder, "--id", "COMMENT_ID", "--config", config)
+        assert code == 0, err
+    used = json.loads((folders[0] / "report.json").read_text())["end_model"]["training_rows"]
+    full = json.loads((model_dir / "report.json").read_text())["end_model"]["training_rows"]
+    assert used["rows"] == 300 and full["rows"] == full["covered"] == used["covered"] > 300
+    assert "a random sample, seed 0" in used["chosen"] and full["chosen"].startswith("all ")
+    assert "end model trained on 300 of" in out  # the printed report says it too
+    # the same seed draws the same rows: the same model
+    assert (folders[0] / "end_model" / "weights.pt").read_bytes() == \
+        (folders[1] / "end_model" / "weights.pt").read_bytes()
+    config.write_text(FAST + "max_rows = 5\n")
+    code, _, err = run("train", SPEC, TRAIN, "-o", tmp_path / "c", "--config", config)
+    assert code == 2 and "max_rows" in err and ">= 10" in err

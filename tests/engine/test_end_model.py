@@ -158,3 +158,26 @@ def test_corrupt_or_truncated_weights_give_clear_errors(tmp_path, toy):
     with pytest.raises(EndModelLoadError, match="weights.pt is missing"):
         EndModel.load(folder)
     assert issubclass(EndModelLoadError, ValueError)
+
+
+def test_attributions_equal_the_dense_input_gradient_and_rank_per_row(toy):
+    """The sparse attributions of an MLP are exactly gradient × input of the chosen class's
+    margin computed densely, and top_attributions keeps each row's k largest positive ones."""
+    import torch
+    from mteach.engine.end_model import top_attributions
+    from mteach.engine.hints import class_margin
+    X, y, soft = toy
+    m = EndModel(hidden=6, epochs=5, device="cpu").fit(X, soft)
+    classes = (np.arange(X.shape[0]) % 2)
+    A = m.attributions(X, classes)
+    assert (A.indptr == X.indptr).all() and (A.indices == X.indices).all()
+    for i in (0, 7, 100):
+        xt = torch.as_tensor(X[i].toarray()).requires_grad_(True)
+        (g,) = torch.autograd.grad(class_margin(m.net_(xt), int(classes[i])).sum(), xt)
+        dense = (g * xt).detach().numpy()[0]
+        assert np.allclose(A[i].toarray()[0], dense, atol=1e-5)
+    features, weights, counts = top_attributions(A, 2)
+    assert counts.max() <= 2 and counts.sum() == len(features) == len(weights)
+    first = A[0].toarray()[0]
+    best = np.argsort(-first)[:counts[0]]
+    assert list(features[:counts[0]]) == list(best) and (weights > 0).all()
