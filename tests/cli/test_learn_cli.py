@@ -309,3 +309,25 @@ def test_max_rows_caps_the_end_models_training_rows_with_a_seeded_sample(model_d
     config.write_text(FAST + "max_rows = 5\n")
     code, _, err = run("train", SPEC, TRAIN, "-o", tmp_path / "c", "--config", config)
     assert code == 2 and "max_rows" in err and ">= 10" in err
+
+
+def test_predict_streams_batch_by_batch_with_the_same_result(model_dir, tmp_path, run):
+    """Predictions written 50 rows at a time equal those computed on the whole file at once
+    (the path predict takes with gold labels)."""
+    from mteach.cli.common import Loaded
+    from mteach.cli.learn import predict_streaming
+    from mteach.engine.io import open_data
+    from mteach.engine.train import load_model
+    whole = tmp_path / "whole.parquet"
+    assert run("predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", whole, *GOLD)[0] == 0
+    source = open_data(TEST)
+    model = load_model(model_dir, schema=source.schema)
+    streamed = tmp_path / "streamed.parquet"
+    rows, covered = predict_streaming(model, Loaded(model.spec, source, "COMMENT_ID"), streamed, quiet=True,
+                                      batch_rows=50)
+    a, b = pq.read_table(whole), pq.read_table(streamed)
+    assert rows == a.num_rows > 100 and 0 < covered < rows
+    assert b.to_batches()[0].num_rows == 50  # it did go 50 rows at a time
+    assert a.column("id").to_pylist() == b.column("id").to_pylist()
+    assert a.column("label").to_pylist() == b.column("label").to_pylist()
+    np.testing.assert_allclose(np.array(a.column("p_SPAM")), np.array(b.column("p_SPAM")), atol=1e-12)
