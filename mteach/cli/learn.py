@@ -13,7 +13,7 @@ from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
 from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
-                     dump_json, load, print_table, votes_and_gold)
+                     dump_json, load, print_table, progress_bar, votes_and_gold)
 
 
 def register(sub):
@@ -74,9 +74,10 @@ def cmd_train(args) -> int:
     from ..engine.train import save_model, train
     settings = settings_from(args)
     loaded = load(args.spec, args.data, args.id_column)
-    batch, gold = votes_and_gold(args, loaded, quiet=True)
+    batch, gold = votes_and_gold(args, loaded, quiet=args.quiet)
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
-    model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes)
+    model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes,
+                          progress=lambda what, total: progress_bar(total, what, not args.quiet))
     save_model(model, args.output, report)
     if args.format == "json":
         dump_json(report)
@@ -193,7 +194,6 @@ def predict_streaming(model, loaded, output, quiet: bool = False, batch_rows: in
     votes, features and predictions are held at a time. Returns (rows, rows covered)."""
     from ..engine.io import atomic_path
     from ..engine.votes import vote_batches
-    from .common import progress_bar
     labels = list(model.spec.labels)
     rows = covered = 0
     with atomic_path(output) as tmp, progress_bar(loaded.source.num_rows, "predicting", not quiet) as advance:

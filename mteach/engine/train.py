@@ -20,6 +20,7 @@ any rule voted (label model posterior, blended with the end model), "end_model" 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ class TrainedModel:
 
     def end_model_proba(self, table: pa.Table) -> np.ndarray:
         """The end model's calibrated class probabilities (n × k)."""
-        raw = self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
+        raw = end_model_raw_proba(self.featurizer, self.end_model, _feature_table(self.spec, table))
         return _tempered(raw, self.end_temperature)
 
     def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5) -> pa.Array:
@@ -184,14 +185,21 @@ def _accuracy(pred, gold, mask=None) -> Optional[float]:
 
 
 # -- training -----------------------------------------------------------------------------------
+def _no_progress(description: str, total: int):
+    return contextlib.nullcontext(lambda n: None)
+
+
 def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.ndarray] = None,
-          log=lambda msg: None, votes: Optional[np.ndarray] = None, hint_effects: bool = True) -> tuple:
+          log=lambda msg: None, votes: Optional[np.ndarray] = None, hint_effects: bool = True,
+          progress=_no_progress) -> tuple:
     """Fit both models on ``table``. Returns (TrainedModel, report dict).
 
     ``votes``: the rules' votes on ``table`` when the caller has them (``engine.votes``
     computed them while reading the data); otherwise they are computed here.
     ``hint_effects``: also train the end model once without each hint (the report's
-    per-hint effect); the studio, which compares with its previous run, skips it."""
+    per-hint effect); the studio, which compares with its previous run, skips it.
+    ``progress(description, total)``: a context manager yielding ``advance(n)``, for a
+    progress bar over the end model's epochs (``cli.common.progress_bar``)."""
     k = len(spec.labels)
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
@@ -243,12 +251,14 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
 
     log(f"training the end model on {rows_note} with {len(hints)} hints")
     end_params = settings.end_model_params()
-    end_model = EndModel(**end_params).fit(X, soft[rows], hints=hints)
-    if hints and hint_effects:
-        log(f"training it again without each hint, to measure each hint's effect ({len(hints)} runs)")
-    # Same rows, same seed, all other hints kept: the only difference is the one hint.
-    without = tuple(EndModel(**end_params).fit(X, soft[rows], hints=hints[:i] + hints[i + 1:])
-                    for i in range(len(hints) if hint_effects else 0))
+    runs = 1 + (len(hints) if hint_effects else 0)
+    with progress("training the end model (epochs)", runs * int(settings.end_model.epochs)) as advance:
+        end_model = EndModel(**end_params).fit(X, soft[rows], hints=hints, progress=advance)
+        if hints and hint_effects:
+            log(f"training it again without each hint, to measure each hint's effect ({len(hints)} runs)")
+        # Same rows, same seed, all other hints kept: the only difference is the one hint.
+        without = tuple(EndModel(**end_params).fit(X, soft[rows], hints=hints[:i] + hints[i + 1:], progress=advance)
+                        for i in range(runs - 1))
     em_raw = end_model_raw_proba(featurizer, end_model, ftable)
 
     # Gold rows judge the end model only on predictions it made without training on them:
