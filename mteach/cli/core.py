@@ -17,7 +17,7 @@ from ..engine.votes import vote_batches
 from ..errors import DataError, SpecError, did_you_mean
 from ..examples import EXAMPLES, copy_example
 from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
-                     load, print_table, progress_bar, votes_and_gold)
+                     gold_asked, load, print_table, progress_bar, votes_and_gold)
 
 
 def register(sub):
@@ -141,8 +141,16 @@ def cmd_apply(args) -> int:
 # -- stats -------------------------------------------------------------------------------
 def compute_stats(args):
     loaded = load(args.spec, args.data, args.id_column)
-    batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False))
-    votes, spec = batch.votes, loaded.spec
+    spec = loaded.spec
+    if gold_asked(args):
+        batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False))
+        votes = batch.votes
+    else:  # no gold: stream, keeping only the votes (rows × rules, int8), not the data
+        with progress_bar(loaded.source.num_rows, "applying rules", not getattr(args, "quiet", False)) as advance:
+            parts = [b.votes for b in vote_batches(spec, loaded.source, loaded.id_column, progress=advance)]
+        if not parts:
+            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+        votes, gold = np.concatenate(parts).astype(np.int8), None
     table = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels), gold)
     return spec, table, summarize(votes, list(spec.labels), gold)
 
@@ -220,7 +228,7 @@ def cmd_rows(args) -> int:
     text_fields = spec.text_fields
     text_column = spec.column(text_fields[0]) if text_fields else None
     columns = (text_column,) if text_column else ()
-    stream = not (args.gold or args.gold_column)
+    stream = not gold_asked(args)
     batch, gold = (None, None) if stream else votes_and_gold(args, loaded, columns=columns, quiet=args.quiet)
     labels = list(spec.labels)
     mode, rule, label = args.mode, None, None
@@ -242,6 +250,8 @@ def cmd_rows(args) -> int:
                 count, shown = _matching_rows(spec, batch, None, mode, rule, label, text_column, room)
                 matched, total = matched + count, total + batch.num_rows
                 out.extend(shown)
+        if not total:
+            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
     else:
         matched, out = _matching_rows(spec, batch, gold, mode, rule, label, text_column,
                                       None if args.limit <= 0 else args.limit)

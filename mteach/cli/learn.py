@@ -13,7 +13,7 @@ from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
 from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
-                     dump_json, load, print_table, progress_bar, votes_and_gold)
+                     dump_json, gold_asked, load, print_table, progress_bar, votes_and_gold)
 
 
 def register(sub):
@@ -224,7 +224,7 @@ def cmd_predict(args) -> int:
     source = open_data(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
-    if not (args.gold or args.gold_column):  # predictions only: stream them
+    if not gold_asked(args):  # predictions only: stream them
         rows, covered = predict_streaming(model, loaded, args.output)
         print(f"wrote {args.output}: {rows:,} rows ({covered:,} decided by the rules, "
               f"{rows - covered:,} by the end model)", file=sys.stderr)
