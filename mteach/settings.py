@@ -31,6 +31,7 @@ tunes (this file) stay apart::
     batch_size = 64
     seed = 0
     device = "auto"              # auto | cpu | cuda | cuda:N
+    max_rows = 0                 # train on at most this many covered rows (seeded sample); 0 = all
 
     [hints]
     strength = 1.0               # multiplies every hint penalty
@@ -114,6 +115,7 @@ class EndModelSettings:
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"
+    max_rows: int = 0              # 0 = every covered row
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,8 @@ _KINDS = {
     "features": {"ngram_range": "range", "min_df": "int", "max_features": "int",
                  "char_ngrams": "bool", "char_ngram_range": "range"},
     "end_model": {"hidden": "int", "epochs": "int", "lr": "float", "weight_decay": "float",
-                  "batch_size": "int", "seed": "int", "device": "str"},
+                  "batch_size": "int", "seed": "int", "device": "str",
+                  "max_rows": "int"},
     "hints": {"strength": "float", "margin": "float"},
     "drift": {"alpha": "float", "min_effect": "float", "min_js": "float", "min_ks": "float",
               "max_accuracy_drop": "float", "uncertain": "float", "spot_check": "int",
@@ -180,6 +183,7 @@ _LIMITS = {
     ("end_model", "lr"): (lambda v: v > 0, "> 0"),
     ("end_model", "weight_decay"): (lambda v: v >= 0, ">= 0"),
     ("end_model", "batch_size"): (lambda v: v >= 1, ">= 1"),
+    ("end_model", "max_rows"): (lambda v: v == 0 or v >= 10, ">= 10 (0 = every covered row)"),
     ("end_model", "device"): (lambda v: v in ("auto", "cpu", "cuda") or
                               (v.startswith("cuda:") and v[5:].isdigit()),
                               "one of auto, cpu, cuda, cuda:N"),

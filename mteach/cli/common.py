@@ -138,6 +138,11 @@ def gold_request(args) -> GoldRequest:
     return GoldRequest(getattr(args, "gold", None), getattr(args, "gold_column", None), getattr(args, "gold_map", None))
 
 
+def gold_asked(args) -> bool:
+    """Whether any gold flag was given (then a verb reads every row; without, it may stream)."""
+    return any(getattr(args, flag, None) for flag in ("gold", "gold_column", "gold_map"))
+
+
 def votes_and_gold(args, loaded: Loaded, columns=(), threads=2, quiet=False, description="applying rules"):
     """All rows' votes (a ``VoteBatch`` holding the rules' columns, the gold column and
     ``columns``) and the gold labels the flags ask for (None without), from one read of the

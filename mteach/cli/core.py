@@ -13,10 +13,11 @@ from ..engine.apply import apply_file
 from ..engine.examples import run_examples
 from ..engine.gold import gold_from_column, parse_mapping
 from ..engine.io import open_data
+from ..engine.votes import vote_batches
 from ..errors import DataError, SpecError, did_you_mean
 from ..examples import EXAMPLES, copy_example
 from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
-                     load, print_table, progress_bar, votes_and_gold)
+                     gold_asked, load, print_table, progress_bar, votes_and_gold)
 
 
 def register(sub):
@@ -59,7 +60,8 @@ def register(sub):
                        description="The rows an expert looks at next: those no rule covers, those where rules "
                                    "conflict, those a rule votes on, those the rules' majority vote gives a label, "
                                    "or (with gold labels) those the rules get wrong. Each row shows its id, the "
-                                   "rules' verdict, the rules that fired and the text of the spec's first text field.")
+                                   "rules' verdict, the rules that fired and the text of the spec's first text field. "
+                                   "Without gold labels the data is streamed and only the rows shown are kept.")
     add_spec_data_arguments(p)
     add_data_options(p)
     which = p.add_mutually_exclusive_group()
@@ -139,8 +141,16 @@ def cmd_apply(args) -> int:
 # -- stats -------------------------------------------------------------------------------
 def compute_stats(args):
     loaded = load(args.spec, args.data, args.id_column)
-    batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False))
-    votes, spec = batch.votes, loaded.spec
+    spec = loaded.spec
+    if gold_asked(args):
+        batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False))
+        votes = batch.votes
+    else:  # no gold: stream, keeping only the votes (rows × rules, int8), not the data
+        with progress_bar(loaded.source.num_rows, "applying rules", not getattr(args, "quiet", False)) as advance:
+            parts = [b.votes for b in vote_batches(spec, loaded.source, loaded.id_column, progress=advance)]
+        if not parts:
+            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+        votes, gold = np.concatenate(parts).astype(np.int8), None
     table = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels), gold)
     return spec, table, summarize(votes, list(spec.labels), gold)
 
@@ -192,13 +202,34 @@ def cmd_stats(args) -> int:
 
 
 # -- rows --------------------------------------------------------------------------------
+def _matching_rows(spec, batch, gold, mode, rule, label, text_column, keep) -> tuple:
+    """(how many rows of ``batch`` match, the first ``keep`` of them — all when None — as dicts)."""
+    ids, votes = batch.ids, batch.votes
+    labels = list(spec.labels)
+    verdict = majority_vote(votes, len(labels))
+    rows = np.flatnonzero(select_rows(votes, mode, rule=rule, label=label, verdict=verdict, gold=gold))
+    shown = rows if keep is None else rows[:keep]
+    texts = (batch.table.column(text_column).take(pa.array(shown)).to_pylist()
+             if text_column and len(shown) else [None] * len(shown))
+    out = []
+    for i, text in zip(shown, texts):
+        fired = [f"{spec.rule_names[j]}=>{labels[votes[i, j]]}" for j in np.flatnonzero(votes[i] != -1)]
+        row = {"id": str(ids[int(i)].as_py()), "verdict": labels[verdict[i]] if verdict[i] >= 0 else "-",
+               "rules": fired, "text": text}
+        if gold is not None:
+            row["gold"] = labels[gold[i]] if gold[i] >= 0 else "-"
+        out.append(row)
+    return int(len(rows)), out
+
+
 def cmd_rows(args) -> int:
     loaded = load(args.spec, args.data, args.id_column)
     spec = loaded.spec
     text_fields = spec.text_fields
     text_column = spec.column(text_fields[0]) if text_fields else None
-    batch, gold = votes_and_gold(args, loaded, columns=(text_column,) if text_column else (), quiet=args.quiet)
-    ids, votes = batch.ids, batch.votes
+    columns = (text_column,) if text_column else ()
+    stream = not gold_asked(args)
+    batch, gold = (None, None) if stream else votes_and_gold(args, loaded, columns=columns, quiet=args.quiet)
     labels = list(spec.labels)
     mode, rule, label = args.mode, None, None
     if args.rule is not None:
@@ -211,23 +242,24 @@ def cmd_rows(args) -> int:
         mode, label = "label", labels.index(args.label)
     if mode == "wrong" and gold is None:
         raise DataError("--wrong compares with gold labels: give --gold FILE or --gold-column COLUMN")
-    verdict = majority_vote(votes, len(labels))
-    rows = np.flatnonzero(select_rows(votes, mode, rule=rule, label=label, verdict=verdict, gold=gold))
-    shown = rows if args.limit <= 0 else rows[:args.limit]
-    texts = (batch.table.column(text_column).take(pa.array(shown)).to_pylist()
-             if text_column and len(shown) else [None] * len(shown))
-    out = []
-    for i, text in zip(shown, texts):
-        fired = [f"{spec.rule_names[j]}=>{labels[votes[i, j]]}" for j in np.flatnonzero(votes[i] != -1)]
-        row = {"id": str(ids[int(i)].as_py()), "verdict": labels[verdict[i]] if verdict[i] >= 0 else "-",
-               "rules": fired, "text": text}
-        if gold is not None:
-            row["gold"] = labels[gold[i]] if gold[i] >= 0 else "-"
-        out.append(row)
+    if stream:  # no gold labels: keep only the rows it prints, batch by batch
+        matched, total, out = 0, 0, []
+        with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance:
+            for batch in vote_batches(spec, loaded.source, loaded.id_column, columns=columns, progress=advance):
+                room = None if args.limit <= 0 else max(args.limit - len(out), 0)
+                count, shown = _matching_rows(spec, batch, None, mode, rule, label, text_column, room)
+                matched, total = matched + count, total + batch.num_rows
+                out.extend(shown)
+        if not total:
+            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+    else:
+        matched, out = _matching_rows(spec, batch, gold, mode, rule, label, text_column,
+                                      None if args.limit <= 0 else args.limit)
+        total = batch.num_rows
     if args.format == "json":
-        dump_json({"rows": int(len(rows)), "shown": out})
+        dump_json({"rows": int(matched), "shown": out})
         return 0
-    print(f"{len(rows):,} of {len(votes):,} rows" + (f"; the first {len(shown):,}:" if len(shown) < len(rows) else ":"))
+    print(f"{matched:,} of {total:,} rows" + (f"; the first {len(out):,}:" if len(out) < matched else ":"))
     for row in out:
         row["rules"] = ", ".join(row["rules"]) or "-"
         row["text"] = _one_line(row["text"], 70)

@@ -8,11 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..engine.io import DEFAULT_BATCH_ROWS
 from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
 from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
-                     dump_json, load, print_table, votes_and_gold)
+                     dump_json, gold_asked, load, print_table, progress_bar, votes_and_gold)
 
 
 def register(sub):
@@ -48,7 +49,8 @@ def register(sub):
                                    "rows whose end-model label it flips, end-model accuracy with and without it "
                                    "(against the end model trained without that hint in the same run, same seed). "
                                    "--format json: an object keyed by method, then 'all' / 'covered' / "
-                                   "'uncovered', beside 'hints'.")
+                                   "'uncovered', beside 'hints'. Without gold labels, predictions are streamed "
+                                   "batch by batch (memory bounded by the batch, not the file).")
     p.add_argument("model", metavar="MODEL_DIR")
     add_data_argument(p)
     p.add_argument("-o", "--output", metavar="OUT.parquet", help="write predictions here")
@@ -73,9 +75,10 @@ def cmd_train(args) -> int:
     from ..engine.train import save_model, train
     settings = settings_from(args)
     loaded = load(args.spec, args.data, args.id_column)
-    batch, gold = votes_and_gold(args, loaded, quiet=True)
+    batch, gold = votes_and_gold(args, loaded, quiet=args.quiet)
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
-    model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes)
+    model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes,
+                          progress=lambda what, total: progress_bar(total, what, not args.quiet))
     save_model(model, args.output, report)
     if args.format == "json":
         dump_json(report)
@@ -101,6 +104,9 @@ def print_hint_effects(effects, out=None) -> None:
 def print_report(report, folder, out=None):
     out = out or sys.stdout
     print(f"wrote {folder}: {report['rows']:,} rows, {report['covered']:,} covered by rules", file=out)
+    used = report["end_model"].get("training_rows")
+    if used:
+        print(f"end model trained on {used['chosen']}", file=out)
     hist = report["end_model"]["history"]
     if hist:
         first, last = hist[0], hist[-1]
@@ -178,6 +184,41 @@ def print_evaluation(evaluation: dict, labels, positive: int = 0, out=None):
           file=out or sys.stdout)
 
 
+def prediction_table(ids, result: dict, labels) -> pa.Table:
+    """predict's output columns: id, label, p_<label> per label, decided_by."""
+    cols = {"id": ids, "label": pa.array(np.asarray(labels)[result["label"]])}
+    for k, lab in enumerate(labels):
+        cols[f"p_{lab}"] = pa.array(result["proba"][:, k])
+    cols["decided_by"] = pa.array(result["decided_by"])
+    return pa.table(cols)
+
+
+def predict_streaming(model, loaded, output, quiet: bool = False, batch_rows: int = DEFAULT_BATCH_ROWS) -> tuple:
+    """Predict batch by batch into ``output`` (written atomically): one record batch's
+    votes, features and predictions are held at a time. Returns (rows, rows covered)."""
+    from ..engine.io import atomic_path
+    from ..engine.votes import vote_batches
+    labels = list(model.spec.labels)
+    rows = covered = 0
+    with atomic_path(output) as tmp, progress_bar(loaded.source.num_rows, "predicting", not quiet) as advance:
+        writer = None
+        try:
+            for batch in vote_batches(model.spec, loaded.source, loaded.id_column, batch_rows=batch_rows,
+                                      progress=advance):
+                result = model.predict(batch.table, batch.votes)
+                table = prediction_table(batch.ids, result, labels)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                rows += table.num_rows
+                covered += int(result["covered"].sum())
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+    return rows, covered
+
+
 def cmd_predict(args) -> int:
     from ..engine.apply import resolve_id_column
     from ..engine.io import atomic_path, open_data
@@ -187,17 +228,19 @@ def cmd_predict(args) -> int:
     source = open_data(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
+    if not gold_asked(args):  # predictions only: stream them
+        rows, covered = predict_streaming(model, loaded, args.output)
+        print(f"wrote {args.output}: {rows:,} rows ({covered:,} decided by the rules, "
+              f"{rows - covered:,} by the end model)", file=sys.stderr)
+        return 0
+    # With gold labels the evaluation (and each hint's effect) needs every row at once.
     batch, gold = votes_and_gold(args, loaded, quiet=True)
     table, votes, ids = batch.table, batch.votes, batch.ids
     result = model.predict(table, votes)
     labels = list(model.spec.labels)
     if args.output:
-        cols = {"id": ids, "label": pa.array(np.array(labels)[result["label"]])}
-        for k, lab in enumerate(labels):
-            cols[f"p_{lab}"] = pa.array(result["proba"][:, k])
-        cols["decided_by"] = pa.array(result["decided_by"])
         with atomic_path(args.output) as tmp:
-            pq.write_table(pa.table(cols), tmp)
+            pq.write_table(prediction_table(ids, result, labels), tmp)
         print(f"wrote {args.output}: {table.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
               f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
     if gold is not None:

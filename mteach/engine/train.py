@@ -21,6 +21,7 @@ any rule voted (label model posterior, blended with the end model), "end_model" 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from ..settings import Settings
 from .analysis import majority_vote
 from .apply import apply_table, rules_table
 from .calibration import ece, f1_score, fit_temperature, log_scores
-from .end_model import EndModel
+from .end_model import EndModel, top_attributions
 from .features import Featurizer
 from .io import atomic_folder
 from .hints import HintError, compile_hints, hint_effect
@@ -132,34 +133,18 @@ class TrainedModel:
 
     def end_model_proba(self, table: pa.Table) -> np.ndarray:
         """The end model's calibrated class probabilities (n × k)."""
-        raw = self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
+        raw = end_model_raw_proba(self.featurizer, self.end_model, _feature_table(self.spec, table))
         return _tempered(raw, self.end_temperature)
 
-    def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5, batch_rows: int = 64) -> pa.Array:
+    def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5) -> pa.Array:
         """Per row, the ``k`` features that pushed it most toward ``classes[i]`` (gradient × input
-        of that class's margin), as list<struct<feature, weight>>; computed in batches."""
-        import torch
+        of that class's margin, on the sparse features), as list<struct<feature, weight>>."""
         X = self.featurizer.transform(_feature_table(self.spec, table))
+        features, weights, counts = top_attributions(self.end_model.attributions(X, classes), k)
         names = np.asarray(self.featurizer.feature_names_, dtype=object)
-        net, device = self.end_model.net_, self.end_model.device_
-        offsets, feats, weights = [0], [], []
-        for start in range(0, X.shape[0], batch_rows):
-            xb = torch.as_tensor(X[start:start + batch_rows].toarray(), device=device).requires_grad_(True)
-            cb = torch.as_tensor(classes[start:start + batch_rows], device=device, dtype=torch.long)
-            logits = net(xb)
-            chosen = logits.gather(1, cb[:, None])[:, 0]
-            others = logits.masked_fill(torch.nn.functional.one_hot(cb, logits.shape[1]).bool(), float("-inf"))
-            (grad,) = torch.autograd.grad((chosen - torch.logsumexp(others, dim=1)).sum(), xb)
-            contrib = (grad * xb).detach()
-            top_w, top_j = torch.topk(contrib, min(k, contrib.shape[1]), dim=1)
-            top_w, top_j = top_w.cpu().numpy(), top_j.cpu().numpy()
-            keep = top_w > 0
-            feats.append(names[top_j[keep]])
-            weights.append(top_w[keep].astype(np.float64))
-            offsets.extend((offsets[-1] + np.cumsum(keep.sum(axis=1))).tolist())
-        values = pa.StructArray.from_arrays(
-            [pa.array(np.concatenate(feats) if feats else [], pa.string()),
-             pa.array(np.concatenate(weights) if weights else [], pa.float64())], names=["feature", "weight"])
+        values = pa.StructArray.from_arrays([pa.array(names[features].tolist(), pa.string()),
+                                             pa.array(weights, pa.float64())], names=["feature", "weight"])
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
 
     def predict(self, table: pa.Table, votes: Optional[np.ndarray] = None) -> dict:
@@ -213,14 +198,21 @@ def _accuracy(pred, gold, mask=None) -> Optional[float]:
 
 
 # -- training -----------------------------------------------------------------------------------
+def _no_progress(description: str, total: int):
+    return contextlib.nullcontext(lambda n: None)
+
+
 def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.ndarray] = None,
-          log=lambda msg: None, votes: Optional[np.ndarray] = None, hint_effects: bool = True) -> tuple:
+          log=lambda msg: None, votes: Optional[np.ndarray] = None, hint_effects: bool = True,
+          progress=_no_progress) -> tuple:
     """Fit both models on ``table``. Returns (TrainedModel, report dict).
 
     ``votes``: the rules' votes on ``table`` when the caller has them (``engine.votes``
     computed them while reading the data); otherwise they are computed here.
     ``hint_effects``: also train the end model once without each hint (the report's
-    per-hint effect); the studio, which compares with its previous run, skips it."""
+    per-hint effect); the studio, which compares with its previous run, skips it.
+    ``progress(description, total)``: a context manager yielding ``advance(n)``, for a
+    progress bar over the end model's epochs (``cli.common.progress_bar``)."""
     k = len(spec.labels)
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
@@ -246,6 +238,8 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
                                max_iter=lm_settings.max_iter, seed=lm_settings.seed)
     soft = label_model.predict_proba(votes)
 
+    gold_covered = None if gold is None else (gold != -1) & covered
+    rows, rows_note = training_rows(covered, gold_covered, settings.end_model.max_rows, settings.end_model.seed)
     log("building features")
     text_fields = spec.text_fields
     if not text_fields and not numeric_features(spec):
@@ -254,31 +248,40 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     featurizer = Featurizer(text_fields=text_fields, numeric=numeric_features(field_spec),
                             **settings.featurizer_params())
     ftable = _feature_table(spec, table)
-    X = featurizer.fit_transform(ftable)
+    if rows.shape[0] < int(covered.sum()):
+        # a capped run: the vocabulary comes from the training rows and as many rows no rule
+        # covers (hint phrases may occur only there), not from the whole table
+        fit_rows = np.union1d(rows, _sample(np.flatnonzero(~covered), rows.shape[0], settings.end_model.seed))
+        featurizer.fit(ftable.take(pa.array(fit_rows)))
+    else:
+        featurizer.fit(ftable)
+    X = featurizer.transform(ftable.take(pa.array(rows)))
     try:
         hints = compile_hints(spec.hints, featurizer, list(spec.labels), measure_name_fn=measure_name,
                               margin=settings.hints.margin)
     except HintError as err:
         raise DataError(str(err)) from None
 
-    log(f"training the end model on {int(covered.sum()):,} covered rows with {len(hints)} hints")
+    log(f"training the end model on {rows_note} with {len(hints)} hints")
     end_params = settings.end_model_params()
-    end_model = EndModel(**end_params).fit(X[covered], soft[covered], hints=hints)
-    if hints and hint_effects:
-        log(f"training it again without each hint, to measure each hint's effect ({len(hints)} runs)")
-    # Same rows, same seed, all other hints kept: the only difference is the one hint.
-    without = tuple(EndModel(**end_params).fit(X[covered], soft[covered], hints=hints[:i] + hints[i + 1:])
-                    for i in range(len(hints) if hint_effects else 0))
-    em_raw = end_model.predict_proba(X)
+    runs = 1 + (len(hints) if hint_effects else 0)
+    with progress("training the end model (epochs)", runs * int(settings.end_model.epochs)) as advance:
+        end_model = EndModel(**end_params).fit(X, soft[rows], hints=hints, progress=advance)
+        if hints and hint_effects:
+            log(f"training it again without each hint, to measure each hint's effect ({len(hints)} runs)")
+        # Same rows, same seed, all other hints kept: the only difference is the one hint.
+        without = tuple(EndModel(**end_params).fit(X, soft[rows], hints=hints[:i] + hints[i + 1:], progress=advance)
+                        for i in range(runs - 1))
+    em_raw = end_model_raw_proba(featurizer, end_model, ftable)
 
     # Gold rows judge the end model only on predictions it made without training on them:
     # out-of-fold on covered rows, the final model on uncovered ones (it never saw them).
+    # Every covered gold row is among the training rows (training_rows keeps them).
     em_heldout = None
-    gold_covered = None if gold is None else (gold != -1) & covered
     if gold_covered is not None and gold_covered.sum() >= MIN_GOLD_FOR_BLEND:
         log(f"cross-fitting the end model ({CROSS_FIT_FOLDS} folds) to calibrate it and choose the blend")
         em_heldout = em_raw.copy()
-        em_heldout[gold_covered] = _out_of_fold(X, soft, covered, gold_covered, hints, end_params,
+        em_heldout[gold_covered] = _out_of_fold(X, soft[rows], gold_covered[rows], hints, end_params,
                                                 settings.end_model.seed)
     end_t = 1.0 if em_heldout is None else fit_temperature(log_scores(em_heldout), gold)
     em_all = _tempered(em_raw, end_t)
@@ -297,18 +300,53 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
                        "beta_uncovered": blend_uncovered, "uncovered_chosen_on": uncovered_basis,
                        "uncovered_scores": uncovered_scores}
     report["calibration"] = _calibration_report(label_model, soft, em_heldout, end_t, gold)
+    report["end_model"]["training_rows"] = {"rows": int(rows.shape[0]), "covered": int(covered.sum()),
+                                            "chosen": rows_note}
     return model, report
 
 
-def _out_of_fold(X, soft, covered, rows, hints, params, seed) -> np.ndarray:
-    """End-model probabilities of the covered ``rows`` (bool mask), each from a model trained on
-    the covered rows of the other folds (folds drawn at random over the covered rows)."""
+def _sample(idx: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` of ``idx`` drawn at random without replacement (all when fewer), in order."""
+    if idx.shape[0] <= size:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, size, replace=False))
+
+
+def training_rows(covered: np.ndarray, gold_covered: Optional[np.ndarray], max_rows: int, seed: int) -> tuple:
+    """The rows the end model trains on and how they were chosen: every covered row, or with
+    ``max_rows`` (> 0) at most that many — every covered gold row (cross-fitting scores them)
+    and a seeded random sample of the other covered rows."""
     idx = np.flatnonzero(covered)
-    fold = np.random.default_rng(seed).permutation(idx.shape[0]) % CROSS_FIT_FOLDS
+    if not max_rows or idx.shape[0] <= max_rows:
+        return idx, f"all {idx.shape[0]:,} covered rows"
+    keep = np.flatnonzero(gold_covered) if gold_covered is not None else np.zeros(0, dtype=idx.dtype)
+    rest = np.setdiff1d(idx, keep)
+    rows = np.union1d(keep, _sample(rest, max(max_rows - keep.shape[0], 0), seed))
+    gold_note = f", its {keep.shape[0]:,} gold rows kept" if keep.shape[0] else ""
+    return rows, (f"{rows.shape[0]:,} of {idx.shape[0]:,} covered rows ([end_model] max_rows = {max_rows:,}: "
+                  f"a random sample, seed {seed}{gold_note})")
+
+
+END_MODEL_CHUNK_ROWS = 65_536
+
+
+def end_model_raw_proba(featurizer: Featurizer, end_model: EndModel, ftable: pa.Table,
+                        chunk_rows: int = END_MODEL_CHUNK_ROWS) -> np.ndarray:
+    """The end model's uncalibrated probabilities on every row of ``ftable`` (feature
+    fields), featurised chunk by chunk so only one chunk's features are held at a time."""
+    parts = [end_model.predict_proba(featurizer.transform(ftable.slice(start, chunk_rows)))
+             for start in range(0, ftable.num_rows, chunk_rows)]
+    return np.concatenate(parts) if parts else np.zeros((0, end_model.n_classes_))
+
+
+def _out_of_fold(X, soft, rows, hints, params, seed) -> np.ndarray:
+    """End-model probabilities of the training ``rows`` (bool mask over the rows of ``X``),
+    each from a model trained on the other folds (folds drawn at random over all of them)."""
+    fold = np.random.default_rng(seed).permutation(X.shape[0]) % CROSS_FIT_FOLDS
     out = np.zeros((int(rows.sum()), soft.shape[1]))
     pos = np.cumsum(rows) - 1  # row -> its place in ``out``
     for f in range(CROSS_FIT_FOLDS):
-        train_rows, held = idx[fold != f], idx[fold == f]
+        train_rows, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         held = held[rows[held]]
         if held.size:
             m = EndModel(**params).fit(X[train_rows], soft[train_rows], hints=hints)

@@ -366,3 +366,22 @@ def test_rows_lists_what_the_expert_looks_at_next(capsys):
     assert "did you mean check_out?" in capsys.readouterr().err
     assert main(["rows", spec, test, "--wrong"]) == 2
     assert "--wrong compares with gold labels" in capsys.readouterr().err
+
+
+def test_rows_streams_batch_by_batch_and_keeps_only_what_it_prints(capsys, monkeypatch):
+    """Without gold labels rows reads the file batch by batch; the count and the first rows
+    shown are the same as when it reads everything at once."""
+    import mteach.cli.core as core
+    from mteach.engine.votes import vote_batches
+    root = Path(__file__).resolve().parents[2]
+    spec, test = str(root / "specs" / "youtube_spam.mt"), str(root / "data" / "youtube" / "test.csv")
+    args = ["rows", spec, test, "--id", "COMMENT_ID", "--uncovered", "--limit", "30", "--format", "json", "-q"]
+    assert main(args) == 0
+    whole = json.loads(capsys.readouterr().out)
+    batches = []
+    monkeypatch.setattr(core, "vote_batches", lambda *a, **k: (batches.append(1) or b for b in
+                                                               vote_batches(*a, **k, batch_rows=50)))
+    assert main(args) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert len(batches) == 8  # 370 rows, 50 at a time
+    assert streamed == whole and whole["rows"] == 41 and len(whole["shown"]) == 30
