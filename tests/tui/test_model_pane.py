@@ -209,20 +209,13 @@ async def test_typing_is_never_blocked_by_a_training_run(studio, monkeypatch):
         assert app.query_one(ModelPane).view is not None
 
 
-def test_model_pane_snapshot(snap_compare, studio):
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_model_pane_snapshot(snap_compare, studio, size):
     async def run_before(pilot):
         await settle(pilot.app, pilot)
         await pilot.press("f7")
         await pilot.pause(0.2)
-    assert snap_compare(studio(timing=False), terminal_size=(120, 40), run_before=run_before)
-
-
-def test_model_pane_snapshot_at_80x24(snap_compare, studio):
-    async def run_before(pilot):
-        await settle(pilot.app, pilot)
-        await pilot.press("f7")
-        await pilot.pause(0.2)
-    assert snap_compare(studio(timing=False), terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(studio(timing=False), terminal_size=size, run_before=run_before)
 
 
 async def test_the_model_pane_is_usable_at_80x24(studio):
