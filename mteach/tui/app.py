@@ -297,15 +297,22 @@ class StudioApp(App):
             view = train_view(self.session, spec, pane.view)
         except (MteachError, ValueError) as err:  # e.g. too few covered rows: the pane says why
             if not get_current_worker().is_cancelled:
-                self.call_from_thread(pane.failed, str(err))
+                self.call_from_thread(self.to_model_pane, "failed", str(err))
             return
         except Exception as err:  # an engine bug must not close the editor with unsaved edits
             self.log.error("training failed", err)
             if not get_current_worker().is_cancelled:
-                self.call_from_thread(pane.failed, f"{type(err).__name__}: {err}")
+                self.call_from_thread(self.to_model_pane, "failed", f"{type(err).__name__}: {err}")
             return
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(pane.show, view)
+            self.call_from_thread(self.to_model_pane, "show", view)
+
+    def to_model_pane(self, method: str, *args) -> None:
+        """Hand a finished run to the Model pane, on the UI thread; not once the app is closing
+        (a run that ends while the panes are taken down has nowhere to show)."""
+        for pane in self.query(ModelPane):
+            if pane.query("#model-status"):
+                getattr(pane, method)(*args)
 
     @on(ModelPane.HintAdded)
     def hint_added(self, msg: ModelPane.HintAdded) -> None:
