@@ -16,8 +16,9 @@ from ..engine.io import open_data
 from ..engine.votes import vote_batches
 from ..errors import DataError, SpecError, did_you_mean
 from ..examples import EXAMPLES, copy_example
-from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
-                     gold_asked, load, print_table, progress_bar, votes_and_gold)
+from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, clip,
+                     dump_json, flow, gold_asked, load, print_table, progress_bar, terminal_width,
+                     votes_and_gold)
 
 
 def register(sub):
@@ -49,7 +50,9 @@ def register(sub):
     p = sub.add_parser("stats", help="what each rule does: coverage, overlaps, conflicts, accuracy",
                        description="Per-rule polarity, coverage, overlaps and conflicts (Snorkel's definitions; "
                                    "denominators are all rows) and, with gold labels, correct / incorrect / "
-                                   "accuracy and recall; then totals for the whole spec.")
+                                   "accuracy and recall; then totals for the whole spec. The table fits the terminal "
+                                   "($COLUMNS, else its width, else 80 columns): short headers, then clipped rule "
+                                   "names, never a cut number; --format json has everything.")
     add_spec_data_arguments(p)
     add_data_options(p)
     add_format_option(p)
@@ -60,8 +63,10 @@ def register(sub):
                        description="The rows an expert looks at next: those no rule covers, those where rules "
                                    "conflict, those a rule votes on, those the rules' majority vote gives a label, "
                                    "or (with gold labels) those the rules get wrong. Each row shows its id, the "
-                                   "rules' verdict, the rules that fired and the text of the spec's first text field. "
-                                   "Without gold labels the data is streamed and only the rows shown are kept.")
+                                   "rules' verdict, the rules that fired and the text of the spec's first text field, "
+                                   "clipped with … to fit the terminal ($COLUMNS, else its width, else 80 "
+                                   "columns); ids are never cut. Without gold labels the data is streamed and only "
+                                   "the rows shown are kept.")
     add_spec_data_arguments(p)
     add_data_options(p)
     which = p.add_mutually_exclusive_group()
@@ -162,8 +167,15 @@ def interval_text(low, high) -> str:
     return f"{low:.3f}–{high:.3f}"
 
 
-def print_stats(spec, table, summary, out=None):
+STATS_SHORT = {"coverage": "cov", "overlaps": "ovl", "conflicts": "cnf", "correct": "ok", "incorrect": "bad",
+               "accuracy": "acc", "recall": "rec"}
+
+
+def print_stats(spec, table, summary, out=None, width=None):
+    """The rules' table and the summary, fit to ``width`` columns (default: the terminal's):
+    short headers, then clipped rule names and places, never a cut number."""
     out = out or sys.stdout
+    width = width or terminal_width()
     rows = table.to_pylist()
     for r, row in zip(spec.rules, rows):
         row["where"] = f"{r.rule.span.file}:{r.rule.span.line}"
@@ -172,20 +184,27 @@ def print_stats(spec, table, summary, out=None):
         columns += ["correct", "incorrect", "accuracy", "interval", "recall"]
         for row in rows:
             row["interval"] = interval_text(row["accuracy_low"], row["accuracy_high"])
-    print_table(rows, columns + ["where"], out=out,
-                right={"coverage", "overlaps", "conflicts", "correct", "incorrect", "accuracy", "interval", "recall"})
+    shortened = print_table(rows, columns + ["where"], out=out, width=width, short=STATS_SHORT,
+                            shrink={"where": 12, "rule": 8}, keep_end={"where"},
+                            right={"coverage", "overlaps", "conflicts", "correct", "incorrect", "accuracy",
+                                   "interval", "recall"})
+    if shortened:
+        print(flow([f"{short} {name}," for name, short in STATS_SHORT.items() if name in columns], width)
+              .rstrip(","), file=out)
     if "accuracy" in table.column_names:
-        print("accuracy: the share of the rule's votes on gold rows that are right (of correct + incorrect); "
-              "interval: its 95% Wilson interval", file=out)
+        print(flow(["accuracy: the share of the rule's votes on gold rows that are right",
+                    "(of correct + incorrect);", "interval: its 95% Wilson interval"], width), file=out)
     n = max(summary.rows, 1)
-    print(f"\n{summary.rows:,} rows: {summary.covered:,} covered ({summary.covered / n:.1%}), "
-          f"{summary.rows - summary.covered:,} uncovered, {summary.conflicted:,} with conflicting votes "
-          f"({summary.conflicted / n:.1%}), {summary.overlapped:,} with two or more votes", file=out)
+    print("\n" + flow([f"{summary.rows:,} rows: {summary.covered:,} covered ({summary.covered / n:.1%}),",
+                       f"{summary.rows - summary.covered:,} uncovered,",
+                       f"{summary.conflicted:,} with conflicting votes ({summary.conflicted / n:.1%}),",
+                       f"{summary.overlapped:,} with two or more votes"], width), file=out)
     if summary.gold_rows:
         acc = summary.mv_correct / summary.mv_decided if summary.mv_decided else float("nan")
         low, high = wilson_interval(summary.mv_correct, summary.mv_decided)
-        print(f"gold: {summary.gold_rows:,} rows; majority vote of the rules decides {summary.mv_decided:,} "
-              f"of them with accuracy {acc:.1%} (95% Wilson interval {low:.1%}–{high:.1%})", file=out)
+        print(flow([f"gold: {summary.gold_rows:,} rows;", "majority vote of the rules",
+                    f"decides {summary.mv_decided:,} of them", f"with accuracy {acc:.1%}",
+                    f"(95% Wilson interval {low:.1%}–{high:.1%})"], width), file=out)
         print_table(summary.per_class, ["label", "gold", "predicted", "precision", "recall"], out=out,
                     right={"gold", "predicted", "precision", "recall"})
 
@@ -263,15 +282,16 @@ def cmd_rows(args) -> int:
     for row in out:
         row["rules"] = ", ".join(row["rules"]) or "-"
         row["text"] = _one_line(row["text"], 70)
-    print_table(out, ["id", "verdict"] + (["gold"] if gold is not None else []) + ["rules", "text"])
+    # at the terminal's width the text gives way first, then the rules; never the id (explain takes it)
+    print_table(out, ["id", "verdict"] + (["gold"] if gold is not None else []) + ["rules", "text"],
+                width=terminal_width(), shrink={"text": 12, "rules": 10})
     return 0
 
 
 def _one_line(text, width: int) -> str:
     if text is None:
         return "(missing)"
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return clip(" ".join(text.split()), width)
 
 
 # -- demo --------------------------------------------------------------------------------

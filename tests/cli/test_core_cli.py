@@ -214,8 +214,9 @@ def test_apply_requires_output(run, small_csv):
 
 
 # -- stats ----------------------------------------------------------------------------------
-def test_stats_table_by_hand(run, small_csv):
+def test_stats_table_by_hand(run, small_csv, monkeypatch):
     spec, data = small_csv
+    monkeypatch.setenv("COLUMNS", "250")  # the whole table (80 columns: tests/cli/test_table_width.py)
     code, out, err = run("stats", spec, data, "--gold-column", "cls", "--gold-map", "1=SPAM,0=HAM")
     assert code == 0, err
     lines = out.splitlines()
