@@ -115,6 +115,7 @@ class TrainedModel:
     without_hint: tuple = ()   # per hint of the spec: the end model trained without it
     end_temperature: float = 1.0  # the end model's probabilities are softmax(log p / T)
     blend_uncovered: Optional[float] = None  # the same exponent on rows no rule covers; None = end model alone
+    provenance: Optional[dict] = None  # set by load_model: the folder's sha256, training data, held-out figures
 
     def hints(self) -> list:
         """The spec's hints compiled against this model's featurizer."""
@@ -279,6 +280,15 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     report["blend"] = {"beta": blend, "chosen_on": blend_basis,
                        "beta_uncovered": blend_uncovered, "uncovered_chosen_on": uncovered_basis}
     report["calibration"] = _calibration_report(label_model, soft, em_heldout, end_t, gold)
+    if em_held is not None:
+        known = gold != -1
+        report["end_model"]["held_out"] = {
+            "accuracy": _accuracy(em_held.argmax(1), gold), "f1": f1_score(em_held.argmax(1)[known], gold[known], k,
+                                                                          positive=0),
+            "rows": int(known.sum()),
+            "on": f"gold rows, each predicted by an end model not trained on it ({CROSS_FIT_FOLDS}-fold "
+                  "cross-fitting on covered rows; uncovered rows are never trained on); gold labels did "
+                  "sharpen the label model whose soft labels it learned from"}
     return model, report
 
 
@@ -505,5 +515,22 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
         raise ModelError(f"{folder}: the model is damaged ({err}); retrain it with `mteach train`") from None
     return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"], without,
                         end_temperature=float(meta.get("end_model_temperature", 1.0)),
-                        blend_uncovered=meta.get("blend_uncovered"))
+                        blend_uncovered=meta.get("blend_uncovered"), provenance=model_provenance(folder))
+
+
+def model_provenance(folder: Path) -> dict:
+    """What a ledger records about the model that labelled it: the sha256 over the files that
+    decide its predictions (model.json, the end model's weights and parameters), the data it
+    was trained on and its held-out figures (from report.json, where present)."""
+    import hashlib
+    h = hashlib.sha256()
+    for path in [folder / "model.json", *sorted((folder / "end_model").rglob("*"))]:
+        if path.is_file():
+            h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report = {}
+    return {"sha256": h.hexdigest(), "training_data": report.get("data"), "rows": report.get("rows"),
+            "held_out": (report.get("end_model") or {}).get("held_out")}
 
