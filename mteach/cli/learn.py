@@ -75,9 +75,7 @@ def cmd_train(args) -> int:
     batch, gold = votes_and_gold(args, loaded, quiet=True)
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
     model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes)
-    from ..engine.io import file_fingerprint
-    report["data"] = {"path": loaded.source.path.as_posix(), "sha256": file_fingerprint(loaded.source.path)}
-    save_model(model, args.output, report)
+    save_model(model, args.output, report, data=loaded.source.path)
     if args.format == "json":
         dump_json(report)
     elif not args.quiet:

@@ -43,7 +43,7 @@ from .apply import apply_table, rules_table
 from .calibration import ece, f1_score, fit_temperature, log_scores
 from .end_model import EndModel
 from .features import Featurizer
-from .io import atomic_folder
+from .io import atomic_folder, file_fingerprint
 from .hints import HintError, compile_hints, hint_effect
 from .label_model import LabelModel, fit_for_spec
 
@@ -452,9 +452,13 @@ def _json_params(estimator) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
 
 
-def save_model(model: TrainedModel, folder, report: dict) -> Path:
-    """Write the model folder atomically (``engine.io.atomic_folder``)."""
+def save_model(model: TrainedModel, folder, report: dict, data=None) -> Path:
+    """Write the model folder atomically (``engine.io.atomic_folder``). ``data``: the file it
+    was trained on; its path and sha256 go into report.json (a ledger labelled with the model
+    records them, for the audit page)."""
     folder = Path(folder)
+    if data is not None:
+        report = {**report, "data": {"path": Path(data).as_posix(), "sha256": file_fingerprint(data)}}
     if folder.exists() and not (folder / "model.json").exists() and any(folder.iterdir()):
         raise DataError(f"{folder} exists and is not a model folder; choose another -o")
     with atomic_folder(folder) as tmp:
