@@ -345,7 +345,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     uses = [defines_used(spec, r.rule) for r in spec.rules]
     define_spans = {name: (d.span.file, d.span.line, max(d.span.end_line, d.span.line))
                     for name, d in spec.defines.items() if any(name in u for u in uses)}
-    define_blames = dict(zip(define_spans, blame_spans(spec.root, list(define_spans.values())) if git
+    define_blames = dict(zip(define_spans, blame_spans(list(define_spans.values())) if git
                              else [None] * len(define_spans)))
     vote_counts = voted.sum(axis=0)
     # the share of each rule's votes the label model believes right, with its 95% interval

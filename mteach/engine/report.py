@@ -72,7 +72,7 @@ def _label_index(column, labels: list) -> np.ndarray:
 
 
 def sample_rows(votes: np.ndarray, label: np.ndarray, decided_by: np.ndarray, probability: np.ndarray,
-                k: int, max_rows: int = MAX_ROWS, seed: int = 0) -> np.ndarray:
+                k: int, max_rows: int = MAX_ROWS, seed: int = 0, conflict: np.ndarray = None) -> np.ndarray:
     """Positions of at most ``max_rows`` rows for the row browser, sorted: a seeded sample of
     every stratum — each label, each rule's votes, conflicts, end-model decisions, weak
     decisions (probability under ``WEAK``), rows with no label — then a uniform fill.
@@ -83,7 +83,7 @@ def sample_rows(votes: np.ndarray, label: np.ndarray, decided_by: np.ndarray, pr
         return np.arange(n)
     priority = np.random.default_rng(seed).permutation(n)  # the same rows for the same ledger
     strata = [label == c for c in range(k)] + [votes[:, j] != -1 for j in range(votes.shape[1])]
-    strata += [conflicted_rows(votes), decided_by == "end_model", probability < WEAK, label < 0]
+    strata += [conflicted_rows(votes) if conflict is None else conflict, decided_by == "end_model", probability < WEAK, label < 0]
     budget = max(1, max_rows // (2 * len(strata)))  # half the page for the strata, half uniform
     chosen = np.zeros(n, dtype=bool)
     for mask in strata:
@@ -159,6 +159,16 @@ def _end_model_part(ledger: Ledger, label: np.ndarray, decided_by: np.ndarray, p
     return part
 
 
+def latest_blame(blames: list):
+    """The most recent of some blames (a rule's defines'): uncommitted lines first, then the
+    latest date; None when none is known."""
+    import datetime as dt
+    known = [b for b in blames if b]
+    if any(b["commit"] == "uncommitted" for b in known):
+        return next(b for b in known if b["commit"] == "uncommitted")
+    return max(known, key=lambda b: dt.datetime.fromisoformat(b["date"]), default=None)
+
+
 def _first_text_field(ledger: Ledger):
     if "fields" not in ledger.table.column_names:
         return None
@@ -189,8 +199,10 @@ def report_context(ledger: Ledger, max_rows: int = MAX_ROWS, ledger_name: str = 
 
     rules = []
     for r, s in zip(ledger.rules, stats):
+        defines = r.get("defines") or []
         rules.append({**r, "stats": s, "owner": blame_words(r.get("blame")),
-                      "defines": [{**d, "owner": blame_words(d.get("blame"))} for d in r.get("defines") or []]})
+                      "defines": [{**d, "owner": blame_words(d.get("blame"))} for d in defines],
+                      "defines_latest": latest_blame([d.get("blame") for d in defines])})
     gold_part = None
     if gold is not None:
         known = gold >= 0
@@ -200,7 +212,7 @@ def report_context(ledger: Ledger, max_rows: int = MAX_ROWS, ledger_name: str = 
                      "matrix": [[int(((gold == gi) & (label == pi)).sum()) for pi in range(len(labels))] +
                                 [int(((gold == gi) & (label < 0)).sum())] for gi in range(len(labels))]}
 
-    positions = sample_rows(votes, label, decided_by, probability, len(labels), max_rows)
+    positions = sample_rows(votes, label, decided_by, probability, len(labels), max_rows, conflict=conflict)
     rule_pos = {name: j for j, name in enumerate(names)}
     browser = {"rows": [_browser_row(ledger, int(i), rule_pos, conflict[i]) for i in positions],
                "rules": [{"name": r["rule"], "label": r["label"], "where": f"{r['file']}:{r['line']}",

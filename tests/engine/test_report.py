@@ -130,15 +130,18 @@ def test_blame_follows_the_defines_a_rule_reads(tmp_path, kit, monkeypatch):
     spec_path = root / "spam.mt"
     spec_path.write_text(DEFINE_V1, encoding="utf-8")
     kit.git(root, "add", ".")
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2026-01-05T10:00:00+00:00")
     kit.git(root, "commit", "-q", "-m", "first")
     ada = kit.git(root, "rev-parse", "HEAD")
     spec_path.write_text(DEFINE_V1.replace('any("buy", "free")', 'any("buy", "free", "cheap")'), encoding="utf-8")
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2026-02-07T10:00:00+00:00")
     kit.git(root, "-c", "user.name=Bob Reviewer", "-c", "user.email=bob@example.org", "commit", "-q", "-a",
             "--author=Bob Reviewer <bob@example.org>", "-m", "offers catches cheap")
     bob = kit.git(root, "rev-parse", "HEAD")
     data = tmp_path / "data.csv"
     kit.write_csv(data)
-    led.label_data(spec_path, data, tmp_path / "l.parquet", "id")
+    monkeypatch.chdir(tmp_path)  # the spec named by a relative path, as on a command line
+    led.label_data("repo/spam.mt", data, tmp_path / "l.parquet", "id")
     ledger = led.read_ledger(tmp_path / "l.parquet")
     buy, song = ledger.rules
     assert buy["blame"]["commit"] == ada  # the rule's own line is Ada's ...
@@ -154,7 +157,11 @@ def test_blame_follows_the_defines_a_rule_reads(tmp_path, kit, monkeypatch):
                      text)
     html = render_report(ledger)
     rules_part = html.split('id="rules"')[1].split('id="conflicts"')[0]
-    assert "define offers:</span> last changed in commit " + bob[:10] + " by Bob Reviewer" in rules_part
+    # the rule's own line is Ada's; through its defines, the latest change is Bob's
+    assert re.search(r"Ada Expert &lt;ada@example.org&gt;<br><code>" + ada[:10] + r"</code> 2026-01-05<br>"
+                     r'<span class="muted">through its defines:</span> Bob Reviewer &lt;bob@example.org&gt;<br><code>'
+                     + bob[:10] + "</code> 2026-02-07", rules_part)
+    assert "spam.mt:4; last changed in commit " + bob[:10] + " by Bob Reviewer" in rules_part
 
 
 def test_the_end_models_part(repo, tmp_path):
