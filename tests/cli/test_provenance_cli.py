@@ -195,7 +195,9 @@ def test_spec_outside_git(project, run, tmp_path):
 
 
 def test_audit_report_renders_in_headless_chromium(project, run, tmp_path):
-    root, spec, data, _, sha2 = project
+    root, spec, _, _, sha2 = project
+    data = tmp_path / "long.csv"  # a long id and a long unbroken link must wrap, not widen the page
+    write_csv(data, ROWS + [("z" * 90, "buy http://" + "x" * 120 + ".example/")])
     ledger = label(run, spec, data, tmp_path / "l.parquet", "--gold", _gold(tmp_path))
     code, _, err = run("audit", ledger, "-o", tmp_path / "report")
     assert code == 0, err
@@ -223,16 +225,17 @@ def test_audit_report_renders_in_headless_chromium(project, run, tmp_path):
         assert found["ids"] == ["a3"] and "cheap watches for sale" in found["text"], found
 
 
-# the report in a frame WIDTH px wide; once loaded, "WATCHES for" typed into the search box,
-# then the frame's width, its page's width and the rows the browser shows
+# the report in a frame WIDTH px wide; once loaded, its page's width, then "WATCHES for" typed
+# into the search box and the rows the browser shows
 PROBE = """<!DOCTYPE html><html><body style="margin:0">
 <iframe id="f" src="index.html" style="width:WIDTHpx;height:900px;border:0"></iframe>
 <script>window.addEventListener("load", function () {
   var w = document.getElementById("f").contentWindow, d = w.document, q = d.getElementById("f-q");
+  var scroll = d.documentElement.scrollWidth;  // the first page of rows, the long id among them
   q.value = "WATCHES for"; q.dispatchEvent(new w.Event("input"));
   var ids = Array.prototype.map.call(d.querySelectorAll("#rows article h3 code"), function (c) { return c.textContent; });
   var out = document.createElement("pre"); out.id = "probe";
-  out.textContent = JSON.stringify({width: w.innerWidth, scroll: d.documentElement.scrollWidth, ids: ids,
+  out.textContent = JSON.stringify({width: w.innerWidth, scroll: Math.max(scroll, d.documentElement.scrollWidth), ids: ids,
                                     text: d.getElementById("rows").textContent});
   document.body.appendChild(out);
 });</script></body></html>"""
