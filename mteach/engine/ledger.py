@@ -362,6 +362,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     params = {"class": type(model).__name__, "labels": labels, "rules": names,
               "baseline": model.baseline_, "weights": model.weights_, "accuracy": model.accuracy_,
               "class_balance": getattr(model, "class_balance_", None),
+              "temperature": getattr(model, "temperature_", None),  # != 1: calibrated on gold rows
               "n_iter": getattr(model, "n_iter_", None), "converged": getattr(model, "converged_", None)}
     return Ledger(table, jsonable(run), jsonable(rt), jsonable(params))
 

@@ -236,7 +236,7 @@ def report_context(ledger: Ledger, max_rows: int = MAX_ROWS, ledger_name: str = 
         "coverage_bars": [(s["rule"], s["coverage"]) for s in stats],
         "accuracy_bars": [(r["rule"], r.get("estimated_accuracy")) for r in ledger.rules],
         "gold_bars": [(s["rule"], s.get("accuracy")) for s in stats] if gold is not None else None,
-        "weak": WEAK, "css": CSS,
+        "temperature": model.get("temperature"), "weak": WEAK, "css": CSS,
     }
 
 

@@ -536,5 +536,6 @@ def model_provenance(folder: Path) -> dict:
     except (OSError, ValueError):
         report = {}
     return {"sha256": h.hexdigest(), "training_data": report.get("data"), "rows": report.get("rows"),
-            "held_out": (report.get("end_model") or {}).get("held_out")}
+            "held_out": (report.get("end_model") or {}).get("held_out"),
+            "calibration": (report.get("calibration") or {}).get("end_model")}
 

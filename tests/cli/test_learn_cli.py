@@ -297,6 +297,9 @@ def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_
     page = (tmp_path / "audit" / "index.html").read_text(encoding="utf-8").split('id="end-model"')[1]
     assert recorded["sha256"] in page and file_fingerprint(TRAIN) in page
     assert f"{held['accuracy']:.3f} (F1 {held['f1']:.3f}) on 1,586 gold rows" in page
+    assert f"calibrated: temperature {cal['end_model']['temperature']:.3f}, fitted on out-of-fold" in page
+    top = (tmp_path / "audit" / "index.html").read_text(encoding="utf-8").split('id="browser"')[0]
+    assert f"calibrated on gold rows (the label\nmodel's temperature {cal['label_model']['temperature']:.3f})" in top
 
 
 def _fields(model, table):

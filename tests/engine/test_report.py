@@ -173,7 +173,8 @@ def test_the_end_models_part(repo, tmp_path):
     proba = np.tile([0.2, 0.8], (n, 1))
     proba[uncovered[0]] = [0.45, 0.55]          # one weak decision
     provenance = {"sha256": "ab" * 32, "training_data": {"path": "train.csv", "sha256": "cd" * 32}, "rows": 1234,
-                  "held_out": {"accuracy": 0.876, "f1": 0.8, "rows": 321, "on": "gold rows, out of fold"}}
+                  "held_out": {"accuracy": 0.876, "f1": 0.8, "rows": 321, "on": "gold rows, out of fold"},
+                  "calibration": {"temperature": 1.5, "fitted_on": "out-of-fold predictions on gold rows"}}
     ledger = led.build_ledger(spec, batch.ids, batch.votes, model_output=led.ModelOutput(proba, blend=0.5),
                               run_facts={"model": {"spec_hash": spec.content_hash, "blend": 0.5, **provenance}},
                               fields=led.row_fields(spec, batch.table))
@@ -185,6 +186,9 @@ def test_the_end_models_part(repo, tmp_path):
     assert f"<code>{weak_id}</code>" in part and "0.550" in part
     assert "ab" * 32 in part and "cd" * 32 in part and "1,234 rows" in part
     assert "0.876 (F1 0.800) on 321 gold rows, out of fold" in part
+    assert "calibrated: temperature 1.500, fitted on out-of-fold predictions on gold rows" in part
+    # no gold anywhere: the page says the rules' probabilities are not calibrated
+    assert "not calibrated</span>: no gold labels were given" in html.split('id="browser"')[0]
     # on covered rows its log-odds are blended in: a share per label, between 0 and 1
     shares = re.findall(r'<td class="n">([\d.]+)%</td></tr>', part.split("end model's share")[1])
     assert shares and all(0 < float(s) < 100 for s in shares)
