@@ -29,8 +29,8 @@ spec version, data and seed give a byte-identical file):
   key, the commit / author / date that last changed its lines (``git blame``), the
   defines its test reads (``defines``: name, file, lines, source and their own blame),
   its vote count and the label model's estimated accuracy;
-- ``mteach.label_model``: ``baseline_``, ``weights_``, ``accuracy_``, ``class_balance_``
-  so ``explain`` needs no re-run;
+- ``mteach.label_model``: ``baseline_``, ``weights_``, ``accuracy_``, ``class_balance_``,
+  ``temperature_`` (not 1 when calibrated on gold rows), so ``explain`` needs no re-run;
 - ``mteach.ledger_sha256``: sha256 over the row content and the three entries above;
   ``read_ledger`` recomputes it and reports tampering.
 

@@ -14,6 +14,7 @@ from mteach.engine import ledger as led
 from mteach.engine.explain import explain_row, format_explanation
 from mteach.engine.io import open_data
 from mteach.engine.report import WEAK, render_report, sample_rows
+from mteach.engine.verify import verify_ledger
 from mteach.engine.votes import collect_votes
 
 EVIL = "<script>alert('{}')</script>"
@@ -57,6 +58,20 @@ def test_a_forged_ledger_renders_inert(repo, tmp_path):
     assert data["rules"][0]["name"] == evil_rule and data["rules"][1]["where"].endswith(EVIL.format("line"))
     # the page says what the hash proves, and what proves the labels came from the spec and data
     assert "self-consistent" in html and "anyone can do" in html and "mteach verify" in html
+
+
+def test_verify_catches_a_forged_row_text(repo, tmp_path):
+    """The hash cannot tell a rewritten text from the real one; verify, re-reading the data, can."""
+    _, spec_path, data, _, _ = repo
+    led.label_data(spec_path, data, tmp_path / "l.parquet", "id")
+    ledger = led.read_ledger(tmp_path / "l.parquet")
+    assert verify_ledger(ledger, data).identical
+    rows = ledger.table.to_pylist()
+    rows[4]["fields"]["text"] = "a harmless greeting"
+    ledger.table = pa.Table.from_pylist(rows, schema=ledger.table.schema)
+    led.write_ledger(ledger, tmp_path / "forged.parquet")
+    result = verify_ledger(led.read_ledger(tmp_path / "forged.parquet"), data)
+    assert not result.identical and any("field values" in n for n in result.notes)
 
 
 def test_the_row_browser_embeds_every_label_and_rule_and_says_how_many(repo, tmp_path):
