@@ -343,7 +343,7 @@ def cmd_demo(args) -> int:
     print("5. train: label model on the rules' votes, end model on its soft labels, hints as penalties")
     model, report = train_models(spec, open_data(train).read_all(), load_settings(out / "mteach.toml"),
                                  log=lambda m: print(f"   {m}"))
-    save_model(model, out / "model", report)
+    save_model(model, out / "model", report, data=train)
     print(f"   wrote {out / 'model'}\n")
 
     print(f"6. evaluate on the held-out {ex.test_name} against its gold labels")

@@ -79,7 +79,7 @@ def cmd_train(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
     model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes,
                           progress=lambda what, total: progress_bar(total, what, not args.quiet))
-    save_model(model, args.output, report)
+    save_model(model, args.output, report, data=loaded.source.path)
     if args.format == "json":
         dump_json(report)
     elif not args.quiet:

@@ -108,6 +108,20 @@ def blame_lines(path: Path, ranges: list) -> list:
     return out
 
 
+def blame_spans(spans: list) -> list:
+    """``blame_lines`` for (file, first, last) spans of any files (a rule's lines, and the lines
+    of the defines it reads, which may sit in a used file; a file as the spec's spans name it),
+    one ``git blame`` per file; a result per span, in order."""
+    by_file: dict = {}
+    for i, (file, a, b) in enumerate(spans):
+        by_file.setdefault(file, []).append((i, (a, b)))
+    out = [None] * len(spans)
+    for file, items in by_file.items():
+        for (i, _), blame in zip(items, blame_lines(Path(file), [r for _, r in items])):
+            out[i] = blame
+    return out
+
+
 def _iso_date(epoch, tz) -> str:
     import datetime as dt
     if not epoch:

@@ -15,6 +15,8 @@ column             type                                         meaning
 ``gold``           string (only when gold labels were given)    the gold label, null where unknown
 ``end_model_features``  list<struct<feature, weight>> (only      the end model's top features, where the
                    when the end model gave them)                end model decided
+``fields``         struct, one child per spec field (text as    the row's values of the fields the spec
+                   string, numbers float64, others as string)   reads, so the audit page can show the row
 =================  ===========================================  ==========================================
 
 Its schema metadata holds JSON (keys sorted, no wall-clock time anywhere, so the same
@@ -24,10 +26,11 @@ spec version, data and seed give a byte-identical file):
   state: clean / dirty / unavailable), data path and sha256 fingerprint, id column,
   settings (seed, label model class and parameters, gold source);
 - ``mteach.rules``: the rules table (``apply.rules_table``) plus, per rule, its content
-  key, the commit / author / date that last changed its lines (``git blame``), its
-  vote count and the label model's estimated accuracy;
-- ``mteach.label_model``: ``baseline_``, ``weights_``, ``accuracy_``, ``class_balance_``
-  so ``explain`` needs no re-run;
+  key, the commit / author / date that last changed its lines (``git blame``), the
+  defines its test reads (``defines``: name, file, lines, source and their own blame),
+  its vote count and the label model's estimated accuracy;
+- ``mteach.label_model``: ``baseline_``, ``weights_``, ``accuracy_``, ``class_balance_``,
+  ``temperature_`` (not 1 when calibrated on gold rows), so ``explain`` needs no re-run;
 - ``mteach.ledger_sha256``: sha256 over the row content and the three entries above;
   ``read_ledger`` recomputes it and reports tampering.
 
@@ -36,6 +39,7 @@ re-running a ledger ``engine.verify``, comparing two spec revisions ``engine.dif
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -52,8 +56,9 @@ from .._version import __version__
 from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
 from ..errors import DataError, MteachError
+from ..grammar import ast
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
-from .gitfacts import UNAVAILABLE, blame_lines, spec_git_facts
+from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data, readable
 from .votes import collect_votes
@@ -209,9 +214,33 @@ def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
                        model.uncovered_by_rules)
 
 
+def row_fields(spec: Spec, table: pa.Table) -> pa.StructArray:
+    """The ``fields`` column: per row, the value of every spec field (by its spec name), text as
+    string, numbers as float64, booleans as they are, anything else (dates...) as its text."""
+    children, names = [], []
+    for name, f in spec.fields.items():
+        if f.column not in table.column_names:
+            continue
+        col = table.column(f.column)
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        kind = spec.field_kinds.get(name)
+        target = pa.float64() if kind == "number" else pa.bool_() if kind == "boolean" else pa.string()
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        try:
+            col = pc.cast(col, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            col = pa.array([None] * len(col), target)  # a type with no text form: shown as missing
+        children.append(col)
+        names.append(name)
+    if not names:
+        return None
+    return pa.StructArray.from_arrays(children, names=names)
+
+
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
                  seed: int = 0, run_facts: Optional[dict] = None, model_output: Optional[ModelOutput] = None,
-                 git: bool = True) -> Ledger:
+                 git: bool = True, fields: Optional[pa.StructArray] = None) -> Ledger:
     """Fit the label model on ``votes`` and build the ledger (no per-row Python).
 
     ``gold``: label index per row (-1 unknown) — sharpens the label model and is kept in a
@@ -219,7 +248,8 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     trained, its end model decides the rows no rule voted on (``decided_by = "end_model"``,
     with their top features; without it they get "none"), and with ``blend`` > 0 joins the
     covered rows, its share of the log-odds kept per row in ``end_model_contribution`` so
-    the decomposition stays exact.
+    the decomposition stays exact. ``fields``: the rows' field values (``row_fields``), kept
+    in a ``fields`` column for the audit page.
     """
     out = model_output
     label_model = out.label_model if out is not None else None
@@ -295,6 +325,8 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
         cols_out["gold"] = label_names.take(pa.array(np.where(gold >= 0, gold, k)))
     if features_col is not None:
         cols_out["end_model_features"] = features_col
+    if fields is not None:
+        cols_out["fields"] = fields
     if isinstance(cols_out["id"], pa.ChunkedArray):
         cols_out["id"] = cols_out["id"].combine_chunks()
     table = pa.table(cols_out)
@@ -312,6 +344,11 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     rt = rules_table(spec).to_pylist()
     spans = [(r.rule.span.line, max(r.rule.span.end_line, r.rule.span.line)) for r in spec.rules]
     blames = blame_lines(spec.path, spans) if git and spec.rules else [None] * len(spec.rules)
+    uses = [defines_used(spec, r.rule) for r in spec.rules]
+    define_spans = {name: (d.span.file, d.span.line, max(d.span.end_line, d.span.line))
+                    for name, d in spec.defines.items() if any(name in u for u in uses)}
+    define_blames = dict(zip(define_spans, blame_spans(list(define_spans.values())) if git
+                             else [None] * len(define_spans)))
     vote_counts = voted.sum(axis=0)
     # the share of each rule's votes the label model believes right, with its 95% interval
     est_accuracy = getattr(model, "vote_accuracy_", model.accuracy_)
@@ -320,12 +357,42 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
         row.update({"index": i, "end_line": spans[i][1], "content_key": rule_content_key(r),
                     "votes": int(vote_counts[i]), "estimated_accuracy": float(est_accuracy[i]),
                     "estimated_interval": None if est_interval is None else [float(x) for x in est_interval[i]],
-                    "blame": blames[i]})
+                    "blame": blames[i],
+                    "defines": [{"define": d, "file": define_spans[d][0], "line": define_spans[d][1],
+                                 "end_line": define_spans[d][2], "source": _source_lines(spec, *define_spans[d]),
+                                 "blame": define_blames[d]} for d in uses[i]]})
     params = {"class": type(model).__name__, "labels": labels, "rules": names,
               "baseline": model.baseline_, "weights": model.weights_, "accuracy": model.accuracy_,
               "class_balance": getattr(model, "class_balance_", None),
+              "temperature": getattr(model, "temperature_", None),  # != 1: calibrated on gold rows
               "n_iter": getattr(model, "n_iter_", None), "converged": getattr(model, "converged_", None)}
     return Ledger(table, jsonable(run), jsonable(rt), jsonable(params))
+
+
+def defines_used(spec: Spec, rule) -> list:
+    """The defines a rule's test reads, directly or through other defines, in order of first use."""
+    found: list = []
+
+    def walk(node):
+        if isinstance(node, tuple):
+            for item in node:
+                walk(item)
+        elif isinstance(node, ast.Ref):
+            if node.name in spec.defines and node.name not in found:
+                found.append(node.name)
+                walk(spec.defines[node.name].value)
+        elif isinstance(node, ast.Node):
+            for f in dataclasses.fields(node):
+                walk(getattr(node, f.name))
+
+    walk(rule.predicate)
+    walk(rule.unless)
+    return found
+
+
+def _source_lines(spec: Spec, file: str, first: int, last: int) -> str:
+    lines = spec.sources.get(file, "").splitlines()
+    return "\n".join(lines[first - 1:last])
 
 
 def write_ledger(ledger: Ledger, output) -> Path:
@@ -366,9 +433,10 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     output_of_model = None
     if model is not None:
         output_of_model = model_output(model, batch.table, batch.votes)
-        facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings}
+        facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings,
+                          **(model.provenance or {})}
     ledger = build_ledger(spec, batch.ids, batch.votes, gold=gold_index, seed=seed, run_facts=facts,
-                          model_output=output_of_model)
+                          model_output=output_of_model, fields=row_fields(spec, batch.table))
     write_ledger(ledger, output)
     return ledger
 

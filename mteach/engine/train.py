@@ -45,7 +45,7 @@ from .apply import apply_table, rules_table
 from .calibration import ece, f1_score, fit_temperature, log_scores
 from .end_model import EndModel, top_attributions
 from .features import Featurizer
-from .io import atomic_folder
+from .io import atomic_folder, file_fingerprint
 from .hints import HintError, compile_hints, hint_effect
 from .label_model import LABEL_MODELS, LabelModelProtocol, fit_for_spec, label_model_kind
 
@@ -122,6 +122,7 @@ class TrainedModel:
     without_hint: tuple = ()   # per hint of the spec: the end model trained without it
     end_temperature: float = 1.0  # the end model's probabilities are softmax(log p / T)
     blend_uncovered: Optional[float] = None  # the same exponent on rows no rule covers; None = end model alone
+    provenance: Optional[dict] = None  # set by load_model: the folder's sha256, training data, held-out figures
 
     def hints(self) -> list:
         """The spec's hints compiled against this model's featurizer."""
@@ -302,6 +303,15 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     report["calibration"] = _calibration_report(label_model, soft, em_heldout, end_t, gold)
     report["end_model"]["training_rows"] = {"rows": int(rows.shape[0]), "covered": int(covered.sum()),
                                             "chosen": rows_note}
+    if em_held is not None:
+        known = gold != -1
+        report["end_model"]["held_out"] = {
+            "accuracy": _accuracy(em_held.argmax(1), gold), "f1": f1_score(em_held.argmax(1)[known], gold[known], k,
+                                                                          positive=0),
+            "rows": int(known.sum()),
+            "on": f"gold rows, each predicted by an end model not trained on it ({CROSS_FIT_FOLDS}-fold "
+                  "cross-fitting on covered rows; uncovered rows are never trained on); gold labels did "
+                  "sharpen the label model whose soft labels it learned from"}
     return model, report
 
 
@@ -544,9 +554,13 @@ def _json_params(estimator) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
 
 
-def save_model(model: TrainedModel, folder, report: dict) -> Path:
-    """Write the model folder atomically (``engine.io.atomic_folder``)."""
+def save_model(model: TrainedModel, folder, report: dict, data=None) -> Path:
+    """Write the model folder atomically (``engine.io.atomic_folder``). ``data``: the file it
+    was trained on; its path and sha256 go into report.json (a ledger labelled with the model
+    records them, for the audit page)."""
     folder = Path(folder)
+    if data is not None:
+        report = {**report, "data": {"path": Path(data).as_posix(), "sha256": file_fingerprint(data)}}
     if folder.exists() and not (folder / "model.json").exists() and any(folder.iterdir()):
         raise DataError(f"{folder} exists and is not a model folder; choose another -o")
     with atomic_folder(folder) as tmp:
@@ -609,5 +623,23 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
         raise ModelError(f"{folder}: the model is damaged ({err}); retrain it with `mteach train`") from None
     return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"], without,
                         end_temperature=float(meta.get("end_model_temperature", 1.0)),
-                        blend_uncovered=meta.get("blend_uncovered"))
+                        blend_uncovered=meta.get("blend_uncovered"), provenance=model_provenance(folder))
+
+
+def model_provenance(folder: Path) -> dict:
+    """What a ledger records about the model that labelled it: the sha256 over the files that
+    decide its predictions (model.json, the end model's weights and parameters), the data it
+    was trained on and its held-out figures (from report.json, where present)."""
+    import hashlib
+    h = hashlib.sha256()
+    for path in [folder / "model.json", *sorted((folder / "end_model").rglob("*"))]:
+        if path.is_file():
+            h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report = {}
+    return {"sha256": h.hexdigest(), "training_data": report.get("data"), "rows": report.get("rows"),
+            "held_out": (report.get("end_model") or {}).get("held_out"),
+            "calibration": (report.get("calibration") or {}).get("end_model")}
 

@@ -13,7 +13,7 @@ from ..errors import DataError
 from .apply import ROW_NUMBER, resolve_id_column
 from .gitfacts import repo_root, spec_at_revision
 from .io import DEFAULT_BATCH_ROWS, file_fingerprint, open_data
-from .ledger import Ledger, LedgerError, build_ledger, canonical_json
+from .ledger import Ledger, LedgerError, build_ledger, canonical_json, row_fields
 from .votes import collect_votes
 
 
@@ -140,9 +140,15 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
         result.notes.append("the rules' log-odds contributions differ (the label model's fit changed)")
     if _model_differs(ledger.model, new.model):
         result.notes.append("the label model's parameters differ from the recorded ones")
+    # the rows' text as the audit page shows it (a ledger with a fields column)
+    fields_same = "fields" not in old.column_names or old.column("fields").combine_chunks().equals(
+        row_fields(spec, batch.table))
+    if not fields_same:
+        result.notes.append("the rows' field values recorded in the ledger (the text the audit page shows) "
+                            "differ from the data's")
     result.identical = (spec_ok and data_ok and result.n_vote_differences == 0 and
                         result.n_label_differences == 0 and contrib_same and ledger.labels == labels and
-                        not _model_differs(ledger.model, new.model))
+                        not _model_differs(ledger.model, new.model) and fields_same)
     return result
 
 

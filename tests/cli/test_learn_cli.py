@@ -284,6 +284,22 @@ def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_
     test = csv.read_csv(TEST)
     predicted = model.predict(test)
     assert e["probability"] == pytest.approx(predicted["proba"][row].max(), abs=1e-9)
+    # the ledger records the model: its hash, its training data, its held-out figures; the audit shows them
+    from mteach.engine.io import file_fingerprint
+    from mteach.engine.ledger import read_ledger
+    from mteach.engine.train import model_provenance
+    recorded = read_ledger(ledger).run["model"]
+    assert recorded["sha256"] == model_provenance(folder)["sha256"]
+    assert recorded["training_data"] == {"path": TRAIN.as_posix(), "sha256": file_fingerprint(TRAIN)}
+    held = recorded["held_out"]
+    assert held["rows"] == 1586 and 0.8 < held["accuracy"] <= 1 and "cross-fitting" in held["on"]
+    assert run("audit", ledger, "-o", tmp_path / "audit")[0] == 0
+    page = (tmp_path / "audit" / "index.html").read_text(encoding="utf-8").split('id="end-model"')[1]
+    assert recorded["sha256"] in page and file_fingerprint(TRAIN) in page
+    assert f"{held['accuracy']:.3f} (F1 {held['f1']:.3f}) on 1,586 gold rows" in page
+    assert f"calibrated: temperature {cal['end_model']['temperature']:.3f}, fitted on out-of-fold" in page
+    top = (tmp_path / "audit" / "index.html").read_text(encoding="utf-8").split('id="browser"')[0]
+    assert f"calibrated on gold rows (the label\nmodel's temperature {cal['label_model']['temperature']:.3f})" in top
 
 
 def _fields(model, table):
