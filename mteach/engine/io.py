@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError
 
 DEFAULT_BATCH_ROWS = 65_536
+BLOCK_BYTES = 1 << 22  # bytes per read block of CSV and JSONL (grown for a CSV row larger than this)
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
 
@@ -81,16 +82,14 @@ class DataSource:
             yield from pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows, columns=columns)
             return
         if self.format == "csv":
-            reader = pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=1 << 22),
-                                    convert_options=_csv_convert(self.schema, columns))
-        else:
-            reader = pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=1 << 22),
-                                      parse_options=pajson.ParseOptions(explicit_schema=self.schema))
+            yield from _csv_batches(self.path, _csv_convert(self.schema, columns), batch_rows)
+            return
+        reader = pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES),
+                                  parse_options=pajson.ParseOptions(explicit_schema=self.schema))
         for batch in reader:
-            if columns is not None and self.format == "jsonl":
+            if columns is not None:
                 batch = batch.select(columns)
-            if self.format == "jsonl":
-                batch.validate(full=True)  # the JSON reader lets invalid UTF-8 into string columns
+            batch.validate(full=True)  # the JSON reader lets invalid UTF-8 into string columns
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
 
@@ -98,6 +97,56 @@ class DataSource:
         batches = list(self.batches(columns))
         schema = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
         return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+
+
+def _csv_reader(path, convert_options=None, block_size=None, skip_rows: int = 0):
+    """A streaming CSV reader that reads quoted cells holding newlines as one cell (the
+    default splits them into phantom rows where a read block ends inside a cell)."""
+    return pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block_size or BLOCK_BYTES,
+                                                               skip_rows_after_names=skip_rows),
+                          parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                          convert_options=convert_options or pacsv.ConvertOptions(strings_can_be_null=True))
+
+
+def _grow_block(path, block: int, err: Exception) -> int:
+    """Twice the read block after Arrow's error for a row (a cell) larger than it; other errors re-raised."""
+    if "straddl" not in str(err) or block > os.path.getsize(path):
+        raise err
+    return block * 2
+
+
+def _csv_batches(path, convert_options, batch_rows):
+    """The CSV's record batches; a row larger than the read block makes the block twice as
+    large and the read resumes after the rows already given (no row twice, none lost)."""
+    block, done = BLOCK_BYTES, 0
+    while True:
+        try:
+            for batch in _csv_reader(path, convert_options, block, skip_rows=done):
+                for start in range(0, batch.num_rows, batch_rows):
+                    part = batch.slice(start, batch_rows)
+                    done += part.num_rows
+                    yield part
+            return
+        except pa.ArrowInvalid as err:
+            block = _grow_block(path, block, err)
+
+
+def _csv_schema(path) -> pa.Schema:
+    """The schema Arrow infers from a CSV's first block (grown until its first row fits)."""
+    block = BLOCK_BYTES
+    while True:
+        try:
+            reader = _csv_reader(path, block_size=block)
+            schema = reader.schema
+            binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+            if binary:  # Arrow reads a column with non-UTF-8 bytes as binary
+                raise _not_utf8(path, binary)
+            reader.read_next_batch()
+            return schema
+        except StopIteration:  # before the types below are blamed on the spec
+            raise DataError(f"{path}: the file has a header but no rows") from None
+        except pa.ArrowInvalid as err:
+            block = _grow_block(path, block, err)
 
 
 def _csv_convert(schema: pa.Schema, columns):
@@ -122,20 +171,11 @@ def open_data(path) -> DataSource:
             meta = pq.ParquetFile(path)
             return DataSource(path, fmt, meta.schema_arrow, meta.metadata.num_rows)
         if fmt == "csv":
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22),
-                                    convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-            schema = reader.schema
-            binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-            if binary:  # Arrow reads a column with non-UTF-8 bytes as binary
-                raise _not_utf8(path, binary)
-            try:
-                reader.read_next_batch()
-            except StopIteration:  # before the types below are blamed on the spec
-                raise DataError(f"{path}: the file has a header but no rows") from None
+            schema = _csv_schema(path)
             # Columns that are empty in the first block come out as null type; read them as text.
             schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema])
             return DataSource(path, fmt, schema, None)
-        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=1 << 22))
+        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
         schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in reader.schema])
         return DataSource(path, fmt, schema, None)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
