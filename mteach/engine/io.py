@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import hashlib
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -192,6 +194,16 @@ def file_fingerprint(path) -> str:
 
 
 # -- atomic writes: every output file and model folder goes through these --------------------
+# A write goes to a temporary name beside its target, ``.NAME.PID-RANDOM.mteach.tmp``, then is
+# renamed into place. One left by a run that was killed is recognised by that name and removed
+# by the next write to the same target (a model folder caught between its two renames is put back).
+TMP_SUFFIX = ".mteach.tmp"
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[A-Za-z0-9_]+(?P<old>\.old)?" + re.escape(TMP_SUFFIX) + "$")
+# errors of the place written to (not of mteach): a message naming the target, not a traceback
+_PLACE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR,
+                 errno.EISDIR}
+
+
 def _fsync_path(path) -> None:
     """Flush a file's (or a folder's) data to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -201,38 +213,109 @@ def _fsync_path(path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def readable(path):
+    """Give a file written through a temporary name the usual permissions (0666 less the umask;
+    a folder 0777 less the umask), as if it had been created in place."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temporaries(target) -> list:
+    """Remove the temporaries that runs killed mid-write left beside ``target`` (those of live
+    processes are kept); a previous model folder moved aside just before a crash is put back
+    when ``target`` is missing. Returns the names removed or restored."""
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    done = []
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return done
+    for name in names:
+        m = _TMP_NAME.match(name)
+        if not m or m["name"] != target.name or _alive(int(m["pid"])):
+            continue
+        path = parent / name
+        with contextlib.suppress(OSError):
+            if m["old"] and not (target.exists() or target.is_symlink()):
+                os.rename(path, target)
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            done.append(name)
+    return done
+
+
+def _temporary_name(target: Path, old: bool = False) -> Path:
+    return target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{'.old' if old else ''}{TMP_SUFFIX}"
+
+
+def _place_error(target, err: OSError) -> DataError:
+    return DataError(f"{target}: cannot write there ({err.strerror or err}); "
+                     "choose another output, or free space / make its folder writable")
+
+
 def _check_parent(target: Path) -> None:
-    if target.parent and not target.parent.exists():
-        raise DataError(f"{target}: the folder {target.parent} does not exist")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.exists():
+        raise DataError(f"{target}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise DataError(f"{target}: {parent} is not a folder")
+
+
+@contextlib.contextmanager
+def _write_errors_name(target):
+    """OSErrors of the place written to (read-only, full, ...) become a DataError naming ``target``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in _PLACE_ERRORS:
+            raise _place_error(target, err) from None
+        raise
 
 
 @contextlib.contextmanager
 def atomic_path(target):
-    """Yield a temporary path beside ``target``; on success fsync it, rename it into place
-    and fsync the folder, so the new file survives a crash once this returns.
+    """Yield a temporary path beside ``target``; on success give it the umask's permissions,
+    fsync it, rename it into place and fsync the folder, so the new file survives a crash
+    once this returns.
 
     A crash or an error leaves ``target`` as it was (absent or the previous version).
     """
     target = Path(target)
     _check_parent(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        _fsync_path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_path(target.parent or ".")
-
-
-def readable(path):
-    """Give a file written through a temporary name the usual permissions (0666 less the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    if target.is_dir():
+        raise DataError(f"{target}: is a folder; give a file name to write")
+    clean_stale_temporaries(target)
+    with _write_errors_name(target):
+        tmp = _temporary_name(target)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        try:
+            yield tmp
+            readable(tmp)
+            _fsync_path(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_path(target.parent if str(target.parent) else ".")
 
 
 def write_bytes_atomic(target, data: bytes) -> None:
@@ -246,25 +329,90 @@ def write_text_atomic(target, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_folder(target):
-    """Yield a temporary folder beside ``target`` to fill; on success fsync every file in it,
-    replace ``target`` (a previous version is removed) and fsync the parent folder."""
+    """Yield a temporary folder beside ``target`` to fill; on success fsync every file in it
+    and put it in place: a previous ``target`` is renamed aside, the new folder renamed in,
+    and only then the previous one deleted — a crash in between leaves the previous folder
+    under a temporary name, put back by the next write (``clean_stale_temporaries``)."""
     target = Path(target)
     parent = target.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    try:
-        yield tmp
-        for folder, _, files in os.walk(tmp):
-            for name in files:
-                _fsync_path(os.path.join(folder, name))
-            _fsync_path(folder)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_path(parent)
+    if target.exists() and not target.is_dir():
+        raise DataError(f"{target}: is a file, not a folder; choose another output folder")
+    with _write_errors_name(target):
+        parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(parent / target.name)
+        tmp = _temporary_name(parent / target.name)
+        tmp.mkdir(mode=0o700)
+        try:
+            yield tmp
+            readable(tmp)
+            for folder, _, files in os.walk(tmp):
+                for name in files:
+                    _fsync_path(os.path.join(folder, name))
+                _fsync_path(folder)
+            if target.exists() or target.is_symlink():
+                old = _temporary_name(parent / target.name, old=True)
+                os.rename(target, old)
+                try:
+                    os.rename(tmp, target)
+                except OSError:
+                    os.rename(old, target)
+                    raise
+                _fsync_path(parent)
+                if old.is_symlink():
+                    os.unlink(old)
+                else:
+                    shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_path(parent)
+
+
+# -- outputs: refused before any work when they would overwrite an input ----------------------
+def _key(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)  # hard links too
+    return _key(a) == _key(b)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return _key(folder) in _key(path).parents
+
+
+def check_output(target, inputs=(), kind: str = "file", writes=()) -> None:
+    """Refuse an output, before any work, that would overwrite one of ``inputs`` (files or
+    folders, symlinks and hard links followed) or is the wrong kind of thing.
+
+    ``kind``: "file" — ``target`` is a file to write (not an existing folder, nor a file of an
+    input folder such as a model); "model" — a model folder replaced whole (not an existing
+    file, nor a folder that is not a model, nor one holding an input); "folder" — a folder the
+    files named in ``writes`` are written into.
+    """
+    target = Path(target)
+    inputs = [Path(p) for p in inputs if p]
+    if kind == "file" and target.is_dir():
+        raise DataError(f"{target}: is a folder; -o needs a file name (e.g. {target / 'out.parquet'})")
+    if kind in ("model", "folder") and target.exists() and not target.is_dir():
+        raise DataError(f"{target}: is a file; -o needs a folder here — choose another name")
+    if kind == "model" and target.is_dir() and not (target / "model.json").is_file() and any(target.iterdir()):
+        raise DataError(f"{target}: exists and is not a model folder (no model.json); `train` replaces its -o "
+                        "folder whole, so choose a new or empty folder, or an old model to replace")
+    written = [target / name for name in writes] if kind == "folder" else [target]
+    for out in written:
+        for given in inputs:
+            if _same(out, given) or (kind == "model" and _inside(given, out)):
+                what = "is" if _same(out, given) else "holds"
+                raise DataError(f"{out}: -o {what} an input ({given}); writing there would destroy it — "
+                                "choose another output")
+            if given.is_dir() and _inside(out, given) and out.exists():
+                raise DataError(f"{out}: -o names a file of the input folder {given}; writing there would "
+                                "damage it — choose another output")
 
 
 def as_table(data) -> pa.Table:
