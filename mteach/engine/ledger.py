@@ -22,7 +22,10 @@ spec version, data and seed give a byte-identical file):
 
 - ``mteach.run``: mteach version, spec path, spec content hash, git facts (commit and
   state: clean / dirty / unavailable), data path and sha256 fingerprint, id column,
-  settings (seed, label model class and parameters, gold source);
+  settings (seed, label model class and parameters, gold source). Paths (the spec, the
+  data, each rule's file) are relative to the spec's folder (``spec_relative``), and
+  ``spec_from_data`` is the spec's folder relative to the data's (how ``verify`` finds the
+  repository): the same spec and data give the same bytes from any working folder;
 - ``mteach.rules``: the rules table (``apply.rules_table``) plus, per rule, its content
   key, the commit / author / date that last changed its lines (``git blame``), its
   vote count and the label model's estimated accuracy;
@@ -39,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -55,7 +59,7 @@ from ..errors import DataError, MteachError
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, spec_git_facts
 from .gold import GoldRequest
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data, readable
+from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data
 from .votes import collect_votes
 
 LEDGER_FORMAT = "mteach-ledger/1"
@@ -206,6 +210,13 @@ def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
     return ModelOutput(em, model.label_model, model.blend, features)
 
 
+def spec_relative(spec: Spec, path) -> str:
+    """``path`` (as typed, or as diagnostics show it) relative to the spec's root, so a ledger
+    holds the same bytes whatever the working folder and however the paths were typed, and
+    no absolute path of this machine."""
+    return Path(os.path.relpath(os.path.realpath(path), os.path.realpath(spec.root))).as_posix()
+
+
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
                  seed: int = 0, run_facts: Optional[dict] = None, model_output: Optional[ModelOutput] = None,
                  git: bool = True) -> Ledger:
@@ -297,7 +308,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     table = pa.table(cols_out)
 
     git_facts = spec_git_facts(spec) if git else {"state": UNAVAILABLE, "commit": None, "path_in_repo": None}
-    run = {"format": LEDGER_FORMAT, "mteach_version": __version__, "spec": spec.path.as_posix(),
+    run = {"format": LEDGER_FORMAT, "mteach_version": __version__, "spec": spec_relative(spec, spec.path),
            "spec_hash": spec.content_hash, "spec_files": list(spec.files), "concept": spec.concept.name,
            "labels": labels, "git": git_facts, "rows": n, "covered": int(covered.sum()),
            "settings": {"seed": int(seed), "label_model": {"class": type(model).__name__,
@@ -311,7 +322,8 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     blames = blame_lines(spec.path, spans) if git and spec.rules else [None] * len(spec.rules)
     vote_counts = voted.sum(axis=0)
     for i, (row, r) in enumerate(zip(rt, spec.rules)):
-        row.update({"index": i, "end_line": spans[i][1], "content_key": rule_content_key(r),
+        row.update({"index": i, "file": spec_relative(spec, row["file"]), "end_line": spans[i][1],
+                    "content_key": rule_content_key(r),
                     "votes": int(vote_counts[i]), "estimated_accuracy": float(model.accuracy_[i]),
                     "blame": blames[i]})
     params = {"class": type(model).__name__, "labels": labels, "rules": names,
@@ -329,7 +341,6 @@ def write_ledger(ledger: Ledger, output) -> Path:
                                                   META_HASH: digest})
     with atomic_path(output) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
-        readable(tmp)
     ledger.path = Path(output)
     return Path(output)
 
@@ -354,7 +365,9 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     batch = collect_votes(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
                           progress=progress)
     gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, id_column)
-    facts = {"data": source.path.as_posix(), "data_sha256": file_fingerprint(source.path),
+    facts = {"data": spec_relative(spec, source.path), "data_sha256": file_fingerprint(source.path),
+             "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
+                                                    os.path.realpath(source.path.parent))).as_posix(),
              "id_column": id_column or ROW_NUMBER}
     output_of_model = None
     if model is not None:
@@ -364,6 +377,34 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
                           model_output=output_of_model)
     write_ledger(ledger, output)
     return ledger
+
+
+# What explain, verify, diff and the audit read without checking: a ledger lacking one is refused.
+REQUIRED = {"columns": ("id", "label", "probability", "decided_by", "votes", "contributions"),
+            "run": ("labels", "spec_hash", "rows", "git"), "rule": ("rule", "label", "file", "line"),
+            "label_model": ("baseline", "weights", "accuracy")}
+
+
+def _shape_problem(table: pa.Table, run, rules, model) -> Optional[str]:
+    """What is missing from a ledger's columns and metadata, or None."""
+    missing = [c for c in REQUIRED["columns"] if c not in table.column_names]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    for key, value, kind in (("mteach.run", run, dict), ("mteach.rules", rules, list),
+                             ("mteach.label_model", model, dict)):
+        if not isinstance(value, kind):
+            return f"its {key} metadata is not a JSON {'object' if kind is dict else 'list'}"
+    for key, value in (("mteach.run", run), ("mteach.label_model", model)):
+        lacks = [k for k in REQUIRED["run" if key == "mteach.run" else "label_model"] if k not in value]
+        if lacks:
+            return f"its {key} metadata lacks {', '.join(lacks)}"
+    if not isinstance(run["labels"], list) or not isinstance(run["git"], dict):
+        return "its mteach.run metadata has labels or git of the wrong type"
+    for i, rule in enumerate(rules):
+        lacks = [k for k in REQUIRED["rule"] if not isinstance(rule, dict) or k not in rule]
+        if lacks:
+            return f"rule {i + 1} of its mteach.rules metadata lacks {', '.join(lacks)}"
+    return None
 
 
 def read_ledger(path, check: bool = True) -> Ledger:
@@ -382,6 +423,10 @@ def read_ledger(path, check: bool = True) -> Ledger:
         run, rules, model = (json.loads(meta[key]) for key in (META_RUN, META_RULES, META_MODEL))
     except (KeyError, ValueError) as err:
         raise LedgerError(f"{path}: the ledger's metadata is damaged ({err})") from None
+    problem = _shape_problem(table, run, rules, model)
+    if problem:
+        raise LedgerError(f"{path}: the ledger is damaged or was not written by this version of mteach: {problem}; "
+                          "re-run `mteach label`")
     ledger = Ledger(table.replace_schema_metadata(None), run, rules, model, path)
     if check:
         recorded = meta.get(META_HASH, b"").decode()
