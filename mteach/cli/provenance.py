@@ -34,7 +34,7 @@ def register(sub):
                         "trained and its end model decides the rows no rule covers (default: fit the label "
                         "model here; uncovered rows get no label)")
     add_run_options(p, threads=True)
-    p.set_defaults(run=cmd_label)
+    p.set_defaults(run=cmd_label, output_kind="file")
 
     p = sub.add_parser("explain", help="why a row has its label, from the ledger alone",
                        description="Read the ledger (no re-run) and say why the row has its label: each rule "
@@ -53,7 +53,7 @@ def register(sub):
     p.add_argument("ledger", metavar="LEDGER")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
     p.add_argument("--spec", metavar="SPEC", help="also check that the ledger was made from this spec version")
-    p.set_defaults(run=cmd_audit)
+    p.set_defaults(run=cmd_audit, output_kind="folder", output_writes=("index.html",))  # its ledger copy may be itself
 
     p = sub.add_parser("verify", help="re-run the recorded spec version and confirm the ledger",
                        description="Read the spec at the commit the ledger records (its folder, with used files "
