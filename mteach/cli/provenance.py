@@ -8,7 +8,7 @@ from pathlib import Path
 from ..compiler.checker import load_spec
 from ..engine.diff import diff_revisions
 from ..engine.explain import explain_row, format_explanation
-from ..engine.ledger import check_spec_matches, label_counts, label_data, read_ledger
+from ..engine.ledger import check_spec_matches, duplicate_ids_warning, label_counts, label_data, read_ledger
 from ..engine.verify import verify_ledger
 from ..engine.io import open_data
 from ..errors import DataError
@@ -41,7 +41,8 @@ def register(sub):
                                    "that voted with file:line, source text, description, estimated accuracy, "
                                    "last change (git blame) and log-odds contribution, plus the class baseline.")
     p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--id", dest="row_id", required=True, metavar="ROW_ID", help="the row's id in the ledger")
+    p.add_argument("--id", dest="row_id", required=True, metavar="ROW_ID",
+                   help="the row's id in the ledger (an id on several rows: the first of them)")
     p.add_argument("--spec", metavar="SPEC", help="also check that the ledger was made from this spec version")
     add_format_option(p)
     p.set_defaults(run=cmd_explain)
@@ -96,6 +97,9 @@ def cmd_label(args) -> int:
         ledger = label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
                                  gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
                                  model=model)
+    warning = duplicate_ids_warning(ledger)
+    if warning:
+        print(warning, file=sys.stderr)
     if not args.quiet:
         run = ledger.run
         git = run["git"]

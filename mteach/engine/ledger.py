@@ -439,6 +439,21 @@ def read_ledger(path, check: bool = True) -> Ledger:
     return ledger
 
 
+def duplicate_ids_warning(ledger: Ledger) -> Optional[str]:
+    """A one-line warning when the ledger's ids repeat (the data's id column is not unique):
+    how many rows repeat an id, an example, and what ``explain`` does with it; else None."""
+    ids = pc.cast(ledger.table.column("id"), pa.string()).combine_chunks()
+    counts = pc.value_counts(ids.filter(pc.is_valid(ids)))  # in order of first appearance
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return None
+    extra = int(pc.sum(repeated.field("counts")).as_py()) - len(repeated)
+    example, times = repeated[0]["values"].as_py(), repeated[0]["counts"].as_py()
+    return (f"warning: {ledger.path}: {extra:,} rows repeat an id of an earlier row ({len(repeated):,} ids, e.g. "
+            f"{example!r} on {times} rows); every row is labelled, but `mteach explain --id {example}` shows "
+            f"only the first row with that id — give --id a column whose values are unique")
+
+
 def label_counts(ledger: Ledger) -> dict:
     """Rows per label (spec order), then "no label" for rows nothing decided."""
     counts = {v["values"]: v["counts"] for v in pc.value_counts(ledger.table.column("label")).to_pylist()}
