@@ -112,6 +112,8 @@ CASES = [
     (["train", "spec.mt", "data.csv", "-o", "gold.csv", "-q"], 2, "is a file"),
     (["train", "spec.mt", "data.csv", "-o", "notamodel", "-q"], 2, "not a model folder"),
     (["audit", "ledger.parquet", "-o", "gold.csv"], 2, "is a file"),
+    (["drift", "spec.mt", "data.csv", "data.csv", "-o", "gold.csv", "-q"], 2, "is a file"),
+    (["drift", "spec.mt", "queue.csv", "data.csv", "-o", ".", "-q"], 2, "is an input"),  # its queue.csv
     # item 12
     (["apply", "spec.mt", "data.csv", "-o", "nowhere/votes.parquet"], 2, "does not exist"),
     (["demo", "--out", "gold.csv"], 2, "gold.csv"),
@@ -138,6 +140,7 @@ def test_a_bad_command_line_gets_a_message_and_its_exit_code(project, argv, code
         (d / "notamodel").mkdir()
         (d / "notamodel" / "notes.txt").write_text("mine")
         (d / "sub").mkdir()
+        shutil.copy(d / "data.csv", d / "queue.csv")
         (d / "cuda.toml").write_text('[end_model]\ndevice = "cuda"\n')
         for change in (spec_outside, spec_absolute, no_featurizer, no_spec_key):
             _damaged_model(d, change)
