@@ -17,10 +17,10 @@ from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
 from ..engine.apply import resolve_id_column
 from ..engine.gold import GoldRequest
-from ..engine.io import DataSource, open_data
+from ..engine.io import DataSource, check_output, open_data
 from ..engine.report import fmt_number
 from ..engine.votes import collect_votes
-from ..errors import DataError, did_you_mean
+from ..errors import DataError, MteachError, did_you_mean
 
 
 PROJECT_FILE = "mteach.toml"
@@ -74,6 +74,31 @@ def fill_from_project(args):
         if getattr(args, name) in (None, []):
             where = f"{path} has no [project] {name.rstrip('s')}" if path else f"there is no {PROJECT_FILE} here"
             raise DataError(f"give {name.rstrip('s').upper()} on the command line ({where})")
+
+
+# Arguments that name inputs; an output is refused when it would overwrite one of them.
+INPUT_ARGUMENTS = ("spec", "specs", "data", "gold", "model", "config", "ledger", "reference", "new", "queue")
+
+
+def guard_output(args) -> None:
+    """Refuse a verb's -o, before any work, when it names an input — the data, the spec, a file
+    the spec uses or a lexicon it reads, a gold file, a model — or the wrong kind of thing
+    (``engine.io.check_output``). A verb says what its -o is with ``set_defaults(output_kind=
+    "file" | "model" | "folder", output_writes=(names written into the folder))``."""
+    kind, output = getattr(args, "output_kind", None), getattr(args, "output", None)
+    if not kind or not output:
+        return
+    def given(name):
+        value = getattr(args, name, None)
+        return value if isinstance(value, list) else [value] if value else []
+    inputs = [path for name in INPUT_ARGUMENTS for path in given(name)]
+    for spec_path in [p for p in given("spec") + given("specs") if Path(p).is_file()]:
+        try:
+            spec = load_spec(spec_path)
+        except MteachError:
+            continue  # the verb reports it
+        inputs += [spec.root / rel for rel in spec.files]
+    check_output(output, inputs, kind, getattr(args, "output_writes", ()))
 
 
 def add_data_options(p, gold=True):

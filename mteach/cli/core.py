@@ -45,7 +45,7 @@ def register(sub):
     add_data_options(p, gold=False)
     p.add_argument("--batch-rows", type=int, default=65_536, metavar="N", help="rows per batch (default 65536)")
     add_run_options(p, threads=True)
-    p.set_defaults(run=cmd_apply)
+    p.set_defaults(run=cmd_apply, output_kind="file")
 
     p = sub.add_parser("stats", help="what each rule does: coverage, overlaps, conflicts, accuracy",
                        description="Per-rule polarity, coverage, overlaps and conflicts (Snorkel's definitions; "

@@ -6,6 +6,9 @@ import sys
 from .common import add_format_option, add_run_options, dump_json, print_table, progress_bar
 
 EXIT_DRIFT = 3
+# the files -o REPORT_DIR gets: engine.drift's QUEUE_FILE, REPORT_FILE, JSON_FILE, written out so
+# `mteach --help` needs no scipy (a test keeps them equal)
+WRITES = ("queue.csv", "index.html", "drift.json")
 
 
 def register(sub):
@@ -40,7 +43,7 @@ def register(sub):
                    help="thresholds in [drift] and label model settings (default: ./mteach.toml when present)")
     add_format_option(p)
     add_run_options(p, threads=True, quiet="no progress bar")
-    p.set_defaults(run=cmd_drift)
+    p.set_defaults(run=cmd_drift, output_kind="folder", output_writes=WRITES)
 
 
 def cmd_drift(args) -> int:

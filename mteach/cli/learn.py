@@ -35,7 +35,7 @@ def register(sub):
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the training report (json: the report.json written in MODEL_DIR)")
     add_run_options(p, quiet="no progress lines or report")
-    p.set_defaults(run=cmd_train)
+    p.set_defaults(run=cmd_train, output_kind="model")
 
     p = sub.add_parser("predict", help="label rows with a trained model",
                        description="Per row: the label, the class probabilities, and who decided — 'rules' "
@@ -58,7 +58,7 @@ def register(sub):
     add_data_options(p)
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the evaluation (json: {\"accuracy\": [...], \"hints\": [...]})")
-    p.set_defaults(run=cmd_predict)
+    p.set_defaults(run=cmd_predict, output_kind="file")
 
 
 def settings_from(args):
@@ -72,8 +72,10 @@ def settings_from(args):
 
 
 def cmd_train(args) -> int:
+    from ..engine.end_model import _resolve_device
     from ..engine.train import save_model, train
     settings = settings_from(args)
+    _resolve_device(settings.end_model.device)  # a device this machine lacks: said before any work
     loaded = load(args.spec, args.data, args.id_column)
     batch, gold = votes_and_gold(args, loaded, quiet=args.quiet)
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))

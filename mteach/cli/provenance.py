@@ -9,7 +9,7 @@ from ..compiler.checker import load_spec
 from ..engine.diff import diff_revisions
 from ..engine.explain import explain_row, format_explanation
 from ..engine.report import MAX_ROWS
-from ..engine.ledger import check_spec_matches, label_counts, label_data, read_ledger
+from ..engine.ledger import check_spec_matches, duplicate_ids_warning, label_counts, label_data, read_ledger
 from ..engine.verify import verify_ledger
 from ..engine.io import open_data
 from ..errors import DataError
@@ -35,14 +35,15 @@ def register(sub):
                         "trained and its end model decides the rows no rule covers (default: fit the label "
                         "model here; uncovered rows get no label)")
     add_run_options(p, threads=True)
-    p.set_defaults(run=cmd_label)
+    p.set_defaults(run=cmd_label, output_kind="file")
 
     p = sub.add_parser("explain", help="why a row has its label, from the ledger alone",
                        description="Read the ledger (no re-run) and say why the row has its label: each rule "
                                    "that voted with file:line, source text, description, estimated accuracy, "
                                    "last change (git blame) and log-odds contribution, plus the class baseline.")
     p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--id", dest="row_id", required=True, metavar="ROW_ID", help="the row's id in the ledger")
+    p.add_argument("--id", dest="row_id", required=True, metavar="ROW_ID",
+                   help="the row's id in the ledger (an id on several rows: the first of them)")
     p.add_argument("--spec", metavar="SPEC", help="also check that the ledger was made from this spec version")
     add_format_option(p)
     p.set_defaults(run=cmd_explain)
@@ -62,7 +63,7 @@ def register(sub):
                         "ledger, else a sample with every label, rule, conflict, end-model and weak decision; "
                         "`mteach explain` answers for any other row")
     p.add_argument("--spec", metavar="SPEC", help="also check that the ledger was made from this spec version")
-    p.set_defaults(run=cmd_audit)
+    p.set_defaults(run=cmd_audit, output_kind="folder", output_writes=("index.html",))  # its ledger copy may be itself
 
     p = sub.add_parser("verify", help="re-run the recorded spec version and confirm the ledger",
                        description="Read the spec at the commit the ledger records (its folder, with used files "
@@ -105,6 +106,9 @@ def cmd_label(args) -> int:
         ledger = label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
                                  gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
                                  model=model)
+    warning = duplicate_ids_warning(ledger)
+    if warning:
+        print(warning, file=sys.stderr)
     if not args.quiet:
         run = ledger.run
         git = run["git"]

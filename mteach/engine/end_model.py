@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from mteach.errors import DataError
 from mteach.engine.io import write_bytes_atomic, write_text_atomic
 from mteach.engine.hints import (DEFAULT_MARGIN, DEFAULT_SHARPNESS, HintConstraint, class_margin, first_layer,
                                  hint_penalty)
@@ -55,6 +56,10 @@ class EndModelLoadError(ValueError):
     """A saved end model that cannot be read back (missing, corrupt, truncated, mismatched)."""
 
 
+class DeviceError(DataError, ValueError):
+    """A device the settings ask for that this machine does not have (a message, exit 2)."""
+
+
 def _resolve_device(device: str):
     import torch
     if device in (None, "auto"):
@@ -62,9 +67,10 @@ def _resolve_device(device: str):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from e
+        raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but no CUDA GPU is available")
+        raise DeviceError(f"[end_model] device = {device!r} asks for a CUDA GPU, and this machine has none; "
+                          "set device = \"auto\" (a GPU when there is one) or \"cpu\" in mteach.toml")
     return dev
 
 

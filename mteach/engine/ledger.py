@@ -24,7 +24,10 @@ spec version, data and seed give a byte-identical file):
 
 - ``mteach.run``: mteach version, spec path, spec content hash, git facts (commit and
   state: clean / dirty / unavailable), data path and sha256 fingerprint, id column,
-  settings (seed, label model class and parameters, gold source);
+  settings (seed, label model class and parameters, gold source). Paths (the spec, the
+  data, each rule's file) are relative to the spec's folder (``spec_relative``), and
+  ``spec_from_data`` is the spec's folder relative to the data's (how ``verify`` finds the
+  repository): the same spec and data give the same bytes from any working folder;
 - ``mteach.rules``: the rules table (``apply.rules_table``) plus, per rule, its content
   key, the commit / author / date that last changed its lines (``git blame``), the
   defines its test reads (``defines``: name, file, lines, source and their own blame),
@@ -43,6 +46,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -60,7 +64,7 @@ from ..grammar import ast
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data, readable
+from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data
 from .votes import collect_votes
 
 LEDGER_FORMAT = "mteach-ledger/1"
@@ -238,6 +242,13 @@ def row_fields(spec: Spec, table: pa.Table) -> pa.StructArray:
     return pa.StructArray.from_arrays(children, names=names)
 
 
+def spec_relative(spec: Spec, path) -> str:
+    """``path`` (as typed, or as diagnostics show it) relative to the spec's root, so a ledger
+    holds the same bytes whatever the working folder and however the paths were typed, and
+    no absolute path of this machine."""
+    return Path(os.path.relpath(os.path.realpath(path), os.path.realpath(spec.root))).as_posix()
+
+
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
                  seed: int = 0, run_facts: Optional[dict] = None, model_output: Optional[ModelOutput] = None,
                  git: bool = True, fields: Optional[pa.StructArray] = None) -> Ledger:
@@ -332,7 +343,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     table = pa.table(cols_out)
 
     git_facts = spec_git_facts(spec) if git else {"state": UNAVAILABLE, "commit": None, "path_in_repo": None}
-    run = {"format": LEDGER_FORMAT, "mteach_version": __version__, "spec": spec.path.as_posix(),
+    run = {"format": LEDGER_FORMAT, "mteach_version": __version__, "spec": spec_relative(spec, spec.path),
            "spec_hash": spec.content_hash, "spec_files": list(spec.files), "concept": spec.concept.name,
            "labels": labels, "git": git_facts, "rows": n, "covered": int(covered.sum()),
            "settings": {"seed": int(seed), "label_model": {"class": type(model).__name__,
@@ -354,11 +365,12 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     est_accuracy = getattr(model, "vote_accuracy_", model.accuracy_)
     est_interval = getattr(model, "vote_accuracy_interval_", None)
     for i, (row, r) in enumerate(zip(rt, spec.rules)):
-        row.update({"index": i, "end_line": spans[i][1], "content_key": rule_content_key(r),
+        row.update({"index": i, "file": spec_relative(spec, row["file"]), "end_line": spans[i][1],
+                    "content_key": rule_content_key(r),
                     "votes": int(vote_counts[i]), "estimated_accuracy": float(est_accuracy[i]),
                     "estimated_interval": None if est_interval is None else [float(x) for x in est_interval[i]],
                     "blame": blames[i],
-                    "defines": [{"define": d, "file": define_spans[d][0], "line": define_spans[d][1],
+                    "defines": [{"define": d, "file": spec_relative(spec, define_spans[d][0]), "line": define_spans[d][1],
                                  "end_line": define_spans[d][2], "source": _source_lines(spec, *define_spans[d]),
                                  "blame": define_blames[d]} for d in uses[i]]})
     params = {"class": type(model).__name__, "labels": labels, "rules": names,
@@ -403,7 +415,6 @@ def write_ledger(ledger: Ledger, output) -> Path:
                                                   META_HASH: digest})
     with atomic_path(output) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
-        readable(tmp)
     ledger.path = Path(output)
     return Path(output)
 
@@ -428,7 +439,9 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     batch = collect_votes(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
                           progress=progress)
     gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, id_column)
-    facts = {"data": source.path.as_posix(), "data_sha256": file_fingerprint(source.path),
+    facts = {"data": spec_relative(spec, source.path), "data_sha256": file_fingerprint(source.path),
+             "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
+                                                    os.path.realpath(source.path.parent))).as_posix(),
              "id_column": id_column or ROW_NUMBER}
     output_of_model = None
     if model is not None:
@@ -439,6 +452,34 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
                           model_output=output_of_model, fields=row_fields(spec, batch.table))
     write_ledger(ledger, output)
     return ledger
+
+
+# What explain, verify, diff and the audit read without checking: a ledger lacking one is refused.
+REQUIRED = {"columns": ("id", "label", "probability", "decided_by", "votes", "contributions"),
+            "run": ("labels", "spec_hash", "rows", "git"), "rule": ("rule", "label", "file", "line"),
+            "label_model": ("baseline", "weights", "accuracy")}
+
+
+def _shape_problem(table: pa.Table, run, rules, model) -> Optional[str]:
+    """What is missing from a ledger's columns and metadata, or None."""
+    missing = [c for c in REQUIRED["columns"] if c not in table.column_names]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    for key, value, kind in (("mteach.run", run, dict), ("mteach.rules", rules, list),
+                             ("mteach.label_model", model, dict)):
+        if not isinstance(value, kind):
+            return f"its {key} metadata is not a JSON {'object' if kind is dict else 'list'}"
+    for key, value in (("mteach.run", run), ("mteach.label_model", model)):
+        lacks = [k for k in REQUIRED["run" if key == "mteach.run" else "label_model"] if k not in value]
+        if lacks:
+            return f"its {key} metadata lacks {', '.join(lacks)}"
+    if not isinstance(run["labels"], list) or not isinstance(run["git"], dict):
+        return "its mteach.run metadata has labels or git of the wrong type"
+    for i, rule in enumerate(rules):
+        lacks = [k for k in REQUIRED["rule"] if not isinstance(rule, dict) or k not in rule]
+        if lacks:
+            return f"rule {i + 1} of its mteach.rules metadata lacks {', '.join(lacks)}"
+    return None
 
 
 def read_ledger(path, check: bool = True) -> Ledger:
@@ -457,6 +498,10 @@ def read_ledger(path, check: bool = True) -> Ledger:
         run, rules, model = (json.loads(meta[key]) for key in (META_RUN, META_RULES, META_MODEL))
     except (KeyError, ValueError) as err:
         raise LedgerError(f"{path}: the ledger's metadata is damaged ({err})") from None
+    problem = _shape_problem(table, run, rules, model)
+    if problem:
+        raise LedgerError(f"{path}: the ledger is damaged or was not written by this version of mteach: {problem}; "
+                          "re-run `mteach label`")
     ledger = Ledger(table.replace_schema_metadata(None), run, rules, model, path)
     if check:
         recorded = meta.get(META_HASH, b"").decode()
@@ -467,6 +512,21 @@ def read_ledger(path, check: bool = True) -> Ledger:
                               f"{actual[:16]}…, the one recorded when it was written is "
                               f"{(recorded or 'missing')[:16]}…; do not trust its labels — re-run `mteach label`")
     return ledger
+
+
+def duplicate_ids_warning(ledger: Ledger) -> Optional[str]:
+    """A one-line warning when the ledger's ids repeat (the data's id column is not unique):
+    how many rows repeat an id, an example, and what ``explain`` does with it; else None."""
+    ids = pc.cast(ledger.table.column("id"), pa.string()).combine_chunks()
+    counts = pc.value_counts(ids.filter(pc.is_valid(ids)))  # in order of first appearance
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return None
+    extra = int(pc.sum(repeated.field("counts")).as_py()) - len(repeated)
+    example, times = repeated[0]["values"].as_py(), repeated[0]["counts"].as_py()
+    return (f"warning: {ledger.path}: {extra:,} rows repeat an id of an earlier row ({len(repeated):,} ids, e.g. "
+            f"{example!r} on {times} rows); every row is labelled, but `mteach explain --id {example}` shows "
+            f"only the first row with that id — give --id a column whose values are unique")
 
 
 def label_counts(ledger: Ledger) -> dict:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from .apply import apply_table, rules_table
 from .calibration import ece, f1_score, fit_temperature, log_scores
 from .end_model import EndModel, top_attributions
 from .features import Featurizer
-from .io import atomic_folder, file_fingerprint
+from .io import atomic_folder, check_output, file_fingerprint
 from .hints import HintError, compile_hints, hint_effect
 from .label_model import LABEL_MODELS, LabelModelProtocol, fit_for_spec, label_model_kind
 
@@ -561,8 +562,7 @@ def save_model(model: TrainedModel, folder, report: dict, data=None) -> Path:
     folder = Path(folder)
     if data is not None:
         report = {**report, "data": {"path": Path(data).as_posix(), "sha256": file_fingerprint(data)}}
-    if folder.exists() and not (folder / "model.json").exists() and any(folder.iterdir()):
-        raise DataError(f"{folder} exists and is not a model folder; choose another -o")
+    check_output(folder, [model.spec.root / rel for rel in model.spec.files], kind="model")
     with atomic_folder(folder) as tmp:
         spec = model.spec
         for rel in spec.files:
@@ -589,6 +589,21 @@ def save_model(model: TrainedModel, folder, report: dict, data=None) -> Path:
     return folder
 
 
+MODEL_KEYS = ("spec", "spec_hash", "labels", "rules", "settings", "blend", "label_model", "featurizer")
+
+
+def _inside_folder(folder: Path, rel, meta_path: Path) -> Path:
+    """``folder / rel`` when it stays inside ``folder`` (links followed): a model folder's
+    files are its own, whatever its model.json says."""
+    if not isinstance(rel, str) or not rel:
+        raise ModelError(f"{meta_path}: its spec entry {rel!r} is not a path; retrain the model")
+    path = folder / rel
+    if Path(rel).is_absolute() or not os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep):
+        raise ModelError(f"{meta_path}: its spec entry {rel!r} points outside {folder}; a model reads only "
+                         "its own files — retrain the model, or do not trust this folder")
+    return path
+
+
 def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> TrainedModel:
     """Load a model folder. With ``spec_path``, refuse a model trained on another spec version."""
     folder = Path(folder)
@@ -599,9 +614,15 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:
         raise ModelError(f"{meta_path}: unreadable ({err}); retrain with `mteach train`") from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{folder}: model format {meta.get('format')!r} is not {MODEL_FORMAT!r}; retrain it")
-    spec = load_spec(folder / "spec" / meta["spec"], schema)
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelError(f"{folder}: model format {found!r} is not {MODEL_FORMAT!r}; retrain it")
+    missing = [k for k in MODEL_KEYS if k not in meta]
+    if missing:
+        raise ModelError(f"{meta_path}: lacks {', '.join(missing)}; the model is damaged — retrain it with "
+                         "`mteach train`")
+    spec_copy = _inside_folder(folder / "spec", meta["spec"], meta_path)
+    spec = load_spec(spec_copy, schema)
     if spec.content_hash != meta["spec_hash"]:
         raise ModelError(f"{folder}: the spec copy inside the model folder was changed after training "
                          f"(hash {spec.content_hash[:12]} ≠ recorded {meta['spec_hash'][:12]}); retrain the model")

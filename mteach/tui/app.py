@@ -338,7 +338,7 @@ class StudioApp(App):
     def labelled(self, msg: ReviewPane.Labelled) -> None:
         try:
             self.session.record(msg.row, msg.label)
-        except OSError as err:
+        except (OSError, MteachError) as err:
             self.notify(f"could not write {self.session.review.path}: {err}", severity="error")
             return
         a = self.session.restat()
@@ -351,7 +351,7 @@ class StudioApp(App):
     def undo_label(self) -> None:
         try:
             row = self.session.undo()
-        except OSError as err:
+        except (OSError, MteachError) as err:
             self.notify(f"could not write {self.session.review.path}: {err}", severity="error")
             return
         if row is None:
