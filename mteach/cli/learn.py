@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
-from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
-                     dump_json, load, print_table, votes_and_gold)
+from .common import (Loaded, add_data_argument, add_data_options, add_engine_options, add_run_options,
+                     add_spec_data_arguments, dump_json, load, print_table, votes_and_gold, writes_parts)
 
 
 def register(sub):
@@ -30,6 +30,7 @@ def register(sub):
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the training report (json: the report.json written in MODEL_DIR)")
     add_run_options(p, quiet="no progress lines or report")
+    add_engine_options(p, "the rules' votes for the label model are computed there")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("predict", help="label rows with a trained model",
@@ -48,6 +49,7 @@ def register(sub):
     add_data_options(p)
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the evaluation (json: {\"accuracy\": [...], \"hints\": [...]})")
+    add_engine_options(p, "OUT is then a folder: a Parquet part per partition and _manifest.json, written last")
     p.set_defaults(run=cmd_predict)
 
 
@@ -156,11 +158,12 @@ def evaluate(result, votes, gold, labels, positive=None) -> list:
 
 def cmd_predict(args) -> int:
     from ..engine.apply import resolve_id_column
-    from ..engine.io import atomic_path, open_data
+    from ..engine.datasets import open_source, write_dataset
+    from ..engine.io import atomic_path
     from ..engine.train import load_model
     if not (args.output or args.gold or args.gold_column):
         raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
-    source = open_data(args.data)
+    source = open_source(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
     batch, gold = votes_and_gold(args, loaded, quiet=True)
@@ -172,8 +175,12 @@ def cmd_predict(args) -> int:
         for k, lab in enumerate(labels):
             cols[f"p_{lab}"] = pa.array(result["proba"][:, k])
         cols["decided_by"] = pa.array(result["decided_by"])
-        with atomic_path(args.output) as tmp:
-            pq.write_table(pa.table(cols), tmp)
+        if writes_parts(args):
+            from ..engine.dask_engine import partition_rows
+            write_dataset(args.output, pa.table(cols), partition_rows(source))
+        else:
+            with atomic_path(args.output) as tmp:
+                pq.write_table(pa.table(cols), tmp)
         print(f"wrote {args.output}: {table.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
               f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
     if gold is not None:

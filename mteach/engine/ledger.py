@@ -55,7 +55,7 @@ from ..errors import DataError, MteachError
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, spec_git_facts
 from .gold import GoldRequest
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data, readable
+from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, readable
 from .votes import collect_votes
 
 LEDGER_FORMAT = "mteach-ledger/1"
@@ -321,12 +321,18 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     return Ledger(table, jsonable(run), jsonable(rt), jsonable(params))
 
 
-def write_ledger(ledger: Ledger, output) -> Path:
-    """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input."""
+def write_ledger(ledger: Ledger, output, part_rows: Optional[list] = None) -> Path:
+    """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input.
+    With ``part_rows``, a partitioned ledger: a folder of parts of those sizes, manifest last."""
     run, rules, model = (canonical_json(x) for x in (ledger.run, ledger.rules, ledger.model))
     digest = ledger_sha256(ledger.table, run, rules, model)
     table = ledger.table.replace_schema_metadata({META_RUN: run, META_RULES: rules, META_MODEL: model,
                                                   META_HASH: digest})
+    if part_rows is not None:
+        from .datasets import write_dataset
+        write_dataset(output, table, part_rows)
+        ledger.path = Path(output)
+        return Path(output)
     with atomic_path(output) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
         readable(tmp)
@@ -336,7 +342,7 @@ def write_ledger(ledger: Ledger, output) -> Path:
 
 def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Optional[GoldRequest] = None,
                seed: int = 0, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress=None,
-               model=None) -> Ledger:
+               model=None, engine=None, partitioned: bool = False) -> Ledger:
     """Apply ``spec`` (a ``Spec`` or a path) to ``data`` (a ``DataSource`` or a path), fit the
     label model and write the ledger to ``output``; the data is read once.
 
@@ -344,17 +350,26 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     ``model``: a trained model (``mteach.engine.train.TrainedModel``) of the same spec: its
     label model is used as trained, its end model decides the rows no rule covers (with
     their top features) and joins covered rows with the model's blend.
+    ``engine``: who computes the votes (``engine.votes``); ``partitioned``: write the ledger
+    as a folder with a part per batch the engine yielded and a manifest (``engine.datasets``).
     """
-    source = data if isinstance(data, DataSource) else open_data(data)
+    from .datasets import open_source, source_fingerprint
+    source = data if isinstance(data, DataSource) else open_source(data)
     if not isinstance(spec, Spec):
         spec = load_spec(spec, source.schema)
     id_column = resolve_id_column(source, id_column)
     gold = gold or GoldRequest()
     gold.check(source.schema, id_column, source.path)
+    part_rows = []
+
+    def counted(rows):
+        part_rows.append(rows)
+        if progress:
+            progress(rows)
     batch = collect_votes(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
-                          progress=progress)
+                          progress=counted, engine=engine)
     gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, id_column)
-    facts = {"data": source.path.as_posix(), "data_sha256": file_fingerprint(source.path),
+    facts = {"data": source.path.as_posix(), "data_sha256": source_fingerprint(source),
              "id_column": id_column or ROW_NUMBER}
     output_of_model = None
     if model is not None:
@@ -362,7 +377,7 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
         facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings}
     ledger = build_ledger(spec, batch.ids, batch.votes, gold=gold_index, seed=seed, run_facts=facts,
                           model_output=output_of_model)
-    write_ledger(ledger, output)
+    write_ledger(ledger, output, part_rows if partitioned else None)
     return ledger
 
 
@@ -372,7 +387,14 @@ def read_ledger(path, check: bool = True) -> Ledger:
     if not path.exists():
         raise LedgerError(f"{path}: no such ledger file (write one with `mteach label SPEC DATA -o {path.name}`)")
     try:
-        table = pq.read_table(path)
+        if path.is_dir():  # a partitioned ledger (label --engine dask): complete only with its manifest
+            from .datasets import read_dataset
+            try:
+                table = read_dataset(path)
+            except DataError as err:
+                raise LedgerError(str(err)) from None
+        else:
+            table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
         raise LedgerError(f"{path}: cannot read the ledger: {str(err).splitlines()[0]}") from None
     meta = table.schema.metadata or {}

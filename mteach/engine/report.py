@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .analysis import rule_stats, summarize
-from .io import atomic_path, readable, write_text_atomic
+from .io import atomic_folder, atomic_path, readable, write_text_atomic
 from .ledger import Ledger, label_counts
 
 CSS = """
@@ -221,12 +221,19 @@ def _conflict_pairs(votes: np.ndarray, names: list) -> list:
 
 
 def write_report(ledger: Ledger, folder) -> Path:
-    """Write ``folder/index.html`` and ``folder/ledger.parquet`` (a byte copy of the ledger)."""
+    """Write ``folder/index.html`` and ``folder/ledger.parquet`` (a byte copy of the ledger; of a
+    partitioned ledger, ``folder/ledger/`` with its parts and manifest)."""
     folder = Path(folder)
     index = folder / "index.html"
     write_text_atomic(index, render_report(ledger))
     readable(index)
-    if ledger.path is not None:
+    if ledger.path is not None and Path(ledger.path).is_dir():  # a partitioned ledger: its parts and manifest
+        target = folder / "ledger"
+        if not target.exists() or not target.samefile(ledger.path):
+            with atomic_folder(target) as tmp:
+                for part in sorted(Path(ledger.path).glob("[!.]*")):
+                    shutil.copyfile(part, tmp / part.name)
+    elif ledger.path is not None:
         target = folder / "ledger.parquet"
         if not target.exists() or not target.samefile(ledger.path):
             with atomic_path(target) as tmp:
