@@ -109,6 +109,7 @@ class PhraseMatches:
                                              lambda t: index.linked(t, spaced))
         self.count = len(phrases)
         self._by_phrase = None  # (starts sorted by phrase, bounds), made when first needed
+        self.parts = (self,)  # see PhraseMatchesUnion
 
     def ids(self, phrases: tuple) -> np.ndarray:
         """The distinct phrase ids of ``phrases`` (phrases with the same words share one)."""
@@ -135,6 +136,32 @@ class PhraseMatches:
         sel = wanted[self.which]
         pairs = np.unique(self.row[self.starts[sel]].astype(np.int64) * self.count + self.which[sel])
         return np.bincount(pairs // self.count, minlength=n) == len(ids)
+
+
+class PhraseMatchesUnion:
+    """``PhraseMatches`` of several phrase tuples read as one. The studio's evaluator
+    outlives one version of the spec: when an edit adds a phrase, only the new phrases
+    get a pass over the token index (``BatchEvaluator.phrase_matches``), not all of them."""
+
+    MAX_PARTS = 8  # then one fresh pass over all the phrases
+
+    def __init__(self, parts: tuple):
+        self.parts = parts
+
+    def _split(self, phrases) -> list:
+        """(part, its share of ``phrases``): each phrase read from the first part that has it."""
+        shares = [[] for _ in self.parts]
+        for p in phrases:
+            k = next(k for k, part in enumerate(self.parts) if p in part.plan.position)
+            shares[k].append(p)
+        return [(part, tuple(share)) for part, share in zip(self.parts, shares) if share]
+
+    def starts_of(self, phrases) -> np.ndarray:
+        return np.concatenate([part.starts_of(share) for part, share in self._split(phrases)]
+                              + [np.zeros(0, np.int64)])
+
+    def rows_with_all(self, phrases, n: int) -> np.ndarray:
+        return np.logical_and.reduce([part.rows_with_all(share, n) for part, share in self._split(phrases)])
 
 
 def _walk_phrases(spec: Spec) -> dict:
@@ -221,9 +248,21 @@ class BatchEvaluator(NodeVisitor):
         ``exact`` ones (plain words separated by whitespace: a match is the whole-word
         match) or the others (their word runs, consecutive: candidates RE2 verifies)."""
         phrases = _token_phrases(self.spec, src.key(), exact)
+        latest = ("latest phrase matches", src.key(), exact)
+
+        def build():
+            last = self.memo.get(latest)  # this evaluator's earlier pass, for an earlier spec (the studio's)
+            if last is None:
+                return PhraseMatches(phrases, self.tokens(src), spaced=exact)
+            new = tuple(p for p in phrases if not any(p in part.plan.position for part in last.parts))
+            if not new:
+                return last
+            if len(last.parts) >= PhraseMatchesUnion.MAX_PARTS:
+                return PhraseMatches(phrases, self.tokens(src), spaced=exact)
+            return PhraseMatchesUnion(last.parts + (PhraseMatches(new, self.tokens(src), spaced=exact),))
         # keyed by the phrases too: an evaluator may outlive one version of the spec (the studio's)
-        return self._cached(("phrase matches", src.key(), exact, phrases),
-                            lambda: PhraseMatches(phrases, self.tokens(src), spaced=exact))
+        matches = self.memo[latest] = self._cached(("phrase matches", src.key(), exact, phrases), build)
+        return matches
 
     def token_rows(self, src, starts: np.ndarray) -> np.ndarray:
         """Rows holding any of the ``starts`` tokens (null text never matches)."""

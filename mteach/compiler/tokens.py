@@ -340,7 +340,8 @@ class PhraseSet:
         n = len(ids[0])
         if not self.levels or n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        pos, state = self._advance(0, np.zeros(0, np.int64), np.zeros(0, np.int64), ids, np.arange(n))
+        starts = np.flatnonzero(np.logical_or.reduce([alt >= 0 for alt in ids]))  # tokens that read as a word
+        pos, state = self._advance(0, starts, np.zeros(len(starts), np.int64), ids, starts)
         found_pos, found_phrase = [], []
         depth = 0
         while len(pos):
@@ -362,10 +363,7 @@ class PhraseSet:
 
     def _advance(self, depth, pos, state, ids, tokens) -> tuple:
         """The (start, state) pairs that read the word at ``tokens`` at ``depth`` (each
-        alternative word id tried; at depth 0 every token is a start from the root)."""
-        if depth == 0:  # every token that reads as some word is a start, from the root
-            tokens = tokens[np.logical_or.reduce([alt[tokens] >= 0 for alt in ids])]
-            pos, state = tokens, np.zeros(len(tokens), np.int64)
+        alternative word id tried; at depth 0 every token given is a start from the root)."""
         outs_pos, outs_state, seen = [], [], []
         for alt in ids:
             word = alt[tokens]
