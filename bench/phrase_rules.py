@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, TEXT, machine, replicated_parquet, train_table  # noqa: E402
+from _common import ROOT, TEXT, machine, peak_rss_mib, replicated_parquet, train_table  # noqa: E402
 
 
 def vocabulary() -> tuple:
@@ -78,8 +78,6 @@ CASES = {
 
 def child(spec_path: str, data: str, votes_out: str) -> None:
     """Runs in a fresh process: load the spec, apply it, print seconds and peak RSS."""
-    import resource
-
     from mteach.compiler.checker import load_spec
     from mteach.engine.votes import collect_votes
     from mteach.engine.io import open_data
@@ -91,7 +89,7 @@ def child(spec_path: str, data: str, votes_out: str) -> None:
     seconds = time.perf_counter() - t0
     if votes_out:
         np.save(votes_out, votes)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()  # VmHWM: not the parent's memory, as ru_maxrss would count
     print(json.dumps({"seconds": seconds, "peak_mib": peak, "rows": int(votes.shape[0]),
                       "fired": int((votes >= 0).sum())}))
 

@@ -151,3 +151,20 @@ def test_explain_and_audit_read_a_partitioned_ledger_and_report_an_interrupted_o
         assert main(verb) == 2
         err = capsys.readouterr().err
         assert "incomplete output" in err and "no _manifest.json" in err and "Traceback" not in err, err
+
+
+def test_the_engine_comes_from_the_flags_else_mteach_toml(tmp_path, monkeypatch):
+    import argparse
+    from mteach.cli.common import engine_choice, engine_for
+    monkeypatch.chdir(tmp_path)
+    flags = argparse.Namespace(engine=None, scheduler=None, config=None)
+    assert engine_choice(flags) == ("local", None)
+    (tmp_path / "mteach.toml").write_text('[engine]\nname = "dask"\nscheduler = "tcp://10.0.0.5:8786"\n')
+    assert engine_choice(flags) == ("dask", "tcp://10.0.0.5:8786")
+    assert engine_choice(argparse.Namespace(engine="local", scheduler=None, config=None)) == ("local", None)
+    (tmp_path / "mteach.toml").write_text('[engine]\nname = "spark"\n')
+    with pytest.raises(DataError, match="spark"):
+        engine_choice(flags)
+    with pytest.raises(DataError, match="--scheduler needs --engine dask"):
+        with engine_for(argparse.Namespace(engine="local", scheduler="tcp://x:1", config=None)):
+            pass
