@@ -3,6 +3,8 @@ row for row; a failed partition task is retried with the same result; partitione
 carry a manifest, and a folder without one is reported incomplete; bad input is refused
 before any work (parts that disagree on schema, a scheduler that does not answer,
 workers of another mteach version)."""
+import functools
+import os
 import subprocess
 import sys
 import time
@@ -92,6 +94,25 @@ def test_a_failed_partition_task_is_retried_with_the_same_result(dataset, engine
     monkeypatch.setattr(dask_engine, "evaluate_partition", flaky)
     again = collect_votes(spec, dataset, ID, engine=engine, batch_rows=150)
     assert log.read_text().split().count("450") == 2
+    assert np.array_equal(again.votes, collect_votes(spec, dataset, ID).votes)
+
+
+def _dies_once(marker: str, at_offset: int, spec, path, groups, columns, id_column, offset, batch_rows):
+    """A partition task that kills its worker process the first time it meets ``at_offset``."""
+    if offset == at_offset and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)  # the worker process dies mid-task, as a killed machine's would
+    return dask_engine.evaluate_partition(spec, path, groups, columns, id_column, offset, batch_rows)
+
+
+def test_a_task_whose_worker_is_killed_runs_again_with_the_same_result(dataset, spec, monkeypatch, tmp_path):
+    from distributed import Client, LocalCluster
+    marker = tmp_path / "killed"
+    monkeypatch.setattr(dask_engine, "evaluate_partition", functools.partial(_dies_once, str(marker), 450))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        again = collect_votes(spec, dataset, ID, engine=DaskEngine(client=client), batch_rows=150)
+    assert marker.exists()  # a worker did die
     assert np.array_equal(again.votes, collect_votes(spec, dataset, ID).votes)
 
 
