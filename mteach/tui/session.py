@@ -89,7 +89,19 @@ class ReviewLog:
         self.header = list(GOLD_HEADER)  # an existing file's own columns are kept when appending
         self.history: list = []  # (id, its label before) per label appended by this session
 
+    def check_target(self) -> None:
+        """Refuse a gold file that is a link leading out of its folder (the spec's): labels are
+        appended to it, and a link to, say, ~/.ssh/authorized_keys must not receive them."""
+        if not self.path.is_symlink():
+            return
+        real = Path(os.path.realpath(self.path))
+        folder = Path(os.path.realpath(self.path.parent))
+        if folder not in real.parents:
+            raise DataError(f"{self.path}: is a link to {real}, outside the spec's folder {self.path.parent}; "
+                            "gold labels are not written through it — replace the link with a file")
+
     def load(self, labels, known_ids: set) -> "ReviewLog":
+        self.check_target()
         self.entries.clear()
         self.problems = GoldProblems()
         if not self.path.exists():
@@ -136,6 +148,7 @@ class ReviewLog:
         return row_id
 
     def _write(self, row_id: str, label: str) -> None:
+        self.check_target()
         new = not self.path.exists() or self.path.stat().st_size == 0
         needs_newline = False
         if not new:
