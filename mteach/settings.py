@@ -90,6 +90,14 @@ class ProjectSettings:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """Who computes the votes: "local" (threads on this machine) or "dask" (a cluster at
+    ``scheduler``, or a LocalCluster when it is not set); --engine/--scheduler override it."""
+    name: str = "local"
+    scheduler: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class LabelModelSettings:
     kind: str = "mteach"           # a name in engine.label_model.LABEL_MODELS
     prior_strength: float = 10.0
@@ -146,6 +154,7 @@ _SECTIONS = {
     "end_model": EndModelSettings,
     "hints": HintSettings,
     "drift": DriftSettings,
+    "engine": EngineSettings,
 }
 
 # Expected kind of every key: "str", "str?" (may be absent), "int", "float", "bool",
@@ -159,6 +168,7 @@ _KINDS = {
                   "batch_size": "int", "seed": "int", "device": "str",
                   "max_rows": "int"},
     "hints": {"strength": "float", "margin": "float"},
+    "engine": {"name": "str", "scheduler": "str?"},
     "drift": {"alpha": "float", "min_effect": "float", "min_js": "float", "min_ks": "float",
               "max_accuracy_drop": "float", "uncertain": "float", "spot_check": "int",
               "spot_check_uniform": "float", "sample_rows": "int", "vocab_size": "int", "seed": "int"},
@@ -197,6 +207,7 @@ _LIMITS = {
     ("drift", "spot_check"): (lambda v: v >= 0, ">= 0"),
     ("drift", "spot_check_uniform"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
     ("drift", "sample_rows"): (lambda v: v >= 100, ">= 100"),
+    ("engine", "name"): (lambda v: v in ("local", "dask"), '"local" or "dask"'),
     ("drift", "vocab_size"): (lambda v: v >= 100, ">= 100"),
 }
 
@@ -209,6 +220,7 @@ class Settings:
     end_model: EndModelSettings = field(default_factory=EndModelSettings)
     hints: HintSettings = field(default_factory=HintSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     source: Optional[str] = None   # the file read, None for defaults
 
     def to_dict(self) -> dict:
@@ -385,5 +397,5 @@ def with_overrides(settings: Settings, section: str, **values) -> Settings:
 
 
 __all__ = ["Settings", "ProjectSettings", "LabelModelSettings", "FeatureSettings",
-           "EndModelSettings", "HintSettings", "DriftSettings", "SettingsError", "load_settings",
+           "EndModelSettings", "HintSettings", "DriftSettings", "EngineSettings", "SettingsError", "load_settings",
            "settings_from_dict", "with_overrides", "DEFAULT_FILE"]

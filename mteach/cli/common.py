@@ -16,10 +16,11 @@ import pyarrow as pa
 from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
 from ..engine.apply import resolve_id_column
+from ..engine.datasets import open_source
 from ..engine.gold import GoldRequest
-from ..engine.io import DataSource, check_output, open_data
+from ..engine.io import DataSource, check_output
 from ..engine.report import fmt_number
-from ..engine.votes import collect_votes
+from ..engine.votes import collect_votes, open_engine
 from ..errors import DataError, MteachError, did_you_mean
 
 
@@ -36,7 +37,8 @@ def add_spec_data_arguments(p, data=True):
 
 def add_data_argument(p):
     p.add_argument("data", nargs="?", metavar="DATA",
-                   help="a .parquet, .csv or .jsonl file; default: [project] data in mteach.toml")
+                   help="a .parquet, .csv or .jsonl file, or a Parquet dataset (a folder, a glob in quotes, "
+                        "or files joined by commas); default: [project] data in mteach.toml")
     p.set_defaults(from_project=("data",))
 
 
@@ -121,6 +123,49 @@ def add_run_options(p, threads: bool = False, quiet: str = "no progress bar or s
     p.add_argument("-q", "--quiet", action="store_true", help=quiet)
 
 
+def add_engine_options(p, output: str = ""):
+    """--engine and --scheduler, for the verbs that compute votes (default: [engine] in mteach.toml)."""
+    g = p.add_argument_group("engine (optional; default: [engine] in mteach.toml, else local)")
+    g.add_argument("--engine", choices=("local", "dask"), default=None,
+                   help="local: threads on this machine; dask: a Dask cluster (pip install 'mteach[dask]'), "
+                        "the data a Parquet file or dataset" + (f"; {output}" if output else ""))
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local "
+                        "cluster of 2 workers)")
+
+
+def engine_choice(args) -> tuple:
+    """(engine name, scheduler address) from the flags, else [engine] of mteach.toml, else local."""
+    name, scheduler = getattr(args, "engine", None), getattr(args, "scheduler", None)
+    if name is None and hasattr(args, "engine"):
+        path = getattr(args, "config", None) or (PROJECT_FILE if Path(PROJECT_FILE).is_file() else None)
+        if path:
+            from ..settings import SettingsError, load_settings
+            try:
+                section = load_settings(path).engine
+            except SettingsError as err:
+                raise DataError(str(err)) from None
+            name, scheduler = section.name, scheduler or section.scheduler
+    return name or "local", scheduler
+
+
+@contextlib.contextmanager
+def engine_for(args, threads: int = 2):
+    """The engine the flags (else [engine] of mteach.toml) ask for, stopped on exit."""
+    name, scheduler = engine_choice(args)
+    if name == "dask":
+        from ..extras import require_extra
+        require_extra("dask")
+    with open_engine(name, scheduler, threads) as engine:
+        yield engine
+
+
+def writes_parts(args) -> bool:
+    """Whether this run's outputs are partitioned folders (a part per partition and a manifest):
+    on the Dask engine."""
+    return engine_choice(args)[0] == "dask"
+
+
 def add_format_option(p):
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table for people (default), json for machines")
@@ -148,7 +193,7 @@ class Loaded:
 
 
 def load(spec_path, data_path, id_column=None) -> Loaded:
-    source = open_data(data_path)
+    source = open_source(data_path)
     spec = load_spec(spec_path, source.schema)
     print_warnings(spec)
     return Loaded(spec, source, resolve_id_column(source, id_column))
@@ -175,9 +220,10 @@ def votes_and_gold(args, loaded: Loaded, columns=(), threads=2, quiet=False, des
     data, with a progress bar."""
     gold = gold_request(args)
     gold.check(loaded.source.schema, loaded.id_column, loaded.source.path)
-    with progress_bar(loaded.source.num_rows, description, not quiet) as advance:
+    with progress_bar(loaded.source.num_rows, description, not quiet) as advance, \
+            engine_for(args, threads) as engine:
         batch = collect_votes(loaded.spec, loaded.source, loaded.id_column, columns=gold.columns + tuple(columns),
-                              threads=threads, progress=advance)
+                              threads=threads, progress=advance, engine=engine)
     return batch, gold.resolve(loaded.spec.labels, batch.ids, batch.table, loaded.source.path, loaded.id_column)
 
 

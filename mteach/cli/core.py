@@ -16,9 +16,9 @@ from ..engine.io import open_data
 from ..engine.votes import vote_batches
 from ..errors import DataError, SpecError, did_you_mean
 from ..examples import EXAMPLES, copy_example
-from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, clip,
-                     dump_json, flow, gold_asked, load, print_table, progress_bar, terminal_width,
-                     votes_and_gold)
+from .common import (add_data_options, add_engine_options, add_format_option, add_run_options,
+                     add_spec_data_arguments, clip, dump_json, engine_for, flow, gold_asked, load, print_table,
+                     progress_bar, terminal_width, votes_and_gold, writes_parts)
 
 
 def register(sub):
@@ -45,6 +45,7 @@ def register(sub):
     add_data_options(p, gold=False)
     p.add_argument("--batch-rows", type=int, default=65_536, metavar="N", help="rows per batch (default 65536)")
     add_run_options(p, threads=True)
+    add_engine_options(p, "OUT is then a folder: a Parquet part per partition and _manifest.json, written last")
     p.set_defaults(run=cmd_apply, output_kind="file")
 
     p = sub.add_parser("stats", help="what each rule does: coverage, overlaps, conflicts, accuracy",
@@ -57,6 +58,7 @@ def register(sub):
     add_data_options(p)
     add_format_option(p)
     add_run_options(p, quiet="no progress bar")
+    add_engine_options(p)
     p.set_defaults(run=cmd_stats)
 
     p = sub.add_parser("rows", help="list rows by what the rules do: uncovered, conflicted, a rule's, wrong",
@@ -134,9 +136,11 @@ def cmd_apply(args) -> int:
     loaded = load(args.spec, args.data, args.id_column)
     if args.batch_rows < 1 or args.threads < 1:
         raise DataError("--batch-rows and --threads must be 1 or more")
-    with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance:
+    with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance, \
+            engine_for(args, args.threads) as engine:
         result = apply_file(loaded.spec, loaded.source, args.output, loaded.id_column,
-                            batch_rows=args.batch_rows, threads=args.threads, progress=advance)
+                            batch_rows=args.batch_rows, threads=args.threads, progress=advance, engine=engine,
+                            partitioned=writes_parts(args))
     if not args.quiet:
         covered = ", ".join(f"{n} {c:,}" for n, c in zip(result.rules, result.coverage))
         print(f"wrote {result.output}: {result.rows:,} rows × {len(result.rules)} rules ({covered})", file=sys.stderr)

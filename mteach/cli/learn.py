@@ -12,8 +12,9 @@ from ..engine.io import DEFAULT_BATCH_ROWS
 from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
-from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
-                     dump_json, gold_asked, load, print_table, progress_bar, votes_and_gold)
+from .common import (Loaded, add_data_argument, add_data_options, add_engine_options, add_run_options,
+                     add_spec_data_arguments, dump_json, gold_asked, load, print_table, progress_bar, votes_and_gold,
+                     writes_parts)
 
 
 def register(sub):
@@ -35,6 +36,7 @@ def register(sub):
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the training report (json: the report.json written in MODEL_DIR)")
     add_run_options(p, quiet="no progress lines or report")
+    add_engine_options(p, "the rules' votes for the label model are computed there")
     p.set_defaults(run=cmd_train, output_kind="model")
 
     p = sub.add_parser("predict", help="label rows with a trained model",
@@ -58,6 +60,7 @@ def register(sub):
     add_data_options(p)
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the evaluation (json: {\"accuracy\": [...], \"hints\": [...]})")
+    add_engine_options(p, "OUT is then a folder: a Parquet part per partition and _manifest.json, written last")
     p.set_defaults(run=cmd_predict, output_kind="file")
 
 
@@ -223,14 +226,15 @@ def predict_streaming(model, loaded, output, quiet: bool = False, batch_rows: in
 
 def cmd_predict(args) -> int:
     from ..engine.apply import resolve_id_column
-    from ..engine.io import atomic_path, open_data
+    from ..engine.datasets import open_source, write_dataset
+    from ..engine.io import atomic_path
     from ..engine.train import load_model
     if not (args.output or args.gold or args.gold_column):
         raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
-    source = open_data(args.data)
+    source = open_source(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
-    if not gold_asked(args):  # predictions only: stream them
+    if not gold_asked(args) and not writes_parts(args):  # predictions only: stream them
         rows, covered = predict_streaming(model, loaded, args.output)
         print(f"wrote {args.output}: {rows:,} rows ({covered:,} decided by the rules, "
               f"{rows - covered:,} by the end model)", file=sys.stderr)
@@ -241,9 +245,14 @@ def cmd_predict(args) -> int:
     result = model.predict(table, votes)
     labels = list(model.spec.labels)
     if args.output:
-        with atomic_path(args.output) as tmp:
-            pq.write_table(prediction_table(ids, result, labels), tmp)
-        print(f"wrote {args.output}: {table.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
+        out = prediction_table(ids, result, labels)
+        if writes_parts(args):
+            from ..engine.dask_engine import partition_rows
+            write_dataset(args.output, out, partition_rows(source))
+        else:
+            with atomic_path(args.output) as tmp:
+                pq.write_table(out, tmp)
+        print(f"wrote {args.output}: {out.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
               f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
     if gold is not None:
         from ..engine.train import _feature_table, hint_effects

@@ -13,8 +13,9 @@ from ..engine.ledger import check_spec_matches, duplicate_ids_warning, label_cou
 from ..engine.verify import verify_ledger
 from ..engine.io import open_data
 from ..errors import DataError
-from .common import (add_data_argument, add_data_options, add_format_option, add_run_options,
-                     add_spec_data_arguments, dump_json, gold_request, load, print_table, progress_bar)
+from .common import (add_data_argument, add_data_options, add_engine_options, add_format_option, add_run_options,
+                     add_spec_data_arguments, dump_json, engine_for, gold_request, load, print_table, progress_bar,
+                     writes_parts)
 
 
 def register(sub):
@@ -35,6 +36,8 @@ def register(sub):
                         "trained and its end model decides the rows no rule covers (default: fit the label "
                         "model here; uncovered rows get no label)")
     add_run_options(p, threads=True)
+    add_engine_options(p, "the ledger is then a folder: a Parquet part per partition and _manifest.json, "
+                          "written last; explain, audit and verify read the folder")
     p.set_defaults(run=cmd_label, output_kind="file")
 
     p = sub.add_parser("explain", help="why a row has its label, from the ledger alone",
@@ -98,14 +101,15 @@ def cmd_label(args) -> int:
     if args.threads < 1:
         raise DataError("--threads must be 1 or more")
     loaded = load(args.spec, args.data, args.id_column)
-    with progress_bar(loaded.source.num_rows, "labelling", not args.quiet) as advance:
+    with progress_bar(loaded.source.num_rows, "labelling", not args.quiet) as advance, \
+            engine_for(args, args.threads) as engine:
         model = None
         if args.model:
             from ..engine.train import load_model
             model = load_model(args.model, args.spec, loaded.source.schema)
         ledger = label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
                                  gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
-                                 model=model)
+                                 model=model, engine=engine, partitioned=writes_parts(args))
     warning = duplicate_ids_warning(ledger)
     if warning:
         print(warning, file=sys.stderr)

@@ -64,7 +64,7 @@ from ..grammar import ast
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data
+from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path
 from .votes import collect_votes
 
 LEDGER_FORMAT = "mteach-ledger/1"
@@ -407,12 +407,18 @@ def _source_lines(spec: Spec, file: str, first: int, last: int) -> str:
     return "\n".join(lines[first - 1:last])
 
 
-def write_ledger(ledger: Ledger, output) -> Path:
-    """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input."""
+def write_ledger(ledger: Ledger, output, part_rows: Optional[list] = None) -> Path:
+    """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input.
+    With ``part_rows``, a partitioned ledger: a folder of parts of those sizes, manifest last."""
     run, rules, model = (canonical_json(x) for x in (ledger.run, ledger.rules, ledger.model))
     digest = ledger_sha256(ledger.table, run, rules, model)
     table = ledger.table.replace_schema_metadata({META_RUN: run, META_RULES: rules, META_MODEL: model,
                                                   META_HASH: digest})
+    if part_rows is not None:
+        from .datasets import write_dataset
+        write_dataset(output, table, part_rows)
+        ledger.path = Path(output)
+        return Path(output)
     with atomic_path(output) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
     ledger.path = Path(output)
@@ -421,7 +427,7 @@ def write_ledger(ledger: Ledger, output) -> Path:
 
 def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Optional[GoldRequest] = None,
                seed: int = 0, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress=None,
-               model=None) -> Ledger:
+               model=None, engine=None, partitioned: bool = False) -> Ledger:
     """Apply ``spec`` (a ``Spec`` or a path) to ``data`` (a ``DataSource`` or a path), fit the
     label model and write the ledger to ``output``; the data is read once.
 
@@ -429,17 +435,26 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     ``model``: a trained model (``mteach.engine.train.TrainedModel``) of the same spec: its
     label model is used as trained, its end model decides the rows no rule covers (with
     their top features) and joins covered rows with the model's blend.
+    ``engine``: who computes the votes (``engine.votes``); ``partitioned``: write the ledger
+    as a folder with a part per batch the engine yielded and a manifest (``engine.datasets``).
     """
-    source = data if isinstance(data, DataSource) else open_data(data)
+    from .datasets import open_source, source_fingerprint
+    source = data if isinstance(data, DataSource) else open_source(data)
     if not isinstance(spec, Spec):
         spec = load_spec(spec, source.schema)
     id_column = resolve_id_column(source, id_column)
     gold = gold or GoldRequest()
     gold.check(source.schema, id_column, source.path)
+    part_rows = []
+
+    def counted(rows):
+        part_rows.append(rows)
+        if progress:
+            progress(rows)
     batch = collect_votes(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
-                          progress=progress)
+                          progress=counted, engine=engine)
     gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, id_column)
-    facts = {"data": spec_relative(spec, source.path), "data_sha256": file_fingerprint(source.path),
+    facts = {"data": spec_relative(spec, source.path), "data_sha256": source_fingerprint(source),
              "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
                                                     os.path.realpath(source.path.parent))).as_posix(),
              "id_column": id_column or ROW_NUMBER}
@@ -450,7 +465,7 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
                           **(model.provenance or {})}
     ledger = build_ledger(spec, batch.ids, batch.votes, gold=gold_index, seed=seed, run_facts=facts,
                           model_output=output_of_model, fields=row_fields(spec, batch.table))
-    write_ledger(ledger, output)
+    write_ledger(ledger, output, part_rows if partitioned else None)
     return ledger
 
 
@@ -488,7 +503,14 @@ def read_ledger(path, check: bool = True) -> Ledger:
     if not path.exists():
         raise LedgerError(f"{path}: no such ledger file (write one with `mteach label SPEC DATA -o {path.name}`)")
     try:
-        table = pq.read_table(path)
+        if path.is_dir():  # a partitioned ledger (label --engine dask): complete only with its manifest
+            from .datasets import read_dataset
+            try:
+                table = read_dataset(path)
+            except DataError as err:
+                raise LedgerError(str(err)) from None
+        else:
+            table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
         raise LedgerError(f"{path}: cannot read the ledger: {str(err).splitlines()[0]}") from None
     meta = table.schema.metadata or {}

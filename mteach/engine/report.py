@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from .analysis import conflicted_rows, rule_stats, summarize
 from .explain import blame_words, explain_at, strength_words, verdict_words
-from .io import atomic_path, readable, write_text_atomic
+from .io import atomic_folder, atomic_path, readable, write_text_atomic
 from .ledger import Ledger, label_counts
 
 CSS = """
@@ -257,12 +257,19 @@ def render_report(ledger: Ledger, max_rows: int = MAX_ROWS) -> str:
 
 
 def write_report(ledger: Ledger, folder, max_rows: int = MAX_ROWS) -> Path:
-    """Write ``folder/index.html`` and ``folder/ledger.parquet`` (a byte copy of the ledger)."""
+    """Write ``folder/index.html`` and ``folder/ledger.parquet`` (a byte copy of the ledger; of a
+    partitioned ledger, ``folder/ledger/`` with its parts and manifest)."""
     folder = Path(folder)
     index = folder / "index.html"
     write_text_atomic(index, render_report(ledger, max_rows))
     readable(index)
-    if ledger.path is not None:
+    if ledger.path is not None and Path(ledger.path).is_dir():  # a partitioned ledger: its parts and manifest
+        target = folder / "ledger"
+        if not target.exists() or not target.samefile(ledger.path):
+            with atomic_folder(target) as tmp:
+                for part in sorted(Path(ledger.path).glob("[!.]*")):
+                    shutil.copyfile(part, tmp / part.name)
+    elif ledger.path is not None:
         target = folder / "ledger.parquet"
         if not target.exists() or not target.samefile(ledger.path):
             with atomic_path(target) as tmp:

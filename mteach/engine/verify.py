@@ -13,7 +13,8 @@ from ..compiler.checker import load_spec
 from ..errors import DataError
 from .apply import ROW_NUMBER, resolve_id_column
 from .gitfacts import repo_root, resolve_commit, spec_at_revision
-from .io import DEFAULT_BATCH_ROWS, file_fingerprint, open_data
+from .datasets import open_source, source_fingerprint
+from .io import DEFAULT_BATCH_ROWS
 from .ledger import Ledger, LedgerError, build_ledger, canonical_json, row_fields
 from .votes import collect_votes
 
@@ -79,13 +80,13 @@ def _find_repo_for(ledger, data) -> Path:
 
 def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> Verification:
     run = ledger.run
-    source = open_data(data)
+    source = open_source(data)
     spec = load_spec(spec_path, source.schema)
     spec_ok = spec.content_hash == run["spec_hash"]
     if not spec_ok:
         notes.append(f"the spec read now hashes to {spec.content_hash[:16]}…, the ledger records "
                      f"{run['spec_hash'][:16]}…")
-    data_ok = file_fingerprint(data) == run.get("data_sha256")
+    data_ok = source_fingerprint(source) == run.get("data_sha256")
     if not data_ok:
         notes.append(f"{data} is not the data file the ledger was made from (sha256 differs)")
     id_column = run.get("id_column")

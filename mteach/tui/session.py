@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
-from ..engine.analysis import conflicted_rows, majority_vote, rule_stats, select_rows, summarize
+from ..engine.analysis import IncrementalStats, select_rows
 from ..engine.gold import GoldRequest
 from ..engine.incremental import IncrementalVotes
 from ..engine.io import open_data
@@ -190,6 +191,7 @@ class Session:
         self.base_gold = base_gold  # from --gold / --gold-column, label indices (-1 unknown)
         self.seed = seed
         self.engine = IncrementalVotes(table)
+        self.rule_stats, self._stats_lock = IncrementalStats(), threading.Lock()
         self.review = ReviewLog(gold_path_for(self.spec_path), reviewer)
         self.labels: tuple = ()
         self.last: Optional[Analysis] = None
@@ -280,11 +282,10 @@ class Session:
     def _stats(self, spec, votes, evaluated, t0) -> Analysis:
         labels = list(spec.labels)
         gold = self.gold(labels)
-        stats = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], labels, gold)
-        summary = summarize(votes, labels, gold)
-        conflicted = conflicted_rows(votes)
-        verdict = majority_vote(votes, len(labels)) if votes.shape[1] else np.full(len(votes), -1)
-        return Analysis(spec, votes, stats, summary, verdict, conflicted, evaluated,
+        with self._stats_lock:  # updated from the columns that changed since the last call
+            s = self.rule_stats.update(votes, self.engine.column_keys(spec), spec.rule_names,
+                                       [r.rule.label for r in spec.rules], labels, gold)
+        return Analysis(spec, votes, s.rules, s.summary, s.verdict, s.conflicted, evaluated,
                         time.perf_counter() - t0, list(spec.warnings))
 
     def restat(self) -> Optional[Analysis]:
