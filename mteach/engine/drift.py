@@ -382,7 +382,7 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
     trained on this spec version) or a loaded ``TrainedModel``. Raises ``DataError`` for
     schemas that differ (every difference listed) or an empty file, before any work.
     """
-    from .calibration import MIN_GOLD_ROWS, fit_temperature, log_scores
+    from .calibration import MIN_GOLD_ROWS, fit_temperature, log_scores, tempered
     from .label_model import fit_for_spec
     settings = settings or Settings()
     ds = settings.drift
@@ -396,7 +396,7 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
         spec = load_spec(spec, ref_source.schema)
     trained = None
     if model is not None:
-        from .train import TrainedModel, _tempered, load_model
+        from .train import TrainedModel, load_model
         trained = model if isinstance(model, TrainedModel) else load_model(model, spec.path, ref_source.schema)
     id_column = resolve_id_column(ref_source, id_column)
     if gold:  # usage errors; the gold column need only be in one of the files
@@ -457,7 +457,7 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
         if trained is not None:
             calibration["gold_rows"] = int((ref_gold != -1).sum())
             calibration["temperature"] = fit_temperature(log_scores(ref_model), ref_gold)
-            ref_model = _tempered(ref_model, calibration["temperature"])
+            ref_model = tempered(ref_model, calibration["temperature"])
         else:  # the label model fitted above, on covered rows
             covered_gold = np.where(ref_covered, ref_gold, -1)
             calibration["gold_rows"] = int((covered_gold != -1).sum())
@@ -476,7 +476,7 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
 
     def on_new(ids, votes, batch, keys, gold_rows):
         covered = (votes != -1).any(axis=1)
-        model_proba = (_tempered(trained.predict(pa.Table.from_batches([batch]), votes)["proba"],
+        model_proba = (tempered(trained.predict(pa.Table.from_batches([batch]), votes)["proba"],
                                  calibration["temperature"]) if trained is not None else None)
         lm_proba = label_model.predict_proba(votes)
         top = new_side.add_predictions(lm_proba, covered, model_proba, gold_rows)

@@ -43,7 +43,7 @@ from ..grammar import ast
 from ..settings import Settings
 from .analysis import majority_vote
 from .apply import apply_table, rules_table
-from .calibration import ece, f1_score, fit_temperature, log_scores
+from .calibration import ece, f1_score, fit_temperature, log_scores, tempered
 from .end_model import EndModel, top_attributions
 from .features import Featurizer
 from .io import atomic_folder, check_output, file_fingerprint
@@ -136,7 +136,7 @@ class TrainedModel:
     def end_model_proba(self, table: pa.Table) -> np.ndarray:
         """The end model's calibrated class probabilities (n × k)."""
         raw = end_model_raw_proba(self.featurizer, self.end_model, _feature_table(self.spec, table))
-        return _tempered(raw, self.end_temperature)
+        return tempered(raw, self.end_temperature)
 
     def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5) -> pa.Array:
         """Per row, the ``k`` features that pushed it most toward ``classes[i]`` (gradient × input
@@ -185,13 +185,6 @@ def _blend(lm: np.ndarray, em: np.ndarray, beta: float) -> np.ndarray:
     logp -= logp.max(axis=1, keepdims=True)
     p = np.exp(logp)
     return p / p.sum(axis=1, keepdims=True)
-
-
-def _tempered(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log proba / T): the probabilities at temperature T (T = 1: unchanged)."""
-    if temperature == 1.0:
-        return proba
-    return softmax(log_scores(proba) / temperature, axis=1)
 
 
 def _accuracy(pred, gold, mask=None) -> Optional[float]:
@@ -286,8 +279,8 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
         em_heldout[gold_covered] = _out_of_fold(X, soft[rows], gold_covered[rows], hints, end_params,
                                                 settings.end_model.seed)
     end_t = 1.0 if em_heldout is None else fit_temperature(log_scores(em_heldout), gold)
-    em_all = _tempered(em_raw, end_t)
-    em_held = None if em_heldout is None else _tempered(em_heldout, end_t)
+    em_all = tempered(em_raw, end_t)
+    em_held = None if em_heldout is None else tempered(em_heldout, end_t)
     # covered rows first (uncovered ones at the rules' answer, the class prior), then the
     # uncovered rows with the covered ones at the blend just chosen
     blend, blend_basis, blend_scores = _choose_blend(soft, em_held, covered, gold, k)
@@ -373,7 +366,7 @@ def _calibration_report(label_model, soft, em_heldout, end_t, gold) -> dict:
                            "ece": ece(soft, gold) if has_gold else None,
                            "fitted_on": "gold rows" if has_gold else "not calibrated (no gold labels)"},
            "end_model": {"temperature": end_t,
-                         "ece": ece(_tempered(em_heldout, end_t), gold) if em_heldout is not None else None,
+                         "ece": ece(tempered(em_heldout, end_t), gold) if em_heldout is not None else None,
                          "fitted_on": ("out-of-fold predictions on gold rows" if em_heldout is not None
                                        else f"not calibrated (fewer than {MIN_GOLD_FOR_BLEND} covered gold rows)")}}
     return out
