@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .io import DataSource, _explain_arrow_error, atomic_path, file_fingerprint, open_data, readable
+from .io import DataSource, _explain_arrow_error, atomic_path, file_fingerprint, open_data
 
 MANIFEST = "_manifest.json"
 PART = "part-{:05d}.parquet"
@@ -146,7 +146,6 @@ class DatasetWriter:
         with atomic_path(self.folder / name) as tmp:
             pq.write_table(table.cast(self.schema) if table.schema != self.schema else table, tmp,
                            compression="zstd")
-            readable(tmp)
         self.parts.append({"file": name, "rows": table.num_rows, "sha256": file_fingerprint(self.folder / name)})
 
     def close(self) -> Path:
@@ -154,7 +153,6 @@ class DatasetWriter:
                     "parts": self.parts, **self.facts}
         with atomic_path(self.folder / MANIFEST) as tmp:
             Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-            readable(tmp)
         return self.folder
 
 

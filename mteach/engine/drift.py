@@ -700,7 +700,7 @@ def write_drift_report(report: DriftReport, folder, id_column: Optional[str] = N
     returns their paths by name. Each file is written atomically."""
     import json
     import pyarrow.csv as pacsv
-    from .io import atomic_path, readable, write_text_atomic
+    from .io import atomic_path, write_text_atomic
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{folder} exists and is not a folder; choose another -o")
@@ -713,8 +713,6 @@ def write_drift_report(report: DriftReport, folder, id_column: Optional[str] = N
         pacsv.write_csv(table, tmp)
     write_text_atomic(paths["json"], json.dumps(report.to_dict(), indent=2, default=float) + "\n")
     write_text_atomic(paths["report"], render_drift_report(report, id_column))
-    for path in paths.values():
-        readable(path)
     return paths
 
 

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from .analysis import conflicted_rows, rule_stats, summarize
 from .explain import blame_words, explain_at, strength_words, verdict_words
-from .io import atomic_folder, atomic_path, readable, write_text_atomic
+from .io import atomic_folder, atomic_path, write_text_atomic
 from .ledger import Ledger, label_counts
 
 CSS = """
@@ -262,7 +262,6 @@ def write_report(ledger: Ledger, folder, max_rows: int = MAX_ROWS) -> Path:
     folder = Path(folder)
     index = folder / "index.html"
     write_text_atomic(index, render_report(ledger, max_rows))
-    readable(index)
     if ledger.path is not None and Path(ledger.path).is_dir():  # a partitioned ledger: its parts and manifest
         target = folder / "ledger"
         if not target.exists() or not target.samefile(ledger.path):
@@ -274,5 +273,4 @@ def write_report(ledger: Ledger, folder, max_rows: int = MAX_ROWS) -> Path:
         if not target.exists() or not target.samefile(ledger.path):
             with atomic_path(target) as tmp:
                 shutil.copyfile(ledger.path, tmp)
-                readable(tmp)
     return index
