@@ -286,15 +286,17 @@ class StudioApp(App):
         if a is None or self.errors:
             self.notify("fix the spec's errors first: no training on a broken spec", severity="warning")
             return
+        pane = next(iter(self.query(ModelPane)), None)
+        if pane is None:  # the training timer fired while the app was closing: no pane to show it
+            return
         self.trained_hash = a.spec.content_hash
-        self.query_one(ModelPane).training()
-        self.run_training(a.spec)
+        pane.training()
+        self.run_training(a.spec, pane.view)
 
     @work(thread=True, exclusive=True, group="model")
-    def run_training(self, spec) -> None:
-        pane = self.query_one(ModelPane)
+    def run_training(self, spec, previous) -> None:
         try:
-            view = train_view(self.session, spec, pane.view)
+            view = train_view(self.session, spec, previous)
         except (MteachError, ValueError) as err:  # e.g. too few covered rows: the pane says why
             if not get_current_worker().is_cancelled:
                 self.call_from_thread(self.to_model_pane, "failed", str(err))
