@@ -156,8 +156,11 @@ class StudioApp(App):
 
     def analyze(self) -> None:
         self._timer = None
+        editor = next(iter(self.query(SpecEditor)), None)
+        if editor is None:  # the edit's timer fired while the app was closing
+            return
         self.version += 1
-        self.run_analysis(self.query_one(SpecEditor).text, self.version)
+        self.run_analysis(editor.text, self.version)
 
     @work(thread=True, exclusive=True, group="analysis")
     def run_analysis(self, text: str, version: int) -> None:
