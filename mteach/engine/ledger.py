@@ -136,10 +136,13 @@ class RowsHash:
             col = batch.column(name)
             node.add(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
 
-    def hexdigest(self) -> str:
+    def hexdigest(self, leave_out=()) -> str:
+        """The digest of the columns given, less those named in ``leave_out``."""
         h = hashlib.sha256()
         h.update(str(self.rows).encode() + b"\0")
         for name, node in zip(self.names, self.columns):
+            if name in leave_out:
+                continue
             h.update(name.encode("utf-8") + b"\0")
             node.feed(h)
         return h.hexdigest()
@@ -389,10 +392,13 @@ class LedgerFacts:
 
 
 def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
-                model_output: Optional[ModelOutput] = None, fields: Optional[pa.StructArray] = None) -> pa.Table:
+                model_output: Optional[ModelOutput] = None, fields: Optional[pa.StructArray] = None,
+                features_column: bool = False) -> pa.Table:
     """The ledger's rows for ``votes`` under a fitted label model (a batch, or all rows): each
     row depends only on its own votes, end-model output and gold, so batches concatenate to
-    the rows of the whole table."""
+    the rows of the whole table. ``features_column``: an ``end_model_features`` column even
+    when no row here is the end model's (empty lists; every batch of a stream has the same
+    columns)."""
     out = model_output
     end_model_proba = out.proba if out is not None else None
     blend = out.blend if out is not None else 0.0
@@ -462,6 +468,8 @@ def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Op
                                                       mask=~covered)
     if gold is not None:
         cols_out["gold"] = label_names.take(pa.array(np.where(gold >= 0, gold, k)))
+    if features_col is None and features_column:
+        features_col = pa.array([[]] * n, FEATURE_TYPE)
     if features_col is not None:
         cols_out["end_model_features"] = features_col
     if fields is not None:
@@ -627,13 +635,15 @@ def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, ru
     from .io import _temporary_name
     output = Path(output)
     counted, labels_seen = LedgerFacts(), {}
+    # the end model's top features: a column when it decides any row, known only at the end
+    features = model is not None and not model.uncovered_by_rules
     digest, spool, writer, ids = None, _temporary_name(output), None, RepeatedIds()
     try:
         for batch in batches:
             gold = gold_of(batch)
             out = model_output(model, batch.table, batch.votes) if model is not None else None
             rows = ledger_rows(spec, label_model, batch.ids, batch.votes, gold=gold, model_output=out,
-                               fields=row_fields(spec, batch.table))
+                               fields=row_fields(spec, batch.table), features_column=features)
             if writer is None:
                 digest = RowsHash(rows.schema)
                 writer = pq.ParquetWriter(spool, rows.schema, compression="lz4")
@@ -651,10 +661,11 @@ def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, ru
         run, rules, params = (canonical_json(x) for x in ledger_metadata(
             spec, label_model, counted, seed=seed, run_facts=run_facts,
             blend=None if model is None else model.blend))
+        drop = ["end_model_features"] if features and counted.covered == counted.rows else []
         meta = {META_RUN: run, META_RULES: rules, META_MODEL: params,
-                META_HASH: _ledger_digest(digest.hexdigest(), run, rules, params)}
+                META_HASH: _ledger_digest(digest.hexdigest(drop), run, rules, params)}
         with atomic_path(output) as tmp:
-            _rewrite(spool, tmp, meta)
+            _rewrite(spool, tmp, meta, drop)
         ledger = Ledger(None, json.loads(run), json.loads(rules), json.loads(params), output,
                         counts=labels_seen, repeated=ids.repeated(spool), streamed=True)
         del ledger.table  # read back from ``output`` when asked for (Ledger.__getattr__)
@@ -666,22 +677,25 @@ def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, ru
             digest.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(spool)
-def _rewrite(spool: Path, target, meta: dict) -> None:
-    """The spooled rows written to ``target`` with ``meta`` as schema metadata, in row groups of
-    ``LEDGER_ROW_GROUP`` rows of single-chunk columns: the bytes ``write_ledger`` writes."""
+def _rewrite(spool: Path, target, meta: dict, drop=()) -> None:
+    """The spooled rows (less the columns in ``drop``) written to ``target`` with ``meta`` as
+    schema metadata, in row groups of ``LEDGER_ROW_GROUP`` rows of single-chunk columns: the
+    bytes ``write_ledger`` writes."""
     source = pq.ParquetFile(spool)
-    schema = source.schema_arrow.with_metadata(meta)
+    columns = [name for name in source.schema_arrow.names if name not in drop]
+    kept = pa.schema([source.schema_arrow.field(name) for name in columns])
+    schema = kept.with_metadata(meta)
     with pq.ParquetWriter(target, schema, compression="zstd", write_statistics=False) as writer:
         held, rows = [], 0
-        for batch in source.iter_batches(batch_size=DEFAULT_BATCH_ROWS):
+        for batch in source.iter_batches(batch_size=DEFAULT_BATCH_ROWS, columns=columns):
             held.append(batch)
             rows += batch.num_rows
             while rows >= LEDGER_ROW_GROUP:
-                table = pa.Table.from_batches(held, schema=source.schema_arrow)
+                table = pa.Table.from_batches(held, schema=kept)
                 writer.write_table(table.slice(0, LEDGER_ROW_GROUP).combine_chunks().replace_schema_metadata(meta))
                 held, rows = table.slice(LEDGER_ROW_GROUP).to_batches(), rows - LEDGER_ROW_GROUP
         if rows:
-            table = pa.Table.from_batches(held, schema=source.schema_arrow)
+            table = pa.Table.from_batches(held, schema=kept)
             writer.write_table(table.combine_chunks().replace_schema_metadata(meta))
 
 

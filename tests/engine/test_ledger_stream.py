@@ -91,3 +91,28 @@ def test_id_hashes_tell_ids_apart_and_agree_across_batches():
     assert len(set(h[:5].tolist())) == 5
     assert np.array_equal(led.id_hashes(ids.slice(2, 3)), h[2:5])
     assert led.id_hashes(pa.array([5, 7, 5])).tolist() == [5, 7, 5]
+
+
+def test_label_with_a_model_streams_the_same_file_as_in_memory(youtube, tmp_path):
+    from mteach.engine.train import train
+    from mteach.settings import load_settings
+    spec, source, batch, gold = youtube
+    config = tmp_path / "mteach.toml"
+    config.write_text("[features]\nchar_ngrams = false\n[end_model]\nepochs = 3\n")
+    model, _ = train(spec, batch.table, load_settings(config), None, votes=batch.votes, hint_effects=False)
+    test = open_source(ROOT / "data" / "youtube" / "test.csv")
+    spec = load_spec(SPEC, test.schema)
+    whole = collect_votes(spec, test, "COMMENT_ID")
+    facts = {"data": led.spec_relative(spec, test.path), "data_sha256": source_fingerprint(test),
+             "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
+                                                    os.path.realpath(test.path.parent))).as_posix(),
+             "id_column": "COMMENT_ID", "model": {"spec_hash": model.spec.content_hash, "blend": model.blend,
+                                                  "settings": model.settings}}
+    reference = led.build_ledger(spec, whole.ids, whole.votes, run_facts=facts, fields=led.row_fields(spec, whole.table),
+                                 model_output=led.model_output(model, whole.table, whole.votes))
+    led.write_ledger(reference, tmp_path / "memory.parquet")
+    assert "end_model" in reference.table.column("decided_by").to_pylist()
+    for batch_rows in (65_536, 50):
+        out = tmp_path / f"streamed{batch_rows}.parquet"
+        led.label_data(spec, test, out, "COMMENT_ID", model=model, batch_rows=batch_rows)
+        assert out.read_bytes() == (tmp_path / "memory.parquet").read_bytes(), batch_rows
