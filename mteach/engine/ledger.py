@@ -67,7 +67,7 @@ from ..grammar import ast
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest, align_gold, gold_from_column, parse_mapping, read_gold_file
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path
+from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, combined
 from .votes import collect_votes, vote_batches
 
 LEDGER_FORMAT = "mteach-ledger/1"
@@ -134,7 +134,8 @@ class RowsHash:
         self.rows += batch.num_rows
         for node, name in zip(self.columns, self.names):
             col = batch.column(name)
-            node.add(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+            for chunk in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):  # never combined
+                node.add(chunk)
 
     def hexdigest(self, leave_out=()) -> str:
         """The digest of the columns given, less those named in ``leave_out``."""
@@ -318,10 +319,10 @@ def row_fields(spec: Spec, table: pa.Table) -> pa.StructArray:
     for name, f in spec.fields.items():
         if f.column not in table.column_names:
             continue
-        col = table.column(f.column)
-        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        col = combined(table.column(f.column))  # large_string past 2 GB of text
         kind = spec.field_kinds.get(name)
-        target = pa.float64() if kind == "number" else pa.bool_() if kind == "boolean" else pa.string()
+        text = pa.large_string() if pa.types.is_large_string(col.type) else pa.string()
+        target = pa.float64() if kind == "number" else pa.bool_() if kind == "boolean" else text
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
         try:
@@ -679,24 +680,36 @@ def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, ru
             os.unlink(spool)
 def _rewrite(spool: Path, target, meta: dict, drop=()) -> None:
     """The spooled rows (less the columns in ``drop``) written to ``target`` with ``meta`` as
-    schema metadata, in row groups of ``LEDGER_ROW_GROUP`` rows of single-chunk columns: the
-    bytes ``write_ledger`` writes."""
+    schema metadata, in row groups of ``LEDGER_ROW_GROUP`` rows: the bytes ``write_ledger``
+    writes. Each group is made of chunks of ``DEFAULT_BATCH_ROWS`` rows (a multiple of the
+    Parquet writer's 1,024-row steps, so its pages fall where one whole array's would), so no
+    column is ever combined past a chunk."""
     source = pq.ParquetFile(spool)
     columns = [name for name in source.schema_arrow.names if name not in drop]
     kept = pa.schema([source.schema_arrow.field(name) for name in columns])
-    schema = kept.with_metadata(meta)
-    with pq.ParquetWriter(target, schema, compression="zstd", write_statistics=False) as writer:
-        held, rows = [], 0
+    with pq.ParquetWriter(target, kept.with_metadata(meta), compression="zstd", write_statistics=False) as writer:
+        pieces, chunks, rows = [], [], 0
+        step = min(DEFAULT_BATCH_ROWS, LEDGER_ROW_GROUP)
+
+        def flush_chunk(size):
+            nonlocal pieces
+            table = pa.Table.from_batches(pieces, schema=kept)
+            chunks.extend(table.slice(0, size).combine_chunks().to_batches())
+            pieces = table.slice(size).to_batches()
+
         for batch in source.iter_batches(batch_size=DEFAULT_BATCH_ROWS, columns=columns):
-            held.append(batch)
+            pieces.append(batch)
             rows += batch.num_rows
-            while rows >= LEDGER_ROW_GROUP:
-                table = pa.Table.from_batches(held, schema=kept)
-                writer.write_table(table.slice(0, LEDGER_ROW_GROUP).combine_chunks().replace_schema_metadata(meta))
-                held, rows = table.slice(LEDGER_ROW_GROUP).to_batches(), rows - LEDGER_ROW_GROUP
+            while rows >= step:
+                flush_chunk(step)
+                rows -= step
+                if sum(c.num_rows for c in chunks) >= LEDGER_ROW_GROUP:
+                    writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
+                    chunks = []
         if rows:
-            table = pa.Table.from_batches(held, schema=kept)
-            writer.write_table(table.combine_chunks().replace_schema_metadata(meta))
+            flush_chunk(rows)
+        if chunks:
+            writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
 
 
 def _label_in_memory(spec, source, output, id_column, gold, seed, batch_rows, threads, progress, model, engine,

@@ -337,7 +337,7 @@ def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Setti
     training rows (the featurizer's vocabulary and each hint's effect are measured on them).
     Memory: those rows and a batch. ``read_progress(rows)``: called per batch of each pass."""
     from .gold import GoldRequest
-    from .io import DEFAULT_BATCH_ROWS
+    from .io import DEFAULT_BATCH_ROWS, large_where_needed
     from .label_model import VoteCounts, fit_counted
     from .ledger import batch_gold
     from .votes import vote_batches
@@ -389,7 +389,7 @@ def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Setti
             tables.append(pa.Table.from_batches([batch.table.take(picked)]) if isinstance(batch.table, pa.RecordBatch)
                           else batch.table.take(picked))
             votes.append(batch.votes[local])
-    table = pa.concat_tables(tables)
+    table = large_where_needed(pa.concat_tables(tables))  # text past 2 GB: large_string, not ArrowCapacityError
     sampled = {"rows": int(counts.rows), "covered": int(covered.sum()), "training_rows": note, "gathered": gathered}
     return train(spec, table, settings, None if known is None else gold[keep].astype(np.int64), log=log,
                  votes=np.concatenate(votes), hint_effects=hint_effects, progress=progress, label_model=label_model,

@@ -54,3 +54,20 @@ def test_diff_labels_with_the_configured_label_model():
     covered = (votes != -1).any(axis=1)
     assert np.array_equal(labels[covered], MajorityVote(n_classes=2).fit(votes).predict(votes)[covered])
     assert (labels[~covered] == -1).all()
+
+
+def test_the_studio_shows_the_contributions_of_the_configured_label_model(tmp_path, monkeypatch):
+    from mteach.compiler.checker import load_spec
+    from mteach.engine.label_model import fit_for_spec
+    from mteach.engine.votes import collect_votes
+    from mteach.tui.session import label_model_contributions
+    spec = load_spec(SPEC)
+    votes = collect_votes(spec, TRAIN).votes
+    monkeypatch.chdir(tmp_path)
+    default = label_model_contributions(spec, votes)
+    (tmp_path / "mteach.toml").write_text('[label_model]\nkind = "majority_vote"\n')
+    shown = label_model_contributions(spec, votes)
+    assert np.array_equal(shown, fit_for_spec(spec, votes, kind="majority_vote").contributions(votes))
+    assert not np.allclose(shown, default)
+    (tmp_path / "mteach.toml").write_text('[label_model]\nkind = "nonsense"\n')
+    assert label_model_contributions(spec, votes) is None  # the Model pane names the error

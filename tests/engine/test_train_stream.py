@@ -67,3 +67,17 @@ def test_with_max_rows_only_the_chosen_rows_are_gathered(youtube, tmp_path, monk
     tr.train_streamed(spec, source, "COMMENT_ID", _settings(tmp_path, "max_rows = 200\n"),
                       GoldRequest(column="CLASS", mapping="1=SPAM,0=HAM"), hint_effects=False)
     assert seen == [1586]
+
+
+def test_text_past_the_string_limit_is_gathered_as_large_string(youtube, tmp_path, monkeypatch):
+    """A 2 GB column cannot be built in a test: the limit is lowered to 1,000 bytes instead."""
+    from mteach.engine import io
+    spec, source = youtube
+    monkeypatch.setattr(io, "STRING_LIMIT", 1000)
+    seen = []
+    real = tr.train
+    monkeypatch.setattr(tr, "train", lambda spec, table, *a, **k: seen.append(table.schema) or real(spec, table, *a, **k))
+    model, report = tr.train_streamed(spec, source, "COMMENT_ID", _settings(tmp_path), batch_rows=128,
+                                      hint_effects=False)
+    assert seen[0].field("CONTENT").type == "large_string"
+    assert report["rows"] == 1586 and model.end_model_proba(source.read_all()).shape == (1586, 2)
