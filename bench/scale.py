@@ -221,7 +221,7 @@ def _verbs(data, model, tmp: Path, config: Path) -> dict:
             "train": ["train", SPEC, data, "-o", tmp / "model_big", "--id", ID, "-q", "--config", config]}
 
 
-def bench_stream(sizes: list, big_csv: bool) -> None:
+def bench_stream(sizes: list, big_csv: bool, verbs=None) -> None:
     with tempfile.TemporaryDirectory(prefix="mteach-stream-") as tmp:
         tmp = Path(tmp)
         config = tmp / "mteach.toml"
@@ -230,7 +230,7 @@ def bench_stream(sizes: list, big_csv: bool) -> None:
         model = tmp / "model"
         run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
         figures = {}
-        for rows in sizes:
+        for rows in sizes if big_csv != "only" else ():
             data = replicated_parquet(rows)
             figures[rows] = {}
             for verb, argv in _verbs(data, model, tmp, config).items():
@@ -240,14 +240,15 @@ def bench_stream(sizes: list, big_csv: bool) -> None:
                       f"peak {f['peak_mib']:>7,.0f} MiB  time / apply {f['seconds'] / base:5.2f}  "
                       f"(load {os.getloadavg()[0]:.1f})", flush=True)
         lo, hi = min(sizes), max(sizes)
-        if lo != hi:
+        if lo != hi and figures:
             print(f"peak RSS {hi:,} / {lo:,} rows (goal <= 1.5): " + ", ".join(
                 f"{verb} {figures[hi][verb]['peak_mib'] / figures[lo][verb]['peak_mib']:.2f}" for verb in figures[hi]))
         if big_csv:
-            bench_big_csv(tmp, model, config)
+            bench_big_csv(tmp, model, config, verbs=verbs)
 
 
-def bench_big_csv(tmp: Path, model: Path, config: Path, docs: int = 110_000, chars: int = 21_000) -> None:
+def bench_big_csv(tmp: Path, model: Path, config: Path, docs: int = 110_000, chars: int = 21_000,
+                  verbs=None) -> None:
     """A CSV whose CONTENT column holds over 2 GB: every verb must finish on it."""
     from _common import train_table
     base = train_table()
@@ -267,6 +268,8 @@ def bench_big_csv(tmp: Path, model: Path, config: Path, docs: int = 110_000, cha
     print(f"big CSV: {docs:,} rows, {size / 2**30:.2f} GiB, {written / 2**31:.2f} x 2^31 bytes of text in {TEXT}")
     try:
         for verb, argv in _verbs(path, model, tmp, config).items():
+            if verbs and verb not in verbs:
+                continue
             f = run_child(argv)
             print(f"big CSV: {verb:<14} {f['seconds']:8.1f} s  peak {f['peak_mib']:>7,.0f} MiB  "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
@@ -284,10 +287,12 @@ def main(argv=None) -> int:
     ap.add_argument("--docs", type=int, default=10_000)
     ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
     ap.add_argument("--big-csv", action="store_true", help="stream: also a CSV of over 2 GB through every verb")
+    ap.add_argument("--big-csv-only", action="store_true", help="stream: only the CSV of over 2 GB")
+    ap.add_argument("--verbs", nargs="+", help="stream: these verbs only on the big CSV (default: all)")
     args = ap.parse_args(argv)
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
     {"train": lambda: bench_train(args.rows), "longdoc": lambda: bench_longdoc(args.docs),
-     "predict": lambda: bench_predict(args.sizes), "stream": lambda: bench_stream(args.sizes, args.big_csv)}[args.what]()
+     "predict": lambda: bench_predict(args.sizes), "stream": lambda: bench_stream(args.sizes, "only" if args.big_csv_only else args.big_csv, args.verbs)}[args.what]()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

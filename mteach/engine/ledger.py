@@ -564,7 +564,7 @@ def write_ledger(ledger: Ledger, output, part_rows: Optional[list] = None) -> Pa
         ledger.path = Path(output)
         return Path(output)
     with atomic_path(output) as tmp:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=False)
+        pq.write_table(table, tmp, compression="zstd", write_statistics=False, row_group_size=LEDGER_ROW_GROUP)
     ledger.path = Path(output)
     return Path(output)
 
@@ -760,23 +760,25 @@ class batch_gold:
 
 
 class RepeatedIds:
-    """Which ids repeat, found batch by batch: a 64-bit hash per row is kept (8 bytes a row),
-    and only the ids whose hash repeats are read back from the written ledger and counted
-    exactly, so a hash collision costs a read, never a false warning."""
+    """Which ids repeat, found batch by batch: a 64-bit hash per row is spooled to a temporary
+    file (8 bytes a row), read back as one array and sorted in place at the end; only the
+    ids whose hash repeats are read back from the written ledger and counted exactly, so a
+    hash collision costs a read, never a false warning."""
 
     def __init__(self):
-        self.hashes = []
+        self.spool = tempfile.TemporaryFile()
 
     def add(self, ids) -> None:
-        self.hashes.append(id_hashes(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids))
+        self.spool.write(id_hashes(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids).tobytes())
 
     def repeated(self, ledger_file) -> Optional[tuple]:
         """(rows repeating an earlier row's id, ids repeated, the first such id, its rows) or None."""
-        if not self.hashes:
-            return None
-        values, counts = np.unique(np.concatenate(self.hashes), return_counts=True)
-        suspects = values[counts > 1]
-        self.hashes = []
+        self.spool.seek(0)
+        hashes = np.fromfile(self.spool, dtype=np.uint64)
+        self.spool.close()
+        hashes.sort()
+        suspects = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+        del hashes
         if not len(suspects):
             return None
         kept = []
