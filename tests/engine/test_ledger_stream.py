@@ -63,13 +63,14 @@ def test_the_streamed_ledger_is_byte_identical_to_the_one_built_in_memory(youtub
     assert ledger.table.equals(led.read_ledger(out).table)  # rows read back when asked for
 
 
-def test_row_groups_of_the_rewrite_keep_every_row_in_order(youtube, tmp_path, monkeypatch):
+def test_a_ledger_of_several_row_groups_is_byte_identical_too(youtube, tmp_path, monkeypatch):
     spec, source, _, _ = youtube
+    monkeypatch.setattr(led, "LEDGER_ROW_GROUP", 1024)  # 1,586 rows: two groups, as 2M rows would make
     reference = _in_memory(spec, source, tmp_path / "memory.parquet", GOLD)
-    monkeypatch.setattr(led, "LEDGER_ROW_GROUP", 500)
     out = tmp_path / "streamed.parquet"
-    led.label_data(spec, source, out, "COMMENT_ID", gold=GOLD, batch_rows=128)
-    assert pq.ParquetFile(out).metadata.num_row_groups == 4
+    led.label_data(spec, source, out, "COMMENT_ID", gold=GOLD, batch_rows=100)
+    assert pq.ParquetFile(out).metadata.num_row_groups == 2
+    assert out.read_bytes() == (tmp_path / "memory.parquet").read_bytes()
     assert led.read_ledger(out).table.equals(reference.table)  # the recorded hash checks too
 
 
