@@ -48,7 +48,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from mteach.compiler.tokens import char_class, flag_runs, fold_case, utf8_views
+from mteach.compiler.tokens import char_class, char_table, flag_runs, fold_case, utf8_views
 
 FORMAT_VERSION = 2          # hashed n-grams; version 1 (vocabulary) still loads
 VOCABULARY_FORMAT_VERSION = 1
@@ -94,20 +94,13 @@ def _column_array(table: pa.Table, field: str, lowercase: bool) -> pa.Array:
 # (mod 2^64; B is odd, so it has an inverse). One prefix sum over a batch's bytes gives the
 # hash of any span in O(1) (numpy's uint64 arithmetic wraps mod 2^64), and the hash of a
 # padded or space-joined n-gram follows from its parts. The bucket is the top ``bits`` bits
-# of murmur3's 64-bit finaliser of H. ``ngram_bucket`` is the plain-Python definition.
+# of H * M (mod 2^64; Fibonacci hashing: on the YouTube n-grams as many distinct buckets
+# as a random function would give). ``ngram_bucket`` is the plain-Python definition.
 _B = 0x100000001B3  # FNV-1's 64-bit prime
 _B_INV = pow(_B, -1, 1 << 64)
 _U64 = np.uint64
 _SPACE = _U64(32)
-
-
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> _U64(33))
-    h *= _U64(0xFF51AFD7ED558CCD)
-    h ^= h >> _U64(33)
-    h *= _U64(0xC4CEB9FE1A85EC53)
-    h ^= h >> _U64(33)
-    return h
+_MIX = _U64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd
 
 
 def ngram_bucket(text: str, bits: int) -> int:
@@ -115,7 +108,7 @@ def ngram_bucket(text: str, bits: int) -> int:
     h, m = 0, (1 << 64) - 1
     for j, byte in enumerate(text.encode("utf-8")):
         h = (h + byte * pow(_B_INV, j, 1 << 64)) & m
-    return int(_fmix64(np.array([h], dtype=_U64))[0] >> _U64(64 - bits))
+    return ((h * int(_MIX)) & m) >> (64 - bits)
 
 
 _POWERS: dict = {}
@@ -154,15 +147,24 @@ class _Bytes:
         return self.b[s:e].tobytes().decode("utf-8", errors="replace")
 
 
-def _bucket(h: np.ndarray, bits: int) -> np.ndarray:
-    """Buckets of the hashes ``h`` (overwritten)."""
-    h ^= h >> _U64(33)
-    h *= _U64(0xFF51AFD7ED558CCD)
-    h ^= h >> _U64(33)
-    h *= _U64(0xC4CEB9FE1A85EC53)
-    h ^= h >> _U64(33)
+def _bucket(h: np.ndarray, bits: int, mixed: bool = False) -> np.ndarray:
+    """Buckets of the hashes ``h`` (overwritten; ``mixed``: already multiplied by M)."""
+    if not mixed:
+        h *= _MIX
     h >>= _U64(64 - bits)
     return h.view(np.int64)
+
+
+_ASCII_CLASSES: dict = {}
+
+
+def _classes(b: np.ndarray, name: str) -> np.ndarray:
+    """``char_class(b, name)``, by a 128-entry table when every byte is ASCII."""
+    if len(b) and int(b.max()) < 0x80:
+        if name not in _ASCII_CLASSES:
+            _ASCII_CLASSES[name] = char_table(name)[:0x80].copy()
+        return _ASCII_CLASSES[name][b]
+    return char_class(b, name)
 
 
 def _row_pointers(per_unit: np.ndarray, unit_row: np.ndarray, n_rows: int) -> np.ndarray:
@@ -173,11 +175,17 @@ def _row_pointers(per_unit: np.ndarray, unit_row: np.ndarray, n_rows: int) -> np
     return ends[np.searchsorted(unit_row, np.arange(n_rows + 1))]
 
 
+def _no_ngrams(offsets: np.ndarray) -> tuple:
+    return np.zeros(len(offsets), dtype=np.int64), np.zeros(0, dtype=np.int64), None
+
+
 def _word_ngrams(b: np.ndarray, offsets: np.ndarray, lo: int, hi: int, bits: int, names: bool) -> tuple:
     """(row pointers, buckets, name_of) of every word n-gram, n in [lo, hi]: n consecutive
     word tokens of one row joined by one space, in row order. ``name_of(i)`` (with
     ``names``) is the text of n-gram i."""
-    starts, ends = flag_runs(char_class(b, "word"), offsets)
+    starts, ends = flag_runs(_classes(b, "word"), offsets)
+    if len(starts) == 0:
+        return _no_ngrams(offsets)
     row = np.searchsorted(offsets, starts, side="right") - 1
     t = _Bytes(b)
     h1, l1 = t.span_hash(starts, ends), (ends - starts).astype(np.int64)
@@ -211,7 +219,9 @@ def _char_ngrams(b: np.ndarray, offsets: np.ndarray, lo: int, hi: int, bits: int
     scikit-learn's ``char_wb`` makes them, in row order: each whitespace-separated word padded
     with one space on each side, the windows of n characters inside it, and a padded word
     shorter than ``lo`` once whole. The padded words are laid end to end in a new byte array."""
-    ws, we = flag_runs(~char_class(b, "space"), offsets)
+    ws, we = flag_runs(~_classes(b, "space"), offsets)
+    if len(ws) == 0:
+        return _no_ngrams(offsets)
     padded = (we - ws).astype(np.int64) + 2
     pstart = np.cumsum(padded) - padded
     src = np.arange(int(padded.sum())) + np.repeat(ws - pstart - 1, padded)
@@ -228,28 +238,28 @@ def _char_ngrams(b: np.ndarray, offsets: np.ndarray, lo: int, hi: int, bits: int
         seg_len = np.diff(np.append(seg_start, len(char_at)))
         char_at = np.append(char_at, np.full(hi, len(p)))
     G, width = int(seg_len.sum()), hi - lo + 1
-    room = np.repeat(seg_start + seg_len, seg_len) - np.arange(G)  # characters left in the padded word
-    valid = room[None, :] >= np.arange(lo, hi + 1)[:, None]        # (n, character)
-    if ascii_only:
-        hashes = np.stack([t.prefix[n:G + n] for n in range(lo, hi + 1)])
-        hashes -= t.prefix[None, :G]
-        hashes *= t.pow[None, :G]
+    room = (np.repeat(seg_start + seg_len, seg_len) - np.arange(G)).astype(np.int32)  # characters left in the word
+    valid = room[:, None] >= np.arange(lo, hi + 1, dtype=np.int32)[None, :]  # (character, n): row order
+    windows = np.lib.stride_tricks.sliding_window_view
+    if ascii_only:  # prefix[g + n] for every (g, n), a view; times B^g M: hashed and mixed
+        hashes = windows(t.prefix[lo:G + hi], width) - t.prefix[:G, None]
+        hashes *= (t.pow[:G] * _MIX)[:, None]
     else:
         s = char_at[:G]
-        hashes = np.stack([t.prefix[char_at[n:G + n]] for n in range(lo, hi + 1)])
-        hashes -= t.prefix[s][None, :]
-        hashes *= t.pow[s][None, :]
-    short = seg_start[seg_len < lo]  # a padded word shorter than lo: once, whole
-    if len(short):
-        valid[0, short] = True
-        e = seg_start[seg_len < lo] + seg_len[seg_len < lo]
-        hashes[0, short] = (t.span_hash(short, e) if ascii_only else
-                            t.span_hash(char_at[short], char_at[e]))
-    valid, hashes = valid.T, hashes.T  # (character, n): row order
+        hashes = t.prefix[windows(char_at[lo:G + hi], width)] - t.prefix[s][:, None]
+        hashes *= (t.pow[s] * _MIX)[:, None]
+    is_short = seg_len < lo
+    if is_short.any():  # a padded word shorter than lo: once, whole
+        short, e = seg_start[is_short], seg_start[is_short] + seg_len[is_short]
+        valid[short, 0] = True
+        hashes[short, 0] = _MIX * (t.span_hash(short, e) if ascii_only else
+                                   t.span_hash(char_at[short], char_at[e]))
     keep = valid.ravel()
-    word_row = np.searchsorted(offsets, ws, side="right") - 1
-    ptr = _row_pointers(valid.sum(axis=1), np.repeat(word_row, seg_len), len(offsets) - 1)
-    buckets = _bucket(hashes.ravel()[keep], bits)
+    # n-grams per padded word of c characters: sum over n of max(c - n + 1, 0), or 1 when c < lo
+    per_word = np.maximum(seg_len[:, None] - np.arange(lo, hi + 1)[None, :] + 1, 0).sum(axis=1)
+    per_word[is_short] = 1
+    ptr = _row_pointers(per_word, np.searchsorted(offsets, ws, side="right") - 1, len(offsets) - 1)
+    buckets = _bucket(hashes.ravel()[keep], bits, mixed=True)
     if not names:
         return ptr, buckets, None
     flat = np.flatnonzero(keep)
@@ -270,15 +280,33 @@ def _ngrams(kind: str, arr: pa.Array, word_range, char_range, bits: int, names: 
     return _char_ngrams(b, offsets, int(char_range[0]), int(char_range[1]), bits, names)
 
 
+def _row_slices(arrays: list, n_rows: int) -> list:
+    """(first row, end row) of consecutive slices of about ``_SUB_BATCH_BYTES`` text bytes
+    over all ``arrays`` (n-gram arrays are several times the text, so they are built a
+    slice at a time, while they fit in the caches)."""
+    total = np.zeros(n_rows + 1, dtype=np.int64)
+    for arr in arrays:
+        offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+        total += offsets - offsets[0]
+    cuts = np.searchsorted(total, np.arange(_SUB_BATCH_BYTES, int(total[-1]), _SUB_BATCH_BYTES))
+    bounds = np.unique(np.concatenate([[0], cuts, [n_rows]])).tolist()
+    return list(zip(bounds[:-1], bounds[1:])) or [(0, 0)]
+
+
 def _sub_batches(arr: pa.Array):
-    """Slices of ``arr`` of about ``_SUB_BATCH_BYTES`` text bytes each (n-gram arrays are
-    several times the text, so they are built a slice at a time)."""
-    offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
-    offsets = offsets - offsets[0]
-    cuts = np.searchsorted(offsets, np.arange(_SUB_BATCH_BYTES, int(offsets[-1]), _SUB_BATCH_BYTES))
-    bounds = np.unique(np.concatenate([[0], cuts, [len(arr)]]))
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        yield int(lo), arr.slice(int(lo), int(hi - lo))
+    """Slices of one array, as ``_row_slices`` cuts it."""
+    for lo, hi in _row_slices([arr], len(arr)):
+        yield lo, arr.slice(lo, hi - lo)
+
+
+def _concat_rows(parts: list, width: int) -> sp.csr_matrix:
+    """CSR matrices with the same columns, one under the other (their arrays concatenated)."""
+    if len(parts) == 1:
+        return parts[0]
+    shift = np.cumsum([0] + [p.nnz for p in parts[:-1]])
+    indptr = np.concatenate([parts[0].indptr[:1]] + [p.indptr[1:] + s for p, s in zip(parts, shift)])
+    return sp.csr_matrix((np.concatenate([p.data for p in parts]), np.concatenate([p.indices for p in parts]),
+                          indptr), shape=(len(indptr) - 1, width))
 
 
 def _count_matrix(ptr: np.ndarray, cols: np.ndarray, width: int) -> sp.csr_matrix:
@@ -522,38 +550,43 @@ class Featurizer(BaseEstimator):
         columns, idf = self._columns[b], self.idfs_[b]
         width = len(idf)
         _, kind = self._block_specs()[b]
-        parts = []
-        for _, part in _sub_batches(arr):
-            ptr, buckets, _ = _ngrams(kind, part, self.ngram_range, self.char_ngram_range, int(self.hash_bits))
-            cols = columns[buckets]
-            kept = np.zeros(len(cols) + 1, dtype=np.int64)
-            np.cumsum(cols >= 0, out=kept[1:])
-            ptr, cols = kept[ptr], cols[cols >= 0]
-            if self.sublinear_tf:
-                m = _count_matrix(ptr, cols, width)
-                m.data = 1.0 + np.log(m.data)
-                parts.append(normalize(m @ sp.diags(idf), norm="l2", axis=1, copy=False).tocsr())
-                continue
-            values = idf[cols]
-            squares = np.zeros(len(values) + 1)
-            np.cumsum(values * values, out=squares[1:])
-            norm = np.sqrt(np.maximum(squares[ptr[1:]] - squares[ptr[:-1]], 0.0))
-            values /= np.repeat(np.where(norm > 0, norm, 1.0), np.diff(ptr))
-            parts.append(sp.csr_matrix((values.astype(np.float32), cols, ptr), shape=(len(part), width)))
-        if not parts:
-            return sp.csr_matrix((len(arr), width), dtype=np.float32)
-        return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+        ptr, buckets, _ = _ngrams(kind, arr, self.ngram_range, self.char_ngram_range, int(self.hash_bits))
+        cols = columns[buckets]
+        kept = np.zeros(len(cols) + 1, dtype=np.int64)
+        np.cumsum(cols >= 0, out=kept[1:])
+        ptr, cols = kept[ptr], cols[cols >= 0]
+        if self.sublinear_tf:
+            m = _count_matrix(ptr, cols, width)
+            m.data = 1.0 + np.log(m.data)
+            return normalize(m @ sp.diags(idf), norm="l2", axis=1, copy=False).tocsr()
+        values = idf[cols]
+        squares = np.zeros(len(values) + 1)
+        np.cumsum(values * values, out=squares[1:])
+        norm = np.sqrt(np.maximum(squares[ptr[1:]] - squares[ptr[:-1]], 0.0))
+        values /= np.repeat(np.where(norm > 0, norm, 1.0), np.diff(ptr))
+        return sp.csr_matrix((values.astype(np.float32), cols, ptr), shape=(len(arr), width))
 
     def transform(self, table: pa.Table) -> sp.csr_matrix:
         self._check_fitted()
-        blocks = []
-        for b in range(len(self._block_specs())):
-            blocks.append(self._text_block(b, table))
+        numeric = None
         if self._numeric_names():
             raw = self._numeric_raw(table)
             filled = np.where(np.isnan(raw), self.numeric_mean_, raw)
-            z = (filled - self.numeric_mean_) / self.numeric_std_
-            blocks.append(sp.csr_matrix(z))
+            numeric = sp.csr_matrix((filled - self.numeric_mean_) / self.numeric_std_)
+        if self.buckets_ is not None:  # hashed: every block of a slice of rows at a time
+            specs = self._block_specs()
+            arrays = {f: _column_array(table, f, self.lowercase) for f in dict.fromkeys(f for f, _ in specs)}
+            parts = []
+            for lo, hi in _row_slices(list(arrays.values()), table.num_rows):
+                blocks = [self._hashed_block(b, arrays[f].slice(lo, hi - lo)) for b, (f, _) in enumerate(specs)]
+                if numeric is not None:
+                    blocks.append(numeric[lo:hi])
+                parts.append(sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else
+                             blocks[0].astype(np.float32))
+            return _concat_rows(parts, self.n_features_)
+        blocks = [self._text_block(b, table) for b in range(len(self._block_specs()))]
+        if numeric is not None:
+            blocks.append(numeric)
         if not blocks:
             return sp.csr_matrix((table.num_rows, 0), dtype=np.float32)
         return sp.hstack(blocks, format="csr", dtype=np.float32)

@@ -63,18 +63,22 @@ def reference_matrix(f: Featurizer, texts) -> np.ndarray:
     return dense
 
 
+ASCII = [t for t in TEXTS if t is None or t.isascii()]  # the ASCII-only path (bytes are characters)
+
+
+@pytest.mark.parametrize("texts", [TEXTS, ASCII], ids=["unicode", "ascii"])
 @pytest.mark.parametrize("char_range", [(2, 4), (4, 6), (1, 3)])
-def test_same_ngrams_as_a_plain_python_reference(char_range):
-    table = pa.table({"text": pa.array(TEXTS, pa.string())})
+def test_same_ngrams_as_a_plain_python_reference(char_range, texts):
+    table = pa.table({"text": pa.array(texts, pa.string())})
     f = Featurizer(["text"], ngram_range=(1, 3), char_ngram_range=char_range).fit(table)
     expected = set()
-    for text in TEXTS:
+    for text in texts:
         w, c = reference_ngrams(text, (1, 3), char_range)
         expected |= {f"text:w:{g}" for g in w} | {f"text:c:{g}" for g in c}
     assert set(f.feature_names_) == expected  # every n-gram, named after itself (no collision here)
     X = f.transform(table)
     X.sum_duplicates()
-    np.testing.assert_allclose(X.toarray(), reference_matrix(f, TEXTS), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(X.toarray(), reference_matrix(f, texts), rtol=1e-6, atol=1e-7)
     assert "text:c: i " in f.feature_names_ or char_range[0] > 3  # a one-letter word, padded
     assert "text:w:subscribe subscribe subscribe" in f.feature_names_  # case-folded, as `has` folds
 
