@@ -93,12 +93,8 @@ def _sparse_batch(X: sp.csr_matrix, device):
 def first_layer_output(first, X: sp.csr_matrix, device):
     """``first(X)`` for a sparse ``X`` (rows × features) without densifying it: per row, the
     sum of the first layer's weight columns of its non-zero features times their values."""
-    return _embed(first, *_sparse_batch(X, device))
-
-
-def _embed(first, indices, offsets, values):
-    """``first`` on a CSR batch given as embedding_bag's tensors (prediction)."""
     import torch.nn.functional as F
+    indices, offsets, values = _sparse_batch(X, device)
     z = F.embedding_bag(indices, first.weight.t(), offsets, mode="sum", per_sample_weights=values)
     return z + first.bias
 
@@ -271,6 +267,9 @@ class EndModel(ClassifierMixin, BaseEstimator):
 
         self._validate_params()
         X = _as_csr(X)
+        if not X.has_canonical_format:  # one entry per feature (hashed features repeat one per
+            X = X.copy()                # occurrence): fewer non-zeros to read on every pass
+            X.sum_duplicates()
         n, dim = X.shape
         if n == 0:
             raise ValueError("cannot fit the end model on zero rows")
@@ -358,9 +357,6 @@ class EndModel(ClassifierMixin, BaseEstimator):
     def _fit(self, X, Y, w, hints, keys, device, progress) -> "EndModel":
         import torch
         n, dim = X.shape
-        if not X.has_canonical_format:  # one entry per feature: fewer non-zeros to read every epoch
-            X = X.copy()
-            X.sum_duplicates()
         k = Y.shape[1]
         prev_det = torch.are_deterministic_algorithms_enabled()
         prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
