@@ -65,6 +65,35 @@ def _not_utf8(path, columns) -> DataError:
                      "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`")
 
 
+def parquet_batches(path, columns=None, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's rows in batches of ``batch_rows`` (the last one shorter), as
+    ``ParquetFile.iter_batches`` gives them, but read one row group at a time: pyarrow's reader
+    over the whole file keeps memory that grows with the file (~45 bytes a row of a ledger)."""
+    file = pq.ParquetFile(path)
+    if columns is not None and not columns:  # no columns: nothing to hold
+        yield from file.iter_batches(batch_size=batch_rows, columns=columns)
+        return
+    pending, held = [], 0
+    for group in range(file.num_row_groups):
+        for batch in file.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns):
+            if not pending and batch.num_rows == batch_rows:
+                yield batch
+                continue
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= batch_rows:  # a batch that straddles row groups, as the whole-file reader gives it
+                table = pa.Table.from_batches(pending)
+                yield _one_batch(table.slice(0, batch_rows))
+                pending = table.slice(batch_rows).to_batches()
+                held -= batch_rows
+    if held:
+        yield _one_batch(pa.Table.from_batches(pending))
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=table.schema)
+
+
 @dataclass
 class DataSource:
     """A data file opened for streaming: its schema and its batches."""
@@ -81,7 +110,7 @@ class DataSource:
 
     def _batches(self, columns, batch_rows):
         if self.format == "parquet":
-            yield from pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows, columns=columns)
+            yield from parquet_batches(self.path, columns, batch_rows)
             return
         if self.format == "csv":
             yield from _csv_batches(self.path, _csv_convert(self.schema, columns), batch_rows)

@@ -67,7 +67,7 @@ from ..grammar import ast
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest, align_gold, gold_from_column, parse_mapping, read_gold_file
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, combined
+from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, combined, parquet_batches
 from .votes import collect_votes, vote_batches
 
 LEDGER_FORMAT = "mteach-ledger/1"
@@ -697,7 +697,7 @@ def _rewrite(spool: Path, target, meta: dict, drop=()) -> None:
             chunks.extend(table.slice(0, size).combine_chunks().to_batches())
             pieces = table.slice(size).to_batches()
 
-        for batch in source.iter_batches(batch_size=DEFAULT_BATCH_ROWS, columns=columns):
+        for batch in parquet_batches(spool, columns, DEFAULT_BATCH_ROWS):
             pieces.append(batch)
             rows += batch.num_rows
             while rows >= step:
@@ -782,7 +782,7 @@ class RepeatedIds:
         if not len(suspects):
             return None
         kept = []
-        for batch in pq.ParquetFile(ledger_file).iter_batches(columns=["id"]):
+        for batch in parquet_batches(ledger_file, ["id"]):
             ids = batch.column(0)
             kept.append(ids.filter(pa.array(np.isin(id_hashes(ids), suspects))))
         return repeated_ids(pa.concat_arrays(kept))

@@ -172,3 +172,31 @@ def test_combining_text_past_the_string_limit_gives_large_string(monkeypatch):
     table = io.large_where_needed(pa.table({"text": column, "n": pa.chunked_array([[1, 2], [3]])}))
     assert table.schema.field("text").type == pa.large_string() and table.column("text").num_chunks == 2
     assert table.column("n").type == pa.int64()
+
+
+@pytest.mark.parametrize("group_rows, batch_rows", [(300, 128), (256, 128), (100, 1000), (1000, 1000)])
+def test_parquet_batches_match_the_whole_file_reader_reading_one_row_group_at_a_time(tmp_path, monkeypatch,
+                                                                                    group_rows, batch_rows):
+    # the same batches (boundaries straddling row groups included) as pyarrow's whole-file reader,
+    # whose memory grows with the file; each read asks for one row group only
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mteach.engine.io import parquet_batches
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"n": pa.array(range(1000)), "s": pa.array([f"r{i}" for i in range(1000)])}), path,
+                   row_group_size=group_rows)
+    for columns in (None, ["s"]):
+        expected = list(pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns))
+        groups = []
+        real = pq.ParquetFile.iter_batches
+        monkeypatch.setattr(pq.ParquetFile, "iter_batches",
+                            lambda self, *a, row_groups=None, **k: (groups.append(row_groups),
+                                                                     real(self, *a, row_groups=row_groups, **k))[1])
+        got = list(parquet_batches(path, columns, batch_rows))
+        monkeypatch.undo()
+        assert [b.num_rows for b in got] == [b.num_rows for b in expected]
+        assert pa.Table.from_batches(got).equals(pa.Table.from_batches(expected))
+        assert all(b.schema.equals(expected[0].schema) for b in got)
+        assert all(g is not None and len(g) == 1 for g in groups)
+        assert len(groups) == -(-1000 // group_rows)
