@@ -32,9 +32,10 @@ the peaks between the largest and the smallest size (goal <= 1.5) and each verb'
 apply's at the same size (goal <= 3 for predict and label --model). The model is trained
 once on the YouTube train split with the settings of ``STREAM_CONFIG`` (printed); ``train``
 on the replicated data uses them too ([end_model] max_rows caps the rows it keeps).
+``--verbs label predict``: only those verbs (and apply, the baseline, at each size).
 ``--big-csv``: also a CSV of over 2 GB in one string column (long documents made of YouTube
-comments, written to the temporary folder and deleted after), through every verb: each must
-finish (no ArrowCapacityError).
+comments, written to the temporary folder and deleted after), through every verb (or those
+of ``--verbs``): each must finish (no ArrowCapacityError).
 """
 from __future__ import annotations
 
@@ -245,6 +246,8 @@ def bench_stream(sizes: list, big_csv: bool, verbs=None) -> None:
             data = replicated_parquet(rows)
             figures[rows] = {}
             for verb, argv in _verbs(data, model, tmp, config).items():
+                if verbs and verb not in verbs and verb != "apply":  # apply: the baseline of time / apply
+                    continue
                 f = figures[rows][verb] = run_child(argv)
                 base = figures[rows]["apply"]["seconds"]
                 print(f"stream: {rows:>11,} rows  {verb:<14} {f['seconds']:8.1f} s  {rows / f['seconds']:>10,.0f} rows/s  "
@@ -299,7 +302,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000, 1_000_000])
     ap.add_argument("--big-csv", action="store_true", help="stream: also a CSV of over 2 GB through every verb")
     ap.add_argument("--big-csv-only", action="store_true", help="stream: only the CSV of over 2 GB")
-    ap.add_argument("--verbs", nargs="+", help="stream: these verbs only on the big CSV (default: all)")
+    ap.add_argument("--verbs", nargs="+", help="stream: these verbs only (at each size apply too, the baseline; "
+                    "default: all)")
     args = ap.parse_args(argv)
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
     {"train": lambda: bench_train(args.rows), "longdoc": lambda: bench_longdoc(args.docs),

@@ -676,6 +676,7 @@ def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, ru
             writer.close()
         if digest is not None:
             digest.close()
+        ids.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(spool)
 def _rewrite(spool: Path, target, meta: dict, drop=()) -> None:
@@ -760,25 +761,38 @@ class batch_gold:
 
 
 class RepeatedIds:
-    """Which ids repeat, found batch by batch: a 64-bit hash per row is spooled to a temporary
-    file (8 bytes a row), read back as one array and sorted in place at the end; only the
-    ids whose hash repeats are read back from the written ledger and counted exactly, so a
-    hash collision costs a read, never a false warning."""
+    """Which ids repeat, found batch by batch: a 64-bit hash per row is spooled to one of
+    ``BUCKETS`` temporary files by its top bits (8 bytes a row on disk), and each file is read
+    back and sorted alone at the end, so memory holds 1/``BUCKETS`` of the hashes, not all;
+    only the ids whose hash repeats are read back from the written ledger and counted
+    exactly, so a hash collision costs a read, never a false warning."""
+
+    BITS = 6
+    BUCKETS = 1 << BITS
 
     def __init__(self):
-        self.spool = tempfile.TemporaryFile()
+        self.spools = [tempfile.TemporaryFile() for _ in range(self.BUCKETS)]
 
     def add(self, ids) -> None:
-        self.spool.write(id_hashes(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids).tobytes())
+        hashes = id_hashes(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+        bucket = (hashes >> np.uint64(64 - self.BITS)).astype(np.intp)
+        order = np.argsort(bucket, kind="stable")
+        hashes = hashes[order]
+        bounds = np.searchsorted(bucket[order], np.arange(self.BUCKETS + 1))
+        for spool, start, end in zip(self.spools, bounds[:-1], bounds[1:]):
+            if end > start:
+                spool.write(hashes[start:end].tobytes())
 
     def repeated(self, ledger_file) -> Optional[tuple]:
         """(rows repeating an earlier row's id, ids repeated, the first such id, its rows) or None."""
-        self.spool.seek(0)
-        hashes = np.fromfile(self.spool, dtype=np.uint64)
-        self.spool.close()
-        hashes.sort()
-        suspects = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
-        del hashes
+        found = []
+        for spool in self.spools:  # in order of the top bits: the suspects come out sorted
+            spool.seek(0)
+            hashes = np.fromfile(spool, dtype=np.uint64)
+            hashes.sort()
+            found.append(np.unique(hashes[1:][hashes[1:] == hashes[:-1]]))
+        self.close()
+        suspects = np.concatenate(found)
         if not len(suspects):
             return None
         kept = []
@@ -786,6 +800,10 @@ class RepeatedIds:
             ids = batch.column(0)
             kept.append(ids.filter(pa.array(np.isin(id_hashes(ids), suspects))))
         return repeated_ids(pa.concat_arrays(kept))
+
+    def close(self) -> None:
+        for spool in self.spools:
+            spool.close()
 
 
 def id_hashes(ids: pa.Array) -> np.ndarray:

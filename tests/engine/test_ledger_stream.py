@@ -94,6 +94,22 @@ def test_id_hashes_tell_ids_apart_and_agree_across_batches():
     assert led.id_hashes(pa.array([5, 7, 5])).tolist() == [5, 7, 5]
 
 
+def test_repeated_ids_found_batch_by_batch_equal_those_of_the_whole_column(tmp_path):
+    # hashes spread over every bucket file; repeats within and across batches, text and integer ids
+    rng = np.random.default_rng(0)
+    for ids in (pa.array([f"id{i}" for i in rng.integers(0, 4000, 5000)]),
+                pa.array(rng.integers(-(1 << 62), 1 << 62, 3000).tolist() + [7, 7, -3, 11, -3, -3])):
+        path = tmp_path / "ids.parquet"
+        pq.write_table(pa.table({"id": ids}), path)
+        found = led.RepeatedIds()
+        for start in range(0, len(ids), 700):
+            found.add(ids.slice(start, 700))
+        assert found.repeated(path) == led.repeated_ids(ids)
+    unique = led.RepeatedIds()
+    unique.add(pa.array([f"u{i}" for i in range(1000)]))
+    assert unique.repeated(path) is None
+
+
 def test_label_with_a_model_streams_the_same_file_as_in_memory(youtube, tmp_path):
     from mteach.engine.train import train
     from mteach.settings import load_settings
