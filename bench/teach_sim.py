@@ -123,8 +123,19 @@ def fired(spec_path, schema, header, line, table) -> np.ndarray:
     return vote_matrix(spec, table)[:, 0] != -1
 
 
-def simulate(name, cfg, strategy, ks, max_reads, seed, log):
-    train_table, test_table = read(cfg["train"]), read(cfg["test"])
+def splits(cfg, validation: bool) -> tuple:
+    """(training table, scored table). With ``validation``, a seeded quarter of the training
+    split is held out and scored instead of the test split: settings are chosen there."""
+    train_table = read(cfg["train"])
+    if not validation:
+        return train_table, read(cfg["test"])
+    held = np.zeros(train_table.num_rows, bool)
+    held[np.random.default_rng(12345).permutation(train_table.num_rows)[: train_table.num_rows // 4]] = True
+    return train_table.filter(pa.array(~held)), train_table.filter(pa.array(held))
+
+
+def simulate(name, cfg, strategy, ks, max_reads, seed, log, validation=False):
+    train_table, test_table = splits(cfg, validation)
     header = header_of(cfg["spec"])
     labels = list(load_spec(cfg["spec"], train_table.schema, text=header).labels)
     gold_train = gold_from_column(train_table, cfg["gold"], cfg["gold_map"], labels, "train")
@@ -169,7 +180,13 @@ def simulate(name, cfg, strategy, ks, max_reads, seed, log):
                 if read_now >= max_reads:
                     break
         if found is None:
+            # the expert stops teaching: the model as it stands is the figure for every larger k
             log(f"  {name}/{strategy}: no acceptable rule within {max_reads} reads after {len(accepted)} rules")
+            for k in ks:
+                if k > len(accepted) and accepted:
+                    results[k] = dict(learner.score(gold_test), reads=float(np.mean(reads)),
+                                      total_reads=int(sum(reads)), rules=len(accepted))
+                    _log_result(log, name, strategy, k, results[k])
             break
         accepted.append(_renamed(found, len(accepted)))
         reads.append(read_now)
@@ -177,11 +194,15 @@ def simulate(name, cfg, strategy, ks, max_reads, seed, log):
         votes = learner.fit(spec)
         if len(accepted) in ks:
             results[len(accepted)] = dict(learner.score(gold_test), reads=float(np.mean(reads)),
-                                          total_reads=int(sum(reads)))
-            r = results[len(accepted)]
-            log(f"  {name}/{strategy} k={len(accepted)}: acc {r['acc']:.3f} F1 {r['f1']:.3f} "
-                f"(label model {r['lm_acc']:.3f}/{r['lm_f1']:.3f}), {r['reads']:.1f} reads per acceptance")
+                                          total_reads=int(sum(reads)), rules=len(accepted))
+            _log_result(log, name, strategy, len(accepted), results[len(accepted)])
     return results, accepted, spent
+
+
+def _log_result(log, name, strategy, k, r) -> None:
+    rules = "" if r["rules"] == k else f" ({r['rules']} rules: no more acceptable suggestions)"
+    log(f"  {name}/{strategy} k={k}: acc {r['acc']:.3f} F1 {r['f1']:.3f} "
+        f"(label model {r['lm_acc']:.3f}/{r['lm_f1']:.3f}), {r['reads']:.1f} reads per acceptance{rules}")
 
 
 def _key(line: str) -> str:
@@ -203,8 +224,8 @@ def _random_family(spec, data, labels, rng) -> list:
     return [lines[i] for i in order[::-1]]
 
 
-def hand_written(cfg) -> dict:
-    train_table, test_table = read(cfg["train"]), read(cfg["test"])
+def hand_written(cfg, validation=False) -> dict:
+    train_table, test_table = splits(cfg, validation)
     spec = load_spec(cfg["spec"], train_table.schema)
     labels = list(spec.labels)
     gold_test = gold_from_column(test_table, cfg["gold"], cfg["gold_map"], labels, "test")
@@ -244,11 +265,14 @@ def main(argv=None) -> int:
     p.add_argument("--max-reads", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--refresh-rows", type=int, default=0)
+    p.add_argument("--validation", action="store_true",
+                   help="hold out a seeded quarter of the training split and score it instead of the test "
+                        "split (for choosing settings; the test split is scored only without this flag)")
     args = p.parse_args(argv)
     ks = sorted(int(k) for k in args.k.split(","))
     log = lambda m: print(m, flush=True)  # noqa: E731
     import os
-    log(f"load: {os.getloadavg()[0]:.2f} (1 min)")
+    log(f"load: {os.getloadavg()[0]:.2f} (1 min); scoring the {'validation' if args.validation else 'test'} split")
     if args.refresh_rows:
         refresh_timing(args.refresh_rows, log)
     table = []
@@ -256,20 +280,22 @@ def main(argv=None) -> int:
         cfg = DATASETS[name]
         for strategy in args.strategies.split(","):
             t0 = time.perf_counter()
-            results, accepted, spent = simulate(name, cfg, strategy, ks, args.max_reads, args.seed, log)
+            results, accepted, spent = simulate(name, cfg, strategy, ks, args.max_reads, args.seed, log,
+                                                 args.validation)
             log(f"  {name}/{strategy}: {time.perf_counter() - t0:.0f} s ({spent:.1f} s choosing candidates); "
                 f"accepted: {'; '.join(_key(a) for a in accepted)}")
             for k in ks:
                 if k in results:
                     table.append((name, strategy, k, results[k]))
         if cfg["hand_written"]:
-            r = hand_written(cfg)
+            r = hand_written(cfg, args.validation)
             table.append((name, f"hand-written ({r['rules']} rules)", r["rules"], r))
     print("\n| data | strategy | k | combined acc | combined F1 (SPAM) | label model acc | label model F1 | "
           "reads / acceptance |")
     print("|---|---|---|---|---|---|---|---|")
     for name, strategy, k, r in table:
         reads = f"{r['reads']:.1f}" if "reads" in r else "-"
+        k = f"{k} ({r['rules']} rules)" if r.get("rules", k) != k else k
         print(f"| {name} | {strategy} | {k} | {r['acc']:.3f} | {r['f1']:.3f} | {r['lm_acc']:.3f} | "
               f"{r['lm_f1']:.3f} | {reads} |")
     log(f"load: {os.getloadavg()[0]:.2f} (1 min)")
