@@ -19,14 +19,15 @@ HEADINGS = {"rule": "rules to add", "group": "groups of rows no rule covers", "f
 
 def register(sub):
     p = sub.add_parser("suggest", help="where to teach next: rules to add, uncovered groups, fixes, rows to review",
-                       description="Ranked suggestions with their evidence: candidate rules (a phrase, a word pair "
-                                   "or a number threshold that separates one label from the rest, written as a "
+                       description="Ranked suggestions with their evidence: candidate rules (a phrase, a word pair, "
+                                   "a number threshold, a has-any of phrases, or a threshold for the rest of the data "
+                                   "unless the other labels' phrases, that separates one label, written as a "
                                    "spec line that passes `mteach check`, with estimated precision, interval, new "
                                    "rows and conflicts), groups of uncovered rows (size, distinctive words, "
                                    "examples), rules to fix (low estimated precision, conflicting pairs) and rows "
                                    "worth labelling next. Precision comes from gold labels where rows have them, "
-                                   "else from the label model on covered rows (and with --model, the end "
-                                   "model on uncovered rows); with no rules and no gold, from the data's own structure — each "
+                                   "else from the label model on covered rows; with no rules and no gold, from the data's own "
+                                   "structure — each "
                                    "suggestion says which.")
     add_spec_data_arguments(p)
     add_data_options(p)
@@ -34,8 +35,9 @@ def register(sub):
     p.add_argument("--kind", default=",".join(KINDS), metavar="KINDS",
                    help=f"which kinds, comma-separated (default all: {','.join(KINDS)})")
     p.add_argument("--model", metavar="MODEL_DIR",
-                   help="a model from `mteach train`: its end model's labels count as evidence on rows no rule "
-                        "covers")
+                   help="a model from `mteach train`: its end model's labels on rows no rule covers label the "
+                        "groups and choose fixes and rows to review (not rule precision: it learned from covered "
+                        "rows only)")
     p.add_argument("--seed", type=int, default=0, help="seed of the grouping and of ties (default 0)")
     add_format_option(p)
     add_run_options(p, quiet="no progress bar")
@@ -88,7 +90,7 @@ def _evidence_line(votes, gold, end_proba) -> str:
     if covered:
         parts.append(f"the label model on the votes ({covered:,} of {len(votes):,} rows covered)")
     if end_proba is not None:
-        parts.append("the end model on uncovered rows")
+        parts.append("the end model on uncovered rows (groups, fixes, review)")
     if not parts:
         return ("evidence: none yet (no rule votes and no gold labels) — suggestions come from the data's own "
                 "structure: groups of rows and the phrases that mark them; precision is unknown")
