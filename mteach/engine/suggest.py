@@ -580,7 +580,7 @@ def _bundles(spec, cand, st: _RuleStats, s: _ColumnStats, evidenced, existing, e
     two, so that a rejected bundle leaves a smaller one to try. Scored like single phrases,
     on the rows of the union. Returns (score, members, label, (stats, column)) entries."""
     labels = list(spec.labels)
-    wanted, keys = [], []
+    wanted, unions = [], []
     for c in range(len(labels)):
         sure = np.flatnonzero(evidenced[:, c] & (s.keep[:, c] >= BUNDLE_SURE) & (s.new[:, c] > 0))
         sure = sure[np.argsort(-s.score[sure, c], kind="stable")]
@@ -589,13 +589,17 @@ def _bundles(spec, cand, st: _RuleStats, s: _ColumnStats, evidenced, existing, e
             if cand.phrases[j] is not None:
                 by_field.setdefault(cand.fields[j], []).append(int(j))
         for field_name, js in by_field.items():
-            members, gained = [], np.zeros(st.n, bool)
-            for j in js[: 10 * MAX_BUNDLE]:
-                rows = cand.matrix[:, j].toarray().ravel() > 0
+            js = js[: 10 * MAX_BUNDLE]
+            cols = cand.matrix[:, js].tocsc()  # one slice: column by column from CSR is slow
+            members, gained, prefix = [], np.zeros(st.n, bool), []
+            for i, j in enumerate(js):
+                rows = np.zeros(st.n, bool)
+                rows[cols.indices[cols.indptr[i]:cols.indptr[i + 1]]] = True
                 if (rows & st.open[:, c] & ~gained).sum() < MIN_DF:
                     continue
                 members.append(j)
-                gained |= rows
+                gained = gained | rows
+                prefix.append(gained)  # the union of the first len(members) members
                 if len(members) == MAX_BUNDLE:
                     break
             for size in sorted({len(members), (len(members) + 1) // 2, 2}, reverse=True):
@@ -604,10 +608,10 @@ def _bundles(spec, cand, st: _RuleStats, s: _ColumnStats, evidenced, existing, e
                     pred = _predicate(cand, bundle)
                     if (pred, labels[c]) not in existing and f"{pred} => {labels[c]}" not in exclude:
                         wanted.append((bundle, c))
+                        unions.append(prefix[size - 1])
     if not wanted:
         return []
-    union = sp.csr_matrix(np.stack([np.asarray(cand.matrix[:, list(b)].sum(axis=1)).ravel() > 0
-                                    for b, _ in wanted], axis=1).astype(np.float32))
+    union = sp.csr_matrix(np.stack(unions, axis=1).astype(np.float32))
     bs = st.of(union)
     return [(float(bs.score[i, c]), b, c, (bs, i)) for i, (b, c) in enumerate(wanted)
             if bs.score[i, c] > 0 and bs.total[i] >= MIN_EVIDENCE]
