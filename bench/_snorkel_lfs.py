@@ -65,7 +65,7 @@ REQUEST = phrase_pattern(["check", "visit", "follow", "support", "help", "view",
 SOCIAL = phrase_pattern(["facebook", "instagram", "twitter", "follow me", "add me"])
 PROFILE = phrase_pattern(["channel", "profile", "vids"])
 VIEWS = phrase_pattern(["billion", "views", "million"])
-ARTIST = phrase_pattern(["psy", "katy", "perry", "eminem", "rihanna", "lmfao", "shakira", "gangnam"])
+ARTIST = phrase_pattern(["psy", "katy", "perry", "eminem", "rihanna", "lmfao", "gangnam"])
 
 
 def has(pattern, t: str) -> bool:

@@ -44,8 +44,9 @@ rule praise     : text has praise and text has music unless selling => HAM
 rule views_talk : text has any("billion", "views", "million") and words(text) <= 20 unless selling => HAM
 # Laughter and emotes are reactions.
 rule laugh      : text ~ /\b(lol|lmao|haha+|xd)\b|:\)|:d\b|<3/i and words(text) <= 15 unless selling => HAM
-# Mentions of the artists by name are about the video.
-rule artist     : text has any("psy", "katy", "perry", "eminem", "rihanna", "lmfao", "shakira", "gangnam") unless selling => HAM
+# Mentions of the artists by name are about the video (only the artists of the training
+# files 01–04: the held-out file 05 is scored as unseen data).
+rule artist     : text has any("psy", "katy", "perry", "eminem", "rihanna", "lmfao", "gangnam") unless selling => HAM
 
 hint more "subscribe" => SPAM
 hint more "song" => HAM

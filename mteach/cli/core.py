@@ -145,6 +145,13 @@ def compute_stats(args):
     return spec, table, summarize(votes, list(spec.labels), gold)
 
 
+def interval_text(low, high) -> str:
+    """'0.912–0.981', or '' when there is no interval (no gold rows)."""
+    if low is None or high is None or low != low or high != high:
+        return ""
+    return f"{low:.3f}–{high:.3f}"
+
+
 def print_stats(spec, table, summary, out=None):
     out = out or sys.stdout
     rows = table.to_pylist()
@@ -152,9 +159,14 @@ def print_stats(spec, table, summary, out=None):
         row["where"] = f"{r.rule.span.file}:{r.rule.span.line}"
     columns = ["rule", "label", "coverage", "overlaps", "conflicts"]
     if "accuracy" in table.column_names:
-        columns += ["correct", "incorrect", "accuracy", "recall"]
+        columns += ["correct", "incorrect", "accuracy", "interval", "recall"]
+        for row in rows:
+            row["interval"] = interval_text(row["accuracy_low"], row["accuracy_high"])
     print_table(rows, columns + ["where"], out=out,
-                right={"coverage", "overlaps", "conflicts", "correct", "incorrect", "accuracy", "recall"})
+                right={"coverage", "overlaps", "conflicts", "correct", "incorrect", "accuracy", "interval", "recall"})
+    if "accuracy" in table.column_names:
+        print("accuracy: the share of the rule's votes on gold rows that are right (of correct + incorrect); "
+              "interval: its 95% Wilson interval", file=out)
     n = max(summary.rows, 1)
     print(f"\n{summary.rows:,} rows: {summary.covered:,} covered ({summary.covered / n:.1%}), "
           f"{summary.rows - summary.covered:,} uncovered, {summary.conflicted:,} with conflicting votes "
@@ -275,7 +287,7 @@ def cmd_demo(args) -> int:
 
     from ..engine.train import save_model, train as train_models
     from ..settings import load_settings
-    from .learn import evaluate
+    from .learn import evaluate, print_evaluation
     print("5. train: label model on the rules' votes, end model on its soft labels, hints as penalties")
     model, report = train_models(spec, open_data(train).read_all(), load_settings(out / "mteach.toml"),
                                  log=lambda m: print(f"   {m}"))
@@ -288,21 +300,19 @@ def cmd_demo(args) -> int:
     result = model.predict(test_table, votes)
     labels = list(spec.labels)
     gold = gold_from_column(test_table, ex.gold_column, parse_mapping(ex.gold_map, labels), labels, str(test))
-    rows, f1 = evaluate(result, votes, gold, labels, positive=ex.positive), f"F1 of {ex.positive}"
-    for row in rows:
-        row[f1] = row.pop("f1")
-    print_table(rows, ["method", "accuracy", f1, "rows"], right={"accuracy", f1, "rows"})
+    positive = labels.index(ex.positive)
+    ev = evaluate(result, votes, gold, labels, positive=positive)
+    print_evaluation(ev, labels, positive=positive)
 
-    by = {r["method"]: r for r in rows}
-    lm, mv = by["label model (covered rows)"], by["majority vote (all rows, random for ties and uncovered)"]
-    comb, uncovered = by["combined (all rows)"], by["end model (uncovered rows)"]
+    lm, mv = ev["label_model"]["covered"], ev["majority_vote"]["all"]
+    comb, uncovered = ev["combined"]["all"], ev["end_model"]["uncovered"]
     covered, n = int(result["covered"].sum()), len(gold)
     print(f"\nIn short, on the {n:,} held-out {ex.row_word}:")
     print(f"  rules: they label {covered:,} ({covered / n:.0%}); where they vote, combined by the label model, "
           f"{lm['accuracy']:.1%} are right.")
     print(f"  model: the end model, trained on the rules' labels, labels the other {n - covered:,} too "
-          f"({uncovered['accuracy']:.0%} of them right): {comb['accuracy']:.1%} right in all ({f1} {comb[f1]:.3f}), "
-          f"vs {mv['accuracy']:.1%} for the rules' majority vote with guesses.")
+          f"({uncovered['accuracy'] or 0:.0%} of them right): {comb['accuracy']:.1%} right in all "
+          f"(F1 of {ex.positive} {comb['f1']:.3f}), vs {mv['accuracy']:.1%} for the rules' majority vote with guesses.")
     print("  next:  look at the rows no rule covers, write a rule for them, and see what it does:")
     print(f"\n  cd {out}")
     print("  mteach rows --uncovered     # the rows no rule covers yet")

@@ -20,8 +20,12 @@ def register(sub):
                        description="Apply the rules, fit the label model on their votes (confidence values are "
                                    "priors; gold rows sharpen it), train the end model on its soft labels with the "
                                    "spec's direction hints as loss penalties, and write MODEL_DIR (model.json, "
-                                   "a copy of the spec, the rules table, end-model weights, report.json). Model "
-                                   "settings come from mteach.toml (--config), not from the spec.")
+                                   "a copy of the spec, the rules table, end-model weights, report.json). With gold "
+                                   "labels, both models are calibrated by a temperature (the end model's on "
+                                   "out-of-fold predictions from 3-fold cross-fitting) and the blend of the two on "
+                                   "covered rows is chosen on those out-of-fold predictions; the report gives "
+                                   "temperatures and ECE. Model settings come from mteach.toml (--config), not from "
+                                   "the spec.")
     add_spec_data_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     p.add_argument("--config", metavar="mteach.toml",
@@ -36,11 +40,14 @@ def register(sub):
                        description="Per row: the label, the class probabilities, and who decided — 'rules' "
                                    "where any rule voted (the label model's posterior blended with the end "
                                    "model), 'end_model' where no rule did. With gold labels, prints majority "
-                                   "vote, label model, end model and combined accuracy side by side, each with its "
-                                   "95% Wilson interval, and each hint's effect on this data: satisfaction with and "
-                                   "without it, rows whose end-model label it flips, end-model accuracy with and "
-                                   "without it (against the end model trained without that hint in the same run, "
-                                   "same seed).")
+                                   "vote, label model, end model and combined side by side: accuracy with its "
+                                   "95% Wilson interval, F1 (of the spec's first label when there are two, else "
+                                   "macro), ECE and rows, on all gold rows, on those a rule covers and on those none "
+                                   "covers; then each hint's effect on this data: satisfaction with and without it, "
+                                   "rows whose end-model label it flips, end-model accuracy with and without it "
+                                   "(against the end model trained without that hint in the same run, same seed). "
+                                   "--format json: an object keyed by method, then 'all' / 'covered' / "
+                                   "'uncovered', beside 'hints'.")
     p.add_argument("model", metavar="MODEL_DIR")
     add_data_argument(p)
     p.add_argument("-o", "--output", metavar="OUT.parquet", help="write predictions here")
@@ -105,53 +112,66 @@ def print_report(report, folder, out=None):
         print(f"on {g['rows']:,} gold rows ({g['note']}):", file=out)
         for key in ("majority_vote_on_covered", "label_model_on_covered", "end_model_all_rows", "combined_all_rows"):
             print(f"  {key.replace('_', ' ')}: {fmt_number(g[key])}", file=out)
-    print(f"blend: beta={report['blend']['beta']} ({report['blend']['chosen_on']})", file=out)
+    b = report["blend"]
+    print(f"blend on covered rows: beta={b['beta']} ({b['chosen_on']})", file=out)
+    if "beta_uncovered" in b:
+        print(f"rows no rule covers: {'the end model alone' if b['beta_uncovered'] is None else 'beta=%s with the class prior' % b['beta_uncovered']}"
+              f" ({b['uncovered_chosen_on']})", file=out)
+    for part, c in report.get("calibration", {}).items():
+        figure = "" if c["ece"] is None else f", ECE {c['ece']:.3f} on gold rows"
+        print(f"{part.replace('_', ' ')} calibration: temperature {c['temperature']:.3f} ({c['fitted_on']}{figure})",
+              file=out)
 
 
-def evaluate(result, votes, gold, labels, positive=None) -> list:
-    """Accuracy of each way to label, on the gold rows; with ``positive`` (a label) also its F1
-    (under "f1"), the figure to read beside accuracy when classes are unbalanced."""
-    from ..engine.analysis import majority_vote, wilson_interval
-    known = gold != -1
-    mv = majority_vote(votes, len(labels))
+METHODS = ("majority_vote", "label_model", "end_model", "combined")
+SCOPES = ("all", "covered", "uncovered")
+
+
+def evaluate(result, votes, gold, labels, positive: int = 0, seed: int = 0) -> dict:
+    """Each way to label, scored on the gold rows: ``{method: {scope: figures}}`` for the
+    scopes all, covered (a rule votes) and uncovered, with ``accuracy`` and its 95% Wilson
+    interval (``low``, ``high``: a spot check of few rows is only known to an interval), ``f1``
+    (of label index ``positive`` when there are two labels — by default the spec's first, the
+    concept's own label, e.g. SPAM — else macro), ``ece`` (10 bins) and ``rows``. Majority vote
+    breaks ties and labels rows with no vote at random (``seed``); its probabilities are the
+    vote shares (uniform where no rule votes)."""
+    from ..engine.analysis import wilson_interval
+    from ..engine.calibration import ece, f1_score
+    from ..engine.label_model import MajorityVote
+    k = len(labels)
+    mv = MajorityVote(n_classes=k, tie_break="random", seed=seed).fit(votes[:1])
+    probas = {"majority_vote": mv.predict_proba(votes), "label_model": result["lm_proba"],
+              "end_model": result["em_proba"], "combined": result["proba"]}
+    preds = {"majority_vote": mv.predict(votes), "label_model": result["lm_proba"].argmax(1),
+             "end_model": result["em_proba"].argmax(1), "combined": result["label"]}
     covered = result["covered"]
+    masks = {"all": np.ones_like(covered), "covered": covered, "uncovered": ~covered}
+    out = {}
+    for method in METHODS:
+        out[method] = {}
+        for scope in SCOPES:
+            g = np.where(masks[scope], gold, -1)
+            known = g != -1
+            n = int(known.sum())
+            correct = int((preds[method][known] == g[known]).sum())
+            low, high = wilson_interval(correct, n)
+            out[method][scope] = {
+                "accuracy": correct / n if n else None, "low": low if n else None, "high": high if n else None,
+                "f1": f1_score(preds[method], g, k, positive=positive) if n else None,
+                "ece": ece(probas[method], g) if n else None, "rows": n}
+    return out
 
-    def acc(pred, mask):
-        m = mask & known
-        correct = int((pred[m] == gold[m]).sum())
-        return (correct / int(m.sum()) if m.any() else float("nan")), int(m.sum()), wilson_interval(correct, int(m.sum()))
 
-    def f1(pred, mask):
-        m = mask & known
-        p = labels.index(positive)
-        tp = int(((pred[m] == p) & (gold[m] == p)).sum())
-        predicted, actual = int((pred[m] == p).sum()), int((gold[m] == p).sum())
-        return 2 * tp / (predicted + actual) if predicted + actual else float("nan")
-
-    rows = []
-    for name, pred, mask in (
-            ("majority vote (covered rows, ties excluded)", mv, mv != -1),
-            ("label model (covered rows)", result["lm_proba"].argmax(1), covered),
-            ("label model (all rows)", result["lm_proba"].argmax(1),
-             np.ones_like(covered)),
-            ("end model alone (covered rows)", result["em_proba"].argmax(1), covered),
-            ("combined (covered rows)", result["label"], covered),
-            ("end model (uncovered rows)", result["em_proba"].argmax(1), ~covered),
-            ("end model alone (all rows)", result["em_proba"].argmax(1), np.ones_like(covered)),
-            ("combined (all rows)", result["label"], np.ones_like(covered))):
-        a, n, (low, high) = acc(pred, mask)
-        rows.append({"method": name, "accuracy": a, "low": low, "high": high, "rows": n}
-                    | ({"f1": f1(pred, mask)} if positive else {}))
-    # majority vote with random tie-breaks and the class prior for uncovered rows: the plain baseline
-    rng = np.random.default_rng(0)
-    filled = mv.copy()
-    ties = filled == -1
-    filled[ties] = rng.integers(0, len(labels), ties.sum())
-    a, n, (low, high) = acc(filled, np.ones_like(covered))
-    rows.insert(1, {"method": "majority vote (all rows, random for ties and uncovered)", "accuracy": a,
-                    "low": low, "high": high, "rows": n}
-                | ({"f1": f1(filled, np.ones_like(covered))} if positive else {}))
-    return rows
+def print_evaluation(evaluation: dict, labels, positive: int = 0, out=None):
+    """The evaluation as a text table: one line per method and scope (all / covered / uncovered rows)."""
+    rows = [{"method": method.replace("_", " "), "rows on": scope, **figures,
+             "95% interval": "-" if not figures["rows"] else f"{figures['low']:.3f}–{figures['high']:.3f}"}
+            for method, scopes in evaluation.items() for scope, figures in scopes.items()]
+    print_table(rows, ["method", "rows on", "accuracy", "95% interval", "f1", "ece", "rows"],
+                right={"accuracy", "f1", "ece", "rows"}, out=out)
+    print(f"f1: {'of ' + labels[positive] if len(labels) == 2 else 'macro'}; 95% interval: Wilson, of the accuracy; "
+          "ece: expected calibration error (10 bins); majority vote: random for ties and rows with no vote",
+          file=out or sys.stdout)
 
 
 def cmd_predict(args) -> int:
@@ -178,16 +198,14 @@ def cmd_predict(args) -> int:
               f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
     if gold is not None:
         from ..engine.train import _feature_table, hint_effects
-        rows = evaluate(result, votes, gold, labels)
+        evaluation = evaluate(result, votes, gold, labels)
         effects = hint_effects(model, _feature_table(model.spec, table), result["covered"], gold)
         for e in effects:
             del e["flipped_rows"]
         if args.format == "json":
-            dump_json({"accuracy": rows, "hints": effects})
+            dump_json({**evaluation, "hints": effects})
         else:
-            for row in rows:  # the accuracy on few labelled rows (a spot check) is only known to an interval
-                row["95% Wilson interval"] = "-" if row["rows"] == 0 else f"{row['low']:.3f}–{row['high']:.3f}"
-            print_table(rows, ["method", "accuracy", "95% Wilson interval", "rows"], right={"accuracy", "rows"})
+            print_evaluation(evaluation, labels)
             if effects:
                 print()
                 print_hint_effects(effects)

@@ -5,12 +5,12 @@ Definitions follow Snorkel's LFAnalysis, with every denominator = all rows:
 - overlaps: share of rows the rule votes on where another rule votes too;
 - conflicts: share of rows the rule votes on where another rule votes a different label.
 With gold (label index per row, -1 = unknown), on rows the rule votes on that have a
-gold label: correct, incorrect, empirical accuracy (= precision of its label), and
-recall (share of the gold rows of its label that it catches).
+gold label: correct, incorrect, empirical accuracy (= precision of its label) with its 95%
+Wilson interval (accuracy_low, accuracy_high), and recall (share of the gold rows of its
+label that it catches).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,6 +18,22 @@ import numpy as np
 import pyarrow as pa
 
 ABSTAIN = -1
+
+
+def wilson_interval(correct, total, z: float = 1.96) -> tuple:
+    """Wilson score interval (low, high) of an accuracy ``correct / total`` measured on labelled
+    rows, 95% by default; NaN where total is 0. Unlike p ± z·se it stays inside [0, 1] and is
+    honest for small n and accuracies near 1. Element-wise on arrays; floats for scalars."""
+    correct = np.asarray(correct, dtype=np.float64)
+    total = np.asarray(total, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = correct / total
+        centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+        half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    empty = total <= 0
+    low = np.where(empty, np.nan, np.clip(centre - half, 0.0, 1.0))
+    high = np.where(empty, np.nan, np.clip(centre + half, 0.0, 1.0))
+    return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
 def majority_vote(votes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -35,18 +51,6 @@ def conflicted_rows(votes: np.ndarray) -> np.ndarray:
     low = np.where(voted, votes, np.iinfo(np.int8).max).min(axis=1, initial=np.iinfo(np.int8).max)
     high = np.where(voted, votes, np.iinfo(np.int8).min).max(axis=1, initial=np.iinfo(np.int8).min)
     return (voted.sum(axis=1) > 1) & (low != high)
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple:
-    """Wilson score interval of an accuracy measured on ``n`` labelled rows: (low, high), 95% by
-    default; (nan, nan) for n = 0. Unlike p ± z·se it stays inside [0, 1] and is honest for
-    small n and accuracies near 1."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 ROW_FILTERS = ("all", "uncovered", "conflicted", "rule", "label", "wrong")
@@ -115,11 +119,13 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
         correct = (hit & (votes == gold[:, None])).sum(axis=0)
         total = hit.sum(axis=0)
         gold_of_label = np.array([(gold == labels.index(lab)).sum() for lab in rule_labels])
+        low, high = wilson_interval(correct, total)
         with np.errstate(invalid="ignore", divide="ignore"):
             cols.update({
                 "correct": correct.astype(np.int64),
                 "incorrect": (total - correct).astype(np.int64),
                 "accuracy": np.where(total > 0, correct / np.maximum(total, 1), np.nan),
+                "accuracy_low": low, "accuracy_high": high,
                 "recall": np.where(gold_of_label > 0, correct / np.maximum(gold_of_label, 1), np.nan),
             })
     return pa.table(cols)

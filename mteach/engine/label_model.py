@@ -29,7 +29,10 @@ The class balance ``pi`` is estimated by EM (``posterior_class_balance_``); the 
 that the posterior uses (``class_balance_``) is that estimate shrunk halfway toward
 uniform, unless ``class_balance`` is given.  ``accuracy_[j]`` is the posterior of the
 rule's vote when it votes alone (every other rule abstains), vote-weighted over its votes,
-so a lone vote of a rule with ``accuracy_ > 0.5`` wins.
+so a lone vote of a rule with ``accuracy_ > 0.5`` wins.  ``vote_accuracy_[j]`` is the share
+of rule j's votes the fitted posteriors call right (the model's estimate of what gold would
+measure), with a 95% interval ``vote_accuracy_interval_[j]`` from a Beta on those expected
+counts -- sampling error only; the model's own error is not in it (compare with gold).
 
 The fitted model is exposed as
 
@@ -46,6 +49,13 @@ and the *exact* identity used by :meth:`LabelModel.predict_proba` is::
     predict_proba(L)[i] == softmax(baseline_ + sum_{j : L[i, j] != -1} weights_[j, L[i, j], :])
 
 so abstaining rules add nothing relative to the baseline.
+
+**Calibration.**  :meth:`LabelModel.calibrate` fits a temperature ``T`` on gold rows
+(:func:`mteach.engine.calibration.fit_temperature`) and divides ``weights_`` and
+``baseline_`` by it (``temperature_`` records it).  Every term is divided by the same
+``T``, so the identity above holds exactly for the calibrated model too: ``explain``'s
+per-rule log-odds are the calibrated ones and still sum to the calibrated posterior, and
+no prediction changes.
 
 Fitting works on int8 votes, column by column.  Rows are deduplicated into counted
 patterns (64-bit multiply-add row hash, equal hashes verified row by row) unless a
@@ -64,6 +74,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, softmax
+from scipy.stats import beta as beta_dist
 from sklearn.base import BaseEstimator
 
 __all__ = ["LabelModel", "MajorityVote"]
@@ -391,6 +402,10 @@ class LabelModel(BaseEstimator):
     class_balance : array-like of shape (k,) or None
         Fixed class prior.  ``None`` estimates it by EM and uses the estimate shrunk
         halfway toward uniform.
+    class_balance_shrinkage : float in [0, 1]
+        Weight of the uniform distribution in the class prior the posterior uses
+        (``(1 - s) * pi + s / k``, ``pi`` the EM estimate); 0.5 by default.  Ignored when
+        ``class_balance`` is given.
     abstain_shrinkage : float in [0, 1]
         Weight of the rule's overall coverage in its class-conditional coverage
         ``(1 - s) * P(votes | y = c) + s * P(votes)``; 0.5 by default.  1 = abstentions carry
@@ -411,6 +426,7 @@ class LabelModel(BaseEstimator):
         accuracy_prior=None,
         prior_strength=10.0,
         class_balance=None,
+        class_balance_shrinkage=0.5,
         abstain_shrinkage=0.5,
         max_iter=100,
         tol=1e-5,
@@ -420,6 +436,7 @@ class LabelModel(BaseEstimator):
         self.accuracy_prior = accuracy_prior
         self.prior_strength = prior_strength
         self.class_balance = class_balance
+        self.class_balance_shrinkage = class_balance_shrinkage
         self.abstain_shrinkage = abstain_shrinkage
         self.max_iter = max_iter
         self.tol = tol
@@ -434,6 +451,9 @@ class LabelModel(BaseEstimator):
         rho = self.abstain_shrinkage
         if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not 0.0 <= rho <= 1.0:
             raise ValueError(f"abstain_shrinkage must be a number in [0, 1] (1 = abstentions carry no evidence), got {rho!r}")
+        cbs = self.class_balance_shrinkage
+        if isinstance(cbs, bool) or not isinstance(cbs, numbers.Real) or not 0.0 <= cbs <= 1.0:
+            raise ValueError(f"class_balance_shrinkage must be a number in [0, 1] (1 = uniform prior), got {cbs!r}")
         for name in ("prior_strength",):
             val = getattr(self, name)
             if not isinstance(val, numbers.Real) or not val >= 0:
@@ -511,7 +531,8 @@ class LabelModel(BaseEstimator):
         s_a = np.where(has_prior, float(self.prior_strength), _DEFAULT_ACCURACY_STRENGTH)
         # Beta prior on each vote's precision P(y = v | L_j = v): s_a pseudo-votes per rule,
         # spread over the classes it votes like its votes are
-        ps = s_a[:, None] * share
+        fixed = np.isinf(s_a)  # prior_strength=inf: the expert's accuracy is taken as given
+        ps = np.where(fixed[:, None], 0.0, s_a[:, None] * share)
         pa = ps * a0[:, None]
         gold_rows = None if gold is None else np.flatnonzero(gold >= 0)
         Q = stats.initial_posterior()
@@ -526,10 +547,12 @@ class LabelModel(BaseEstimator):
             T, corr = stats.expected_counts(Q)  # class totals (k,), expected correct votes (m, k)
             pi = (T + _BALANCE_PSEUDO) / (n + k * _BALANCE_PSEUDO)
             if balance is None:
-                pb = 0.5 * (pi + 1.0 / k)
+                cbs = float(self.class_balance_shrinkage)
+                pb = (1.0 - cbs) * pi + cbs / k
             else:
                 pb = balance
             acc = np.clip((corr + pa) / np.maximum(cjv + ps, _EPS), 1e-6, 1 - 1e-6)
+            acc[fixed] = a0[fixed, None]
             # P(y=c | L_j=v) = acc for c = v, (1-acc) pi_c / (1-pi_v) otherwise; its ratio to pi_c
             # is the likelihood ratio of the vote, so weights = log(that / pi_c)
             on = np.log(acc) - np.log(pi)[None, :]
@@ -546,7 +569,12 @@ class LabelModel(BaseEstimator):
             if delta < self.tol:
                 converged = True
                 break
-        T, _ = stats.expected_counts(Q)
+        T, corr = stats.expected_counts(Q)
+        # share of each rule's votes the model believes right, and a 95% Beta interval on those
+        # expected counts (sampling error only: it cannot show the model's own error)
+        right = corr.sum(axis=1)
+        vote_accuracy = np.where(votes_j > 0, right / np.maximum(votes_j, _EPS), np.nan)
+        interval = np.column_stack([beta_dist.ppf(q, right + 1.0, votes_j - right + 1.0) for q in (0.025, 0.975)])
         logw = np.where(eye[None, :, :], on[:, :, None], off[:, :, None])
         # ---------------- abstentions: class-conditional coverage, one M-step on the final
         # posteriors (the vote parameters above are those of the EM without abstentions)
@@ -579,7 +607,10 @@ class LabelModel(BaseEstimator):
             "class_coverage_": np.ascontiguousarray(gamma, dtype=np.float64),
             "posterior_class_balance_": T / n,
             "accuracy_": accuracy,
+            "vote_accuracy_": vote_accuracy,
+            "vote_accuracy_interval_": np.where(votes_j[:, None] > 0, interval, np.nan),
             "coverage_": votes_j / n,
+            "temperature_": 1.0,
             "n_iter_": n_iter,
             "converged_": converged,
         }
@@ -597,6 +628,20 @@ class LabelModel(BaseEstimator):
     def predict(self, L):
         """Most probable class; ties go to the lowest class id (``np.argmax``)."""
         return np.argmax(self.predict_proba(L), axis=1)
+
+    def calibrate(self, L, y):
+        """Temperature-scale the fitted model on the gold labels ``y`` (-1 = unknown) of the
+        rows of ``L``: ``weights_`` and ``baseline_`` are divided by the fitted ``T``, so
+        ``predict_proba`` becomes ``softmax(scores / T)``, the log-odds decomposition stays
+        exact and no prediction changes.  ``temperature_`` is the product of every
+        temperature applied.  Fewer than 20 gold rows: nothing changes."""
+        from .calibration import fit_temperature
+        L = _check_predict_input(self, L)
+        t = fit_temperature(self.decision_function(L), _as_gold(y, L.shape[0]))
+        self.weights_ = self.weights_ / t
+        self.baseline_ = self.baseline_ / t
+        self.temperature_ = float(getattr(self, "temperature_", 1.0)) * t
+        return self
 
     def contributions(self, L, target=None):
         """Log-odds contribution (n, m) of each voting rule toward ``target``.
@@ -693,8 +738,9 @@ class MajorityVote(BaseEstimator):
 
 def fit_for_spec(spec, votes, gold=None, **params) -> LabelModel:
     """A :class:`LabelModel` fitted on the votes of ``spec``'s rules, with the rules'
-    ``confidence`` values as accuracy priors. Raises ``DataError`` saying why when the
-    votes cannot be fitted (e.g. no rule votes anywhere)."""
+    ``confidence`` values as accuracy priors; with ``gold`` (-1 = unknown) it is also
+    calibrated on the gold rows (:meth:`LabelModel.calibrate`, a temperature). Raises
+    ``DataError`` saying why when the votes cannot be fitted (e.g. no rule votes anywhere)."""
     from ..errors import DataError
     priors = np.array([np.nan if r.rule.confidence is None else float(r.rule.confidence) for r in spec.rules])
     if votes.size == 0 or (np.asarray(votes) == -1).all():
@@ -702,6 +748,7 @@ def fit_for_spec(spec, votes, gold=None, **params) -> LabelModel:
                         "(`mteach stats` shows each rule's coverage)")
     model = LabelModel(n_classes=len(spec.labels), accuracy_prior=priors, **params)
     try:
-        return model.fit(votes, gold)
+        model.fit(votes, gold)
     except ValueError as err:
         raise DataError(f"the label model cannot be fitted: {err}") from None
+    return model if gold is None else model.calibrate(votes, gold)

@@ -194,6 +194,7 @@ class ModelOutput:
     label_model: object = None        # a fitted label model used as is (None: fit one on the votes)
     blend: float = 0.0                # beta > 0: covered rows get p ∝ p_label_model · p_end_model^beta
     features: Optional[pa.Array] = None  # list<struct<feature, weight>> per row no rule covers, in row order
+    uncovered_proba: Optional[np.ndarray] = None  # for rows no rule covers (n × k); None: ``proba``
 
 
 def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
@@ -203,7 +204,7 @@ def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
     uncovered = np.flatnonzero(~(votes != -1).any(axis=1))
     features = (model.top_features(table.take(pa.array(uncovered)), em[uncovered].argmax(axis=1))
                 if len(uncovered) else None)
-    return ModelOutput(em, model.label_model, model.blend, features)
+    return ModelOutput(em, model.label_model, model.blend, features, model.uncovered_proba(em))
 
 
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
@@ -259,7 +260,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     features_col = None
     if out is not None and (~covered).any():
         uncovered = np.flatnonzero(~covered)
-        p = np.asarray(out.proba, dtype=np.float64)
+        p = np.asarray(out.proba if out.uncovered_proba is None else out.uncovered_proba, dtype=np.float64)
         if p.shape != (n, k):
             raise DataError(f"the end model gave probabilities of shape {p.shape}; expected {(n, k)}")
         p = p[uncovered]
@@ -310,9 +311,13 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     spans = [(r.rule.span.line, max(r.rule.span.end_line, r.rule.span.line)) for r in spec.rules]
     blames = blame_lines(spec.path, spans) if git and spec.rules else [None] * len(spec.rules)
     vote_counts = voted.sum(axis=0)
+    # the share of each rule's votes the label model believes right, with its 95% interval
+    est_accuracy = getattr(model, "vote_accuracy_", model.accuracy_)
+    est_interval = getattr(model, "vote_accuracy_interval_", None)
     for i, (row, r) in enumerate(zip(rt, spec.rules)):
         row.update({"index": i, "end_line": spans[i][1], "content_key": rule_content_key(r),
-                    "votes": int(vote_counts[i]), "estimated_accuracy": float(model.accuracy_[i]),
+                    "votes": int(vote_counts[i]), "estimated_accuracy": float(est_accuracy[i]),
+                    "estimated_interval": None if est_interval is None else [float(x) for x in est_interval[i]],
                     "blame": blames[i]})
     params = {"class": type(model).__name__, "labels": labels, "rules": names,
               "baseline": model.baseline_, "weights": model.weights_, "accuracy": model.accuracy_,

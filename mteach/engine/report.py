@@ -70,6 +70,16 @@ def bar_chart(title: str, items: list, fmt=lambda v: f"{v:,}", max_value=None, c
     return "".join(parts)
 
 
+def _estimate(value, interval, basis) -> str:
+    """'0.950 [0.912–0.981]' and, smaller, what it rests on; '' without a value."""
+    if value is None or value != value:
+        return ""
+    text = _num(value)
+    if interval and None not in interval and all(x == x for x in interval):
+        text += f" [{interval[0]:.3f}–{interval[1]:.3f}]"
+    return f'{text}<br><span class="muted">{_e(basis)}</span>'
+
+
 def _table(columns: list, rows: list, numeric=()) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f'<td class="n">{cell}</td>' if columns[i] in numeric else f"<td>{cell}</td>"
@@ -135,7 +145,8 @@ def render_report(ledger: Ledger) -> str:
     # rules
     out.append("<h2>Rules and their owners</h2>")
     cols = ["rule", "label", "where", "source", "description", "last changed by", "votes", "coverage",
-            "conflicts", "estimated accuracy"] + (["gold accuracy", "gold correct / incorrect"] if gold is not None else [])
+            "conflicts", "estimated accuracy (label model)"] + (
+        ["gold accuracy", "gold correct / incorrect"] if gold is not None else [])
     rows = []
     for r, s in zip(ledger.rules, stats):
         b = r.get("blame")
@@ -147,11 +158,19 @@ def render_report(ledger: Ledger) -> str:
             owner = '<span class="muted">unavailable (not in git)</span>'
         row = [f"<b>{_e(r['rule'])}</b>", _e(r["label"]), f"<code>{_e(r['file'])}:{r['line']}</code>",
                f"<code>{_e(r['source'])}</code>", _e(r.get("description")), owner, _num(int(s["votes"])),
-               f"{s['coverage']:.1%}", f"{s['conflicts']:.1%}", _num(r.get("estimated_accuracy"))]
+               f"{s['coverage']:.1%}", f"{s['conflicts']:.1%}",
+               _estimate(r.get("estimated_accuracy"), r.get("estimated_interval"), f"{int(s['votes']):,} votes")]
         if gold is not None:
-            row += [_num(s.get("accuracy")), f"{s['correct']:,} / {s['incorrect']:,}"]
+            n_gold = int(s["correct"]) + int(s["incorrect"])
+            row += [_estimate(s.get("accuracy"), [s.get("accuracy_low"), s.get("accuracy_high")], f"{n_gold:,} gold rows"),
+                    f"{s['correct']:,} / {s['incorrect']:,}"]
         rows.append(row)
-    out.append(_table(cols, rows, numeric={"votes", "coverage", "conflicts", "estimated accuracy", "gold accuracy"}))
+    out.append(_table(cols, rows, numeric={"votes", "coverage", "conflicts", "estimated accuracy (label model)",
+                                           "gold accuracy"}))
+    out.append("<p class=\"muted\">Estimated accuracy: the share of the rule's votes the label model believes "
+               "right, with a 95% interval from the expected counts (sampling error only — the model's own error "
+               "is not in it). Gold accuracy: the share of its votes on gold rows that are right, with a 95% "
+               "Wilson interval.</p>")
     charts = [bar_chart("coverage per rule (share of rows)", [(s["rule"], s["coverage"]) for s in stats],
                         fmt=lambda v: f"{v:.1%}"),
               bar_chart("estimated accuracy per rule", [(r["rule"], r.get("estimated_accuracy")) for r in ledger.rules],

@@ -1,10 +1,11 @@
 """The learning road: votes → label model → end model, saved as a model folder.
 
 ``train`` applies the spec, fits the label model on the votes (the rules' ``confidence``
-values are its priors; gold rows, when given, sharpen it), trains the end model on the
-label model's soft labels of the covered rows plus one penalty per direction hint,
-calibrates how much the end model may move the rules' verdict on covered rows, and
-writes everything a later ``predict`` needs into one folder — no pickle anywhere:
+values are its priors; gold rows, when given, sharpen it and calibrate it), trains the end
+model on the label model's soft labels of the covered rows plus one penalty per direction
+hint, and — with gold rows — cross-fits the end model (out-of-fold predictions on the
+covered gold rows) to calibrate it and to choose how much it may move the rules' verdict on
+covered rows. It writes everything a later ``predict`` needs into one folder — no pickle:
 
     MODEL_DIR/model.json        settings, spec hash, labels, label model state, blend, features
     MODEL_DIR/spec/             a copy of every file the spec reads (spec, used specs, lexicons)
@@ -28,6 +29,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scipy.special import softmax
 
 from .._version import __version__
 from ..compiler.checker import load_spec
@@ -38,6 +40,7 @@ from ..grammar import ast
 from ..settings import Settings
 from .analysis import majority_vote
 from .apply import apply_table, rules_table
+from .calibration import ece, f1_score, fit_temperature, log_scores
 from .end_model import EndModel
 from .features import Featurizer
 from .io import atomic_folder
@@ -45,7 +48,12 @@ from .hints import HintError, compile_hints, hint_effect
 from .label_model import LabelModel, fit_for_spec
 
 MODEL_FORMAT = "mteach.model/1"
-BLEND_GRID = (0.0, 0.25, 0.5, 1.0)
+# beta: the end model's exponent in the covered-row product of experts (0 = the rules alone;
+# 8 = the end model decides all but the rules' most confident rows)
+BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+DEFAULT_BLEND = 0.25
+CROSS_FIT_FOLDS = 3
+MIN_GOLD_FOR_BLEND = 20
 MIN_COVERED_ROWS = 10
 
 
@@ -105,6 +113,8 @@ class TrainedModel:
     blend: float          # exponent of the end model in the covered-row product of experts
     settings: dict
     without_hint: tuple = ()   # per hint of the spec: the end model trained without it
+    end_temperature: float = 1.0  # the end model's probabilities are softmax(log p / T)
+    blend_uncovered: Optional[float] = None  # the same exponent on rows no rule covers; None = end model alone
 
     def hints(self) -> list:
         """The spec's hints compiled against this model's featurizer."""
@@ -115,7 +125,9 @@ class TrainedModel:
         return apply_table(self.spec, table)
 
     def end_model_proba(self, table: pa.Table) -> np.ndarray:
-        return self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
+        """The end model's calibrated class probabilities (n × k)."""
+        raw = self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
+        return _tempered(raw, self.end_temperature)
 
     def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5, batch_rows: int = 64) -> pa.Array:
         """Per row, the ``k`` features that pushed it most toward ``classes[i]`` (gradient × input
@@ -155,8 +167,16 @@ class TrainedModel:
                 "decided_by": np.where(covered, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
 
     def combine(self, lm: np.ndarray, em: np.ndarray, covered: np.ndarray) -> np.ndarray:
-        """Covered rows: the label model blended with the end model; the others: the end model."""
-        return np.where(covered[:, None], _blend(lm, em, self.blend), em)
+        """Covered rows: the label model blended with the end model; the others: the end model,
+        or (``blend_uncovered``) the end model blended with the label model's class prior."""
+        return np.where(covered[:, None], _blend(lm, em, self.blend), self.uncovered_proba(em))
+
+    def uncovered_proba(self, em: np.ndarray) -> np.ndarray:
+        """Probabilities of rows no rule covers, from the end model's (n × k)."""
+        if self.blend_uncovered is None:
+            return em
+        prior = softmax(self.label_model.baseline_)  # the label model where every rule abstains
+        return _blend(np.broadcast_to(prior, em.shape), em, self.blend_uncovered)
 
 
 def _blend(lm: np.ndarray, em: np.ndarray, beta: float) -> np.ndarray:
@@ -165,6 +185,13 @@ def _blend(lm: np.ndarray, em: np.ndarray, beta: float) -> np.ndarray:
     logp -= logp.max(axis=1, keepdims=True)
     p = np.exp(logp)
     return p / p.sum(axis=1, keepdims=True)
+
+
+def _tempered(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log proba / T): the probabilities at temperature T (T = 1: unchanged)."""
+    if temperature == 1.0:
+        return proba
+    return softmax(log_scores(proba) / temperature, axis=1)
 
 
 def _accuracy(pred, gold, mask=None) -> Optional[float]:
@@ -222,35 +249,100 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
         raise DataError(str(err)) from None
 
     log(f"training the end model on {int(covered.sum()):,} covered rows with {len(hints)} hints")
-    params = settings.end_model_params()
-    end_model = EndModel(**params).fit(X[covered], soft[covered], hints=hints)
+    end_params = settings.end_model_params()
+    end_model = EndModel(**end_params).fit(X[covered], soft[covered], hints=hints)
     if hints and hint_effects:
         log(f"training it again without each hint, to measure each hint's effect ({len(hints)} runs)")
     # Same rows, same seed, all other hints kept: the only difference is the one hint.
-    without = tuple(EndModel(**params).fit(X[covered], soft[covered], hints=hints[:i] + hints[i + 1:])
+    without = tuple(EndModel(**end_params).fit(X[covered], soft[covered], hints=hints[:i] + hints[i + 1:])
                     for i in range(len(hints) if hint_effects else 0))
+    em_raw = end_model.predict_proba(X)
 
-    em_all = end_model.predict_proba(X)
-    blend, blend_basis = _choose_blend(soft, em_all, covered, gold)
-    model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict(), without)
+    # Gold rows judge the end model only on predictions it made without training on them:
+    # out-of-fold on covered rows, the final model on uncovered ones (it never saw them).
+    em_heldout = None
+    gold_covered = None if gold is None else (gold != -1) & covered
+    if gold_covered is not None and gold_covered.sum() >= MIN_GOLD_FOR_BLEND:
+        log(f"cross-fitting the end model ({CROSS_FIT_FOLDS} folds) to calibrate it and choose the blend")
+        em_heldout = em_raw.copy()
+        em_heldout[gold_covered] = _out_of_fold(X, soft, covered, gold_covered, hints, end_params,
+                                                settings.end_model.seed)
+    end_t = 1.0 if em_heldout is None else fit_temperature(log_scores(em_heldout), gold)
+    em_all = _tempered(em_raw, end_t)
+    em_held = None if em_heldout is None else _tempered(em_heldout, end_t)
+    blend, blend_basis = _choose_blend(soft, em_held, covered, gold, k)
+    blend_uncovered, uncovered_basis = _choose_blend(soft, em_held, ~covered, gold, k, end_model_alone=True)
+    model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict(), without,
+                         end_temperature=end_t, blend_uncovered=blend_uncovered)
 
     report = _report(model, votes, soft, em_all, covered, gold, ftable, hints)
-    report["blend"] = {"beta": blend, "chosen_on": blend_basis}
+    report["blend"] = {"beta": blend, "chosen_on": blend_basis,
+                       "beta_uncovered": blend_uncovered, "uncovered_chosen_on": uncovered_basis}
+    report["calibration"] = _calibration_report(label_model, soft, em_heldout, end_t, gold)
     return model, report
 
 
-def _choose_blend(lm, em, covered, gold):
-    """How far the end model may move the rules' verdict on covered rows.
+def _out_of_fold(X, soft, covered, rows, hints, params, seed) -> np.ndarray:
+    """End-model probabilities of the covered ``rows`` (bool mask), each from a model trained on
+    the covered rows of the other folds (folds drawn at random over the covered rows)."""
+    idx = np.flatnonzero(covered)
+    fold = np.random.default_rng(seed).permutation(idx.shape[0]) % CROSS_FIT_FOLDS
+    out = np.zeros((int(rows.sum()), soft.shape[1]))
+    pos = np.cumsum(rows) - 1  # row -> its place in ``out``
+    for f in range(CROSS_FIT_FOLDS):
+        train_rows, held = idx[fold != f], idx[fold == f]
+        held = held[rows[held]]
+        if held.size:
+            m = EndModel(**params).fit(X[train_rows], soft[train_rows], hints=hints)
+            out[pos[held]] = m.predict_proba(X[held])
+    return out
 
-    With gold rows that the rules cover, pick the beta whose blended labels agree
-    best with gold (ties → the smaller beta, i.e. trust the rules). Without gold,
-    beta = 0.25: the end model only settles rows where the rules are unsure
-    (ties and near-ties), never overturning a confident verdict."""
-    if gold is not None and ((gold != -1) & covered).sum() >= 20:
-        scores = [(_accuracy(_blend(lm, em, b).argmax(1), gold, covered), -b) for b in BLEND_GRID]
-        best = max(scores)
-        return -best[1], "gold rows covered by the rules"
-    return 0.25, "default (no gold labels)"
+
+def _calibration_report(label_model, soft, em_heldout, end_t, gold) -> dict:
+    """Temperatures and ECE on gold rows (the label model's on the rows it was fitted and
+    calibrated on; the end model's on held-out predictions)."""
+    has_gold = gold is not None and (gold != -1).sum() > 0
+    out = {"label_model": {"temperature": float(getattr(label_model, "temperature_", 1.0)),
+                           "ece": ece(soft, gold) if has_gold else None,
+                           "fitted_on": "gold rows" if has_gold else "not calibrated (no gold labels)"},
+           "end_model": {"temperature": end_t,
+                         "ece": ece(_tempered(em_heldout, end_t), gold) if em_heldout is not None else None,
+                         "fitted_on": ("out-of-fold predictions on gold rows" if em_heldout is not None
+                                       else f"not calibrated (fewer than {MIN_GOLD_FOR_BLEND} covered gold rows)")}}
+    return out
+
+
+def _choose_blend(lm, em_heldout, rows, gold, k, end_model_alone=False):
+    """How far the end model may move the label model's verdict on ``rows`` (covered rows; with
+    ``end_model_alone``, the uncovered ones, where the label model is its class prior).
+
+    With held-out end-model predictions (``em_heldout``: out-of-fold on covered rows, the final
+    model on uncovered ones, which it never trained on) on at least ``MIN_GOLD_FOR_BLEND`` gold
+    rows among ``rows``, pick the beta of ``BLEND_GRID`` whose blended labels score best there
+    on the mean of accuracy and F1 (of the spec's first label for two labels, else macro;
+    ties → the smaller beta: trust the rules). Beta 0 (the label model alone) is on the grid
+    and beta 8 all but hands the rows to the end model, so the choice is at least as good as
+    the better of the two on those rows. Otherwise: covered rows beta = 0.25 (the end model
+    only settles rows where the rules are unsure), uncovered rows the end model alone (None).
+    Returns (beta, what it was chosen on)."""
+    fallback = (None, "default: the end model alone") if end_model_alone else (DEFAULT_BLEND, "default")
+    if em_heldout is None:
+        return fallback[0], fallback[1] + " (no gold labels)"
+    rows = (gold != -1) & rows
+    if rows.sum() < MIN_GOLD_FOR_BLEND:
+        return fallback[0], fallback[1] + f" (fewer than {MIN_GOLD_FOR_BLEND} gold rows)"
+    y = gold[rows]
+
+    def score(beta):
+        pred = (em_heldout[rows] if beta is None else _blend(lm[rows], em_heldout[rows], beta)).argmax(1)
+        return (round((float((pred == y).mean()) + f1_score(pred, y, k, positive=0)) / 2, 9),
+                -(np.inf if beta is None else beta))
+
+    grid = BLEND_GRID + ((None,) if end_model_alone else ())
+    best = max(grid, key=score)
+    where = "rows no rule covers" if end_model_alone else "rows covered by the rules"
+    how = "the end model's predictions" if end_model_alone else "out-of-fold end-model predictions"
+    return best, f"{int(rows.sum()):,} gold {where}, {how}"
 
 
 def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
@@ -370,7 +462,8 @@ def save_model(model: TrainedModel, folder, report: dict) -> Path:
             "format": MODEL_FORMAT, "mteach_version": __version__,
             "spec": spec.path.resolve().relative_to(spec.root.resolve()).as_posix(),
             "spec_hash": spec.content_hash, "labels": list(spec.labels), "rules": spec.rule_names,
-            "settings": model.settings, "blend": model.blend,
+            "settings": model.settings, "blend": model.blend, "blend_uncovered": model.blend_uncovered,
+            "end_model_temperature": model.end_temperature,
             "label_model": {"params": lm_params, "state": _state(model.label_model)},
             "featurizer": model.featurizer.to_dict(),
         }
@@ -410,5 +503,7 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
                         if (folder / "without_hint" / str(i)).is_dir())
     except (ValueError, KeyError, TypeError) as err:
         raise ModelError(f"{folder}: the model is damaged ({err}); retrain it with `mteach train`") from None
-    return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"], without)
+    return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"], without,
+                        end_temperature=float(meta.get("end_model_temperature", 1.0)),
+                        blend_uncovered=meta.get("blend_uncovered"))
 

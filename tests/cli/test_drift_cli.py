@@ -185,7 +185,6 @@ def test_predict_gold_reports_a_wilson_interval(run, tmp_path):
     model = tmp_path / "model"
     assert main(["train", str(SPEC), str(TRAIN), "-o", str(model), "--config", str(config), "-q"]) == 0
     code, out, _ = run("predict", model, TEST, *GOLD, "--format", "json")
-    rows = json.loads(out)["accuracy"]
-    combined = next(r for r in rows if r["method"] == "combined (all rows)")
+    combined = json.loads(out)["combined"]["all"]
     assert combined["rows"] == 370 and combined["low"] < combined["accuracy"] < combined["high"]
     assert combined["high"] - combined["low"] < 0.1

@@ -91,12 +91,44 @@ def test_predict_labels_every_row_and_says_who_decided(model_dir, tmp_path, run)
     p = np.column_stack([t.column("p_SPAM").to_numpy(), t.column("p_HAM").to_numpy()])
     assert np.allclose(p.sum(axis=1), 1.0)
     assert set(t.column("label").to_pylist()) == {"SPAM", "HAM"}
-    # the evaluation table puts majority vote, label model and end model side by side
-    for method in ("majority vote", "label model", "end model alone", "combined (all rows)"):
-        assert method in stdout
-    combined = [line for line in stdout.splitlines() if line.startswith("combined (all rows)")][0]
-    # columns: method, accuracy, 95% Wilson interval, rows
-    assert float(combined.split()[-3]) > 0.85
+    # the evaluation table puts majority vote, label model, end model and combined side by side,
+    # on all, covered and uncovered gold rows: accuracy with its Wilson interval, f1, ece, rows
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["method", "rows", "on", "accuracy", "95%", "interval", "f1", "ece", "rows"]
+    table = {tuple(line.rsplit(None, 6)[:2]): line.split()[-5:] for line in lines[2:14]}
+    assert len(table) == 12 and ("combined", "all") in table and ("majority vote", "uncovered") in table
+    accuracy, interval, f1, ece, rows = table[("combined", "all")]
+    low, high = map(float, interval.split("–"))
+    assert low < float(accuracy) < high
+    assert float(accuracy) > 0.85 and float(f1) > 0.85 and 0 <= float(ece) < 0.2 and rows == "370"
+    assert "f1: of SPAM" in stdout
+
+
+def test_predict_json_gives_each_method_on_all_covered_and_uncovered_rows(model_dir, run):
+    code, stdout, _ = run("predict", model_dir, TEST, "--id", "COMMENT_ID", *GOLD, "--format", "json")
+    assert code == 0
+    ev = json.loads(stdout)
+    assert set(ev) == {"majority_vote", "label_model", "end_model", "combined", "hints"}
+    import pyarrow.csv as csv
+    from mteach.engine.train import load_model
+    table = csv.read_csv(TEST)
+    model = load_model(model_dir)
+    result = model.predict(table)
+    gold = np.where(np.array(table.column("CLASS")) == 1, 0, 1)  # SPAM = 0 in the spec
+    covered = result["covered"]
+    for scope, mask in (("all", np.ones_like(covered)), ("covered", covered), ("uncovered", ~covered)):
+        fig = ev["combined"][scope]
+        assert fig["rows"] == int(mask.sum())
+        pred = result["label"][mask]
+        assert fig["accuracy"] == pytest.approx((pred == gold[mask]).mean())
+        assert fig["low"] <= fig["accuracy"] <= fig["high"]
+        tp = ((pred == 0) & (gold[mask] == 0)).sum()
+        assert fig["f1"] == pytest.approx(2 * tp / ((pred == 0).sum() + (gold[mask] == 0).sum()))
+        assert 0 <= fig["ece"] <= 1
+        for method in ("majority_vote", "label_model", "end_model", "combined"):
+            assert set(ev[method][scope]) == {"accuracy", "low", "high", "f1", "ece", "rows"}
+    # the label model alone on rows no rule covers is the class prior; covered rows are where it learns
+    assert ev["label_model"]["covered"]["accuracy"] > ev["label_model"]["all"]["accuracy"]
 
 
 def test_predict_is_deterministic(model_dir, tmp_path, run):
@@ -209,7 +241,16 @@ def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_
     code, out, err = run("train", SPEC, TRAIN, "-o", folder, "--id", "COMMENT_ID", "--config", config, *GOLD)
     assert code == 0, err
     report = json.loads((folder / "report.json").read_text())
-    assert report["blend"]["chosen_on"] == "gold rows covered by the rules"
+    assert "gold rows covered by the rules, out-of-fold" in report["blend"]["chosen_on"]
+    # both models are calibrated on gold: the label model in sample, the end model on its
+    # cross-fitted (out-of-fold) predictions; the report and the printout say so
+    cal = report["calibration"]
+    assert cal["label_model"]["fitted_on"] == "gold rows" and cal["label_model"]["temperature"] != 1.0
+    assert cal["end_model"]["fitted_on"].startswith("out-of-fold") and 0 <= cal["end_model"]["ece"] < 0.1
+    assert "end model calibration: temperature" in out
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["end_model_temperature"] == cal["end_model"]["temperature"]
+    assert meta["label_model"]["state"]["temperature_"] == cal["label_model"]["temperature"]
     g = report["gold"]
     assert g["rows"] == 1586 and "optimistic" in g["note"]
     # on the covered gold rows the blended verdict is at least as good as the label model's
@@ -225,3 +266,26 @@ def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_
     rules_alone = (result["lm_proba"].argmax(1)[covered] == gold[covered]).mean()
     assert blended >= rules_alone
     assert "on 1,586 gold rows" in out
+    # predict carries the calibrated end model: its probabilities at the recorded temperature
+    raw = model.end_model.predict_proba(model.featurizer.transform(
+        _fields(model, table)))
+    t_end = cal["end_model"]["temperature"]
+    expected = np.exp(np.log(raw) / t_end)
+    np.testing.assert_allclose(result["em_proba"], expected / expected.sum(1, keepdims=True), atol=1e-9)
+    # the ledger carries the calibrated values, and explain's terms still add up exactly
+    ledger = tmp_path / "ledger.parquet"
+    code, _, err = run("label", SPEC, TEST, "-o", ledger, "--id", "COMMENT_ID", "--model", folder, "-q")
+    assert code == 0, err
+    t = pq.read_table(ledger)
+    row = t.column("decided_by").to_pylist().index("rules")
+    e = json.loads(run("explain", ledger, "--id", t.column("id")[row].as_py(), "--format", "json")[1])
+    total = e["baseline_log_odds"] + sum(v["contribution"] for v in e["votes"]) + (e.get("end_model_contribution") or 0)
+    assert 1 / (1 + np.exp(-total)) == pytest.approx(e["probability"], abs=1e-9)
+    test = csv.read_csv(TEST)
+    predicted = model.predict(test)
+    assert e["probability"] == pytest.approx(predicted["proba"][row].max(), abs=1e-9)
+
+
+def _fields(model, table):
+    from mteach.engine.train import _feature_table
+    return _feature_table(model.spec, table)

@@ -98,3 +98,15 @@ def test_public_api_road(tmp_path):
     assert stats.column("coverage").to_pylist() == pytest.approx([0.5, 0.5])
     assert stats.column("conflicts").to_pylist() == pytest.approx([0.25, 0.25])
     assert stats.column("accuracy").to_pylist() == pytest.approx([1.0, 0.5])
+
+
+def test_gold_accuracy_comes_with_a_wilson_interval():
+    from mteach.engine.analysis import wilson_interval
+    low, high = wilson_interval(np.array([8, 0, 0]), np.array([10, 5, 0]))
+    np.testing.assert_allclose([low[0], high[0]], [0.4902, 0.9433], atol=1e-4)
+    assert low[1] == pytest.approx(0, abs=1e-12) and 0.4 < high[1] < 0.45  # no right votes of 5: still not "certainly 0"
+    assert np.isnan(low[2]) and np.isnan(high[2])
+    votes = np.array([[0], [0], [0], [-1], [-1]])
+    t = rule_stats(votes, ["r"], ["A"], ["A", "B"], gold=np.array([0, 0, 1, 1, 0])).to_pylist()[0]
+    assert t["accuracy"] == pytest.approx(2 / 3)  # of its 3 votes for A on gold rows, 2 are right
+    assert t["accuracy_low"] < 2 / 3 < t["accuracy_high"]

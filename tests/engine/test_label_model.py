@@ -328,3 +328,26 @@ def test_abstain_engines_agree_and_unseen_votes_count_as_abstentions(k):
     row2 = row.copy()
     row2[0, 2] = 1
     np.testing.assert_array_equal(fast.predict_proba(row2), fast.predict_proba(row))
+
+
+def test_vote_accuracy_estimates_the_share_of_right_votes_with_an_interval():
+    L, y = synth(n=6000, acc=(0.95, 0.9, 0.85, 0.75, 0.65), cov=0.5, seed=8)
+    lm = LabelModel().fit(L)
+    true = empirical_acc(L, y)
+    assert np.abs(lm.vote_accuracy_ - true).max() < 0.05, (lm.vote_accuracy_, true)
+    low, high = lm.vote_accuracy_interval_.T
+    assert np.all(low <= lm.vote_accuracy_) and np.all(lm.vote_accuracy_ <= high)
+    # fewer votes, wider interval
+    small = LabelModel().fit(L[:300])
+    assert np.all(np.diff(small.vote_accuracy_interval_, axis=1) > np.diff(lm.vote_accuracy_interval_, axis=1))
+
+
+def test_an_infinite_prior_strength_fixes_the_accuracy_at_the_prior():
+    L, _ = synth(n=2000, acc=(0.95, 0.9, 0.6), seed=9)
+    lm = LabelModel(accuracy_prior=[0.8, 0.8, np.nan], prior_strength=np.inf, abstain_shrinkage=1.0).fit(L)
+    assert np.all(np.isfinite(lm.weights_))
+    # both fixed rules carry the same weight (0.8), though their votes are right 95% and 90% of the time
+    np.testing.assert_allclose(lm.weights_[0], lm.weights_[1], atol=1e-12)
+    free = LabelModel(accuracy_prior=[0.8, 0.8, np.nan], prior_strength=0.0, abstain_shrinkage=1.0).fit(L)
+    odds = free.weights_[:, 1, 1] - free.weights_[:, 1, 0]  # a vote for class 1: its log-odds
+    assert abs(odds[0] - odds[1]) > 0.1  # learned from the votes, the two differ
