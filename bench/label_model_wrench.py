@@ -22,7 +22,9 @@ macro-F1), coverage, accuracy on covered test rows (at least one vote: the rows 
 model learns from; the rest is tie-breaking or the class prior), the metric on covered test
 rows, and ECE (10 bins).
 With ``--end-models``: also the baseline of docs/evaluation.md (CountVectorizer 1-2-grams,
-min_df 2 + LogisticRegression) trained on mteach-v's labels of the covered train rows.
+min_df 2 + LogisticRegression) trained on mteach-v's labels of the covered train rows
+(``LR(mteach-v)``), and ``mteach-v+LR``: mteach-v on covered rows, that end model on the rows
+no rule covers (where a label model can only say its class prior).
 """
 import argparse
 import json
@@ -211,6 +213,10 @@ def run_dataset(name, splits, k, args, use_snorkel):
         text = [t for t, c in zip(text_tr, covered_tr) if c]
         pred, proba = end_model_baseline(text, labels, text_te)
         rows["LR(mteach-v)"] = scores(pred, yte, k, cov, proba)
+        # the label model has no evidence on rows no rule covers (it can only say its class
+        # prior): those rows go to the end model, as `predict` does
+        rows["mteach-v+LR"] = scores(np.where(cov, lmv.predict(Lte), pred), yte, k, cov,
+                                     np.where(cov[:, None], lmv.predict_proba(Lte), proba))
     return rows, notes
 
 

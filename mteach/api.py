@@ -42,8 +42,8 @@ def predict(model, data) -> dict:
 
     ``predict(model, data) -> dict``; ``model``: a ``TrainedModel`` or the path of a model
     folder. The dict holds numpy arrays per row: ``label`` (index into the spec's
-    labels), ``proba`` (rows × labels), ``decided_by`` ("rules" where a rule voted, else
-    "end_model"), ``covered``, ``lm_proba`` and ``em_proba`` (each model's own).
+    labels), ``proba`` (rows × labels), ``decided_by`` ("rules" where a rule voted, or where
+    none did when training chose the class prior there; else "end_model"), ``covered``, ``lm_proba`` and ``em_proba`` (each model's own).
 
         out = mteach.predict("model", polars.read_parquet("new.parquet"))
         labels = [spec.labels[i] for i in out["label"]]
@@ -70,7 +70,7 @@ def label(spec, data, *, id_column: Optional[str] = None, model=None, gold=None,
     import numpy as np
     import pyarrow as pa
 
-    from .engine.ledger import build_ledger, model_output
+    from .engine.ledger import build_ledger, model_output, row_fields
     table = as_table(data)
     if id_column is not None and id_column not in table.column_names:
         raise DataError(f"no id column {id_column!r} (columns: {', '.join(table.column_names)})")
@@ -85,4 +85,4 @@ def label(spec, data, *, id_column: Optional[str] = None, model=None, gold=None,
             model = load_model(model, schema=table.schema)
         output = model_output(model, table, votes)
     return build_ledger(spec, ids, votes, gold=None if gold is None else np.asarray(gold), seed=seed,
-                        model_output=output)
+                        model_output=output, fields=row_fields(spec, table))

@@ -11,8 +11,9 @@ tunes (this file) stay apart::
     gold = "gold/spam.jsonl"     # optional gold labels (columns id, label)
 
     [label_model]
-    prior_strength = 10.0        # weight of the rules' `confidence` priors
-    max_iter = 500
+    kind = "mteach"              # mteach (Dawid-Skene, fitted by EM) | majority_vote
+    prior_strength = 10.0        # weight of the rules' `confidence` priors (mteach only)
+    max_iter = 500               # (mteach only)
     seed = 0
 
     [features]
@@ -30,6 +31,7 @@ tunes (this file) stay apart::
     batch_size = 64
     seed = 0
     device = "auto"              # auto | cpu | cuda | cuda:N
+    max_rows = 0                 # train on at most this many covered rows (seeded sample); 0 = all
 
     [hints]
     strength = 1.0               # multiplies every hint penalty
@@ -50,7 +52,7 @@ tunes (this file) stay apart::
 
 An unknown section or key is a :class:`SettingsError` naming the file, the key
 and the closest known key; a value of the wrong type names the key and the type
-expected.
+expected. Read from a file, the message starts ``FILE:LINE:`` at the offending key.
 """
 from __future__ import annotations
 
@@ -88,7 +90,16 @@ class ProjectSettings:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """Who computes the votes: "local" (threads on this machine) or "dask" (a cluster at
+    ``scheduler``, or a LocalCluster when it is not set); --engine/--scheduler override it."""
+    name: str = "local"
+    scheduler: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class LabelModelSettings:
+    kind: str = "mteach"           # a name in engine.label_model.LABEL_MODELS
     prior_strength: float = 10.0
     max_iter: int = 500
     seed: int = 0
@@ -112,6 +123,7 @@ class EndModelSettings:
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"
+    max_rows: int = 0              # 0 = every covered row
 
 
 @dataclass(frozen=True)
@@ -142,18 +154,21 @@ _SECTIONS = {
     "end_model": EndModelSettings,
     "hints": HintSettings,
     "drift": DriftSettings,
+    "engine": EngineSettings,
 }
 
 # Expected kind of every key: "str", "str?" (may be absent), "int", "float", "bool",
 # "range" (two ints low <= high), "paths" (string or list of strings).
 _KINDS = {
     "project": {"spec": "paths", "data": "str?", "id_column": "str?", "gold": "str?"},
-    "label_model": {"prior_strength": "float", "max_iter": "int", "seed": "int"},
+    "label_model": {"kind": "str", "prior_strength": "float", "max_iter": "int", "seed": "int"},
     "features": {"ngram_range": "range", "min_df": "int", "max_features": "int",
                  "char_ngrams": "bool", "char_ngram_range": "range"},
     "end_model": {"hidden": "int", "epochs": "int", "lr": "float", "weight_decay": "float",
-                  "batch_size": "int", "seed": "int", "device": "str"},
+                  "batch_size": "int", "seed": "int", "device": "str",
+                  "max_rows": "int"},
     "hints": {"strength": "float", "margin": "float"},
+    "engine": {"name": "str", "scheduler": "str?"},
     "drift": {"alpha": "float", "min_effect": "float", "min_js": "float", "min_ks": "float",
               "max_accuracy_drop": "float", "uncertain": "float", "spot_check": "int",
               "spot_check_uniform": "float", "sample_rows": "int", "vocab_size": "int", "seed": "int"},
@@ -165,6 +180,8 @@ _KIND_WORDS = {"str": "a string", "str?": "a string", "int": "an integer", "floa
 
 # Value limits, checked after types: key -> (test, what it must be).
 _LIMITS = {
+    # the names of engine.label_model.LABEL_MODELS (not imported: settings must stay light)
+    ("label_model", "kind"): (lambda v: v in ("mteach", "majority_vote"), "one of mteach, majority_vote"),
     ("label_model", "prior_strength"): (lambda v: v >= 0, ">= 0"),
     ("label_model", "max_iter"): (lambda v: v >= 1, ">= 1"),
     ("features", "min_df"): (lambda v: v >= 1, ">= 1"),
@@ -176,6 +193,7 @@ _LIMITS = {
     ("end_model", "lr"): (lambda v: v > 0, "> 0"),
     ("end_model", "weight_decay"): (lambda v: v >= 0, ">= 0"),
     ("end_model", "batch_size"): (lambda v: v >= 1, ">= 1"),
+    ("end_model", "max_rows"): (lambda v: v == 0 or v >= 10, ">= 10 (0 = every covered row)"),
     ("end_model", "device"): (lambda v: v in ("auto", "cpu", "cuda") or
                               (v.startswith("cuda:") and v[5:].isdigit()),
                               "one of auto, cpu, cuda, cuda:N"),
@@ -189,6 +207,7 @@ _LIMITS = {
     ("drift", "spot_check"): (lambda v: v >= 0, ">= 0"),
     ("drift", "spot_check_uniform"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
     ("drift", "sample_rows"): (lambda v: v >= 100, ">= 100"),
+    ("engine", "name"): (lambda v: v in ("local", "dask"), '"local" or "dask"'),
     ("drift", "vocab_size"): (lambda v: v >= 100, ">= 100"),
 }
 
@@ -201,6 +220,7 @@ class Settings:
     end_model: EndModelSettings = field(default_factory=EndModelSettings)
     hints: HintSettings = field(default_factory=HintSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     source: Optional[str] = None   # the file read, None for defaults
 
     def to_dict(self) -> dict:
@@ -336,7 +356,31 @@ def load_settings(path: Union[str, Path, None] = None) -> Settings:
         raise SettingsError(f"{p}: not UTF-8 text", str(p)) from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{p}: TOML syntax error: {e}", str(p)) from None
-    return settings_from_dict(data, str(p))
+    try:
+        return settings_from_dict(data, str(p))
+    except SettingsError as e:
+        line = _line_of(raw.decode("utf-8"), e.key) if e.key else None
+        if line is None:
+            raise
+        raise SettingsError(str(e).replace(f"{p}: ", f"{p}:{line}: ", 1), e.file, e.key) from None
+
+
+def _line_of(text: str, key: str) -> Optional[int]:
+    """1-based line of ``section.key`` (or of ``[section]``) in a TOML text; None if not found."""
+    section, _, name = key.partition(".")
+    current = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped.strip("[] \t")
+            if current == section and not name:
+                return number
+        elif (current == section and name and stripped.split("=", 1)[0].strip().strip('"\'') == name
+              and "=" in stripped):
+            return number
+        elif current is None and not name and stripped.split("=", 1)[0].strip() == section:
+            return number
+    return None
 
 
 def with_overrides(settings: Settings, section: str, **values) -> Settings:
@@ -353,5 +397,5 @@ def with_overrides(settings: Settings, section: str, **values) -> Settings:
 
 
 __all__ = ["Settings", "ProjectSettings", "LabelModelSettings", "FeatureSettings",
-           "EndModelSettings", "HintSettings", "DriftSettings", "SettingsError", "load_settings",
+           "EndModelSettings", "HintSettings", "DriftSettings", "EngineSettings", "SettingsError", "load_settings",
            "settings_from_dict", "with_overrides", "DEFAULT_FILE"]

@@ -1,15 +1,20 @@
 """The ``mteach`` command line: stdout carries data, stderr carries diagnostics.
 
 Exit codes: 0 success; 1 the spec has errors (or its examples fail); 2 usage or
-data errors (bad option, unreadable or unsuitable data file, ...).
+data errors (bad option, unreadable or unsuitable data file, ...); 3 drift flagged
+(`mteach drift`); 70 an internal error — a bug: one line says what and asks for a report
+(MTEACH_DEBUG=1 shows the traceback); 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import MteachError, SpecError
+
+EXIT_INTERNAL = 70  # BSD sysexits' EX_SOFTWARE: not 1 (spec errors) nor 2 (usage or data errors)
 
 # Each module registers its verbs with `register(subparsers)`.
 VERB_MODULES = ("core", "learn", "provenance", "studio", "drift", "suggest")
@@ -20,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mteach",
         description="Teach a model with a concept spec instead of labels: check a spec, apply its "
                     "rules to data, see what each rule does, train, and trace every label to its spec line.",
-        epilog="Exit codes: 0 ok, 1 spec errors, 2 usage or data errors. `mteach VERB --help` for each verb.")
+        epilog="Exit codes: 0 ok, 1 spec errors, 2 usage or data errors, 3 drift flagged (drift), "
+               "70 internal error (a bug: please report it). `mteach VERB --help` for each verb.")
     from .._version import __version__
     parser.add_argument("--version", action="version", version=f"mteach {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -42,10 +48,27 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        return run_verb(args)
+    except Exception as err:  # a bug: one line, not a traceback (MTEACH_DEBUG=1 shows it)
+        if os.environ.get("MTEACH_DEBUG"):
+            raise
+        if isinstance(err, OSError) and err.filename is not None:  # a file the system would not give us
+            print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+            return 2
+        what = str(err).splitlines()[0] if str(err) else ""
+        print(f"internal error: {type(err).__name__}{': ' + what if what else ''} — this is a bug in mteach; "
+              f"please report it with the command line (MTEACH_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def run_verb(args) -> int:
+    """Run the verb; the errors a user is meant to read become their message and exit code."""
+    try:
         from ..extras import require_extra
-        from .common import fill_from_project
+        from .common import fill_from_project, guard_output
         require_extra(args.verb)
         fill_from_project(args)
+        guard_output(args)
         return args.run(args) or 0
     except SpecError as err:
         print(err.format(), file=sys.stderr)

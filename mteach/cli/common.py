@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,12 @@ import pyarrow as pa
 from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
 from ..engine.apply import resolve_id_column
+from ..engine.datasets import open_source
 from ..engine.gold import GoldRequest
-from ..engine.io import DataSource, open_data
+from ..engine.io import DataSource, check_output
 from ..engine.report import fmt_number
-from ..engine.votes import collect_votes
-from ..errors import DataError, did_you_mean
+from ..engine.votes import collect_votes, open_engine
+from ..errors import DataError, MteachError, did_you_mean
 
 
 PROJECT_FILE = "mteach.toml"
@@ -35,7 +37,8 @@ def add_spec_data_arguments(p, data=True):
 
 def add_data_argument(p):
     p.add_argument("data", nargs="?", metavar="DATA",
-                   help="a .parquet, .csv or .jsonl file; default: [project] data in mteach.toml")
+                   help="a .parquet, .csv or .jsonl file, or a Parquet dataset (a folder, a glob in quotes, "
+                        "or files joined by commas); default: [project] data in mteach.toml")
     p.set_defaults(from_project=("data",))
 
 
@@ -75,6 +78,31 @@ def fill_from_project(args):
             raise DataError(f"give {name.rstrip('s').upper()} on the command line ({where})")
 
 
+# Arguments that name inputs; an output is refused when it would overwrite one of them.
+INPUT_ARGUMENTS = ("spec", "specs", "data", "gold", "model", "config", "ledger", "reference", "new", "queue")
+
+
+def guard_output(args) -> None:
+    """Refuse a verb's -o, before any work, when it names an input — the data, the spec, a file
+    the spec uses or a lexicon it reads, a gold file, a model — or the wrong kind of thing
+    (``engine.io.check_output``). A verb says what its -o is with ``set_defaults(output_kind=
+    "file" | "model" | "folder", output_writes=(names written into the folder))``."""
+    kind, output = getattr(args, "output_kind", None), getattr(args, "output", None)
+    if not kind or not output:
+        return
+    def given(name):
+        value = getattr(args, name, None)
+        return value if isinstance(value, list) else [value] if value else []
+    inputs = [path for name in INPUT_ARGUMENTS for path in given(name)]
+    for spec_path in [p for p in given("spec") + given("specs") if Path(p).is_file()]:
+        try:
+            spec = load_spec(spec_path)
+        except MteachError:
+            continue  # the verb reports it
+        inputs += [spec.root / rel for rel in spec.files]
+    check_output(output, inputs, kind, getattr(args, "output_writes", ()))
+
+
 def add_data_options(p, gold=True):
     p.add_argument("--id", dest="id_column", metavar="COLUMN",
                    help="the data column that identifies a row (default: row numbers from 0)")
@@ -93,6 +121,49 @@ def add_run_options(p, threads: bool = False, quiet: str = "no progress bar or s
     if threads:
         p.add_argument("--threads", type=int, default=2, metavar="N", help="batches evaluated at once (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help=quiet)
+
+
+def add_engine_options(p, output: str = ""):
+    """--engine and --scheduler, for the verbs that compute votes (default: [engine] in mteach.toml)."""
+    g = p.add_argument_group("engine (optional; default: [engine] in mteach.toml, else local)")
+    g.add_argument("--engine", choices=("local", "dask"), default=None,
+                   help="local: threads on this machine; dask: a Dask cluster (pip install 'mteach[dask]'), "
+                        "the data a Parquet file or dataset" + (f"; {output}" if output else ""))
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local "
+                        "cluster of 2 workers)")
+
+
+def engine_choice(args) -> tuple:
+    """(engine name, scheduler address) from the flags, else [engine] of mteach.toml, else local."""
+    name, scheduler = getattr(args, "engine", None), getattr(args, "scheduler", None)
+    if name is None and hasattr(args, "engine"):
+        path = getattr(args, "config", None) or (PROJECT_FILE if Path(PROJECT_FILE).is_file() else None)
+        if path:
+            from ..settings import SettingsError, load_settings
+            try:
+                section = load_settings(path).engine
+            except SettingsError as err:
+                raise DataError(str(err)) from None
+            name, scheduler = section.name, scheduler or section.scheduler
+    return name or "local", scheduler
+
+
+@contextlib.contextmanager
+def engine_for(args, threads: int = 2):
+    """The engine the flags (else [engine] of mteach.toml) ask for, stopped on exit."""
+    name, scheduler = engine_choice(args)
+    if name == "dask":
+        from ..extras import require_extra
+        require_extra("dask")
+    with open_engine(name, scheduler, threads) as engine:
+        yield engine
+
+
+def writes_parts(args) -> bool:
+    """Whether this run's outputs are partitioned folders (a part per partition and a manifest):
+    on the Dask engine."""
+    return engine_choice(args)[0] == "dask"
 
 
 def add_format_option(p):
@@ -122,7 +193,7 @@ class Loaded:
 
 
 def load(spec_path, data_path, id_column=None) -> Loaded:
-    source = open_data(data_path)
+    source = open_source(data_path)
     spec = load_spec(spec_path, source.schema)
     print_warnings(spec)
     return Loaded(spec, source, resolve_id_column(source, id_column))
@@ -138,30 +209,95 @@ def gold_request(args) -> GoldRequest:
     return GoldRequest(getattr(args, "gold", None), getattr(args, "gold_column", None), getattr(args, "gold_map", None))
 
 
+def gold_asked(args) -> bool:
+    """Whether any gold flag was given (then a verb reads every row; without, it may stream)."""
+    return any(getattr(args, flag, None) for flag in ("gold", "gold_column", "gold_map"))
+
+
 def votes_and_gold(args, loaded: Loaded, columns=(), threads=2, quiet=False, description="applying rules"):
     """All rows' votes (a ``VoteBatch`` holding the rules' columns, the gold column and
     ``columns``) and the gold labels the flags ask for (None without), from one read of the
     data, with a progress bar."""
     gold = gold_request(args)
     gold.check(loaded.source.schema, loaded.id_column, loaded.source.path)
-    with progress_bar(loaded.source.num_rows, description, not quiet) as advance:
+    with progress_bar(loaded.source.num_rows, description, not quiet) as advance, \
+            engine_for(args, threads) as engine:
         batch = collect_votes(loaded.spec, loaded.source, loaded.id_column, columns=gold.columns + tuple(columns),
-                              threads=threads, progress=advance)
+                              threads=threads, progress=advance, engine=engine)
     return batch, gold.resolve(loaded.spec.labels, batch.ids, batch.table, loaded.source.path, loaded.id_column)
 
 
-def print_table(rows: list, columns: list, out=None, right=None):
-    """A plain aligned text table (no colours, so it pipes and diffs cleanly)."""
+def terminal_width() -> int:
+    """Columns a text table may use: $COLUMNS, else the terminal's width when stdout is one,
+    else 80."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def clip(text: str, width: int, keep_end: bool = False) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (at the start with ``keep_end``)."""
+    if len(text) <= width:
+        return text
+    return "…" + text[len(text) - width + 1:] if keep_end else text[:width - 1] + "…"
+
+
+def flow(parts: list, width: int) -> str:
+    """Join phrases with spaces, starting an indented line before a phrase that would cross
+    ``width``: prose that fits the terminal and never breaks inside a phrase or a number."""
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 1 + len(part) <= width:
+            lines[-1] += " " + part
+        else:
+            lines.append("  " + part)
+    return "\n".join(lines)
+
+
+def print_table(rows: list, columns: list, out=None, right=None, width=None, short=None, shrink=None,
+                keep_end=()):
+    """A plain aligned text table (no colours, so it pipes and diffs cleanly).
+
+    With ``width``, a table wider than that first takes the ``short`` header names (column ->
+    name), then clips the ``shrink`` columns (column -> its narrowest width; the first is
+    clipped first) with an ellipsis, at the start for those in ``keep_end``, and if that is not
+    enough puts one space between columns instead of two. Other cells, numbers above all, are
+    never cut. True when it took the short names."""
     out = out or sys.stdout
     right = set(right or [])
     cells = [[fmt_number(r.get(c)) if not isinstance(r.get(c), str) else r.get(c) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.rjust(w) if columns[i] in right else v.ljust(w)
-                                  for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
-    print(line(columns), file=out)
-    print(line(["-" * w for w in widths]), file=out)
+    heads = list(columns)
+
+    def fit(gap):
+        """Column widths, the shrink columns clipped as far as needed at this gap; and whether
+        the table fits."""
+        w = [max([len(heads[i])] + [len(row[i]) for row in cells]) for i in range(len(columns))]
+        if width is None:
+            return w, True
+        for c, narrowest in (shrink or {}).items():
+            excess = sum(w) + gap * (len(w) - 1) - width
+            if excess <= 0:
+                break
+            i = columns.index(c)
+            w[i] = max(w[i] - excess, narrowest, len(heads[i]))
+        return w, sum(w) + gap * (len(w) - 1) <= width
+
+    shortened, gap = False, 2
+    w, fits = fit(gap)
+    if not fits and short:
+        heads, shortened = [short.get(c, c) for c in columns], True
+        w, fits = fit(gap)
+    if not fits:
+        gap = 1
+        w, _ = fit(gap)
+    for i, c in enumerate(columns):
+        for row in cells:
+            row[i] = clip(row[i], w[i], keep_end=c in keep_end)
+    line = lambda vals: (" " * gap).join(v.rjust(n) if columns[i] in right else v.ljust(n)
+                                         for i, (v, n) in enumerate(zip(vals, w))).rstrip()
+    print(line(heads), file=out)
+    print(line(["-" * n for n in w]), file=out)
     for row in cells:
         print(line(row), file=out)
+    return shortened
 
 
 def dump_json(obj, out=None):

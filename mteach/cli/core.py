@@ -13,10 +13,12 @@ from ..engine.apply import apply_file
 from ..engine.examples import run_examples
 from ..engine.gold import gold_from_column, parse_mapping
 from ..engine.io import open_data
+from ..engine.votes import vote_batches
 from ..errors import DataError, SpecError, did_you_mean
 from ..examples import EXAMPLES, copy_example
-from .common import (add_data_options, add_format_option, add_run_options, add_spec_data_arguments, dump_json,
-                     load, print_table, progress_bar, votes_and_gold)
+from .common import (add_data_options, add_engine_options, add_format_option, add_run_options,
+                     add_spec_data_arguments, clip, dump_json, engine_for, flow, gold_asked, load, print_table,
+                     progress_bar, terminal_width, votes_and_gold, writes_parts)
 
 
 def register(sub):
@@ -43,23 +45,30 @@ def register(sub):
     add_data_options(p, gold=False)
     p.add_argument("--batch-rows", type=int, default=65_536, metavar="N", help="rows per batch (default 65536)")
     add_run_options(p, threads=True)
-    p.set_defaults(run=cmd_apply)
+    add_engine_options(p, "OUT is then a folder: a Parquet part per partition and _manifest.json, written last")
+    p.set_defaults(run=cmd_apply, output_kind="file")
 
     p = sub.add_parser("stats", help="what each rule does: coverage, overlaps, conflicts, accuracy",
                        description="Per-rule polarity, coverage, overlaps and conflicts (Snorkel's definitions; "
                                    "denominators are all rows) and, with gold labels, correct / incorrect / "
-                                   "accuracy and recall; then totals for the whole spec.")
+                                   "accuracy and recall; then totals for the whole spec. The table fits the terminal "
+                                   "($COLUMNS, else its width, else 80 columns): short headers, then clipped rule "
+                                   "names, never a cut number; --format json has everything.")
     add_spec_data_arguments(p)
     add_data_options(p)
     add_format_option(p)
     add_run_options(p, quiet="no progress bar")
+    add_engine_options(p)
     p.set_defaults(run=cmd_stats)
 
     p = sub.add_parser("rows", help="list rows by what the rules do: uncovered, conflicted, a rule's, wrong",
                        description="The rows an expert looks at next: those no rule covers, those where rules "
                                    "conflict, those a rule votes on, those the rules' majority vote gives a label, "
                                    "or (with gold labels) those the rules get wrong. Each row shows its id, the "
-                                   "rules' verdict, the rules that fired and the text of the spec's first text field.")
+                                   "rules' verdict, the rules that fired and the text of the spec's first text field, "
+                                   "clipped with … to fit the terminal ($COLUMNS, else its width, else 80 "
+                                   "columns); ids are never cut. Without gold labels the data is streamed and only "
+                                   "the rows shown are kept.")
     add_spec_data_arguments(p)
     add_data_options(p)
     which = p.add_mutually_exclusive_group()
@@ -127,9 +136,11 @@ def cmd_apply(args) -> int:
     loaded = load(args.spec, args.data, args.id_column)
     if args.batch_rows < 1 or args.threads < 1:
         raise DataError("--batch-rows and --threads must be 1 or more")
-    with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance:
+    with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance, \
+            engine_for(args, args.threads) as engine:
         result = apply_file(loaded.spec, loaded.source, args.output, loaded.id_column,
-                            batch_rows=args.batch_rows, threads=args.threads, progress=advance)
+                            batch_rows=args.batch_rows, threads=args.threads, progress=advance, engine=engine,
+                            partitioned=writes_parts(args))
     if not args.quiet:
         covered = ", ".join(f"{n} {c:,}" for n, c in zip(result.rules, result.coverage))
         print(f"wrote {result.output}: {result.rows:,} rows × {len(result.rules)} rules ({covered})", file=sys.stderr)
@@ -139,8 +150,16 @@ def cmd_apply(args) -> int:
 # -- stats -------------------------------------------------------------------------------
 def compute_stats(args):
     loaded = load(args.spec, args.data, args.id_column)
-    batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False))
-    votes, spec = batch.votes, loaded.spec
+    spec = loaded.spec
+    if gold_asked(args):
+        batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False))
+        votes = batch.votes
+    else:  # no gold: stream, keeping only the votes (rows × rules, int8), not the data
+        with progress_bar(loaded.source.num_rows, "applying rules", not getattr(args, "quiet", False)) as advance:
+            parts = [b.votes for b in vote_batches(spec, loaded.source, loaded.id_column, progress=advance)]
+        if not parts:
+            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+        votes, gold = np.concatenate(parts).astype(np.int8), None
     table = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels), gold)
     return spec, table, summarize(votes, list(spec.labels), gold)
 
@@ -152,8 +171,15 @@ def interval_text(low, high) -> str:
     return f"{low:.3f}–{high:.3f}"
 
 
-def print_stats(spec, table, summary, out=None):
+STATS_SHORT = {"coverage": "cov", "overlaps": "ovl", "conflicts": "cnf", "correct": "ok", "incorrect": "bad",
+               "accuracy": "acc", "recall": "rec"}
+
+
+def print_stats(spec, table, summary, out=None, width=None):
+    """The rules' table and the summary, fit to ``width`` columns (default: the terminal's):
+    short headers, then clipped rule names and places, never a cut number."""
     out = out or sys.stdout
+    width = width or terminal_width()
     rows = table.to_pylist()
     for r, row in zip(spec.rules, rows):
         row["where"] = f"{r.rule.span.file}:{r.rule.span.line}"
@@ -162,20 +188,27 @@ def print_stats(spec, table, summary, out=None):
         columns += ["correct", "incorrect", "accuracy", "interval", "recall"]
         for row in rows:
             row["interval"] = interval_text(row["accuracy_low"], row["accuracy_high"])
-    print_table(rows, columns + ["where"], out=out,
-                right={"coverage", "overlaps", "conflicts", "correct", "incorrect", "accuracy", "interval", "recall"})
+    shortened = print_table(rows, columns + ["where"], out=out, width=width, short=STATS_SHORT,
+                            shrink={"where": 12, "rule": 8}, keep_end={"where"},
+                            right={"coverage", "overlaps", "conflicts", "correct", "incorrect", "accuracy",
+                                   "interval", "recall"})
+    if shortened:
+        print(flow([f"{short} {name}," for name, short in STATS_SHORT.items() if name in columns], width)
+              .rstrip(","), file=out)
     if "accuracy" in table.column_names:
-        print("accuracy: the share of the rule's votes on gold rows that are right (of correct + incorrect); "
-              "interval: its 95% Wilson interval", file=out)
+        print(flow(["accuracy: the share of the rule's votes on gold rows that are right",
+                    "(of correct + incorrect);", "interval: its 95% Wilson interval"], width), file=out)
     n = max(summary.rows, 1)
-    print(f"\n{summary.rows:,} rows: {summary.covered:,} covered ({summary.covered / n:.1%}), "
-          f"{summary.rows - summary.covered:,} uncovered, {summary.conflicted:,} with conflicting votes "
-          f"({summary.conflicted / n:.1%}), {summary.overlapped:,} with two or more votes", file=out)
+    print("\n" + flow([f"{summary.rows:,} rows: {summary.covered:,} covered ({summary.covered / n:.1%}),",
+                       f"{summary.rows - summary.covered:,} uncovered,",
+                       f"{summary.conflicted:,} with conflicting votes ({summary.conflicted / n:.1%}),",
+                       f"{summary.overlapped:,} with two or more votes"], width), file=out)
     if summary.gold_rows:
         acc = summary.mv_correct / summary.mv_decided if summary.mv_decided else float("nan")
         low, high = wilson_interval(summary.mv_correct, summary.mv_decided)
-        print(f"gold: {summary.gold_rows:,} rows; majority vote of the rules decides {summary.mv_decided:,} "
-              f"of them with accuracy {acc:.1%} (95% Wilson interval {low:.1%}–{high:.1%})", file=out)
+        print(flow([f"gold: {summary.gold_rows:,} rows;", "majority vote of the rules",
+                    f"decides {summary.mv_decided:,} of them", f"with accuracy {acc:.1%}",
+                    f"(95% Wilson interval {low:.1%}–{high:.1%})"], width), file=out)
         print_table(summary.per_class, ["label", "gold", "predicted", "precision", "recall"], out=out,
                     right={"gold", "predicted", "precision", "recall"})
 
@@ -192,13 +225,34 @@ def cmd_stats(args) -> int:
 
 
 # -- rows --------------------------------------------------------------------------------
+def _matching_rows(spec, batch, gold, mode, rule, label, text_column, keep) -> tuple:
+    """(how many rows of ``batch`` match, the first ``keep`` of them — all when None — as dicts)."""
+    ids, votes = batch.ids, batch.votes
+    labels = list(spec.labels)
+    verdict = majority_vote(votes, len(labels))
+    rows = np.flatnonzero(select_rows(votes, mode, rule=rule, label=label, verdict=verdict, gold=gold))
+    shown = rows if keep is None else rows[:keep]
+    texts = (batch.table.column(text_column).take(pa.array(shown)).to_pylist()
+             if text_column and len(shown) else [None] * len(shown))
+    out = []
+    for i, text in zip(shown, texts):
+        fired = [f"{spec.rule_names[j]}=>{labels[votes[i, j]]}" for j in np.flatnonzero(votes[i] != -1)]
+        row = {"id": str(ids[int(i)].as_py()), "verdict": labels[verdict[i]] if verdict[i] >= 0 else "-",
+               "rules": fired, "text": text}
+        if gold is not None:
+            row["gold"] = labels[gold[i]] if gold[i] >= 0 else "-"
+        out.append(row)
+    return int(len(rows)), out
+
+
 def cmd_rows(args) -> int:
     loaded = load(args.spec, args.data, args.id_column)
     spec = loaded.spec
     text_fields = spec.text_fields
     text_column = spec.column(text_fields[0]) if text_fields else None
-    batch, gold = votes_and_gold(args, loaded, columns=(text_column,) if text_column else (), quiet=args.quiet)
-    ids, votes = batch.ids, batch.votes
+    columns = (text_column,) if text_column else ()
+    stream = not gold_asked(args)
+    batch, gold = (None, None) if stream else votes_and_gold(args, loaded, columns=columns, quiet=args.quiet)
     labels = list(spec.labels)
     mode, rule, label = args.mode, None, None
     if args.rule is not None:
@@ -211,35 +265,37 @@ def cmd_rows(args) -> int:
         mode, label = "label", labels.index(args.label)
     if mode == "wrong" and gold is None:
         raise DataError("--wrong compares with gold labels: give --gold FILE or --gold-column COLUMN")
-    verdict = majority_vote(votes, len(labels))
-    rows = np.flatnonzero(select_rows(votes, mode, rule=rule, label=label, verdict=verdict, gold=gold))
-    shown = rows if args.limit <= 0 else rows[:args.limit]
-    texts = (batch.table.column(text_column).take(pa.array(shown)).to_pylist()
-             if text_column and len(shown) else [None] * len(shown))
-    out = []
-    for i, text in zip(shown, texts):
-        fired = [f"{spec.rule_names[j]}=>{labels[votes[i, j]]}" for j in np.flatnonzero(votes[i] != -1)]
-        row = {"id": str(ids[int(i)].as_py()), "verdict": labels[verdict[i]] if verdict[i] >= 0 else "-",
-               "rules": fired, "text": text}
-        if gold is not None:
-            row["gold"] = labels[gold[i]] if gold[i] >= 0 else "-"
-        out.append(row)
+    if stream:  # no gold labels: keep only the rows it prints, batch by batch
+        matched, total, out = 0, 0, []
+        with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance:
+            for batch in vote_batches(spec, loaded.source, loaded.id_column, columns=columns, progress=advance):
+                room = None if args.limit <= 0 else max(args.limit - len(out), 0)
+                count, shown = _matching_rows(spec, batch, None, mode, rule, label, text_column, room)
+                matched, total = matched + count, total + batch.num_rows
+                out.extend(shown)
+        if not total:
+            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+    else:
+        matched, out = _matching_rows(spec, batch, gold, mode, rule, label, text_column,
+                                      None if args.limit <= 0 else args.limit)
+        total = batch.num_rows
     if args.format == "json":
-        dump_json({"rows": int(len(rows)), "shown": out})
+        dump_json({"rows": int(matched), "shown": out})
         return 0
-    print(f"{len(rows):,} of {len(votes):,} rows" + (f"; the first {len(shown):,}:" if len(shown) < len(rows) else ":"))
+    print(f"{matched:,} of {total:,} rows" + (f"; the first {len(out):,}:" if len(out) < matched else ":"))
     for row in out:
         row["rules"] = ", ".join(row["rules"]) or "-"
         row["text"] = _one_line(row["text"], 70)
-    print_table(out, ["id", "verdict"] + (["gold"] if gold is not None else []) + ["rules", "text"])
+    # at the terminal's width the text gives way first, then the rules; never the id (explain takes it)
+    print_table(out, ["id", "verdict"] + (["gold"] if gold is not None else []) + ["rules", "text"],
+                width=terminal_width(), shrink={"text": 12, "rules": 10})
     return 0
 
 
 def _one_line(text, width: int) -> str:
     if text is None:
         return "(missing)"
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return clip(" ".join(text.split()), width)
 
 
 # -- demo --------------------------------------------------------------------------------
@@ -291,7 +347,7 @@ def cmd_demo(args) -> int:
     print("5. train: label model on the rules' votes, end model on its soft labels, hints as penalties")
     model, report = train_models(spec, open_data(train).read_all(), load_settings(out / "mteach.toml"),
                                  log=lambda m: print(f"   {m}"))
-    save_model(model, out / "model", report)
+    save_model(model, out / "model", report, data=train)
     print(f"   wrote {out / 'model'}\n")
 
     print(f"6. evaluate on the held-out {ex.test_name} against its gold labels")

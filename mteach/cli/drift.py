@@ -6,6 +6,9 @@ import sys
 from .common import add_format_option, add_run_options, dump_json, print_table, progress_bar
 
 EXIT_DRIFT = 3
+# the files -o REPORT_DIR gets: engine.drift's QUEUE_FILE, REPORT_FILE, JSON_FILE, written out so
+# `mteach --help` needs no scipy (a test keeps them equal)
+WRITES = ("queue.csv", "index.html", "drift.json")
 
 
 def register(sub):
@@ -14,7 +17,8 @@ def register(sub):
                                    "each rule's coverage (chi-square / Fisher test, Cohen's h), the share of rows no "
                                    "rule covers and of conflicted rows, the label distribution (Jensen-Shannon), "
                                    "number fields and text lengths (Kolmogorov-Smirnov), unseen tokens and new "
-                                   "frequent terms, and the accuracy estimated from the model's probabilities. "
+                                   "frequent terms, and the accuracy estimated from the model's probabilities "
+                                   "(calibrated by a temperature on the reference's gold labels, when given). "
                                    "p-values are Holm-adjusted together; a finding needs adjusted p < alpha and an "
                                    "effect past its threshold ([drift] in mteach.toml). Writes a spot-check queue "
                                    "(weighted toward drifted rules, uncovered and uncertain rows) for "
@@ -28,7 +32,8 @@ def register(sub):
                         "are compared and scored (default: the label model fitted on the reference)")
     p.add_argument("--id", dest="id_column", metavar="COLUMN",
                    help="the column that identifies a row (default: row numbers from 0)")
-    g = p.add_argument_group("gold labels (optional; measured accuracy beside the estimate)")
+    g = p.add_argument_group("gold labels (optional; the reference's calibrate the estimate, and the "
+                                "measured accuracy is shown beside it)")
     g.add_argument("--gold", metavar="FILE", help="a file with columns id,label matched by --id in both data files")
     g.add_argument("--gold-column", metavar="COLUMN", help="a column of the data holding gold labels, where present")
     g.add_argument("--gold-map", metavar="MAP", help="with --gold-column: how its values map to labels, e.g. 1=SPAM,0=HAM")
@@ -38,7 +43,7 @@ def register(sub):
                    help="thresholds in [drift] and label model settings (default: ./mteach.toml when present)")
     add_format_option(p)
     add_run_options(p, threads=True, quiet="no progress bar")
-    p.set_defaults(run=cmd_drift)
+    p.set_defaults(run=cmd_drift, output_kind="folder", output_writes=WRITES)
 
 
 def cmd_drift(args) -> int:
@@ -115,6 +120,10 @@ def print_drift(report, out=None):
     if a["reference_gap"] is not None:
         print(f"  on the reference, where gold is known, the estimate was {100 * abs(a['reference_gap']):.1f} points "
               f"{'below' if a['reference_gap'] < 0 else 'above'} the measured accuracy", file=out)
+    cal = a["calibration"]
+    print("  calibrated on " + (f"{cal['gold_rows']:,} gold rows of the reference (temperature {cal['temperature']:.2f})"
+                                if cal["gold_rows"] else "nothing: the reference has no gold labels (give them to calibrate)"),
+          file=out)
     print(f"  the estimate is only as good as the calibration: {a['note']}", file=out)
     sc = r.spot_check
     parts = ", ".join(f"{k} {v}" for k, v in sc["parts"].items())

@@ -8,11 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..engine.io import DEFAULT_BATCH_ROWS
 from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
-from .common import (Loaded, add_data_argument, add_data_options, add_run_options, add_spec_data_arguments,
-                     dump_json, load, print_table, votes_and_gold)
+from .common import (Loaded, add_data_argument, add_data_options, add_engine_options, add_run_options,
+                     add_spec_data_arguments, dump_json, gold_asked, load, print_table, progress_bar, votes_and_gold,
+                     writes_parts)
 
 
 def register(sub):
@@ -34,12 +36,14 @@ def register(sub):
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the training report (json: the report.json written in MODEL_DIR)")
     add_run_options(p, quiet="no progress lines or report")
-    p.set_defaults(run=cmd_train)
+    add_engine_options(p, "the rules' votes for the label model are computed there")
+    p.set_defaults(run=cmd_train, output_kind="model")
 
     p = sub.add_parser("predict", help="label rows with a trained model",
                        description="Per row: the label, the class probabilities, and who decided — 'rules' "
                                    "where any rule voted (the label model's posterior blended with the end "
-                                   "model), 'end_model' where no rule did. With gold labels, prints majority "
+                                   "model), 'end_model' where no rule did (or 'rules' there too when training chose "
+                                   "the class prior for those rows). With gold labels, prints majority "
                                    "vote, label model, end model and combined side by side: accuracy with its "
                                    "95% Wilson interval, F1 (of the spec's first label when there are two, else "
                                    "macro), ECE and rows, on all gold rows, on those a rule covers and on those none "
@@ -47,7 +51,8 @@ def register(sub):
                                    "rows whose end-model label it flips, end-model accuracy with and without it "
                                    "(against the end model trained without that hint in the same run, same seed). "
                                    "--format json: an object keyed by method, then 'all' / 'covered' / "
-                                   "'uncovered', beside 'hints'.")
+                                   "'uncovered', beside 'hints'. Without gold labels, predictions are streamed "
+                                   "batch by batch (memory bounded by the batch, not the file).")
     p.add_argument("model", metavar="MODEL_DIR")
     add_data_argument(p)
     p.add_argument("-o", "--output", metavar="OUT.parquet", help="write predictions here")
@@ -55,7 +60,8 @@ def register(sub):
     add_data_options(p)
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the evaluation (json: {\"accuracy\": [...], \"hints\": [...]})")
-    p.set_defaults(run=cmd_predict)
+    add_engine_options(p, "OUT is then a folder: a Parquet part per partition and _manifest.json, written last")
+    p.set_defaults(run=cmd_predict, output_kind="file")
 
 
 def settings_from(args):
@@ -69,13 +75,16 @@ def settings_from(args):
 
 
 def cmd_train(args) -> int:
+    from ..engine.end_model import _resolve_device
     from ..engine.train import save_model, train
     settings = settings_from(args)
+    _resolve_device(settings.end_model.device)  # a device this machine lacks: said before any work
     loaded = load(args.spec, args.data, args.id_column)
-    batch, gold = votes_and_gold(args, loaded, quiet=True)
+    batch, gold = votes_and_gold(args, loaded, quiet=args.quiet)
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
-    model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes)
-    save_model(model, args.output, report)
+    model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes,
+                          progress=lambda what, total: progress_bar(total, what, not args.quiet))
+    save_model(model, args.output, report, data=loaded.source.path)
     if args.format == "json":
         dump_json(report)
     elif not args.quiet:
@@ -100,6 +109,9 @@ def print_hint_effects(effects, out=None) -> None:
 def print_report(report, folder, out=None):
     out = out or sys.stdout
     print(f"wrote {folder}: {report['rows']:,} rows, {report['covered']:,} covered by rules", file=out)
+    used = report["end_model"].get("training_rows")
+    if used:
+        print(f"end model trained on {used['chosen']}", file=out)
     hist = report["end_model"]["history"]
     if hist:
         first, last = hist[0], hist[-1]
@@ -115,7 +127,10 @@ def print_report(report, folder, out=None):
     b = report["blend"]
     print(f"blend on covered rows: beta={b['beta']} ({b['chosen_on']})", file=out)
     if "beta_uncovered" in b:
-        print(f"rows no rule covers: {'the end model alone' if b['beta_uncovered'] is None else 'beta=%s with the class prior' % b['beta_uncovered']}"
+        bu = b["beta_uncovered"]
+        how = ("the end model alone" if bu is None else "the label model's class prior (the rules' silence)"
+               if bu == 0 else f"the end model, beta={bu} with the class prior")
+        print(f"rows no rule covers: {how}"
               f" ({b['uncovered_chosen_on']})", file=out)
     for part, c in report.get("calibration", {}).items():
         figure = "" if c["ece"] is None else f", ECE {c['ece']:.3f} on gold rows"
@@ -134,7 +149,7 @@ def evaluate(result, votes, gold, labels, positive: int = 0, seed: int = 0) -> d
     (of label index ``positive`` when there are two labels — by default the spec's first, the
     concept's own label, e.g. SPAM — else macro), ``ece`` (10 bins) and ``rows``. Majority vote
     breaks ties and labels rows with no vote at random (``seed``); its probabilities are the
-    vote shares (uniform where no rule votes)."""
+    softmax of the vote counts (``engine.label_model.MajorityVote``; uniform where no rule votes)."""
     from ..engine.analysis import wilson_interval
     from ..engine.calibration import ece, f1_score
     from ..engine.label_model import MajorityVote
@@ -174,27 +189,70 @@ def print_evaluation(evaluation: dict, labels, positive: int = 0, out=None):
           file=out or sys.stdout)
 
 
+def prediction_table(ids, result: dict, labels) -> pa.Table:
+    """predict's output columns: id, label, p_<label> per label, decided_by."""
+    cols = {"id": ids, "label": pa.array(np.asarray(labels)[result["label"]])}
+    for k, lab in enumerate(labels):
+        cols[f"p_{lab}"] = pa.array(result["proba"][:, k])
+    cols["decided_by"] = pa.array(result["decided_by"])
+    return pa.table(cols)
+
+
+def predict_streaming(model, loaded, output, quiet: bool = False, batch_rows: int = DEFAULT_BATCH_ROWS) -> tuple:
+    """Predict batch by batch into ``output`` (written atomically): one record batch's
+    votes, features and predictions are held at a time. Returns (rows, rows covered)."""
+    from ..engine.io import atomic_path
+    from ..engine.votes import vote_batches
+    labels = list(model.spec.labels)
+    rows = covered = 0
+    with atomic_path(output) as tmp, progress_bar(loaded.source.num_rows, "predicting", not quiet) as advance:
+        writer = None
+        try:
+            for batch in vote_batches(model.spec, loaded.source, loaded.id_column, batch_rows=batch_rows,
+                                      progress=advance):
+                result = model.predict(batch.table, batch.votes)
+                table = prediction_table(batch.ids, result, labels)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                rows += table.num_rows
+                covered += int(result["covered"].sum())
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+    return rows, covered
+
+
 def cmd_predict(args) -> int:
     from ..engine.apply import resolve_id_column
-    from ..engine.io import atomic_path, open_data
+    from ..engine.datasets import open_source, write_dataset
+    from ..engine.io import atomic_path
     from ..engine.train import load_model
     if not (args.output or args.gold or args.gold_column):
         raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
-    source = open_data(args.data)
+    source = open_source(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
+    if not gold_asked(args) and not writes_parts(args):  # predictions only: stream them
+        rows, covered = predict_streaming(model, loaded, args.output)
+        print(f"wrote {args.output}: {rows:,} rows ({covered:,} decided by the rules, "
+              f"{rows - covered:,} by the end model)", file=sys.stderr)
+        return 0
+    # With gold labels the evaluation (and each hint's effect) needs every row at once.
     batch, gold = votes_and_gold(args, loaded, quiet=True)
     table, votes, ids = batch.table, batch.votes, batch.ids
     result = model.predict(table, votes)
     labels = list(model.spec.labels)
     if args.output:
-        cols = {"id": ids, "label": pa.array(np.array(labels)[result["label"]])}
-        for k, lab in enumerate(labels):
-            cols[f"p_{lab}"] = pa.array(result["proba"][:, k])
-        cols["decided_by"] = pa.array(result["decided_by"])
-        with atomic_path(args.output) as tmp:
-            pq.write_table(pa.table(cols), tmp)
-        print(f"wrote {args.output}: {table.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
+        out = prediction_table(ids, result, labels)
+        if writes_parts(args):
+            from ..engine.dask_engine import partition_rows
+            write_dataset(args.output, out, partition_rows(source))
+        else:
+            with atomic_path(args.output) as tmp:
+                pq.write_table(out, tmp)
+        print(f"wrote {args.output}: {out.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
               f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
     if gold is not None:
         from ..engine.train import _feature_table, hint_effects

@@ -8,12 +8,14 @@ from pathlib import Path
 from ..compiler.checker import load_spec
 from ..engine.diff import diff_revisions
 from ..engine.explain import explain_row, format_explanation
-from ..engine.ledger import check_spec_matches, label_counts, label_data, read_ledger
+from ..engine.report import MAX_ROWS
+from ..engine.ledger import check_spec_matches, duplicate_ids_warning, label_counts, label_data, read_ledger
 from ..engine.verify import verify_ledger
 from ..engine.io import open_data
 from ..errors import DataError
-from .common import (add_data_argument, add_data_options, add_format_option, add_run_options,
-                     add_spec_data_arguments, dump_json, gold_request, load, print_table, progress_bar)
+from .common import (add_data_argument, add_data_options, add_engine_options, add_format_option, add_run_options,
+                     add_spec_data_arguments, dump_json, engine_for, gold_request, load, print_table, progress_bar,
+                     writes_parts)
 
 
 def register(sub):
@@ -34,26 +36,37 @@ def register(sub):
                         "trained and its end model decides the rows no rule covers (default: fit the label "
                         "model here; uncovered rows get no label)")
     add_run_options(p, threads=True)
-    p.set_defaults(run=cmd_label)
+    add_engine_options(p, "the ledger is then a folder: a Parquet part per partition and _manifest.json, "
+                          "written last; explain, audit and verify read the folder")
+    p.set_defaults(run=cmd_label, output_kind="file")
 
     p = sub.add_parser("explain", help="why a row has its label, from the ledger alone",
                        description="Read the ledger (no re-run) and say why the row has its label: each rule "
                                    "that voted with file:line, source text, description, estimated accuracy, "
                                    "last change (git blame) and log-odds contribution, plus the class baseline.")
     p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--id", dest="row_id", required=True, metavar="ROW_ID", help="the row's id in the ledger")
+    p.add_argument("--id", dest="row_id", required=True, metavar="ROW_ID",
+                   help="the row's id in the ledger (an id on several rows: the first of them)")
     p.add_argument("--spec", metavar="SPEC", help="also check that the ledger was made from this spec version")
     add_format_option(p)
     p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("audit", help="write a self-contained HTML audit report beside a copy of the ledger",
-                       description="Write REPORT_DIR/index.html (no network, inline CSS and SVG) and a copy of "
-                                   "the ledger: spec version, rules and their owners, coverage and accuracy per "
-                                   "rule, label distribution, conflicts, gold agreement.")
+                       description="Write REPORT_DIR/index.html (one offline file: inline CSS, SVG and a small "
+                                   "script, nothing from the network) and a copy of the ledger: spec version and "
+                                   "what the ledger's hash proves, a row browser (search by id or text, filter by "
+                                   "label, rule, end model, conflict; each row's text, label, probability and the "
+                                   "rules that voted, in words then numbers), rules with their owners from git "
+                                   "blame (through the defines they read), coverage and accuracy per rule, label "
+                                   "distribution, conflicts, gold agreement, the end model's part and a glossary.")
     p.add_argument("ledger", metavar="LEDGER")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
+    p.add_argument("--rows", type=int, default=MAX_ROWS, metavar="N",
+                   help=f"rows embedded in the row browser (default {MAX_ROWS:,}): all of them for a smaller "
+                        "ledger, else a sample with every label, rule, conflict, end-model and weak decision; "
+                        "`mteach explain` answers for any other row")
     p.add_argument("--spec", metavar="SPEC", help="also check that the ledger was made from this spec version")
-    p.set_defaults(run=cmd_audit)
+    p.set_defaults(run=cmd_audit, output_kind="folder", output_writes=("index.html",))  # its ledger copy may be itself
 
     p = sub.add_parser("verify", help="re-run the recorded spec version and confirm the ledger",
                        description="Read the spec at the commit the ledger records (its folder, with used files "
@@ -88,14 +101,18 @@ def cmd_label(args) -> int:
     if args.threads < 1:
         raise DataError("--threads must be 1 or more")
     loaded = load(args.spec, args.data, args.id_column)
-    with progress_bar(loaded.source.num_rows, "labelling", not args.quiet) as advance:
+    with progress_bar(loaded.source.num_rows, "labelling", not args.quiet) as advance, \
+            engine_for(args, args.threads) as engine:
         model = None
         if args.model:
             from ..engine.train import load_model
             model = load_model(args.model, args.spec, loaded.source.schema)
         ledger = label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
                                  gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
-                                 model=model)
+                                 model=model, engine=engine, partitioned=writes_parts(args))
+    warning = duplicate_ids_warning(ledger)
+    if warning:
+        print(warning, file=sys.stderr)
     if not args.quiet:
         run = ledger.run
         git = run["git"]
@@ -129,12 +146,14 @@ def cmd_explain(args) -> int:
 # -- audit -------------------------------------------------------------------------------
 def cmd_audit(args) -> int:
     from ..engine.report import write_report
+    if args.rows < 1:
+        raise DataError(f"--rows must be 1 or more (got {args.rows})")
     ledger = _read(args)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    index = write_report(ledger, out)
+    index = write_report(ledger, out, args.rows)
     print(f"wrote {index} and {out / 'ledger.parquet'}", file=sys.stderr)
     return 0
 

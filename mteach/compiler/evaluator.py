@@ -20,7 +20,9 @@ Semantics (also in the README's language reference):
 """
 from __future__ import annotations
 
+import functools
 import re
+import weakref
 from dataclasses import fields
 
 import numpy as np
@@ -31,7 +33,7 @@ from ..grammar import ast
 from ..grammar.visitor import NodeVisitor
 from .spec import Spec, number_pattern, regex_pattern
 from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, fold, fold_case, is_word_char, np_bool,
-                     phrase_regex, runs_per_row, utf8_views, word_runs)
+                     phrase_regex, phrase_set, runs_per_row, utf8_views, word_runs)
 
 ABSTAIN = -1
 
@@ -42,8 +44,127 @@ def _np_float(arr) -> np.ndarray:
     return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False, writable=True)  # nulls -> nan
 
 
+_phrase_cache: dict = {}  # id(spec) -> (weak reference to the spec, its _spec_phrases)
+
+
 def _spec_phrases(spec: Spec) -> dict:
-    """source key -> the phrases the spec's rules look for in that text."""
+    """source key -> the phrases the spec's rules look for in that text (computed once per spec)."""
+    cached = _phrase_cache.get(id(spec))
+    if cached is not None and cached[0]() is spec:
+        return cached[1]
+    found = _walk_phrases(spec)
+    for key in [k for k, (ref, _) in _phrase_cache.items() if ref() is None]:
+        _phrase_cache.pop(key, None)
+    _phrase_cache[id(spec)] = (weakref.ref(spec), found)
+    return found
+
+
+def _token_phrases(spec: Spec, source_key, exact: bool) -> tuple:
+    """The spec's phrases on one text that the token index serves, ``exact`` or not, sorted."""
+    found = _spec_phrases(spec)
+    key = ("token phrases", source_key, exact)
+    if key not in found:
+        found[key] = tuple(sorted(p for p in found.get(source_key, ())
+                                  if (runs := word_runs(p)) is not None and runs[1] == exact))
+    return found[key]
+
+
+class _PhrasePlan:
+    """What a batch needs to match a tuple of phrases, built once per tuple: their
+    ``PhraseSet`` and, per phrase list asked about, its phrase ids."""
+
+    @staticmethod
+    @functools.lru_cache(maxsize=32)
+    def of(phrases: tuple) -> "_PhrasePlan":
+        return _PhrasePlan(phrases)
+
+    def __init__(self, phrases: tuple):
+        self.position = {p: i for i, p in enumerate(phrases)}
+        self.pset = phrase_set(tuple(tuple(word_runs(p)[0]) for p in phrases))
+        self._ids: dict = {}
+
+    def ids(self, phrases: tuple) -> np.ndarray:
+        if phrases not in self._ids:
+            if len(self._ids) > 4096:
+                self._ids.clear()
+            self._ids[phrases] = np.unique(self.pset.same_as[[self.position[p] for p in phrases]])
+        return self._ids[phrases]
+
+
+@functools.lru_cache(maxsize=4096)
+def _exact_phrases(phrases: tuple) -> tuple:
+    """Those of ``phrases`` that the token index matches exactly (plain words, whitespace between)."""
+    return tuple(p for p in phrases if (runs := word_runs(p)) is not None and runs[1])
+
+
+class PhraseMatches:
+    """Where the token-index phrases of one text occur in a batch: every (start token,
+    phrase) pair, found for all the spec's phrases on that text in one ``PhraseSet`` pass."""
+
+    def __init__(self, phrases: tuple, index: TokenIndex, spaced: bool):
+        self.plan = _PhrasePlan.of(phrases)
+        self.row = index.row
+        pset = self.plan.pset
+        self.starts, self.which = pset.match([index.word_ids(pset.vocab, pset.shape)],
+                                             lambda t: index.linked(t, spaced))
+        self.count = len(phrases)
+        self._by_phrase = None  # (starts sorted by phrase, bounds), made when first needed
+        self.parts = (self,)  # see PhraseMatchesUnion
+
+    def ids(self, phrases: tuple) -> np.ndarray:
+        """The distinct phrase ids of ``phrases`` (phrases with the same words share one)."""
+        return self.plan.ids(phrases)
+
+    def starts_of(self, phrases) -> np.ndarray:
+        """The start tokens of any of ``phrases`` (a token may appear more than once)."""
+        ids = self.ids(phrases)
+        if len(ids) > 32:
+            wanted = np.zeros(self.count, dtype=bool)
+            wanted[ids] = True
+            return self.starts[wanted[self.which]]
+        if self._by_phrase is None:
+            order = np.argsort(self.which, kind="stable")
+            self._by_phrase = self.starts[order], np.searchsorted(self.which[order], np.arange(self.count + 1))
+        starts, bounds = self._by_phrase
+        return np.concatenate([starts[bounds[i]:bounds[i + 1]] for i in ids] + [np.zeros(0, np.int64)])
+
+    def rows_with_all(self, phrases, n: int) -> np.ndarray:
+        """Rows where every one of ``phrases`` occurs."""
+        ids = self.ids(phrases)
+        wanted = np.zeros(self.count, dtype=bool)
+        wanted[ids] = True
+        sel = wanted[self.which]
+        pairs = np.unique(self.row[self.starts[sel]].astype(np.int64) * self.count + self.which[sel])
+        return np.bincount(pairs // self.count, minlength=n) == len(ids)
+
+
+class PhraseMatchesUnion:
+    """``PhraseMatches`` of several phrase tuples read as one. The studio's evaluator
+    outlives one version of the spec: when an edit adds a phrase, only the new phrases
+    get a pass over the token index (``BatchEvaluator.phrase_matches``), not all of them."""
+
+    MAX_PARTS = 8  # then one fresh pass over all the phrases
+
+    def __init__(self, parts: tuple):
+        self.parts = parts
+
+    def _split(self, phrases) -> list:
+        """(part, its share of ``phrases``): each phrase read from the first part that has it."""
+        shares = [[] for _ in self.parts]
+        for p in phrases:
+            k = next(k for k, part in enumerate(self.parts) if p in part.plan.position)
+            shares[k].append(p)
+        return [(part, tuple(share)) for part, share in zip(self.parts, shares) if share]
+
+    def starts_of(self, phrases) -> np.ndarray:
+        return np.concatenate([part.starts_of(share) for part, share in self._split(phrases)]
+                              + [np.zeros(0, np.int64)])
+
+    def rows_with_all(self, phrases, n: int) -> np.ndarray:
+        return np.logical_and.reduce([part.rows_with_all(share, n) for part, share in self._split(phrases)])
+
+
+def _walk_phrases(spec: Spec) -> dict:
     found: dict = {}
 
     def walk(value, source=None):
@@ -119,18 +240,36 @@ class BatchEvaluator(NodeVisitor):
         return out
 
     def tokens(self, src) -> TokenIndex:
-        """The token index of the lower-cased text, with every phrase word of the spec
-        on this text looked up in one pass."""
+        """The token index of the lower-cased text."""
+        return self._cached(("tokens", src.key()), lambda: TokenIndex(self.lower(src)))
+
+    def phrase_matches(self, src, exact: bool) -> PhraseMatches:
+        """Where the spec's phrases on this text that the token index serves occur: the
+        ``exact`` ones (plain words separated by whitespace: a match is the whole-word
+        match) or the others (their word runs, consecutive: candidates RE2 verifies)."""
+        phrases = _token_phrases(self.spec, src.key(), exact)
+        latest = ("latest phrase matches", src.key(), exact)
+
         def build():
-            index = TokenIndex(self.lower(src))
-            words = []
-            for phrase in _spec_phrases(self.spec).get(src.key(), ()):
-                runs = word_runs(phrase)
-                if runs is not None:
-                    words.extend(runs[0])
-            index.lookup(words)
-            return index
-        return self._cached(("tokens", src.key()), build)
+            last = self.memo.get(latest)  # this evaluator's earlier pass, for an earlier spec (the studio's)
+            if last is None:
+                return PhraseMatches(phrases, self.tokens(src), spaced=exact)
+            new = tuple(p for p in phrases if not any(p in part.plan.position for part in last.parts))
+            if not new:
+                return last
+            if len(last.parts) >= PhraseMatchesUnion.MAX_PARTS:
+                return PhraseMatches(phrases, self.tokens(src), spaced=exact)
+            return PhraseMatchesUnion(last.parts + (PhraseMatches(new, self.tokens(src), spaced=exact),))
+        # keyed by the phrases too: an evaluator may outlive one version of the spec (the studio's)
+        matches = self.memo[latest] = self._cached(("phrase matches", src.key(), exact, phrases), build)
+        return matches
+
+    def token_rows(self, src, starts: np.ndarray) -> np.ndarray:
+        """Rows holding any of the ``starts`` tokens (null text never matches)."""
+        index = self.tokens(src)
+        out = np.zeros(self.n, dtype=bool)
+        out[index.row[starts]] = True
+        return out & index.valid
 
     def phrase(self, src, phrase: str) -> np.ndarray:
         """Rows where ``phrase`` occurs as whole words."""
@@ -138,8 +277,8 @@ class BatchEvaluator(NodeVisitor):
             lowered = self.lower(src)
             runs = word_runs(phrase)
             if runs is not None:
-                runs, exact = runs
-                candidates = self.tokens(src).rows_with_sequence(runs, spaced=exact)
+                exact = runs[1]
+                candidates = self.token_rows(src, self.phrase_matches(src, exact).starts_of((phrase,)))
                 return candidates if exact else self._sparse_regex(lowered, candidates, phrase_regex(phrase))
             words = fold(phrase).split()
             longest = max(words, key=len)
@@ -150,7 +289,20 @@ class BatchEvaluator(NodeVisitor):
         return self._cached(("phrase", src.key(), fold(phrase)), compute)
 
     def phrases(self, src, node: ast.Phrases) -> np.ndarray:
-        masks = [self.phrase(src, p) for p in node.phrases]
+        """Rows with any (or all) of the phrases. The exact token-index phrases are read
+        together from ``phrase_matches`` (a list of 50,000 costs one pass, not 50,000
+        masks); the others one by one."""
+        exact = _exact_phrases(node.phrases)
+        masks = []
+        if len(exact) < len(node.phrases):
+            served = set(exact)
+            masks = [self.phrase(src, p) for p in node.phrases if p not in served]
+        if exact:
+            matches = self.phrase_matches(src, True)
+            if node.mode == "all":
+                masks.append(matches.rows_with_all(exact, self.n) & self.tokens(src).valid)
+            else:
+                masks.append(self.token_rows(src, matches.starts_of(exact)))
         if node.mode == "all":
             return np.logical_and.reduce(masks)
         return np.logical_or.reduce(masks)
@@ -207,11 +359,10 @@ class BatchEvaluator(NodeVisitor):
         punctuation: "t&c" must still read "t&c")."""
         lowered = self.lower(src)
         counts = np.where(np_bool(pc.is_null(lowered)), np.nan, 0.0)
-        starts = []
+        exact = _exact_phrases(node.phrases)
+        served = set(exact)
         for p in node.phrases:
-            runs = word_runs(p)
-            if runs is not None and runs[1]:
-                starts.append(self.tokens(src).sequence_starts(runs[0], spaced=True))
+            if p in served:
                 continue
             rows = np.flatnonzero(self.phrase(src, p))
             if len(rows):
@@ -219,9 +370,9 @@ class BatchEvaluator(NodeVisitor):
                 separator = f"([^\\p{{L}}\\p{{N}}{own}])"
                 doubled = pc.replace_substring_regex(pc.take(lowered, pa.array(rows)), separator, r"\1\1")
                 counts[rows] += _np_float(pc.count_substring_regex(doubled, phrase_regex(p)))
-        if starts:
-            index = self.tokens(src)
-            counts += np.bincount(index.row[np.unique(np.concatenate(starts))], minlength=self.n)
+        if exact:
+            starts = np.unique(self.phrase_matches(src, True).starts_of(exact))
+            counts += np.bincount(self.tokens(src).row[starts], minlength=self.n)
         return counts
 
     def number(self, src, regex: ast.Regex) -> np.ndarray:
@@ -328,21 +479,16 @@ class BatchEvaluator(NodeVisitor):
         parent = pc.list_parent_indices(lists).to_numpy()
 
         def starts(node_phrases: ast.Phrases) -> np.ndarray:
-            hits = np.zeros(len(tokens), dtype=bool)
-            for phrase in node_phrases.phrases:
-                words = fold(phrase).split()
-                ok = np.ones(len(tokens), dtype=bool)
-                for k, w in enumerate(words):
-                    eq = np_bool(pc.equal(tokens, w)) | np_bool(pc.equal(bare, w))
-                    shifted = np.zeros(len(tokens), dtype=bool)
-                    if k < len(tokens):
-                        shifted[:len(tokens) - k] = eq[k:]
-                        same_row = np.zeros(len(tokens), dtype=bool)
-                        same_row[:len(tokens) - k] = parent[k:] == parent[:len(tokens) - k]
-                        shifted &= same_row
-                    ok &= shifted
-                hits |= ok
-            return np.flatnonzero(hits)
+            """Tokens where a phrase starts: its words are the next tokens of the row, each
+            token read as written or without its edge punctuation (all phrases in one pass)."""
+            words = tuple(tuple(fold(p).split()) for p in node_phrases.phrases)
+            if not all(words):  # a phrase of no words starts everywhere
+                return np.arange(len(tokens))
+            pset = phrase_set(words)
+            ids = [pc.fill_null(pc.index_in(t, value_set=pset.vocab), -1).to_numpy().astype(np.int64)
+                   for t in (tokens, bare)]
+            found, _ = pset.match(ids, lambda t: parent[t + 1] == parent[t])
+            return np.unique(found)
 
         a, b = starts(node.left), starts(node.right)
         if len(a) == 0 or len(b) == 0:

@@ -201,6 +201,32 @@ class TokenIndex:
         for i, w in enumerate(words):
             self._where[w] = maybe[hits[bounds[i]:bounds[i + 1]]]
 
+    def word_ids(self, vocab: pa.Array, shape=None) -> np.ndarray:
+        """Per token: its index in ``vocab`` (a string array of lower-cased words), or -1;
+        one hash pass (``index_in``) over the tokens that could be a vocabulary word (right
+        length and first byte: ``shape`` is ``word_shapes(vocab)``, when already known)."""
+        ids = np.full(len(self.starts), -1, dtype=np.int64)
+        if len(vocab) == 0 or len(self.starts) == 0:
+            return ids
+        first_bytes, lengths = shape or word_shapes(vocab.to_pylist())
+        size = np.minimum(self.ends - self.starts, len(lengths) - 1)
+        maybe = np.flatnonzero(lengths[size] & first_bytes[self.bytes[self.starts]])
+        if len(maybe):
+            bounds = np.empty(2 * len(maybe), dtype=np.int32)
+            bounds[0::2] = self.starts[maybe] + self._base
+            bounds[1::2] = self.ends[maybe] + self._base
+            pieces = pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds), self._data)
+            ids[maybe] = pc.fill_null(pc.index_in(pieces, value_set=vocab), -1).to_numpy()[0::2]
+        return ids
+
+    def linked(self, tokens: np.ndarray, spaced: bool) -> np.ndarray:
+        """For each token t (t + 1 a token): whether t + 1 follows it in the same row, and,
+        with ``spaced``, only whitespace as RE2's \\s sees it separates them."""
+        ok = self.row[tokens + 1] == self.row[tokens]
+        if spaced and ok.any():
+            ok[ok] = self._spaces_between(tokens[ok])
+        return ok
+
     def sequence_starts(self, runs: list, spaced: bool = False) -> np.ndarray:
         """The tokens where ``runs`` start as consecutive tokens of one row; with ``spaced``,
         only where what separates them is whitespace as RE2's \\s sees it ([\\t\\n\\f\\r ])."""
@@ -230,6 +256,7 @@ class TokenIndex:
         return counts[first + width] == counts[first]
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def word_runs(phrase: str):
     """(runs, exact) for a phrase: its maximal runs of word characters (lower-cased), and
     whether it is only words of word characters separated by whitespace (then runs that
@@ -244,3 +271,117 @@ def word_runs(phrase: str):
     if not runs:
         return None
     return runs, runs == text.split()
+
+
+def word_shapes(words) -> tuple:
+    """(first bytes, lengths): boolean tables of the UTF-8 first bytes and byte lengths of ``words``."""
+    encoded = [w.encode("utf-8") for w in words]
+    first_bytes = np.zeros(256, dtype=bool)
+    first_bytes[[e[0] for e in encoded]] = True
+    lengths = np.zeros(max(map(len, encoded), default=0) + 2, dtype=bool)
+    lengths[[len(e) for e in encoded]] = True
+    return first_bytes, lengths
+
+
+class PhraseSet:
+    """Many phrases, each a sequence of words, matched together in one pass: a trie over
+    word ids, walked one level per word for every candidate start at once (numpy), so the
+    cost grows with the tokens and the matches, not with the number of phrases.
+
+    ``match`` takes, per token, the id of the word it is (``vocab``'s index, -1 for none;
+    several arrays when a token may read as more than one word) and a ``linked`` test
+    (does token t + 1 continue a phrase from token t) and returns every (start token,
+    phrase) pair. Phrases with no words never match."""
+
+    def __init__(self, phrases):
+        self.phrases = [tuple(p) for p in phrases]
+        vocab = sorted({w for p in self.phrases for w in p})
+        self.vocab = pa.array(vocab, pa.string())
+        self.shape = word_shapes(vocab)
+        word_id = {w: i for i, w in enumerate(vocab)}
+        self.width = max(len(vocab), 1)
+        states = {(): 0}
+        levels: list = []     # per depth: [(parent * width + word, state), ...]
+        finals: dict = {}     # state -> phrase index
+        for i, phrase in enumerate(self.phrases):
+            for k in range(len(phrase)):
+                prefix = phrase[:k + 1]
+                if prefix not in states:
+                    states[prefix] = len(states)
+                    if len(levels) <= k:
+                        levels.append([])
+                    levels[k].append((states[phrase[:k]] * self.width + word_id[phrase[k]], states[prefix]))
+            if phrase:
+                finals.setdefault(states[phrase], i)
+        self.levels = []
+        for level in levels:
+            level.sort()
+            self.levels.append((np.array([k for k, _ in level], np.int64), np.array([s for _, s in level], np.int64)))
+        self.first = np.full(self.width, -1, dtype=np.int64)  # depth 0 as a table: word -> state
+        if self.levels:
+            self.first[self.levels[0][0]] = self.levels[0][1]
+        self.final = np.full(len(states), -1, dtype=np.int64)
+        for state, i in finals.items():
+            self.final[state] = i
+        # a phrase that repeats another (same words) matches where that one does
+        self.same_as = np.array([finals[states[p]] if p else -1 for p in self.phrases], np.int64)
+
+    def _step(self, depth: int, state: np.ndarray, word: np.ndarray) -> np.ndarray:
+        if depth == 0:  # from the root: the word's own state
+            return np.where(word >= 0, self.first[np.maximum(word, 0)], -1)
+        keys, nxt = self.levels[depth]
+        key = state * self.width + word
+        at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+        return np.where((word >= 0) & (keys[at] == key), nxt[at], -1)
+
+    def match(self, ids: list, linked) -> tuple:
+        """(starts, phrase index) of every match; ``ids`` a list of per-token word-id arrays,
+        ``linked(tokens)`` the boolean test that token t + 1 continues from token t."""
+        n = len(ids[0])
+        if not self.levels or n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        starts = np.flatnonzero(np.logical_or.reduce([alt >= 0 for alt in ids]))  # tokens that read as a word
+        pos, state = self._advance(0, starts, np.zeros(len(starts), np.int64), ids, starts)
+        found_pos, found_phrase = [], []
+        depth = 0
+        while len(pos):
+            final = self.final[state]
+            hit = final >= 0
+            found_pos.append(pos[hit])
+            found_phrase.append(final[hit])
+            depth += 1
+            if depth >= len(self.levels):
+                break
+            last = pos + depth - 1
+            ok = last + 1 < n
+            pos, state, last = pos[ok], state[ok], last[ok]
+            ok = linked(last)
+            pos, state = self._advance(depth, pos[ok], state[ok], ids, last[ok] + 1)
+        if not found_pos:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(found_pos), np.concatenate(found_phrase)
+
+    def _advance(self, depth, pos, state, ids, tokens) -> tuple:
+        """The (start, state) pairs that read the word at ``tokens`` at ``depth`` (each
+        alternative word id tried; at depth 0 every token given is a start from the root)."""
+        outs_pos, outs_state, seen = [], [], []
+        for alt in ids:
+            word = alt[tokens]
+            if any(np.array_equal(word, s) for s in seen):
+                continue
+            seen.append(word)
+            nxt = self._step(depth, state, word)
+            keep = nxt >= 0
+            outs_pos.append(pos[keep])
+            outs_state.append(nxt[keep])
+        pos, state = np.concatenate(outs_pos), np.concatenate(outs_state)
+        if len(seen) > 1:  # two readings of a token may reach the same state
+            pairs = np.unique(np.stack([pos, state]), axis=1)
+            pos, state = pairs[0], pairs[1]
+        return pos, state
+
+
+@functools.lru_cache(maxsize=64)
+def phrase_set(phrases: tuple) -> PhraseSet:
+    """The ``PhraseSet`` of a tuple of word tuples, built once per distinct tuple."""
+    return PhraseSet(phrases)

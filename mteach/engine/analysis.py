@@ -11,6 +11,7 @@ label that it catches).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
@@ -99,31 +100,49 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
         votes = mteach.apply_table(spec, table)
         stats = mteach.rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels))
     """
-    n, m = votes.shape
+    n_voting = (votes != ABSTAIN).sum(axis=1)
+    counts = _column_counts(votes, n_voting > 1, conflicted_rows(votes), gold)
+    return _stats_table(counts, len(votes), rule_names, rule_labels, labels, gold)
+
+
+def _column_counts(votes: np.ndarray, overlapped: np.ndarray, conflicted: np.ndarray,
+                   gold: Optional[np.ndarray]) -> np.ndarray:
+    """Per column (rule) of ``votes``: [votes, overlaps, conflicts, correct, gold rows voted on]
+    as a (columns × 5) int64 array; the last two 0 without gold."""
     voted = votes != ABSTAIN
-    n_voting = voted.sum(axis=1)
-    conflicted = conflicted_rows(votes)
+    out = np.zeros((votes.shape[1], 5), dtype=np.int64)
+    out[:, 0] = voted.sum(axis=0)
+    out[:, 1] = (voted & overlapped[:, None]).sum(axis=0)
+    out[:, 2] = (voted & conflicted[:, None]).sum(axis=0)
+    if gold is not None:
+        hit = voted & (gold != ABSTAIN)[:, None]
+        out[:, 3] = (hit & (votes == gold[:, None])).sum(axis=0)
+        out[:, 4] = hit.sum(axis=0)
+    return out
+
+
+def _stats_table(counts: np.ndarray, n: int, rule_names: list, rule_labels: list, labels: list,
+                 gold: Optional[np.ndarray]) -> pa.Table:
+    """``rule_stats``'s table from ``_column_counts``."""
     denom = max(n, 1)
+    counts = counts.reshape(-1, 5)
     cols = {
         "rule": rule_names,
         "label": rule_labels,
         "polarity": [[lab] for lab in rule_labels],
-        "votes": voted.sum(axis=0).astype(np.int64),
-        "coverage": voted.sum(axis=0) / denom,
-        "overlaps": (voted & (n_voting > 1)[:, None]).sum(axis=0) / denom,
-        "conflicts": (voted & conflicted[:, None]).sum(axis=0) / denom,
+        "votes": counts[:, 0],
+        "coverage": counts[:, 0] / denom,
+        "overlaps": counts[:, 1] / denom,
+        "conflicts": counts[:, 2] / denom,
     }
     if gold is not None:
-        known = gold != ABSTAIN
-        hit = voted & known[:, None]
-        correct = (hit & (votes == gold[:, None])).sum(axis=0)
-        total = hit.sum(axis=0)
-        gold_of_label = np.array([(gold == labels.index(lab)).sum() for lab in rule_labels])
+        correct, total = counts[:, 3], counts[:, 4]
+        gold_of_label = np.array([(gold == labels.index(lab)).sum() for lab in rule_labels], dtype=np.int64)
         low, high = wilson_interval(correct, total)
         with np.errstate(invalid="ignore", divide="ignore"):
             cols.update({
-                "correct": correct.astype(np.int64),
-                "incorrect": (total - correct).astype(np.int64),
+                "correct": correct,
+                "incorrect": total - correct,
                 "accuracy": np.where(total > 0, correct / np.maximum(total, 1), np.nan),
                 "accuracy_low": low, "accuracy_high": high,
                 "recall": np.where(gold_of_label > 0, correct / np.maximum(gold_of_label, 1), np.nan),
@@ -133,8 +152,12 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
 
 def summarize(votes: np.ndarray, labels: list, gold: Optional[np.ndarray] = None) -> Summary:
     n_voting = (votes != ABSTAIN).sum(axis=1)
-    mv = majority_vote(votes, len(labels))
-    conflicted = int(conflicted_rows(votes).sum())
+    return _summary(n_voting, conflicted_rows(votes), majority_vote(votes, len(labels)), labels, gold)
+
+
+def _summary(n_voting: np.ndarray, conflicted: np.ndarray, mv: np.ndarray, labels: list,
+             gold: Optional[np.ndarray]) -> Summary:
+    """``summarize`` from the per-row facts: rules voting, conflicted, majority vote."""
     per_class, mv_correct, mv_decided, gold_rows = [], 0, 0, 0
     if gold is not None:
         known = gold != ABSTAIN
@@ -149,5 +172,110 @@ def summarize(votes: np.ndarray, labels: list, gold: Optional[np.ndarray] = None
             per_class.append({"label": lab, "gold": actual, "predicted": predicted,
                               "precision": tp / predicted if predicted else float("nan"),
                               "recall": tp / actual if actual else float("nan")})
-    return Summary(len(votes), int((n_voting > 0).sum()), int((n_voting > 1).sum()), conflicted,
+    return Summary(len(n_voting), int((n_voting > 0).sum()), int((n_voting > 1).sum()), int(conflicted.sum()),
                    gold_rows, mv_correct, mv_decided, per_class)
+
+
+@dataclass
+class Stats:
+    """Everything the studio shows about a vote matrix: ``rule_stats``, ``summarize``,
+    ``conflicted_rows`` and ``majority_vote``."""
+    rules: pa.Table
+    summary: Summary
+    conflicted: np.ndarray
+    verdict: np.ndarray
+
+
+class IncrementalStats:
+    """The statistics of successive vote matrices over the same rows, updated from the
+    columns that changed (the studio: one rule edited, the others' columns the same).
+
+    ``update(votes, keys, ...)``: ``keys`` names each column's content (equal keys, equal
+    columns: ``IncrementalVotes.column_keys``). Per row it keeps the votes per label; a
+    changed column moves those counts where it votes, and only the rows whose counts
+    moved (``R``) are re-read for the other columns' overlaps and conflicts. So a one-rule
+    edit costs O(rows) for that column and O(|R| × rules), not O(rows × rules). Results
+    equal the full functions' (tests/engine/test_analysis.py)."""
+
+    def __init__(self):
+        self._state = None
+
+    def update(self, votes: np.ndarray, keys: list, rule_names: list, rule_labels: list, labels: list,
+               gold: Optional[np.ndarray] = None) -> Stats:
+        n, m = votes.shape
+        old = self._state
+        same_basis = (old is not None and old["n"] == n and old["labels"] == list(labels)
+                      and (old["gold"] is None) == (gold is None)
+                      and (gold is None or np.array_equal(old["gold"], gold)))
+        if same_basis:
+            gone = _multiset_minus(old["keys"], keys)
+            came = _multiset_minus(keys, old["keys"])
+            if len(gone) + len(came) > max(1, m // 2):  # most columns changed: count afresh
+                same_basis = False
+        if not same_basis:
+            state = self._fresh(votes, keys, labels, gold)
+        else:
+            state = self._moved(old, votes, keys, gone, came, gold)
+        self._state = state
+        counts = np.array([state["columns"][k] for k in keys], dtype=np.int64).reshape(m, 5)
+        return Stats(_stats_table(counts, n, rule_names, rule_labels, labels, gold),
+                     _summary(state["n_voting"], state["conflicted"], state["verdict"], labels, gold),
+                     state["conflicted"], state["verdict"])
+
+    @staticmethod
+    def _per_row(per_label: np.ndarray) -> tuple:
+        """(rules voting, conflicted, majority vote) per row from the votes per label (labels × rows)."""
+        n_voting = per_label.sum(axis=0)
+        conflicted = (n_voting > 1) & ((per_label > 0).sum(axis=0) > 1)
+        if len(per_label) == 0:
+            return n_voting, conflicted, np.full(per_label.shape[1], ABSTAIN, dtype=np.int64)
+        top = per_label.max(axis=0)
+        single = (per_label == top).sum(axis=0) == 1
+        verdict = np.where((top > 0) & single, per_label.argmax(axis=0), ABSTAIN).astype(np.int64)
+        return n_voting, conflicted, verdict
+
+    def _fresh(self, votes, keys, labels, gold) -> dict:
+        per_label = np.stack([(votes == k).sum(axis=1, dtype=np.int32) for k in range(len(labels))]) \
+            if len(labels) else np.zeros((0, len(votes)), np.int32)
+        n_voting, conflicted, verdict = self._per_row(per_label)
+        counts = _column_counts(votes, n_voting > 1, conflicted, gold)
+        return {"n": len(votes), "labels": list(labels), "gold": None if gold is None else gold.copy(),
+                "keys": list(keys), "votes": votes, "per_label": per_label, "n_voting": n_voting,
+                "conflicted": conflicted, "verdict": verdict, "columns": dict(zip(keys, counts.tolist()))}
+
+    def _moved(self, old, votes, keys, gone, came, gold) -> dict:
+        per_label = old["per_label"].copy()
+        old_column = {k: j for j, k in enumerate(old["keys"])}
+        new_column = {k: j for j, k in enumerate(keys)}
+        for key, sign, matrix, column in ([(k, -1, old["votes"], old_column[k]) for k in gone]
+                                          + [(k, 1, votes, new_column[k]) for k in came]):
+            col = matrix[:, column]
+            for lab in range(len(per_label)):
+                per_label[lab] += sign * (col == lab)
+        rows = np.flatnonzero((per_label != old["per_label"]).any(axis=0))  # R: whose counts moved
+        n_voting, conflicted, verdict = (a.copy() for a in (old["n_voting"], old["conflicted"], old["verdict"]))
+        n_voting[rows], conflicted[rows], verdict[rows] = self._per_row(per_label[:, rows])
+        columns = {k: v for k, v in old["columns"].items() if k in new_column}
+        # kept columns: their overlaps and conflicts change only on R
+        kept = [new_column[k] for k in dict.fromkeys(keys) if k in columns and k not in came]
+        if len(rows) and kept:
+            voted = votes[np.ix_(rows, kept)] != ABSTAIN
+            d_overlap = (n_voting[rows] > 1).astype(np.int64) - (old["n_voting"][rows] > 1)
+            d_conflict = conflicted[rows].astype(np.int64) - old["conflicted"][rows]
+            d_o, d_c = d_overlap @ voted, d_conflict @ voted
+            for i, j in enumerate(kept):
+                c = list(columns[keys[j]])
+                c[1] += int(d_o[i])
+                c[2] += int(d_c[i])
+                columns[keys[j]] = c
+        if came:
+            at = [new_column[k] for k in came]
+            fresh = _column_counts(votes[:, at], n_voting > 1, conflicted, gold)
+            columns.update(zip(came, fresh.tolist()))
+        return {**old, "keys": list(keys), "votes": votes, "per_label": per_label, "n_voting": n_voting,
+                "conflicted": conflicted, "verdict": verdict, "columns": columns}
+
+
+def _multiset_minus(a: list, b: list) -> list:
+    """The items of ``a`` not matched by one in ``b``, repeats counted (two rules may share a key)."""
+    return list((Counter(a) - Counter(b)).elements())

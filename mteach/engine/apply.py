@@ -2,8 +2,9 @@
 
 ``apply_table`` works on an in-memory Arrow table; ``apply_file`` streams a data file's
 votes (``engine.votes``: record batches, memory bounded by the batch size, evaluated on
-a pool of threads) to Parquet through a temporary file, so an error never leaves a
-half-written output.
+a pool of threads or by another engine, Dask say) to Parquet through a temporary file, so
+an error never leaves a half-written output; or, ``partitioned``, to a folder of parts
+with a manifest written last (``engine.datasets``).
 
 The output file holds the row id and one int8 column per rule; its schema metadata
 holds the rules table (``mteach.rules``) and the run's facts (``mteach.run``), so the
@@ -25,7 +26,7 @@ from ..compiler.checker import load_spec
 from ..compiler.evaluator import vote_matrix
 from ..compiler.spec import Spec, field_kind
 from ..errors import DataError
-from .io import DEFAULT_BATCH_ROWS, DataSource, as_table, atomic_path, open_data
+from .io import DEFAULT_BATCH_ROWS, DataSource, as_table, atomic_path
 from .votes import vote_batches
 
 ROW_NUMBER = "row"  # id column written when the data has none
@@ -101,10 +102,13 @@ def run_metadata(spec: Spec, data_path, extra: dict | None = None) -> dict:
 
 def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] = None,
                batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2,
-               progress: Optional[Callable[[int], None]] = None) -> ApplyResult:
-    """Apply ``spec`` to the data file (a path or an opened ``DataSource``) and write the vote
-    matrix to ``output`` (Parquet)."""
-    source = data if isinstance(data, DataSource) else open_data(data)
+               progress: Optional[Callable[[int], None]] = None, engine=None,
+               partitioned: bool = False) -> ApplyResult:
+    """Apply ``spec`` to the data (a path, a Parquet dataset or an opened ``DataSource``) and
+    write the vote matrix to ``output``: one Parquet file, or with ``partitioned`` a folder
+    with a part per batch the engine yields (a partition, on Dask) and a manifest."""
+    from .datasets import DatasetWriter, open_source
+    source = data if isinstance(data, DataSource) else open_source(data)
     data = source.path if isinstance(data, DataSource) else data
     if not isinstance(spec, Spec):
         spec = load_spec(spec, source.schema)
@@ -120,25 +124,44 @@ def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] =
     })
     rows = 0
     coverage = np.zeros(len(names), dtype=np.int64)
-    with atomic_path(output) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in vote_batches(spec, source, id_column, batch_rows=batch_rows, threads=threads,
-                                      progress=progress):
-                arrays = [batch.ids] + [pa.array(batch.votes[:, j]) for j in range(len(names))]
-                writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-                rows += batch.num_rows
-                coverage += (batch.votes != -1).sum(axis=0)
+    batches = vote_batches(spec, source, id_column, batch_rows=batch_rows, threads=threads, progress=progress,
+                           engine=engine)
+
+    def write_all(write) -> None:
+        nonlocal rows, coverage
+        for batch in batches:
+            arrays = [batch.ids] + [pa.array(batch.votes[:, j]) for j in range(len(names))]
+            write(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            rows += batch.num_rows
+            coverage += (batch.votes != -1).sum(axis=0)
         if rows == 0:
             raise DataError(f"{data}: the file has a header but no rows")
+
+    if partitioned:
+        writer = DatasetWriter(output, schema)
+        write_all(writer.write)
+        writer.close()
+    else:
+        with atomic_path(output) as tmp:
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+                write_all(writer.write_batch)
     return ApplyResult(Path(output), rows, names, coverage, id_name)
 
 
 def read_votes(path) -> tuple:
-    """Read a vote file written by ``apply_file``: (ids, votes (n × m int8), rules table, run dict)."""
+    """Read a vote file written by ``apply_file`` (a file or a partitioned folder): (ids, votes
+    (n × m int8), rules table, run dict)."""
+    from .datasets import read_dataset
+    if Path(path).is_dir():
+        return _votes_of(read_dataset(path), path)
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
         raise DataError(f"{path}: cannot read the vote file: {err}") from None
+    return _votes_of(table, path)
+
+
+def _votes_of(table: pa.Table, path) -> tuple:
     meta = table.schema.metadata or {}
     if b"mteach.rules" not in meta:
         raise DataError(f"{path}: not a vote file written by `mteach apply` (no rules table in it)")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
+from scipy.special import log_softmax, softmax
 
 __all__ = ["ece", "f1_score", "fit_temperature", "log_scores", "MIN_GOLD_ROWS"]
 
@@ -61,6 +61,13 @@ def f1_score(pred: np.ndarray, gold: np.ndarray, k: int, positive: int = 1) -> f
         denom = float((pred == c).sum() + (gold == c).sum())
         f1.append(2 * tp / denom if denom else 0.0)
     return float(np.mean(f1))
+
+
+def tempered(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log proba / T): the probabilities at temperature T (T = 1: unchanged)."""
+    if temperature == 1.0:
+        return proba
+    return softmax(log_scores(proba) / temperature, axis=1)
 
 
 def log_scores(proba: np.ndarray) -> np.ndarray:

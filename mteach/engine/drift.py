@@ -382,6 +382,7 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
     trained on this spec version) or a loaded ``TrainedModel``. Raises ``DataError`` for
     schemas that differ (every difference listed) or an empty file, before any work.
     """
+    from .calibration import MIN_GOLD_ROWS, fit_temperature, log_scores, tempered
     from .label_model import fit_for_spec
     settings = settings or Settings()
     ds = settings.drift
@@ -444,12 +445,27 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
         label_model = trained.label_model
     else:
         lm = settings.label_model
-        label_model = fit_for_spec(spec, ref_votes, prior_strength=lm.prior_strength, max_iter=lm.max_iter,
-                                   seed=lm.seed)
+        label_model = fit_for_spec(spec, ref_votes, kind=lm.kind, prior_strength=lm.prior_strength,
+                                   max_iter=lm.max_iter, seed=lm.seed)
     ref_gold = None if any(g is None for g in kept_gold) else np.concatenate(kept_gold)
-    ref.add_predictions(label_model.predict_proba(ref_votes), (ref_votes != -1).any(axis=1),
-                        np.concatenate(kept_model) if kept_model else None, ref_gold)
-    del kept_votes, ref_votes
+    ref_covered = (ref_votes != -1).any(axis=1)
+    ref_model = np.concatenate(kept_model) if kept_model else None
+    # CBPE reads the scorer's probabilities as P(right): calibrate them by a temperature on the
+    # reference's gold (never on the new data's), on the rows the scorer labels
+    calibration = {"gold_rows": 0, "temperature": 1.0}
+    if ref_gold is not None:
+        if trained is not None:
+            calibration["gold_rows"] = int((ref_gold != -1).sum())
+            calibration["temperature"] = fit_temperature(log_scores(ref_model), ref_gold)
+            ref_model = tempered(ref_model, calibration["temperature"])
+        else:  # the label model fitted above, on covered rows
+            covered_gold = np.where(ref_covered, ref_gold, -1)
+            calibration["gold_rows"] = int((covered_gold != -1).sum())
+            calibration["temperature"] = label_model.calibrate(ref_votes, covered_gold).temperature_
+        if calibration["gold_rows"] < MIN_GOLD_ROWS:
+            calibration["gold_rows"] = 0
+    ref.add_predictions(label_model.predict_proba(ref_votes), ref_covered, ref_model, ref_gold)
+    del kept_votes, ref_votes, ref_model
     for t in ref.tokens.values():
         t.prune()
 
@@ -460,8 +476,8 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
 
     def on_new(ids, votes, batch, keys, gold_rows):
         covered = (votes != -1).any(axis=1)
-        model_proba = (trained.predict(pa.Table.from_batches([batch]), votes)["proba"]
-                       if trained is not None else None)
+        model_proba = (tempered(trained.predict(pa.Table.from_batches([batch]), votes)["proba"],
+                                 calibration["temperature"]) if trained is not None else None)
         lm_proba = label_model.predict_proba(votes)
         top = new_side.add_predictions(lm_proba, covered, model_proba, gold_rows)
         deployed = model_proba if model_proba is not None else lm_proba
@@ -471,7 +487,7 @@ def drift(spec, reference, new, *, model=None, id_column: Optional[str] = None, 
     for t in new_side.tokens.values():
         t.prune()
     return _compare(spec, ref, new_side, spot, ref_source.path, new_source.path, settings,
-                    "model" if trained is not None else "label model")
+                    "model" if trained is not None else "label model", calibration)
 
 
 class SpotCandidates:
@@ -538,7 +554,8 @@ class SpotCandidates:
         return out
 
 
-def _compare(spec, ref: Profile, new: Profile, spot: SpotCandidates, ref_path, new_path, settings, scorer) -> DriftReport:
+def _compare(spec, ref: Profile, new: Profile, spot: SpotCandidates, ref_path, new_path, settings, scorer,
+             calibration: dict) -> DriftReport:
     ds = settings.drift
     labels = spec.labels
     tests = []   # (dict, effect passes its threshold) whose p_value is adjusted together
@@ -592,7 +609,8 @@ def _compare(spec, ref: Profile, new: Profile, spot: SpotCandidates, ref_path, n
     fields.sort(key=lambda e: (not e["flagged"], -(e["statistic"] or 0), e["field"]))
 
     accuracy = {"scorer": scorer, "rows": "all rows" if scorer == "model" else "rows the rules cover",
-                "reference": _accuracy(ref), "new": _accuracy(new), "note": CALIBRATION_NOTE}
+                "reference": _accuracy(ref), "new": _accuracy(new), "note": CALIBRATION_NOTE,
+                "calibration": calibration}
     ref_acc = accuracy["reference"]
     # how far off the estimate was where the truth is known: the calibration, measured
     accuracy["reference_gap"] = (None if ref_acc["measured"] is None or ref_acc["estimated"] is None
@@ -682,7 +700,7 @@ def write_drift_report(report: DriftReport, folder, id_column: Optional[str] = N
     returns their paths by name. Each file is written atomically."""
     import json
     import pyarrow.csv as pacsv
-    from .io import atomic_path, readable, write_text_atomic
+    from .io import atomic_path, write_text_atomic
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{folder} exists and is not a folder; choose another -o")
@@ -695,8 +713,6 @@ def write_drift_report(report: DriftReport, folder, id_column: Optional[str] = N
         pacsv.write_csv(table, tmp)
     write_text_atomic(paths["json"], json.dumps(report.to_dict(), indent=2, default=float) + "\n")
     write_text_atomic(paths["report"], render_drift_report(report, id_column))
-    for path in paths.values():
-        readable(path)
     return paths
 
 

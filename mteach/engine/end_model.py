@@ -1,13 +1,25 @@
-"""The end model: a small PyTorch classifier trained on soft labels plus hint penalties.
+"""The end model: a linear or small MLP classifier over sparse features, trained on soft
+labels plus hint penalties.
 
 It learns from the label model's probabilistic labels (noise-aware cross-entropy:
 the expected log-loss under the soft label) and generalizes past the rules: it
 scores rows no rule covers. Direction hints add one penalty each (see
 :mod:`mteach.engine.hints`, the one place the penalty is defined).
 
+Sparse all the way: the first layer reads a CSR batch through ``torch.nn.functional.
+embedding_bag`` (a sum of the weight columns of the row's non-zero features, scaled by their
+values), so no dense copy of a batch's feature matrix is ever made, however many n-grams
+there are. A linear model without hints (the default) is fitted by scikit-learn's
+``LogisticRegression`` on the same loss (expected cross-entropy under the soft labels, the
+same L2 penalty) — the fast path — and its coefficients are stored in the same torch layer,
+so prediction, explanation, hints and saving do not care which solver fitted it; torch
+trains the MLP and any model with hints (``solver="torch"`` forces it).
+
 scikit-learn contract: ``__init__`` stores hyperparameters; ``fit`` returns
-``self``; learned state ends in ``_``; ``predict_proba`` / ``predict`` /
-``get_params`` / ``set_params``.
+``self``; learned state ends in ``_`` (``classes_``, ``n_features_in_``);
+``predict_proba`` / ``predict`` / ``get_params`` / ``set_params`` / ``clone``;
+``NotFittedError`` before ``fit``.  Its labels are soft (n, k) probabilities or class
+ids ``0..k-1``, so ``classes_`` is always ``arange(k)``.
 
 Persistence without pickle: ``save(folder)`` writes ``weights.pt`` (a
 ``state_dict`` saved with ``torch.save``, read back with
@@ -22,14 +34,17 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
+from mteach.errors import DataError
 from mteach.engine.io import write_bytes_atomic, write_text_atomic
-from mteach.engine.hints import DEFAULT_MARGIN, DEFAULT_SHARPNESS, HintConstraint, class_margin, first_layer, hint_penalty
+from mteach.engine.hints import (DEFAULT_MARGIN, DEFAULT_SHARPNESS, HintConstraint, class_margin, first_layer,
+                                 hint_penalty)
 
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "end_model.json"
@@ -41,6 +56,10 @@ class EndModelLoadError(ValueError):
     """A saved end model that cannot be read back (missing, corrupt, truncated, mismatched)."""
 
 
+class DeviceError(DataError, ValueError):
+    """A device the settings ask for that this machine does not have (a message, exit 2)."""
+
+
 def _resolve_device(device: str):
     import torch
     if device in (None, "auto"):
@@ -48,9 +67,10 @@ def _resolve_device(device: str):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from e
+        raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but no CUDA GPU is available")
+        raise DeviceError(f"[end_model] device = {device!r} asks for a CUDA GPU, and this machine has none; "
+                          "set device = \"auto\" (a GPU when there is one) or \"cpu\" in mteach.toml")
     return dev
 
 
@@ -59,6 +79,40 @@ def _build_net(n_features: int, n_classes: int, hidden: int):
     if hidden and hidden > 0:
         return nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
     return nn.Sequential(nn.Linear(n_features, n_classes))
+
+
+def _sparse_batch(X: sp.csr_matrix, device):
+    """A CSR batch as embedding_bag's (indices, offsets, per-sample weights) tensors."""
+    import torch
+    X = X if X.has_canonical_format else X.copy()
+    return (torch.as_tensor(X.indices.astype(np.int64), device=device),
+            torch.as_tensor(X.indptr[:-1].astype(np.int64), device=device),
+            torch.as_tensor(X.data.astype(np.float32, copy=False), device=device))
+
+
+def first_layer_output(first, X: sp.csr_matrix, device):
+    """``first(X)`` for a sparse ``X`` (rows × features) without densifying it: per row, the
+    sum of the first layer's weight columns of its non-zero features times their values."""
+    import torch.nn.functional as F
+    indices, offsets, values = _sparse_batch(X, device)
+    z = F.embedding_bag(indices, first.weight.t(), offsets, mode="sum", per_sample_weights=values)
+    return z + first.bias
+
+
+def forward_sparse(net, X: sp.csr_matrix, device):
+    """The network's logits on a sparse batch."""
+    first, rest = first_layer(net)
+    return rest(first_layer_output(first, X, device))
+
+
+def top_attributions(A: sp.csr_matrix, k: int) -> tuple:
+    """Per row of an attribution matrix, its ``k`` largest positive entries, largest first:
+    (feature columns, their values, counts per row), rows concatenated — vectorized."""
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    order = np.lexsort((-A.data, rows))  # by row, then largest first
+    rank = np.arange(A.nnz) - A.indptr[rows[order]]
+    chosen = order[(rank < k) & (A.data[order] > 0)]
+    return A.indices[chosen], A.data[chosen], np.bincount(rows[chosen], minlength=A.shape[0])
 
 
 def _as_csr(X) -> sp.csr_matrix:
@@ -115,13 +169,18 @@ class EndModel(ClassifierMixin, BaseEstimator):
     num_threads: CPU threads torch may use while fitting / predicting (restored
         afterwards); ``None`` leaves torch's setting. One thread is the fastest for
         these small models and avoids oversubscription on a shared machine.
+    solver: "auto" — scikit-learn's LogisticRegression (lbfgs) for a linear model
+        without hints, torch otherwise; "torch" — always torch (Adam, mini-batches).
+    max_steps_per_epoch: on large data the mini-batch grows so an epoch takes at most
+        this many steps (each step updates every weight, so steps, not rows, cost time).
     """
 
     def __init__(self, hidden: int = 0, epochs: int = 30, lr: float = 0.1,
                  weight_decay: float = 1e-4, batch_size: int = 64,
                  hint_strength: float = 1.0, hint_margin: float = DEFAULT_MARGIN,
                  hint_sharpness: float = DEFAULT_SHARPNESS, seed: int = 0,
-                 device: str = "auto", num_threads: Optional[int] = 1):
+                 device: str = "auto", num_threads: Optional[int] = 1, solver: str = "auto",
+                 max_steps_per_epoch: int = 200):
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
@@ -133,6 +192,13 @@ class EndModel(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
         self.num_threads = num_threads
+        self.solver = solver
+        self.max_steps_per_epoch = max_steps_per_epoch
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # its input is the featurizer's CSR matrix
+        return tags
 
     # ---- training ----------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -140,7 +206,8 @@ class EndModel(ClassifierMixin, BaseEstimator):
                   ("batch_size", int, lambda v: v >= 1), ("seed", int, lambda v: True),
                   ("lr", float, lambda v: v > 0), ("weight_decay", float, lambda v: v >= 0),
                   ("hint_strength", float, lambda v: v >= 0), ("hint_margin", float, lambda v: True),
-                  ("hint_sharpness", float, lambda v: v > 0)]
+                  ("hint_sharpness", float, lambda v: v > 0),
+                  ("max_steps_per_epoch", int, lambda v: v >= 1)]
         for name, typ, ok in checks:
             v = getattr(self, name)
             good_type = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -148,9 +215,14 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 good_type = good_type or isinstance(v, (float, np.floating))
             if not good_type or not ok(v):
                 raise ValueError(f"EndModel parameter {name}={v!r} is invalid")
+        if self.solver not in ("auto", "torch"):
+            raise ValueError(f"EndModel parameter solver={self.solver!r} is invalid: use 'auto' or 'torch'")
 
-    def fit(self, X, soft_labels, hints: Sequence[HintConstraint] = (), sample_weight=None) -> "EndModel":
-        import torch
+    def fit(self, X, soft_labels, hints: Sequence[HintConstraint] = (), sample_weight=None,
+            progress: Optional[Callable[[int], None]] = None) -> "EndModel":
+        """Fit on ``X`` (rows × features, sparse or dense) and soft labels (rows × k, or hard
+        class indices). ``progress`` is called with 1 after each epoch (the scikit-learn
+        path calls it once with ``epochs``)."""
 
         self._validate_params()
         X = _as_csr(X)
@@ -178,10 +250,67 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 raise ValueError("sample_weight must be n finite non-negative numbers, not all zero")
 
         device = _resolve_device(self.device)
+        progress = progress or (lambda steps: None)
         with _threads(self.num_threads):
-            return self._fit(X, Y, w, hints, keys, device)
+            if self.solver == "auto" and int(self.hidden) == 0 and not hints:
+                return self._fit_linear(X, Y, w, device, progress)
+            return self._fit(X, Y, w, hints, keys, device, progress)
 
-    def _fit(self, X, Y, w, hints, keys, device) -> "EndModel":
+    def _fit_linear(self, X, Y, w, device, progress) -> "EndModel":
+        """The fast path: L2-regularised multinomial logistic regression on the soft labels,
+        fitted by lbfgs; the same loss torch minimises (mean weighted expected cross-entropy
+        + weight_decay/2 · |W|²), written into a torch linear layer."""
+        import torch
+        from sklearn.linear_model import LogisticRegression
+        n, dim = X.shape
+        k = Y.shape[1]
+        # One copy of each row per class, weighted by its soft label: the weighted log-loss
+        # of the copies is the expected cross-entropy under the soft label.
+        weights = (Y * (w / w.mean())[:, None]).T.reshape(-1)
+        keep = weights > 0
+        Xk = sp.vstack([X] * k, format="csr")[keep]
+        yk = np.repeat(np.arange(k), n)[keep]
+        classes = np.unique(yk)
+        lam = float(self.weight_decay)
+        # sklearn minimises C·Σ loss + |W|²/2, i.e. mean loss + |W|²/(2Cn); torch's penalty is
+        # lam/2 · |W|² over k weight vectors — two labels share one vector v = w1 - w0 there,
+        # so lam/2 (|v/2|² + |v/2|²) = lam/4 |v|².
+        C = (2.0 if len(classes) == 2 else 1.0) / (lam * n) if lam > 0 else 1e12
+        clf = LogisticRegression(C=C, max_iter=1000, tol=1e-4)
+        clf.fit(Xk, yk, sample_weight=weights[keep])
+        W = np.zeros((k, dim))
+        b = np.zeros(k)
+        if len(classes) == 2:  # one vector for two classes: split it symmetrically
+            W[classes[1]], W[classes[0]] = clf.coef_[0] / 2, -clf.coef_[0] / 2
+            b[classes[1]], b[classes[0]] = clf.intercept_[0] / 2, -clf.intercept_[0] / 2
+        else:
+            W[classes], b[classes] = clf.coef_, clf.intercept_
+            missing = np.setdiff1d(np.arange(k), classes)
+            b[missing] = -50.0  # a class no row has any weight on is never predicted
+        net = _build_net(dim, k, 0)
+        with torch.no_grad():
+            net[0].weight.copy_(torch.as_tensor(W, dtype=torch.float32))
+            net[0].bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+        net.to(device).eval()
+        with torch.no_grad():
+            logp = torch.log_softmax(forward_sparse(net, X, device), dim=1).double().cpu().numpy()
+        ce = float((-(Y * logp).sum(axis=1) * w).sum() / w.sum())
+        loss = ce + lam / 2 * float((W ** 2).sum())
+        progress(int(self.epochs))
+        self._fitted(net, device, dim, k, [{"epoch": int(np.max(clf.n_iter_)), "loss": loss, "ce": ce, "hints": {},
+                                            "solver": "scikit-learn lbfgs"}])
+        return self
+
+    def _fitted(self, net, device, dim, k, history) -> None:
+        net.eval()
+        self.net_ = net
+        self.device_ = device
+        self.n_features_in_ = dim
+        self.n_classes_ = k
+        self.classes_ = np.arange(k)
+        self.history_ = history
+
+    def _fit(self, X, Y, w, hints, keys, device, progress) -> "EndModel":
         import torch
         n, dim = X.shape
         k = Y.shape[1]
@@ -204,7 +333,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
             pairs = [torch.as_tensor(np.stack([h.x_a, h.x_b]), dtype=torch.float32, device=device)
                      if h.kind == "pair" else None for h in hints]
             history = []
-            bs = int(self.batch_size)
+            bs = max(int(self.batch_size), -(-n // int(self.max_steps_per_epoch)))
             # Cosine decay of the learning rate to zero over all steps: the last
             # epochs settle at the regularized optimum instead of wandering with
             # the mini-batch noise, so results depend little on the seed.
@@ -220,15 +349,15 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 net.train()
                 for start in range(0, n, bs):
                     idx = np.sort(perm[start:start + bs])
-                    xb = torch.as_tensor(X[idx].toarray(), device=device)
                     yb = Yt[idx].to(device)
                     wb = Wt[idx].to(device)
-                    z = first(xb)  # the wide layer, computed once for the loss and every hint
+                    # the wide layer, from the sparse rows, computed once for the loss and every hint
+                    z = first_layer_output(first, X[idx], device)
                     logp = torch.log_softmax(rest(z), dim=1)
                     ce = (-(yb * logp).sum(dim=1) * wb).sum() / wb.sum().clamp_min(1e-12)
                     loss = ce
                     for j, h in enumerate(hints):
-                        pen = hint_penalty(net, xb, h, float(self.hint_margin), float(self.hint_sharpness),
+                        pen = hint_penalty(net, z, h, float(self.hint_margin), float(self.hint_sharpness),
                                            d_unit=d_units[j], pair_rows=pairs[j], z=z)
                         loss = loss + float(self.hint_strength) * h.weight * pen
                         pen_sum[j] += float(pen.detach())
@@ -244,21 +373,15 @@ class EndModel(ClassifierMixin, BaseEstimator):
                                              f"(loss {tot}); lower lr or hint_strength")
                 history.append({"epoch": epoch + 1, "loss": tot / nb, "ce": ce_sum / nb,
                                 "hints": {key: s / nb for key, s in zip(keys, pen_sum)}})
+                progress(1)
         finally:
             torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-        net.eval()
-        self.net_ = net
-        self.device_ = device
-        self.n_features_in_ = dim
-        self.n_classes_ = k
-        self.classes_ = np.arange(k)
-        self.history_ = history
+        self._fitted(net, device, dim, k, history)
         return self
 
     # ---- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            raise RuntimeError("this EndModel is not fitted yet: call fit(X, soft_labels) first")
+        check_is_fitted(self, "net_", msg="this EndModel is not fitted yet: call fit(X, soft_labels) first")
 
     def decision_function(self, X) -> np.ndarray:
         """Logits, shape (n, k)."""
@@ -270,8 +393,8 @@ class EndModel(ClassifierMixin, BaseEstimator):
         out = []
         with torch.no_grad(), _threads(getattr(self, "num_threads", 1)):
             for start in range(0, X.shape[0], _PREDICT_BATCH):
-                xb = torch.as_tensor(X[start:start + _PREDICT_BATCH].toarray(), device=self.device_)
-                out.append(self.net_(xb).double().cpu().numpy())
+                out.append(forward_sparse(self.net_, X[start:start + _PREDICT_BATCH], self.device_)
+                           .double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.n_classes_))
 
     def predict_proba(self, X) -> np.ndarray:
@@ -283,33 +406,55 @@ class EndModel(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         return np.argmax(self.decision_function(X), axis=1)
 
+    def attributions(self, X, classes) -> sp.csr_matrix:
+        """Gradient × input of each row's class margin f_c (class ``classes[i]``'s logit minus
+        logsumexp of the others) for every non-zero feature of the row: a CSR matrix with the
+        sparsity of ``X`` (exact for the linear model). Computed on the sparse batch — the
+        gradient is taken with respect to the non-zero values — so nothing is densified."""
+        import torch
+        import torch.nn.functional as F
+        self._check_fitted()
+        X = _as_csr(X)
+        X = X if X.has_canonical_format else X.copy()
+        X.sum_duplicates()
+        classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+        if classes.shape[0] != X.shape[0]:
+            raise ValueError(f"attributions need one class per row: {classes.shape[0]} for {X.shape[0]} rows")
+        first, rest = first_layer(self.net_)
+        out = np.zeros(X.nnz, dtype=np.float64)
+        with _threads(getattr(self, "num_threads", 1)):
+            for start in range(0, X.shape[0], _PREDICT_BATCH):
+                xb = X[start:start + _PREDICT_BATCH]
+                if not xb.nnz:
+                    continue
+                indices, offsets, values = _sparse_batch(xb, self.device_)
+                values = values.clone().requires_grad_(True)
+                z = F.embedding_bag(indices, first.weight.t(), offsets, mode="sum", per_sample_weights=values)
+                logits = rest(z + first.bias)
+                cb = torch.as_tensor(classes[start:start + _PREDICT_BATCH], device=self.device_)
+                chosen = logits.gather(1, cb[:, None])[:, 0]
+                others = logits.masked_fill(F.one_hot(cb, logits.shape[1]).bool(), float("-inf"))
+                (grad,) = torch.autograd.grad((chosen - torch.logsumexp(others, dim=1)).sum(), values)
+                lo, hi = X.indptr[start], X.indptr[min(start + _PREDICT_BATCH, X.shape[0])]
+                out[lo:hi] = (grad * values).detach().double().cpu().numpy()
+        return sp.csr_matrix((out, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+
     def top_features(self, x_row, featurizer=None, k: int = 5, label: Optional[int] = None) -> list:
         """The features that pushed this row towards its predicted class most.
 
         Attribution is gradient × input of f_c (class c's logit minus logsumexp of
-        the others), exact for the linear model. Returns up to ``k``
-        ``(feature_name, contribution)`` pairs with positive contribution, largest
-        first. ``label`` explains another class instead of the predicted one.
+        the others), exact for the linear model (see :meth:`attributions`). Returns up
+        to ``k`` ``(feature_name, contribution)`` pairs with positive contribution,
+        largest first. ``label`` explains another class instead of the predicted one.
         """
-        import torch
         self._check_fitted()
         x = _as_csr(x_row)
         if x.shape[0] != 1:
             raise ValueError(f"top_features explains one row, got {x.shape[0]}")
-        xt = torch.as_tensor(x.toarray(), device=self.device_).requires_grad_(True)
-        logits = self.net_(xt)
-        c = int(torch.argmax(logits, dim=1)) if label is None else int(label)
-        f = class_margin(logits, c)
-        (g,) = torch.autograd.grad(f.sum(), xt)
-        contrib = (g * xt).detach().cpu().numpy()[0].astype(np.float64)
-        order = np.argsort(-contrib, kind="stable")
+        c = int(self.predict(x)[0]) if label is None else int(label)
         names = getattr(featurizer, "feature_names_", None) if featurizer is not None else None
-        out = []
-        for j in order[:k]:
-            if contrib[j] <= 0:
-                break
-            out.append((names[j] if names is not None else int(j), float(contrib[j])))
-        return out
+        features, weights, _ = top_attributions(self.attributions(x, [c]), k)
+        return [(names[j] if names is not None else int(j), float(w)) for j, w in zip(features, weights)]
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, folder) -> Path:

@@ -37,7 +37,11 @@ def nearest_ids(ids: pa.Array, wanted: str, n: int = 3) -> list:
 
 def explain_row(ledger: Ledger, row_id: str) -> dict:
     """Why row ``row_id`` has its label, from the ledger alone."""
-    i = find_row(ledger, row_id)
+    return explain_at(ledger, find_row(ledger, row_id))
+
+
+def explain_at(ledger: Ledger, i: int) -> dict:
+    """Why the row at position ``i`` of the ledger has its label (``explain_row`` by position)."""
     row = ledger.table.slice(i, 1).to_pylist()[0]
     labels = ledger.labels
     rules = {r["rule"]: r for r in ledger.rules}
@@ -64,7 +68,7 @@ def explain_row(ledger: Ledger, row_id: str) -> dict:
             "rule": v["rule"], "label": v["label"], "contribution": contribs.get(v["rule"]),
             "file": info.get("file"), "line": info.get("line"), "source": info.get("source"),
             "description": info.get("description"), "estimated_accuracy": info.get("estimated_accuracy"),
-            "confidence": info.get("confidence"), "blame": info.get("blame")})
+            "confidence": info.get("confidence"), "blame": info.get("blame"), "defines": info.get("defines") or []})
     if row["decided_by"] == "rules":
         p = np.exp(score - score.max())
         out["posterior"] = {lab: float(x) for lab, x in zip(labels, p / p.sum())}
@@ -76,15 +80,34 @@ def explain_row(ledger: Ledger, row_id: str) -> dict:
     return out
 
 
+def verdict_words(e: dict) -> str:
+    """The row's label, probability and what decided it, in one sentence."""
+    if e["decided_by"] == "none":
+        return f"row {e['id']}: no label — no rule voted on it and no end model labelled it."
+    return (f"row {e['id']}: {e['label']} with probability {e['probability']:.4f}, "
+            f"decided by {'the rules' if e['decided_by'] == 'rules' else 'the end model'}.")
+
+
+def strength_words(log_odds: float, label: str) -> str:
+    """A log-odds term in words: how hard, and which way, it pushes toward ``label``."""
+    size = abs(log_odds)
+    how = "strongly" if size >= 2 else "clearly" if size >= 0.5 else "slightly" if size >= 0.05 else "barely"
+    return f"{how} {'toward' if log_odds >= 0 else 'against'} {label}"
+
+
+def blame_words(b) -> str:
+    """Who last changed a rule's or a define's lines, from its git blame."""
+    if b and b.get("commit") == "uncommitted":
+        return "last changed: not committed yet"
+    if b:
+        return f"last changed in commit {b['commit'][:10]} by {b['author']} <{b['email']}> on {b['date'][:10]}"
+    return "last changed: unavailable (blame needs the spec in git)"
+
+
 def format_explanation(e: dict) -> str:
     """The explanation in words, for an expert and an auditor."""
-    lines = []
+    lines = [verdict_words(e)]
     git = e.get("git") or {}
-    if e["decided_by"] == "none":
-        lines.append(f"row {e['id']}: no label — no rule voted on it and no end model labelled it.")
-    else:
-        lines.append(f"row {e['id']}: {e['label']} with probability {e['probability']:.4f}, "
-                     f"decided by {'the rules' if e['decided_by'] == 'rules' else 'the end model'}.")
     if git.get("state") == "clean":
         version = f"commit {git['commit'][:10]} ({git.get('path_in_repo')})"
     elif git.get("state") == "dirty":
@@ -107,22 +130,20 @@ def format_explanation(e: dict) -> str:
             acc = v["estimated_accuracy"]
             acc_text = f"estimated accuracy {acc:.2f}" if acc is not None else "accuracy unknown"
             c = v["contribution"]
-            lines.append(f"  {c:+.3f}  rule {v['rule']} votes {v['label']}  ({v['file']}:{v['line']}, {acc_text})")
+            lines.append(f"  {c:+.3f}  rule {v['rule']} votes {v['label']}, {strength_words(c, lab)}  "
+                         f"({v['file']}:{v['line']}, {acc_text})")
             if v.get("description"):
                 for d in v["description"].splitlines():
                     lines.append(f"          # {d}")
             lines.append(f"          {v['source']}")
-            b = v.get("blame")
-            if b and b.get("commit") == "uncommitted":
-                lines.append("          last changed: not committed yet")
-            elif b:
-                lines.append(f"          last changed in commit {b['commit'][:10]} by {b['author']} "
-                             f"<{b['email']}> on {b['date'][:10]}")
-            else:
-                lines.append("          last changed: unavailable (blame needs the spec in git)")
+            lines.append(f"          {blame_words(v.get('blame'))}")
+            for d in v.get("defines") or []:
+                lines.append(f"          uses define {d['define']} ({d['file']}:{d['line']}), "
+                             f"{blame_words(d.get('blame'))}")
         total = e["baseline_log_odds"] + sum(v["contribution"] for v in e["votes"])
         if e.get("end_model_contribution") is not None:
-            lines.append(f"  {e['end_model_contribution']:+.3f}  the end model's view of the text "
+            lines.append(f"  {e['end_model_contribution']:+.3f}  the end model's view of the text, "
+                         f"{strength_words(e['end_model_contribution'], lab)} "
                          f"(blended in with weight {e.get('blend')})")
             total += e["end_model_contribution"]
         lines.append(f"total: {total:+.3f} log-odds toward {lab}"

@@ -24,8 +24,10 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize
+from sklearn.utils.validation import check_is_fitted
 
 FORMAT_VERSION = 1
 
@@ -47,8 +49,13 @@ def _column_texts(table: pa.Table, field: str) -> list:
     return ["" if v is None else v for v in col.to_pylist()]
 
 
-class Featurizer:
+class Featurizer(BaseEstimator):
     """Text n-gram TF-IDF + standardized numeric features, from a ``pyarrow.Table``.
+
+    A scikit-learn transformer: ``get_params``/``set_params``, ``sklearn.base.clone`` (an
+    unfitted copy with the same parameters) and ``NotFittedError`` before ``fit``.  Its
+    input is a table, not a matrix, so it has no ``n_features_in_``; ``n_features_`` is
+    the width of the feature space it produces.
 
     Parameters
     ----------
@@ -87,20 +94,6 @@ class Featurizer:
         self.max_features = max_features
         self.sublinear_tf = sublinear_tf
         self.lowercase = lowercase
-
-    # ---- parameters ------------------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict:
-        return {
-            "text_fields": list(self.text_fields),
-            "numeric": self.numeric,
-            "ngram_range": tuple(self.ngram_range),
-            "char_ngrams": self.char_ngrams,
-            "char_ngram_range": tuple(self.char_ngram_range),
-            "min_df": self.min_df,
-            "max_features": self.max_features,
-            "sublinear_tf": self.sublinear_tf,
-            "lowercase": self.lowercase,
-        }
 
     def _numeric_names(self) -> list:
         return list((self.numeric or {}).keys())
@@ -190,8 +183,7 @@ class Featurizer:
         ]
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "feature_names_"):
-            raise RuntimeError("this Featurizer is not fitted yet: call fit(table) first")
+        check_is_fitted(self, "feature_names_", msg="this Featurizer is not fitted yet: call fit(table) first")
 
     def _numeric_raw(self, table: pa.Table) -> np.ndarray:
         n = table.num_rows
@@ -300,6 +292,7 @@ class Featurizer:
                            "idf": [float(v) for v in idf]})
         params = self.get_params()
         params.pop("numeric")
+        params["text_fields"] = list(params["text_fields"])
         params["ngram_range"] = list(params["ngram_range"])
         params["char_ngram_range"] = list(params["char_ngram_range"])
         return {

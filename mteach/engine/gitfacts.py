@@ -4,11 +4,10 @@ verb needs history (verify, diff), which says so."""
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -19,12 +18,42 @@ from ..errors import DataError
 UNAVAILABLE = "unavailable"
 
 
-def _git(args, cwd, check=True, text=True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
+# A spec's repository may be someone else's: its .git/config must not make us run anything.
+# Only read commands are used, with hooks, fsmonitor, the pager, signatures and the system
+# config off (your own ~/.gitconfig is read), and every filter driver emptied (``_git``).
+SAFE_CONFIG = ("core.fsmonitor=false", "core.hooksPath=/dev/null", "core.pager=cat", "log.showSignature=false",
+               "core.untrackedCache=false", "diff.external=", "protocol.allow=never")
+SAFE_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
+            "GIT_PAGER": "cat", "PAGER": "cat", "GIT_OPTIONAL_LOCKS": "0", "GIT_NO_REPLACE_OBJECTS": "1",
+            "LC_ALL": "C"}
+_FILTER_KEY = re.compile(r"^filter\.(.+)\.(clean|smudge|process)$", re.S)
+
+
+def _run(argv, cwd, text=True, input=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | SAFE_ENV
     try:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=text, env=env)
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=text, env=env, input=input)
     except FileNotFoundError:
         raise DataError("git is not installed; provenance needs it for commits and blame") from None
+
+
+def _neutralised_filters(cwd) -> list:
+    """``-c filter.X.clean=`` (and smudge, process) for every filter driver the repository's
+    config defines: an empty command is no filter, so none of them runs."""
+    r = _run(["git", "--no-pager", *_config_args(SAFE_CONFIG), "config", "--null", "--get-regexp", r"^filter\."],
+             cwd)
+    keys = [entry.split("\n", 1)[0] for entry in r.stdout.split("\0") if entry] if r.returncode == 0 else []
+    return [f"{key}=" for key in keys if _FILTER_KEY.match(key)]
+
+
+def _config_args(pairs) -> list:
+    return [arg for pair in pairs for arg in ("-c", pair)]
+
+
+def _git(args, cwd, check=True, text=True, input=None) -> subprocess.CompletedProcess:
+    """Run a read-only git command in a repository that may not be ours (``SAFE_CONFIG``)."""
+    config = _config_args(SAFE_CONFIG + tuple(_neutralised_filters(cwd)))
+    result = _run(["git", "--no-pager", *config, *args], cwd, text=text, input=input)
     if check and result.returncode != 0:
         err = result.stderr if text else result.stderr.decode("utf-8", "replace")
         raise DataError(f"git {' '.join(args)} failed: {err.strip()}")
@@ -55,7 +84,8 @@ def spec_git_facts(spec: Spec) -> dict:
     head = _git(["rev-parse", "--verify", "-q", "HEAD"], cwd, check=False).stdout.strip() or None
     prefix = _git(["rev-parse", "--show-prefix"], cwd).stdout.strip()
     files = list(spec.files)
-    status = _git(["status", "--porcelain", "--untracked-files=all", "--", *files], cwd).stdout.strip()
+    status = _git(["status", "--porcelain", "--untracked-files=all", "--ignore-submodules=all", "--", *files],
+                  cwd).stdout.strip()
     tracked = _git(["ls-files", "--", *files], cwd).stdout.split("\n")
     committed = head is not None and len([t for t in tracked if t]) == len(files)
     clean = committed and not status
@@ -74,7 +104,7 @@ def blame_lines(path: Path, ranges: list) -> list:
     """
     if not ranges or repo_root(path) is None:
         return [None] * len(ranges)
-    args = ["blame", "--porcelain"]
+    args = ["blame", "--porcelain", "--no-textconv"]
     for a, b in ranges:
         args += ["-L", f"{a},{b}"]
     r = _git(args + ["--", path.name], path.parent, check=False)
@@ -108,6 +138,20 @@ def blame_lines(path: Path, ranges: list) -> list:
     return out
 
 
+def blame_spans(spans: list) -> list:
+    """``blame_lines`` for (file, first, last) spans of any files (a rule's lines, and the lines
+    of the defines it reads, which may sit in a used file; a file as the spec's spans name it),
+    one ``git blame`` per file; a result per span, in order."""
+    by_file: dict = {}
+    for i, (file, a, b) in enumerate(spans):
+        by_file.setdefault(file, []).append((i, (a, b)))
+    out = [None] * len(spans)
+    for file, items in by_file.items():
+        for (i, _), blame in zip(items, blame_lines(Path(file), [r for _, r in items])):
+            out[i] = blame
+    return out
+
+
 def _iso_date(epoch, tz) -> str:
     import datetime as dt
     if not epoch:
@@ -130,20 +174,39 @@ def resolve_commit(repo: Path, rev: str) -> str:
 
 @contextlib.contextmanager
 def spec_at_revision(repo: Path, path_in_repo: str, rev: str):
-    """Yield the spec's path inside a temporary copy of its folder as it was at ``rev``
-    (``git archive``, so used specs and lexicons come along)."""
+    """Yield the spec's path inside a temporary copy of its folder as it was at ``rev`` (used
+    specs and lexicons come along). Blobs are read raw (``ls-tree`` + ``cat-file``): no
+    filter the repository configures runs, and links and submodules are left out."""
     sha = resolve_commit(repo, rev)
     folder = str(Path(path_in_repo).parent.as_posix())
     folder = "" if folder == "." else folder
     exists = _git(["cat-file", "-e", f"{sha}:{path_in_repo}"], repo, check=False)
     if exists.returncode != 0:
         raise DataError(f"{path_in_repo} does not exist at commit {rev} ({sha[:10]})")
-    r = _git(["archive", "--format=tar", sha, "--", folder or "."], repo, text=False)
+    listing = _git(["ls-tree", "-r", "-z", "--full-tree", sha, "--", folder or "."], repo, text=False).stdout
+    blobs = []  # (object id, path in the repository)
+    for entry in listing.split(b"\0"):
+        if not entry:
+            continue
+        meta, path = entry.split(b"\t", 1)
+        mode, kind, oid = meta.split(b" ")
+        if kind == b"blob" and mode in (b"100644", b"100755"):
+            blobs.append((oid.decode(), path.decode("utf-8", "surrogateescape")))
+    contents = _git(["cat-file", "--batch"], repo, text=False,
+                    input="".join(f"{oid}\n" for oid, _ in blobs).encode()).stdout
     tmp = tempfile.mkdtemp(prefix="mteach-rev-")
     try:
-        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
-            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(tmp, **kwargs)
+        at = 0
+        for oid, rel in blobs:
+            header_end = contents.index(b"\n", at)
+            size = int(contents[at:header_end].split(b" ")[2])
+            data = contents[header_end + 1:header_end + 1 + size]
+            at = header_end + 1 + size + 1
+            target = Path(tmp) / rel
+            if ".." in Path(rel).parts or Path(rel).is_absolute():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
         yield Path(tmp) / path_in_repo
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,6 +15,9 @@ mapping stays the same: adding one phrase to a rule evaluates that phrase only.
 It is an implementation of ``engine.votes.Engine`` (``vote_batches``) bound to one
 in-memory table; ``votes(spec)`` is its whole-table shortcut.
 
+The statistics follow the same way: ``column_keys`` names each vote column for
+``engine.analysis.IncrementalStats``, which updates them from the changed columns only.
+
 Thread-safe: a refresh may run in a worker thread while an older one finishes.
 """
 from __future__ import annotations
@@ -142,6 +145,11 @@ class IncrementalVotes:
             while len(self._cache) > len(set(keys)) + self.keep:
                 self._cache.popitem(last=False)
         return [have[k] for k in keys]
+
+    def column_keys(self, spec: Spec) -> list:
+        """Per rule of ``spec``: a key of its vote column (equal keys, equal columns), for
+        ``engine.analysis.IncrementalStats``."""
+        return [f"{self._key(spec, r)}=>{r.label_index}" for r in spec.rules]
 
     def votes(self, spec: Spec) -> np.ndarray:
         masks = self.masks(spec)

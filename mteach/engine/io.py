@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import hashlib
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -24,6 +26,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError
 
 DEFAULT_BATCH_ROWS = 65_536
+BLOCK_BYTES = 1 << 22  # bytes per read block of CSV and JSONL (grown for a CSV row larger than this)
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
 
@@ -81,16 +84,14 @@ class DataSource:
             yield from pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows, columns=columns)
             return
         if self.format == "csv":
-            reader = pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=1 << 22),
-                                    convert_options=_csv_convert(self.schema, columns))
-        else:
-            reader = pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=1 << 22),
-                                      parse_options=pajson.ParseOptions(explicit_schema=self.schema))
+            yield from _csv_batches(self.path, _csv_convert(self.schema, columns), batch_rows)
+            return
+        reader = pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES),
+                                  parse_options=pajson.ParseOptions(explicit_schema=self.schema))
         for batch in reader:
-            if columns is not None and self.format == "jsonl":
+            if columns is not None:
                 batch = batch.select(columns)
-            if self.format == "jsonl":
-                batch.validate(full=True)  # the JSON reader lets invalid UTF-8 into string columns
+            batch.validate(full=True)  # the JSON reader lets invalid UTF-8 into string columns
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
 
@@ -98,6 +99,56 @@ class DataSource:
         batches = list(self.batches(columns))
         schema = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
         return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+
+
+def _csv_reader(path, convert_options=None, block_size=None, skip_rows: int = 0):
+    """A streaming CSV reader that reads quoted cells holding newlines as one cell (the
+    default splits them into phantom rows where a read block ends inside a cell)."""
+    return pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block_size or BLOCK_BYTES,
+                                                               skip_rows_after_names=skip_rows),
+                          parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                          convert_options=convert_options or pacsv.ConvertOptions(strings_can_be_null=True))
+
+
+def _grow_block(path, block: int, err: Exception) -> int:
+    """Twice the read block after Arrow's error for a row (a cell) larger than it; other errors re-raised."""
+    if "straddl" not in str(err) or block > os.path.getsize(path):
+        raise err
+    return block * 2
+
+
+def _csv_batches(path, convert_options, batch_rows):
+    """The CSV's record batches; a row larger than the read block makes the block twice as
+    large and the read resumes after the rows already given (no row twice, none lost)."""
+    block, done = BLOCK_BYTES, 0
+    while True:
+        try:
+            for batch in _csv_reader(path, convert_options, block, skip_rows=done):
+                for start in range(0, batch.num_rows, batch_rows):
+                    part = batch.slice(start, batch_rows)
+                    done += part.num_rows
+                    yield part
+            return
+        except pa.ArrowInvalid as err:
+            block = _grow_block(path, block, err)
+
+
+def _csv_schema(path) -> pa.Schema:
+    """The schema Arrow infers from a CSV's first block (grown until its first row fits)."""
+    block = BLOCK_BYTES
+    while True:
+        try:
+            reader = _csv_reader(path, block_size=block)
+            schema = reader.schema
+            binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+            if binary:  # Arrow reads a column with non-UTF-8 bytes as binary
+                raise _not_utf8(path, binary)
+            reader.read_next_batch()
+            return schema
+        except StopIteration:  # before the types below are blamed on the spec
+            raise DataError(f"{path}: the file has a header but no rows") from None
+        except pa.ArrowInvalid as err:
+            block = _grow_block(path, block, err)
 
 
 def _csv_convert(schema: pa.Schema, columns):
@@ -122,20 +173,11 @@ def open_data(path) -> DataSource:
             meta = pq.ParquetFile(path)
             return DataSource(path, fmt, meta.schema_arrow, meta.metadata.num_rows)
         if fmt == "csv":
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22),
-                                    convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-            schema = reader.schema
-            binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-            if binary:  # Arrow reads a column with non-UTF-8 bytes as binary
-                raise _not_utf8(path, binary)
-            try:
-                reader.read_next_batch()
-            except StopIteration:  # before the types below are blamed on the spec
-                raise DataError(f"{path}: the file has a header but no rows") from None
+            schema = _csv_schema(path)
             # Columns that are empty in the first block come out as null type; read them as text.
             schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema])
             return DataSource(path, fmt, schema, None)
-        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=1 << 22))
+        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
         schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in reader.schema])
         return DataSource(path, fmt, schema, None)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
@@ -152,6 +194,16 @@ def file_fingerprint(path) -> str:
 
 
 # -- atomic writes: every output file and model folder goes through these --------------------
+# A write goes to a temporary name beside its target, ``.NAME.PID-RANDOM.mteach.tmp``, then is
+# renamed into place. One left by a run that was killed is recognised by that name and removed
+# by the next write to the same target (a model folder caught between its two renames is put back).
+TMP_SUFFIX = ".mteach.tmp"
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[A-Za-z0-9_]+(?P<old>\.old)?" + re.escape(TMP_SUFFIX) + "$")
+# errors of the place written to (not of mteach): a message naming the target, not a traceback
+_PLACE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR,
+                 errno.EISDIR}
+
+
 def _fsync_path(path) -> None:
     """Flush a file's (or a folder's) data to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -161,38 +213,109 @@ def _fsync_path(path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def readable(path):
+    """Give a file written through a temporary name the usual permissions (0666 less the umask;
+    a folder 0777 less the umask), as if it had been created in place."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temporaries(target) -> list:
+    """Remove the temporaries that runs killed mid-write left beside ``target`` (those of live
+    processes are kept); a previous model folder moved aside just before a crash is put back
+    when ``target`` is missing. Returns the names removed or restored."""
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    done = []
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return done
+    for name in names:
+        m = _TMP_NAME.match(name)
+        if not m or m["name"] != target.name or _alive(int(m["pid"])):
+            continue
+        path = parent / name
+        with contextlib.suppress(OSError):
+            if m["old"] and not (target.exists() or target.is_symlink()):
+                os.rename(path, target)
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            done.append(name)
+    return done
+
+
+def _temporary_name(target: Path, old: bool = False) -> Path:
+    return target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{'.old' if old else ''}{TMP_SUFFIX}"
+
+
+def _place_error(target, err: OSError) -> DataError:
+    return DataError(f"{target}: cannot write there ({err.strerror or err}); "
+                     "choose another output, or free space / make its folder writable")
+
+
 def _check_parent(target: Path) -> None:
-    if target.parent and not target.parent.exists():
-        raise DataError(f"{target}: the folder {target.parent} does not exist")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.exists():
+        raise DataError(f"{target}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise DataError(f"{target}: {parent} is not a folder")
+
+
+@contextlib.contextmanager
+def _write_errors_name(target):
+    """OSErrors of the place written to (read-only, full, ...) become a DataError naming ``target``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in _PLACE_ERRORS:
+            raise _place_error(target, err) from None
+        raise
 
 
 @contextlib.contextmanager
 def atomic_path(target):
-    """Yield a temporary path beside ``target``; on success fsync it, rename it into place
-    and fsync the folder, so the new file survives a crash once this returns.
+    """Yield a temporary path beside ``target``; on success give it the umask's permissions,
+    fsync it, rename it into place and fsync the folder, so the new file survives a crash
+    once this returns.
 
     A crash or an error leaves ``target`` as it was (absent or the previous version).
     """
     target = Path(target)
     _check_parent(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        _fsync_path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_path(target.parent or ".")
-
-
-def readable(path):
-    """Give a file written through a temporary name the usual permissions (0666 less the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    if target.is_dir():
+        raise DataError(f"{target}: is a folder; give a file name to write")
+    clean_stale_temporaries(target)
+    with _write_errors_name(target):
+        tmp = _temporary_name(target)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        try:
+            yield tmp
+            readable(tmp)
+            _fsync_path(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_path(target.parent if str(target.parent) else ".")
 
 
 def write_bytes_atomic(target, data: bytes) -> None:
@@ -206,25 +329,90 @@ def write_text_atomic(target, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_folder(target):
-    """Yield a temporary folder beside ``target`` to fill; on success fsync every file in it,
-    replace ``target`` (a previous version is removed) and fsync the parent folder."""
+    """Yield a temporary folder beside ``target`` to fill; on success fsync every file in it
+    and put it in place: a previous ``target`` is renamed aside, the new folder renamed in,
+    and only then the previous one deleted — a crash in between leaves the previous folder
+    under a temporary name, put back by the next write (``clean_stale_temporaries``)."""
     target = Path(target)
     parent = target.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    try:
-        yield tmp
-        for folder, _, files in os.walk(tmp):
-            for name in files:
-                _fsync_path(os.path.join(folder, name))
-            _fsync_path(folder)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_path(parent)
+    if target.exists() and not target.is_dir():
+        raise DataError(f"{target}: is a file, not a folder; choose another output folder")
+    with _write_errors_name(target):
+        parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(parent / target.name)
+        tmp = _temporary_name(parent / target.name)
+        tmp.mkdir(mode=0o700)
+        try:
+            yield tmp
+            readable(tmp)
+            for folder, _, files in os.walk(tmp):
+                for name in files:
+                    _fsync_path(os.path.join(folder, name))
+                _fsync_path(folder)
+            if target.exists() or target.is_symlink():
+                old = _temporary_name(parent / target.name, old=True)
+                os.rename(target, old)
+                try:
+                    os.rename(tmp, target)
+                except OSError:
+                    os.rename(old, target)
+                    raise
+                _fsync_path(parent)
+                if old.is_symlink():
+                    os.unlink(old)
+                else:
+                    shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_path(parent)
+
+
+# -- outputs: refused before any work when they would overwrite an input ----------------------
+def _key(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)  # hard links too
+    return _key(a) == _key(b)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return _key(folder) in _key(path).parents
+
+
+def check_output(target, inputs=(), kind: str = "file", writes=()) -> None:
+    """Refuse an output, before any work, that would overwrite one of ``inputs`` (files or
+    folders, symlinks and hard links followed) or is the wrong kind of thing.
+
+    ``kind``: "file" — ``target`` is a file to write (not an existing folder, nor a file of an
+    input folder such as a model); "model" — a model folder replaced whole (not an existing
+    file, nor a folder that is not a model, nor one holding an input); "folder" — a folder the
+    files named in ``writes`` are written into.
+    """
+    target = Path(target)
+    inputs = [Path(p) for p in inputs if p]
+    if kind == "file" and target.is_dir():
+        raise DataError(f"{target}: is a folder; -o needs a file name (e.g. {target / 'out.parquet'})")
+    if kind in ("model", "folder") and target.exists() and not target.is_dir():
+        raise DataError(f"{target}: is a file; -o needs a folder here — choose another name")
+    if kind == "model" and target.is_dir() and not (target / "model.json").is_file() and any(target.iterdir()):
+        raise DataError(f"{target}: exists and is not a model folder (no model.json); `train` replaces its -o "
+                        "folder whole, so choose a new or empty folder, or an old model to replace")
+    written = [target / name for name in writes] if kind == "folder" else [target]
+    for out in written:
+        for given in inputs:
+            if _same(out, given) or (kind == "model" and _inside(given, out)):
+                what = "is" if _same(out, given) else "holds"
+                raise DataError(f"{out}: -o {what} an input ({given}); writing there would destroy it — "
+                                "choose another output")
+            if given.is_dir() and _inside(out, given) and out.exists():
+                raise DataError(f"{out}: -o names a file of the input folder {given}; writing there would "
+                                "damage it — choose another output")
 
 
 def as_table(data) -> pa.Table:

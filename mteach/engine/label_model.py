@@ -70,14 +70,16 @@ product over the votes (more classes).  Everything is deterministic for a seed.
 from __future__ import annotations
 
 import numbers
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, softmax
 from scipy.stats import beta as beta_dist
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["LabelModel", "MajorityVote"]
+__all__ = ["LabelModel", "MajorityVote", "LabelModelProtocol", "LABEL_MODELS", "label_model_kind", "fit_for_spec"]
 
 _ABSTAIN = -1
 _EPS = 1e-12
@@ -157,8 +159,23 @@ def _resolve_n_classes(n_classes, L, y=None):
 
 
 def _check_fitted(est):
-    if not hasattr(est, "n_rules_"):
-        raise ValueError(f"this {type(est).__name__} is not fitted yet; call fit(L) first")
+    """sklearn's NotFittedError (a ValueError) before ``fit``."""
+    check_is_fitted(est, "n_rules_", msg=f"this {type(est).__name__} is not fitted yet; call fit(L) first")
+
+
+def _as_sample_weight(sample_weight, n):
+    """Per-row weights (None: every row counts once) as float64, or raise ValueError."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must be a 1-D array with one weight per row of L ({n}), got shape {w.shape}")
+    if w.dtype == bool or not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+        raise ValueError(f"sample_weight must hold numbers (a count per row), got dtype {w.dtype}")
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)) or (w < 0).any() or not w.sum() > 0:
+        raise ValueError("sample_weight must be finite, non-negative and not all zero")
+    return w
 
 
 def _check_predict_input(est, L):
@@ -196,20 +213,22 @@ def _row_hash(L, extra, seed):
     return h
 
 
-def _patterns(L, gold, seed):
+def _patterns(L, gold, seed, weight=None):
     """Distinct rows of ``L`` (jointly with ``gold``) in order of first appearance.
 
-    Returns (patterns, counts, gold of the patterns); ``counts`` is None when the rows are
-    kept as they are because a sample showed that most of them are distinct (then
-    deduplicating would cost more than it saves).  Equal hashes are verified row by row,
-    so a hash collision can cost time but never correctness.
+    Returns (patterns, counts, gold of the patterns): ``counts`` sums ``weight`` (1 per row
+    when None) over the rows of each pattern, so a matrix of patterns with their counts as
+    ``weight`` gives back the same patterns and counts.  ``counts`` is ``weight`` as given
+    when the rows are kept as they are because a sample showed that most of them are
+    distinct (then deduplicating would cost more than it saves).  Equal hashes are verified
+    row by row, so a hash collision can cost time but never correctness.
     """
     n = L.shape[0]
     if n > 4 * _DEDUP_SAMPLE:
         idx = np.linspace(0, n - 1, _DEDUP_SAMPLE).astype(np.int64)
         hs = _row_hash(L[idx], None if gold is None else gold[idx], seed)
         if np.unique(hs).shape[0] > 0.5 * _DEDUP_SAMPLE:
-            return L, None, gold
+            return L, weight, gold
     h = _row_hash(L, gold, seed)
     order = np.argsort(h, kind="stable")
     hs = h[order]
@@ -224,11 +243,13 @@ def _patterns(L, gold, seed):
         ok = np.array_equal(gs[1:][same], gs[:-1][same])
     if not ok:  # pragma: no cover - only on a 64-bit hash collision
         M = L if gold is None else np.column_stack([L, gold])
-        _, first, counts = np.unique(M, axis=0, return_index=True, return_counts=True)
+        _, first, inverse = np.unique(M, axis=0, return_index=True, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=weight, minlength=first.shape[0])
     else:
         starts = np.flatnonzero(new)
         first = order[starts]
-        counts = np.diff(np.append(starts, n))
+        counts = (np.diff(np.append(starts, n)) if weight is None
+                  else np.add.reduceat(weight[order], starts))
     by_first = np.argsort(first, kind="stable")
     first = first[by_first]
     Lu = np.asfortranarray(L[first])
@@ -384,9 +405,91 @@ def _decompose(L, weights, baseline):
 
 
 # --------------------------------------------------------------------------- #
+# the protocol every label model follows
+# --------------------------------------------------------------------------- #
+@runtime_checkable
+class LabelModelProtocol(Protocol):
+    """What mteach needs of a label model (docs/label_model.md says who uses what).
+
+    Votes ``L`` are (rows x rules) class ids ``0..k-1``, ``-1`` = abstain.  A label model is
+    *log-linear in the votes*: with ``weights_[j, v, c]`` the log-potential rule ``j`` voting
+    ``v`` adds to class ``c`` and ``baseline_[c]`` the score of a row where every rule
+    abstains, ``predict_proba(L)[i] == softmax(baseline_ + sum_{j: L[i, j] != -1}
+    weights_[j, L[i, j], :])`` exactly.  The ledger stores ``baseline_`` and ``weights_`` and
+    ``explain`` rebuilds every row's posterior and per-rule log-odds from them alone.
+    ``vote_accuracy_`` / ``vote_accuracy_interval_`` / ``n_iter_`` / ``converged_`` are
+    optional (the ledger records them when present).  Parameters are scikit-learn's
+    (``get_params`` JSON-able values) and the fitted state is the attributes ending in ``_``
+    (numbers, strings, lists, numpy arrays): ``save_model`` stores both, ``load_model``
+    rebuilds the model from them, knowing its class by its ``LABEL_MODELS`` kind.
+    """
+
+    classes_: np.ndarray          # (k,) class ids 0..k-1
+    n_classes_: int
+    n_rules_: int
+    n_features_in_: int           # = n_rules_ (scikit-learn's name)
+    baseline_: np.ndarray         # (k,)
+    weights_: np.ndarray          # (m, k, k)
+    accuracy_: np.ndarray         # (m,) P(a rule's vote is right when it votes alone)
+    class_balance_: np.ndarray    # (k,) the class prior the posterior uses
+    temperature_: float           # 1.0 until calibrate
+
+    def fit(self, L, y=None, sample_weight=None): ...
+    def predict_proba(self, L) -> np.ndarray: ...
+    def predict(self, L) -> np.ndarray: ...
+    def contributions(self, L, target=None) -> np.ndarray: ...
+    def calibrate(self, L, y): ...
+    def get_params(self, deep: bool = True) -> dict: ...
+
+
+class _LogLinear:
+    """predict / calibrate / contributions of a model whose scores are
+    ``baseline_ + sum of weights_`` over the votes (the protocol's identity)."""
+
+    def decision_function(self, L):
+        """Unnormalised log-scores ``baseline_ + sum of weights_`` (n, k)."""
+        L = _check_predict_input(self, L)
+        return np.asarray(_decompose(L, self.weights_, self.baseline_))
+
+    def predict_proba(self, L):
+        """Posterior class probabilities (n, k), float64: ``softmax(decision_function(L))``."""
+        return softmax(self.decision_function(L), axis=1)
+
+    def predict(self, L):
+        """Most probable class; ties go to the lowest class id (``np.argmax``)."""
+        return np.argmax(self.predict_proba(L), axis=1)
+
+    def calibrate(self, L, y):
+        """Temperature-scale the fitted model on the gold labels ``y`` (-1 = unknown) of the
+        rows of ``L``: ``weights_`` and ``baseline_`` are divided by the fitted ``T``, so
+        ``predict_proba`` becomes ``softmax(scores / T)``, the log-odds decomposition stays
+        exact and no prediction changes.  ``temperature_`` is the product of every
+        temperature applied.  Fewer than 20 gold rows: nothing changes."""
+        from .calibration import fit_temperature
+        L = _check_predict_input(self, L)
+        t = fit_temperature(self.decision_function(L), _as_gold(y, L.shape[0]))
+        self.weights_ = self.weights_ / t
+        self.baseline_ = self.baseline_ / t
+        self.temperature_ = float(getattr(self, "temperature_", 1.0)) * t
+        return self
+
+    def contributions(self, L, target=None):
+        """Log-odds contribution (n, m) of each voting rule toward ``target``.
+
+        For rule ``j`` voting ``v`` the contribution toward class ``t`` is
+        ``weights_[j, v, t] - mean_{c != t} weights_[j, v, c]``; for two classes this is
+        exactly the rule's additive term in the log-odds of ``t``.  Abstaining rules
+        contribute 0.  ``target`` is an int (same for every row), an array (n,), or
+        ``None`` for each row's predicted class.
+        """
+        L = _check_predict_input(self, L)
+        return _contributions(L, self.weights_, target, self.predict(L) if target is None else None)
+
+
+# --------------------------------------------------------------------------- #
 # LabelModel
 # --------------------------------------------------------------------------- #
-class LabelModel(BaseEstimator):
+class LabelModel(_LogLinear, BaseEstimator):
     """Dawid--Skene label model with shrinkage, fitted by EM on distinct vote patterns.
 
     Parameters
@@ -486,15 +589,25 @@ class LabelModel(BaseEstimator):
         return prior, balance
 
     # --------------------------------------------------------------------- fit
-    def fit(self, L, y=None):
-        """Fit on vote matrix ``L`` (n, m); ``y`` optional gold labels with -1 = unknown."""
+    def fit(self, L, y=None, sample_weight=None):
+        """Fit on vote matrix ``L`` (n, m); ``y`` optional gold labels with -1 = unknown.
+
+        ``sample_weight``: how many rows each row of ``L`` stands for.  Fitting on the distinct
+        vote patterns with their counts as ``sample_weight`` gives the same model as fitting
+        on the rows (the fit works on counted patterns anyway), so counts accumulated over
+        batches or partitions can be fitted without the rows."""
         L = _as_vote_matrix(L)
         n, m = L.shape
+        weight = _as_sample_weight(sample_weight, n)
         gold = None
         if y is not None:
             gold = _as_gold(y, n)
-            if not np.any(gold >= 0):
-                gold = None
+        if weight is not None and not weight.all():  # a row of weight 0 is not in the data
+            keep = weight > 0
+            L, weight, gold = L[keep], weight[keep], None if gold is None else gold[keep]
+            n = L.shape[0]
+        if gold is not None and not np.any(gold >= 0):
+            gold = None
         k = _resolve_n_classes(self.n_classes, L, gold)
         _check_labels_in_range(L, k)
         if gold is not None and gold.max() >= k:
@@ -505,7 +618,7 @@ class LabelModel(BaseEstimator):
         prior, balance = self._validate_params(m, k)
         L = _compact(L, k)
 
-        Lu, w, gu = _patterns(L, gold, self.seed)
+        Lu, w, gu = _patterns(L, gold, self.seed, weight)
         self.n_patterns_ = int(Lu.shape[0])
         if k == 2 and not self._force_generic:
             stats = _BinaryBlocks(Lu, w)
@@ -514,6 +627,8 @@ class LabelModel(BaseEstimator):
         state = self._em(stats, gu, m, k, prior, balance)
         self.n_classes_ = k
         self.n_rules_ = m
+        self.n_features_in_ = m
+        self.classes_ = np.arange(k)
         for key, val in state.items():
             setattr(self, key, val)
         return self
@@ -615,46 +730,6 @@ class LabelModel(BaseEstimator):
             "converged_": converged,
         }
 
-    # ----------------------------------------------------------------- predict
-    def decision_function(self, L):
-        """Unnormalised log-scores ``baseline_ + sum of weights_`` (n, k)."""
-        L = _check_predict_input(self, L)
-        return np.asarray(_decompose(L, self.weights_, self.baseline_))
-
-    def predict_proba(self, L):
-        """Posterior class probabilities (n, k), float64."""
-        return softmax(self.decision_function(L), axis=1)
-
-    def predict(self, L):
-        """Most probable class; ties go to the lowest class id (``np.argmax``)."""
-        return np.argmax(self.predict_proba(L), axis=1)
-
-    def calibrate(self, L, y):
-        """Temperature-scale the fitted model on the gold labels ``y`` (-1 = unknown) of the
-        rows of ``L``: ``weights_`` and ``baseline_`` are divided by the fitted ``T``, so
-        ``predict_proba`` becomes ``softmax(scores / T)``, the log-odds decomposition stays
-        exact and no prediction changes.  ``temperature_`` is the product of every
-        temperature applied.  Fewer than 20 gold rows: nothing changes."""
-        from .calibration import fit_temperature
-        L = _check_predict_input(self, L)
-        t = fit_temperature(self.decision_function(L), _as_gold(y, L.shape[0]))
-        self.weights_ = self.weights_ / t
-        self.baseline_ = self.baseline_ / t
-        self.temperature_ = float(getattr(self, "temperature_", 1.0)) * t
-        return self
-
-    def contributions(self, L, target=None):
-        """Log-odds contribution (n, m) of each voting rule toward ``target``.
-
-        For rule ``j`` voting ``v`` the contribution toward class ``t`` is
-        ``weights_[j, v, t] - mean_{c != t} weights_[j, v, c]``; for two classes this is
-        exactly the rule's additive term in the log-odds of ``t``.  Abstaining rules
-        contribute 0.  ``target`` is an int (same for every row), an array (n,), or
-        ``None`` for each row's predicted class.
-        """
-        L = _check_predict_input(self, L)
-        return _contributions(L, self.weights_, target, self.predict(L) if target is None else None)
-
 
 def _contributions(L, weights, target, predicted):
     n, m = L.shape
@@ -683,13 +758,23 @@ def _contributions(L, weights, target, predicted):
 # --------------------------------------------------------------------------- #
 # MajorityVote
 # --------------------------------------------------------------------------- #
-class MajorityVote(BaseEstimator):
-    """Unweighted majority vote, the baseline.
+class MajorityVote(_LogLinear, BaseEstimator):
+    """Unweighted majority vote: the baseline, and the second label model
+    (``[label_model] kind = "majority_vote"``).
 
-    ``predict_proba`` gives the fraction of non-abstaining votes per class (uniform for
-    rows where every rule abstained).  ``predict`` breaks ties toward the lowest class id
-    when ``tie_break="lowest"`` (default) or uniformly at random among tied classes with
-    ``tie_break="random"`` (seeded by ``seed``; what WRENCH and Snorkel do).
+    Every vote adds the same log-score to its class: ``weights_[j, v] = eye(k)[v]`` and
+    ``baseline_ = 0``, so ``predict_proba`` is ``softmax`` of the vote counts (uniform for
+    rows where every rule abstained; a lone vote gives ``e / (e + k - 1)``, 0.73 for two
+    classes) and the protocol's log-linear identity holds, so ``explain`` and the ledger
+    work as with :class:`LabelModel`.  :meth:`calibrate` fits the one thing there is to fit,
+    the log-odds a vote is worth (a temperature on gold).  ``accuracy_`` is the posterior of
+    a lone vote; ``vote_accuracy_`` the expected share of each rule's votes that agree with
+    the majority on the fitted rows.  ``y`` is not used by ``fit`` (majority vote learns
+    nothing from gold; calibrate on it instead).
+
+    ``predict`` breaks ties toward the lowest class id when ``tie_break="lowest"`` (default)
+    or uniformly at random among tied classes with ``tie_break="random"`` (seeded by
+    ``seed``; what WRENCH and Snorkel do).
     """
 
     def __init__(self, n_classes=None, tie_break="lowest", seed=0):
@@ -697,29 +782,39 @@ class MajorityVote(BaseEstimator):
         self.tie_break = tie_break
         self.seed = seed
 
-    def fit(self, L, y=None):
+    def fit(self, L, y=None, sample_weight=None):
         L = _as_vote_matrix(L)
-        gold = None if y is None else _as_gold(y, L.shape[0])
+        n, m = L.shape
+        weight = _as_sample_weight(sample_weight, n)
+        gold = None if y is None else _as_gold(y, n)
         k = _resolve_n_classes(self.n_classes, L, gold)
         _check_labels_in_range(L, k)
         if self.tie_break not in ("lowest", "random"):
             raise ValueError(f"tie_break must be 'lowest' or 'random', got {self.tie_break!r}")
-        m = L.shape[1]
         self.n_classes_ = k
         self.n_rules_ = m
+        self.n_features_in_ = m
+        self.classes_ = np.arange(k)
         self.weights_ = np.broadcast_to(np.eye(k), (m, k, k)).copy()
         self.baseline_ = np.zeros(k)
         self.class_balance_ = np.full(k, 1.0 / k)
+        self.temperature_ = 1.0
+        lone = softmax(np.eye(k), axis=1)[0, 0]
+        self.accuracy_ = np.full(m, lone)
+        # [j, v, c]: weighted sum of P(class c) over the rows where rule j voted v
+        X = _vote_design(L, k)
+        proba = self.predict_proba(L)
+        per_vote = np.asarray(X.T @ (proba if weight is None else proba * weight[:, None])).reshape(m, k, k)
+        votes_j = per_vote.sum(axis=(1, 2))
+        right = np.trace(per_vote, axis1=1, axis2=2)
+        self.vote_accuracy_ = np.where(votes_j > 0, right / np.maximum(votes_j, _EPS), np.nan)
         return self
 
     def vote_counts(self, L):
+        """Votes per class (n, k)."""
         L = _check_predict_input(self, L)
-        return np.asarray(_decompose(L, self.weights_, self.baseline_))
-
-    def predict_proba(self, L):
-        counts = self.vote_counts(L)
-        tot = counts.sum(axis=1, keepdims=True)
-        return np.where(tot > 0, counts / np.maximum(tot, 1), 1.0 / self.n_classes_)
+        return np.asarray(_decompose(L, np.broadcast_to(np.eye(self.n_classes_), self.weights_.shape),
+                                     np.zeros(self.n_classes_)))
 
     def predict(self, L):
         counts = self.vote_counts(L)
@@ -730,23 +825,39 @@ class MajorityVote(BaseEstimator):
         noise = rng.random(counts.shape)
         return np.argmax(np.where(top, noise, -1.0), axis=1)
 
-    def contributions(self, L, target=None):
-        """+1 for a vote for ``target``, -1/(k-1) for a vote against it, 0 for abstain."""
-        L = _check_predict_input(self, L)
-        return _contributions(L, self.weights_, target, np.argmax(self.vote_counts(L), axis=1) if target is None else None)
+
+# The label models ``[label_model] kind`` can name; a new one implements LabelModelProtocol.
+LABEL_MODELS = {"mteach": LabelModel, "majority_vote": MajorityVote}
 
 
-def fit_for_spec(spec, votes, gold=None, **params) -> LabelModel:
-    """A :class:`LabelModel` fitted on the votes of ``spec``'s rules, with the rules'
-    ``confidence`` values as accuracy priors; with ``gold`` (-1 = unknown) it is also
-    calibrated on the gold rows (:meth:`LabelModel.calibrate`, a temperature). Raises
-    ``DataError`` saying why when the votes cannot be fitted (e.g. no rule votes anywhere)."""
+def label_model_kind(model) -> str:
+    """The ``LABEL_MODELS`` name of a fitted label model (what ``save_model`` records)."""
+    for kind, cls in LABEL_MODELS.items():
+        if type(model) is cls:
+            return kind
+    raise ValueError(f"{type(model).__name__} is not one of the label models {', '.join(LABEL_MODELS)}")
+
+
+def fit_for_spec(spec, votes, gold=None, kind="mteach", **params):
+    """A label model of ``kind`` (``LABEL_MODELS``) fitted on the votes of ``spec``'s rules;
+    :class:`LabelModel` takes the rules' ``confidence`` values as accuracy priors.  Keyword
+    ``params`` the kind has no use for are left out (``prior_strength`` means nothing to
+    majority vote).  With ``gold`` (-1 = unknown) the model is also calibrated on the gold
+    rows (``calibrate``, a temperature).  Raises ``DataError`` saying why when the votes
+    cannot be fitted (e.g. no rule votes anywhere)."""
     from ..errors import DataError
-    priors = np.array([np.nan if r.rule.confidence is None else float(r.rule.confidence) for r in spec.rules])
+    if kind not in LABEL_MODELS:
+        raise DataError(f"unknown label model kind {kind!r}; use one of {', '.join(LABEL_MODELS)}")
+    cls = LABEL_MODELS[kind]
     if votes.size == 0 or (np.asarray(votes) == -1).all():
         raise DataError("no rule votes on any row of the data; there is nothing to learn from "
                         "(`mteach stats` shows each rule's coverage)")
-    model = LabelModel(n_classes=len(spec.labels), accuracy_prior=priors, **params)
+    known = cls().get_params()
+    params = {name: value for name, value in params.items() if name in known}
+    if "accuracy_prior" in known:
+        params["accuracy_prior"] = np.array([np.nan if r.rule.confidence is None else float(r.rule.confidence)
+                                             for r in spec.rules])
+    model = cls(n_classes=len(spec.labels), **params)
     try:
         model.fit(votes, gold)
     except ValueError as err:

@@ -15,6 +15,8 @@ column             type                                         meaning
 ``gold``           string (only when gold labels were given)    the gold label, null where unknown
 ``end_model_features``  list<struct<feature, weight>> (only      the end model's top features, where the
                    when the end model gave them)                end model decided
+``fields``         struct, one child per spec field (text as    the row's values of the fields the spec
+                   string, numbers float64, others as string)   reads, so the audit page can show the row
 =================  ===========================================  ==========================================
 
 Its schema metadata holds JSON (keys sorted, no wall-clock time anywhere, so the same
@@ -22,12 +24,16 @@ spec version, data and seed give a byte-identical file):
 
 - ``mteach.run``: mteach version, spec path, spec content hash, git facts (commit and
   state: clean / dirty / unavailable), data path and sha256 fingerprint, id column,
-  settings (seed, label model class and parameters, gold source);
+  settings (seed, label model class and parameters, gold source). Paths (the spec, the
+  data, each rule's file) are relative to the spec's folder (``spec_relative``), and
+  ``spec_from_data`` is the spec's folder relative to the data's (how ``verify`` finds the
+  repository): the same spec and data give the same bytes from any working folder;
 - ``mteach.rules``: the rules table (``apply.rules_table``) plus, per rule, its content
-  key, the commit / author / date that last changed its lines (``git blame``), its
-  vote count and the label model's estimated accuracy;
-- ``mteach.label_model``: ``baseline_``, ``weights_``, ``accuracy_``, ``class_balance_``
-  so ``explain`` needs no re-run;
+  key, the commit / author / date that last changed its lines (``git blame``), the
+  defines its test reads (``defines``: name, file, lines, source and their own blame),
+  its vote count and the label model's estimated accuracy;
+- ``mteach.label_model``: ``baseline_``, ``weights_``, ``accuracy_``, ``class_balance_``,
+  ``temperature_`` (not 1 when calibrated on gold rows), so ``explain`` needs no re-run;
 - ``mteach.ledger_sha256``: sha256 over the row content and the three entries above;
   ``read_ledger`` recomputes it and reports tampering.
 
@@ -36,9 +42,11 @@ re-running a ledger ``engine.verify``, comparing two spec revisions ``engine.dif
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -52,10 +60,11 @@ from .._version import __version__
 from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
 from ..errors import DataError, MteachError
+from ..grammar import ast
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
-from .gitfacts import UNAVAILABLE, blame_lines, spec_git_facts
+from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, file_fingerprint, open_data, readable
+from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path
 from .votes import collect_votes
 
 LEDGER_FORMAT = "mteach-ledger/1"
@@ -195,6 +204,7 @@ class ModelOutput:
     blend: float = 0.0                # beta > 0: covered rows get p ∝ p_label_model · p_end_model^beta
     features: Optional[pa.Array] = None  # list<struct<feature, weight>> per row no rule covers, in row order
     uncovered_proba: Optional[np.ndarray] = None  # for rows no rule covers (n × k); None: ``proba``
+    uncovered_by_rules: bool = False  # rows no rule covers get the class prior: decided_by "rules"
 
 
 def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
@@ -203,13 +213,45 @@ def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
     em = model.end_model_proba(table)
     uncovered = np.flatnonzero(~(votes != -1).any(axis=1))
     features = (model.top_features(table.take(pa.array(uncovered)), em[uncovered].argmax(axis=1))
-                if len(uncovered) else None)
-    return ModelOutput(em, model.label_model, model.blend, features, model.uncovered_proba(em))
+                if len(uncovered) and not model.uncovered_by_rules else None)
+    return ModelOutput(em, model.label_model, model.blend, features, model.uncovered_proba(em),
+                       model.uncovered_by_rules)
+
+
+def row_fields(spec: Spec, table: pa.Table) -> pa.StructArray:
+    """The ``fields`` column: per row, the value of every spec field (by its spec name), text as
+    string, numbers as float64, booleans as they are, anything else (dates...) as its text."""
+    children, names = [], []
+    for name, f in spec.fields.items():
+        if f.column not in table.column_names:
+            continue
+        col = table.column(f.column)
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        kind = spec.field_kinds.get(name)
+        target = pa.float64() if kind == "number" else pa.bool_() if kind == "boolean" else pa.string()
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        try:
+            col = pc.cast(col, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            col = pa.array([None] * len(col), target)  # a type with no text form: shown as missing
+        children.append(col)
+        names.append(name)
+    if not names:
+        return None
+    return pa.StructArray.from_arrays(children, names=names)
+
+
+def spec_relative(spec: Spec, path) -> str:
+    """``path`` (as typed, or as diagnostics show it) relative to the spec's root, so a ledger
+    holds the same bytes whatever the working folder and however the paths were typed, and
+    no absolute path of this machine."""
+    return Path(os.path.relpath(os.path.realpath(path), os.path.realpath(spec.root))).as_posix()
 
 
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
                  seed: int = 0, run_facts: Optional[dict] = None, model_output: Optional[ModelOutput] = None,
-                 git: bool = True) -> Ledger:
+                 git: bool = True, fields: Optional[pa.StructArray] = None) -> Ledger:
     """Fit the label model on ``votes`` and build the ledger (no per-row Python).
 
     ``gold``: label index per row (-1 unknown) — sharpens the label model and is kept in a
@@ -217,7 +259,8 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     trained, its end model decides the rows no rule voted on (``decided_by = "end_model"``,
     with their top features; without it they get "none"), and with ``blend`` > 0 joins the
     covered rows, its share of the log-odds kept per row in ``end_model_contribution`` so
-    the decomposition stays exact.
+    the decomposition stays exact. ``fields``: the rows' field values (``row_fields``), kept
+    in a ``fields`` column for the audit page.
     """
     out = model_output
     label_model = out.label_model if out is not None else None
@@ -267,7 +310,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
         best = np.argmax(p, axis=1)
         label_idx[uncovered] = best
         prob[uncovered] = p[np.arange(len(uncovered)), best]
-        decided[uncovered] = 1
+        decided[uncovered] = 0 if out.uncovered_by_rules else 1
         if out.features is not None:
             feats = out.features if isinstance(out.features, pa.Array) else pa.array(out.features, FEATURE_TYPE)
             # rows the end model did not decide get an empty list
@@ -293,12 +336,14 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
         cols_out["gold"] = label_names.take(pa.array(np.where(gold >= 0, gold, k)))
     if features_col is not None:
         cols_out["end_model_features"] = features_col
+    if fields is not None:
+        cols_out["fields"] = fields
     if isinstance(cols_out["id"], pa.ChunkedArray):
         cols_out["id"] = cols_out["id"].combine_chunks()
     table = pa.table(cols_out)
 
     git_facts = spec_git_facts(spec) if git else {"state": UNAVAILABLE, "commit": None, "path_in_repo": None}
-    run = {"format": LEDGER_FORMAT, "mteach_version": __version__, "spec": spec.path.as_posix(),
+    run = {"format": LEDGER_FORMAT, "mteach_version": __version__, "spec": spec_relative(spec, spec.path),
            "spec_hash": spec.content_hash, "spec_files": list(spec.files), "concept": spec.concept.name,
            "labels": labels, "git": git_facts, "rows": n, "covered": int(covered.sum()),
            "settings": {"seed": int(seed), "label_model": {"class": type(model).__name__,
@@ -310,38 +355,79 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     rt = rules_table(spec).to_pylist()
     spans = [(r.rule.span.line, max(r.rule.span.end_line, r.rule.span.line)) for r in spec.rules]
     blames = blame_lines(spec.path, spans) if git and spec.rules else [None] * len(spec.rules)
+    uses = [defines_used(spec, r.rule) for r in spec.rules]
+    define_spans = {name: (d.span.file, d.span.line, max(d.span.end_line, d.span.line))
+                    for name, d in spec.defines.items() if any(name in u for u in uses)}
+    define_blames = dict(zip(define_spans, blame_spans(list(define_spans.values())) if git
+                             else [None] * len(define_spans)))
     vote_counts = voted.sum(axis=0)
     # the share of each rule's votes the label model believes right, with its 95% interval
     est_accuracy = getattr(model, "vote_accuracy_", model.accuracy_)
     est_interval = getattr(model, "vote_accuracy_interval_", None)
     for i, (row, r) in enumerate(zip(rt, spec.rules)):
-        row.update({"index": i, "end_line": spans[i][1], "content_key": rule_content_key(r),
+        row.update({"index": i, "file": spec_relative(spec, row["file"]), "end_line": spans[i][1],
+                    "content_key": rule_content_key(r),
                     "votes": int(vote_counts[i]), "estimated_accuracy": float(est_accuracy[i]),
                     "estimated_interval": None if est_interval is None else [float(x) for x in est_interval[i]],
-                    "blame": blames[i]})
+                    "blame": blames[i],
+                    "defines": [{"define": d, "file": spec_relative(spec, define_spans[d][0]), "line": define_spans[d][1],
+                                 "end_line": define_spans[d][2], "source": _source_lines(spec, *define_spans[d]),
+                                 "blame": define_blames[d]} for d in uses[i]]})
     params = {"class": type(model).__name__, "labels": labels, "rules": names,
               "baseline": model.baseline_, "weights": model.weights_, "accuracy": model.accuracy_,
               "class_balance": getattr(model, "class_balance_", None),
+              "temperature": getattr(model, "temperature_", None),  # != 1: calibrated on gold rows
               "n_iter": getattr(model, "n_iter_", None), "converged": getattr(model, "converged_", None)}
     return Ledger(table, jsonable(run), jsonable(rt), jsonable(params))
 
 
-def write_ledger(ledger: Ledger, output) -> Path:
-    """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input."""
+def defines_used(spec: Spec, rule) -> list:
+    """The defines a rule's test reads, directly or through other defines, in order of first use."""
+    found: list = []
+
+    def walk(node):
+        if isinstance(node, tuple):
+            for item in node:
+                walk(item)
+        elif isinstance(node, ast.Ref):
+            if node.name in spec.defines and node.name not in found:
+                found.append(node.name)
+                walk(spec.defines[node.name].value)
+        elif isinstance(node, ast.Node):
+            for f in dataclasses.fields(node):
+                walk(getattr(node, f.name))
+
+    walk(rule.predicate)
+    walk(rule.unless)
+    return found
+
+
+def _source_lines(spec: Spec, file: str, first: int, last: int) -> str:
+    lines = spec.sources.get(file, "").splitlines()
+    return "\n".join(lines[first - 1:last])
+
+
+def write_ledger(ledger: Ledger, output, part_rows: Optional[list] = None) -> Path:
+    """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input.
+    With ``part_rows``, a partitioned ledger: a folder of parts of those sizes, manifest last."""
     run, rules, model = (canonical_json(x) for x in (ledger.run, ledger.rules, ledger.model))
     digest = ledger_sha256(ledger.table, run, rules, model)
     table = ledger.table.replace_schema_metadata({META_RUN: run, META_RULES: rules, META_MODEL: model,
                                                   META_HASH: digest})
+    if part_rows is not None:
+        from .datasets import write_dataset
+        write_dataset(output, table, part_rows)
+        ledger.path = Path(output)
+        return Path(output)
     with atomic_path(output) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
-        readable(tmp)
     ledger.path = Path(output)
     return Path(output)
 
 
 def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Optional[GoldRequest] = None,
                seed: int = 0, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress=None,
-               model=None) -> Ledger:
+               model=None, engine=None, partitioned: bool = False) -> Ledger:
     """Apply ``spec`` (a ``Spec`` or a path) to ``data`` (a ``DataSource`` or a path), fit the
     label model and write the ledger to ``output``; the data is read once.
 
@@ -349,26 +435,66 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     ``model``: a trained model (``mteach.engine.train.TrainedModel``) of the same spec: its
     label model is used as trained, its end model decides the rows no rule covers (with
     their top features) and joins covered rows with the model's blend.
+    ``engine``: who computes the votes (``engine.votes``); ``partitioned``: write the ledger
+    as a folder with a part per batch the engine yielded and a manifest (``engine.datasets``).
     """
-    source = data if isinstance(data, DataSource) else open_data(data)
+    from .datasets import open_source, source_fingerprint
+    source = data if isinstance(data, DataSource) else open_source(data)
     if not isinstance(spec, Spec):
         spec = load_spec(spec, source.schema)
     id_column = resolve_id_column(source, id_column)
     gold = gold or GoldRequest()
     gold.check(source.schema, id_column, source.path)
+    part_rows = []
+
+    def counted(rows):
+        part_rows.append(rows)
+        if progress:
+            progress(rows)
     batch = collect_votes(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
-                          progress=progress)
+                          progress=counted, engine=engine)
     gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, id_column)
-    facts = {"data": source.path.as_posix(), "data_sha256": file_fingerprint(source.path),
+    facts = {"data": spec_relative(spec, source.path), "data_sha256": source_fingerprint(source),
+             "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
+                                                    os.path.realpath(source.path.parent))).as_posix(),
              "id_column": id_column or ROW_NUMBER}
     output_of_model = None
     if model is not None:
         output_of_model = model_output(model, batch.table, batch.votes)
-        facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings}
+        facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings,
+                          **(model.provenance or {})}
     ledger = build_ledger(spec, batch.ids, batch.votes, gold=gold_index, seed=seed, run_facts=facts,
-                          model_output=output_of_model)
-    write_ledger(ledger, output)
+                          model_output=output_of_model, fields=row_fields(spec, batch.table))
+    write_ledger(ledger, output, part_rows if partitioned else None)
     return ledger
+
+
+# What explain, verify, diff and the audit read without checking: a ledger lacking one is refused.
+REQUIRED = {"columns": ("id", "label", "probability", "decided_by", "votes", "contributions"),
+            "run": ("labels", "spec_hash", "rows", "git"), "rule": ("rule", "label", "file", "line"),
+            "label_model": ("baseline", "weights", "accuracy")}
+
+
+def _shape_problem(table: pa.Table, run, rules, model) -> Optional[str]:
+    """What is missing from a ledger's columns and metadata, or None."""
+    missing = [c for c in REQUIRED["columns"] if c not in table.column_names]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    for key, value, kind in (("mteach.run", run, dict), ("mteach.rules", rules, list),
+                             ("mteach.label_model", model, dict)):
+        if not isinstance(value, kind):
+            return f"its {key} metadata is not a JSON {'object' if kind is dict else 'list'}"
+    for key, value in (("mteach.run", run), ("mteach.label_model", model)):
+        lacks = [k for k in REQUIRED["run" if key == "mteach.run" else "label_model"] if k not in value]
+        if lacks:
+            return f"its {key} metadata lacks {', '.join(lacks)}"
+    if not isinstance(run["labels"], list) or not isinstance(run["git"], dict):
+        return "its mteach.run metadata has labels or git of the wrong type"
+    for i, rule in enumerate(rules):
+        lacks = [k for k in REQUIRED["rule"] if not isinstance(rule, dict) or k not in rule]
+        if lacks:
+            return f"rule {i + 1} of its mteach.rules metadata lacks {', '.join(lacks)}"
+    return None
 
 
 def read_ledger(path, check: bool = True) -> Ledger:
@@ -377,7 +503,14 @@ def read_ledger(path, check: bool = True) -> Ledger:
     if not path.exists():
         raise LedgerError(f"{path}: no such ledger file (write one with `mteach label SPEC DATA -o {path.name}`)")
     try:
-        table = pq.read_table(path)
+        if path.is_dir():  # a partitioned ledger (label --engine dask): complete only with its manifest
+            from .datasets import read_dataset
+            try:
+                table = read_dataset(path)
+            except DataError as err:
+                raise LedgerError(str(err)) from None
+        else:
+            table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
         raise LedgerError(f"{path}: cannot read the ledger: {str(err).splitlines()[0]}") from None
     meta = table.schema.metadata or {}
@@ -387,6 +520,10 @@ def read_ledger(path, check: bool = True) -> Ledger:
         run, rules, model = (json.loads(meta[key]) for key in (META_RUN, META_RULES, META_MODEL))
     except (KeyError, ValueError) as err:
         raise LedgerError(f"{path}: the ledger's metadata is damaged ({err})") from None
+    problem = _shape_problem(table, run, rules, model)
+    if problem:
+        raise LedgerError(f"{path}: the ledger is damaged or was not written by this version of mteach: {problem}; "
+                          "re-run `mteach label`")
     ledger = Ledger(table.replace_schema_metadata(None), run, rules, model, path)
     if check:
         recorded = meta.get(META_HASH, b"").decode()
@@ -397,6 +534,21 @@ def read_ledger(path, check: bool = True) -> Ledger:
                               f"{actual[:16]}…, the one recorded when it was written is "
                               f"{(recorded or 'missing')[:16]}…; do not trust its labels — re-run `mteach label`")
     return ledger
+
+
+def duplicate_ids_warning(ledger: Ledger) -> Optional[str]:
+    """A one-line warning when the ledger's ids repeat (the data's id column is not unique):
+    how many rows repeat an id, an example, and what ``explain`` does with it; else None."""
+    ids = pc.cast(ledger.table.column("id"), pa.string()).combine_chunks()
+    counts = pc.value_counts(ids.filter(pc.is_valid(ids)))  # in order of first appearance
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return None
+    extra = int(pc.sum(repeated.field("counts")).as_py()) - len(repeated)
+    example, times = repeated[0]["values"].as_py(), repeated[0]["counts"].as_py()
+    return (f"warning: {ledger.path}: {extra:,} rows repeat an id of an earlier row ({len(repeated):,} ids, e.g. "
+            f"{example!r} on {times} rows); every row is labelled, but `mteach explain --id {example}` shows "
+            f"only the first row with that id — give --id a column whose values are unique")
 
 
 def label_counts(ledger: Ledger) -> dict:

@@ -1,11 +1,18 @@
-"""The audit report: one self-contained HTML file (inline CSS, inline SVG, no scripts,
-no network) written beside a copy of the ledger it describes.
+"""The audit report: one self-contained HTML file (inline CSS, inline SVG, a small inline
+script for the row browser, no network) written beside a copy of the ledger it describes.
 
-Everything comes from the ledger (``ledger.read_ledger``): no re-run.
+Everything comes from the ledger (``ledger.read_ledger``): no re-run. The page is rendered
+by ``templates/audit.html.j2`` with autoescaping, so no ledger field — a rule's line, a
+row's text or id — can inject markup; the row browser's rows travel as JSON (``tojson``
+escapes ``<``, ``>``, ``&`` and quotes) and the script writes them with ``textContent`` only.
+
+The row browser embeds a stratified sample of at most ``max_rows`` rows (every label, every
+rule, conflicts, end-model decisions, weak decisions, then a uniform fill), so a
+1,000,000-row ledger still gives a page of a few MB; the page says how many rows it holds
+and gives the ``mteach explain`` command for any other row.
 """
 from __future__ import annotations
 
-import html
 import shutil
 from pathlib import Path
 
@@ -13,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .analysis import rule_stats, summarize
-from .io import atomic_path, readable, write_text_atomic
+from .analysis import conflicted_rows, rule_stats, summarize
+from .explain import blame_words, explain_at, strength_words, verdict_words
+from .io import atomic_folder, atomic_path, write_text_atomic
 from .ledger import Ledger, label_counts
 
 CSS = """
@@ -29,9 +37,9 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;backgroun
 .charts{display:flex;flex-wrap:wrap;gap:2rem}.muted{color:#667085}
 """
 
-
-def _e(x) -> str:
-    return html.escape("" if x is None else str(x))
+WEAK = 0.6          # a decision with a probability under this is "weak"
+MAX_ROWS = 2000     # rows embedded in the page's row browser by default
+MAX_TEXT = 2000     # characters of a text field embedded per row
 
 
 def fmt_number(x, digits: int = 3, missing: str = "-") -> str:
@@ -42,188 +50,6 @@ def fmt_number(x, digits: int = 3, missing: str = "-") -> str:
     if isinstance(x, (int, np.integer)):
         return f"{int(x):,}"
     return f"{float(x):.{digits}f}"
-
-
-def _num(x, digits=3) -> str:
-    return fmt_number(x, digits, missing="–")
-
-
-def bar_chart(title: str, items: list, fmt=lambda v: f"{v:,}", max_value=None, color="#3b6fd8") -> str:
-    """A horizontal bar chart as inline SVG: items are (name, value)."""
-    width, label_w, row_h, value_w = 560, 150, 22, 70
-    bar_w = width - label_w - value_w
-    top = max([v for _, v in items if v is not None and not np.isnan(v)] + [0]) if max_value is None else max_value
-    height = 28 + row_h * len(items)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{_e(title)}" font-family="sans-serif" font-size="12">',
-             f'<text x="0" y="16" font-weight="bold" font-size="13">{_e(title)}</text>']
-    for i, (name, value) in enumerate(items):
-        y = 26 + i * row_h
-        v = 0.0 if value is None or np.isnan(value) else float(value)
-        w = 0 if top <= 0 else bar_w * v / top
-        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{_e(name)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{color}">'
-                     f'<title>{_e(name)}: {_e(fmt(value) if value is not None else "–")}</title></rect>')
-        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">'
-                     f'{_e(fmt(value) if value is not None and not np.isnan(value) else "–")}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _estimate(value, interval, basis) -> str:
-    """'0.950 [0.912–0.981]' and, smaller, what it rests on; '' without a value."""
-    if value is None or value != value:
-        return ""
-    text = _num(value)
-    if interval and None not in interval and all(x == x for x in interval):
-        text += f" [{interval[0]:.3f}–{interval[1]:.3f}]"
-    return f'{text}<br><span class="muted">{_e(basis)}</span>'
-
-
-def _table(columns: list, rows: list, numeric=()) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f'<td class="n">{cell}</td>' if columns[i] in numeric else f"<td>{cell}</td>"
-                                    for i, cell in enumerate(r)) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def render_report(ledger: Ledger) -> str:
-    run, labels = ledger.run, ledger.labels
-    t = ledger.table
-    n = t.num_rows
-    votes = ledger.votes_matrix()
-    names = ledger.rule_names
-    rule_labels = [r["label"] for r in ledger.rules]
-    gold = None
-    if "gold" in t.column_names:
-        idx = pc.index_in(t.column("gold"), value_set=pa.array(labels, pa.string()))
-        gold = pc.fill_null(idx, -1).to_numpy().astype(np.int64)
-        if not (gold >= 0).any():
-            gold = None
-    stats = rule_stats(votes, names, rule_labels, labels, gold).to_pylist()
-    summary = summarize(votes, labels, gold)
-    git = run.get("git") or {}
-    counts = label_counts(ledger)
-    decided = {v["values"]: v["counts"] for v in pc.value_counts(t.column("decided_by")).to_pylist()}
-
-    if git.get("state") == "clean":
-        version = f'commit <code>{_e(git["commit"])}</code> (<code>{_e(git.get("path_in_repo"))}</code>), clean'
-    elif git.get("state") == "dirty":
-        version = '<span class="warn">uncommitted changes</span>: no commit recorded'
-    else:
-        version = '<span class="warn">unavailable</span>: the spec was not in a git repository'
-    settings = run.get("settings", {})
-    facts = [
-        ("concept", _e(run.get("concept"))), ("labels", _e(", ".join(labels))),
-        ("spec", f'<code>{_e(run.get("spec"))}</code>'),
-        ("spec content hash", f'<code>{_e(run.get("spec_hash"))}</code>'),
-        ("spec files", _e(", ".join(run.get("spec_files", [])))),
-        ("spec version (git)", version),
-        ("data", f'<code>{_e(run.get("data"))}</code>'),
-        ("data sha256", f'<code>{_e(run.get("data_sha256"))}</code>'),
-        ("id column", _e(run.get("id_column"))),
-        ("label model", _e(f'{settings.get("label_model", {}).get("class")} (seed {settings.get("seed")})')),
-        ("mteach version", _e(run.get("mteach_version"))),
-        ("ledger integrity", '<span class="ok">the ledger\'s content matches the sha256 recorded in it</span>'),
-    ]
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>mteach audit — {_e(run.get('concept'))}</title>", f"<style>{CSS}</style></head><body>",
-           f"<h1>Audit report: {_e(run.get('concept'))}</h1>",
-           f'<p class="muted">How every label in the ledger was produced, from the ledger alone. '
-           f'{n:,} rows, {len(names)} rules.</p>',
-           "<h2>Spec version and run</h2>", '<table class="facts"><tbody>' +
-           "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in facts) + "</tbody></table>"]
-
-    # labels
-    out.append("<h2>Label distribution</h2>")
-    out.append('<div class="charts">' + bar_chart("rows per label", list(counts.items())) +
-               bar_chart("what decided each row", [(k, int(decided.get(k, 0))) for k in ("rules", "end_model", "none")],
-                         color="#7a5af8") + "</div>")
-    out.append(_table(["label", "rows", "share"],
-                      [[_e(k), _num(v), f"{v / max(n, 1):.1%}"] for k, v in counts.items()], numeric={"rows", "share"}))
-
-    # rules
-    out.append("<h2>Rules and their owners</h2>")
-    cols = ["rule", "label", "where", "source", "description", "last changed by", "votes", "coverage",
-            "conflicts", "estimated accuracy (label model)"] + (
-        ["gold accuracy", "gold correct / incorrect"] if gold is not None else [])
-    rows = []
-    for r, s in zip(ledger.rules, stats):
-        b = r.get("blame")
-        if b and b.get("commit") == "uncommitted":
-            owner = '<span class="warn">not committed yet</span>'
-        elif b:
-            owner = f'{_e(b["author"])} &lt;{_e(b["email"])}&gt;<br><code>{_e(b["commit"][:10])}</code> {_e(b["date"][:10])}'
-        else:
-            owner = '<span class="muted">unavailable (not in git)</span>'
-        row = [f"<b>{_e(r['rule'])}</b>", _e(r["label"]), f"<code>{_e(r['file'])}:{r['line']}</code>",
-               f"<code>{_e(r['source'])}</code>", _e(r.get("description")), owner, _num(int(s["votes"])),
-               f"{s['coverage']:.1%}", f"{s['conflicts']:.1%}",
-               _estimate(r.get("estimated_accuracy"), r.get("estimated_interval"), f"{int(s['votes']):,} votes")]
-        if gold is not None:
-            n_gold = int(s["correct"]) + int(s["incorrect"])
-            row += [_estimate(s.get("accuracy"), [s.get("accuracy_low"), s.get("accuracy_high")], f"{n_gold:,} gold rows"),
-                    f"{s['correct']:,} / {s['incorrect']:,}"]
-        rows.append(row)
-    out.append(_table(cols, rows, numeric={"votes", "coverage", "conflicts", "estimated accuracy (label model)",
-                                           "gold accuracy"}))
-    out.append("<p class=\"muted\">Estimated accuracy: the share of the rule's votes the label model believes "
-               "right, with a 95% interval from the expected counts (sampling error only — the model's own error "
-               "is not in it). Gold accuracy: the share of its votes on gold rows that are right, with a 95% "
-               "Wilson interval.</p>")
-    charts = [bar_chart("coverage per rule (share of rows)", [(s["rule"], s["coverage"]) for s in stats],
-                        fmt=lambda v: f"{v:.1%}"),
-              bar_chart("estimated accuracy per rule", [(r["rule"], r.get("estimated_accuracy")) for r in ledger.rules],
-                        fmt=lambda v: f"{v:.3f}", max_value=1.0, color="#12b76a")]
-    if gold is not None:
-        charts.append(bar_chart("accuracy against gold per rule", [(s["rule"], s.get("accuracy")) for s in stats],
-                                fmt=lambda v: f"{v:.3f}", max_value=1.0, color="#f79009"))
-    out.append('<div class="charts">' + "".join(charts) + "</div>")
-
-    # conflicts
-    out.append("<h2>Coverage and conflicts</h2>")
-    out.append(f"<p>{summary.covered:,} of {n:,} rows ({summary.covered / max(n, 1):.1%}) have at least one vote; "
-               f"{summary.overlapped:,} have two or more; <b>{summary.conflicted:,}</b> "
-               f"({summary.conflicted / max(n, 1):.1%}) have votes for different labels, which the label model "
-               f"resolves by weighing each rule's estimated accuracy.</p>")
-    conflict_pairs = _conflict_pairs(votes, names)
-    if conflict_pairs:
-        out.append(_table(["rule", "conflicts with", "rows"], [[_e(a), _e(b), _num(c)] for a, b, c in conflict_pairs[:20]],
-                          numeric={"rows"}))
-
-    # gold
-    out.append("<h2>Agreement with gold labels</h2>")
-    if gold is None:
-        out.append('<p class="muted">The ledger holds no gold labels (label with --gold or --gold-column to '
-                   "record them).</p>")
-    else:
-        given = pc.index_in(t.column("label"), value_set=pa.array(labels, pa.string()))
-        given = pc.fill_null(given, -1).to_numpy().astype(np.int64)
-        known = gold >= 0
-        decided_rows = known & (given >= 0)
-        agree = int((given[decided_rows] == gold[decided_rows]).sum())
-        out.append(f"<p>{int(known.sum()):,} rows have a gold label; {int(decided_rows.sum()):,} of them are labelled, "
-                   f"and the label agrees with gold on <b>{agree:,}</b> "
-                   f"({agree / max(int(decided_rows.sum()), 1):.1%}). Gold labels were used to fit the label "
-                   "model, so this is agreement, not held-out accuracy.</p>")
-        conf = [[f"gold {_e(g)}"] + [_num(int(((gold == gi) & (given == pi)).sum())) for pi in range(len(labels))] +
-                [_num(int(((gold == gi) & (given < 0)).sum()))] for gi, g in enumerate(labels)]
-        out.append(_table(["", *[f"labelled {lab}" for lab in labels], "no label"], conf,
-                          numeric={*[f"labelled {lab}" for lab in labels], "no label"}))
-
-    # label model
-    model = ledger.model
-    out.append("<h2>Label model</h2>")
-    out.append("<p>Every probability is softmax(class baseline + the weights of the rules that voted): the "
-               "contributions in the ledger are exactly these terms. Parameters as recorded in the ledger:</p>")
-    out.append(_table(["label", "baseline (log)", "class balance"],
-                      [[_e(lab), _num(b), _num(cb)] for lab, b, cb in
-                       zip(labels, model.get("baseline", []), model.get("class_balance") or [None] * len(labels))],
-                      numeric={"baseline (log)", "class balance"}))
-    out.append('<p class="muted">Generated by mteach from the ledger <code>ledger.parquet</code> beside this file; '
-               "`mteach explain ledger.parquet --id ROW` explains any row, `mteach verify` re-runs it.</p>")
-    out.append("</body></html>")
-    return "\n".join(out)
 
 
 def _conflict_pairs(votes: np.ndarray, names: list) -> list:
@@ -239,16 +65,212 @@ def _conflict_pairs(votes: np.ndarray, names: list) -> list:
     return sorted(out, key=lambda x: (-x[2], x[0], x[1]))
 
 
-def write_report(ledger: Ledger, folder) -> Path:
-    """Write ``folder/index.html`` and ``folder/ledger.parquet`` (a byte copy of the ledger)."""
+def _label_index(column, labels: list) -> np.ndarray:
+    """Label index per row of a string column (-1 where null or not a label)."""
+    idx = pc.index_in(column, value_set=pa.array(labels, pa.string()))
+    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def sample_rows(votes: np.ndarray, label: np.ndarray, decided_by: np.ndarray, probability: np.ndarray,
+                k: int, max_rows: int = MAX_ROWS, seed: int = 0, conflict: np.ndarray = None) -> np.ndarray:
+    """Positions of at most ``max_rows`` rows for the row browser, sorted: a seeded sample of
+    every stratum — each label, each rule's votes, conflicts, end-model decisions, weak
+    decisions (probability under ``WEAK``), rows with no label — then a uniform fill.
+    Each non-empty stratum gets at least one row (so a spec with more strata than
+    ``max_rows`` gets one row per stratum)."""
+    n = len(label)
+    if n <= max_rows:
+        return np.arange(n)
+    priority = np.random.default_rng(seed).permutation(n)  # the same rows for the same ledger
+    strata = [label == c for c in range(k)] + [votes[:, j] != -1 for j in range(votes.shape[1])]
+    strata += [conflicted_rows(votes) if conflict is None else conflict, decided_by == "end_model", probability < WEAK, label < 0]
+    budget = max(1, max_rows // (2 * len(strata)))  # half the page for the strata, half uniform
+    chosen = np.zeros(n, dtype=bool)
+    for mask in strata:
+        rows = np.flatnonzero(mask)
+        if len(rows) > budget:
+            rows = rows[np.argpartition(priority[rows], budget)[:budget]]
+        chosen[rows] = True
+    left = max_rows - int(chosen.sum())
+    if left > 0:
+        rest = np.flatnonzero(~chosen)
+        chosen[rest[np.argsort(priority[rest], kind="stable")[:left]]] = True
+    return np.flatnonzero(chosen)
+
+
+def _browser_row(ledger: Ledger, i: int, rule_pos: dict, conflict: bool) -> dict:
+    """One row of the row browser: the explanation's facts in words first, then numbers."""
+    e = explain_at(ledger, i)
+    fields = ledger.table.column("fields")[i].as_py() if "fields" in ledger.table.column_names else {}
+    shown = {}
+    for name, value in (fields or {}).items():
+        text = "" if value is None else str(value)
+        shown[name] = text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " … (cut here; `mteach explain` has it all)"
+    label = e["label"]
+    votes = [{"rule": rule_pos.get(v["rule"]), "label": v["label"], "c": v["contribution"],
+              "words": f"votes {v['label']}, " + strength_words(v["contribution"], label)} for v in e["votes"]]
+    row = {"id": str(e["id"]), "label": label, "p": e["probability"], "by": e["decided_by"], "gold": e.get("gold"),
+           "fields": shown, "verdict": verdict_words(e), "votes": votes, "conflict": bool(conflict),
+           "weak": e["probability"] is not None and e["probability"] < WEAK}
+    if "baseline_log_odds" in e and e["decided_by"] == "rules":
+        row["baseline"] = {"c": e["baseline_log_odds"], "words": strength_words(e["baseline_log_odds"], label)}
+    if e.get("end_model_contribution") is not None:
+        row["em"] = {"c": e["end_model_contribution"], "words": strength_words(e["end_model_contribution"], label)}
+    if e.get("end_model_features"):
+        row["features"] = [{"feature": f["feature"], "c": f["weight"],
+                            "words": strength_words(f["weight"], label)} for f in e["end_model_features"]]
+    return row
+
+
+def _end_model_part(ledger: Ledger, label: np.ndarray, decided_by: np.ndarray, probability: np.ndarray,
+                    rows_shown: int = 50) -> dict:
+    """The end model's part in the ledger: rows it decided, its weak decisions, its share of
+    each label's log-odds on covered rows, and what the ledger records about the model."""
+    t, labels = ledger.table, ledger.labels
+    by_em = decided_by == "end_model"
+    weak = by_em & (probability < WEAK)
+    weak_pos = np.flatnonzero(weak)
+    ids = t.column("id").take(pa.array(weak_pos[:rows_shown])).to_pylist()
+    text_field = _first_text_field(ledger)
+    texts = ([None] * len(ids) if text_field is None else
+             pc.struct_field(t.column("fields").combine_chunks(), [text_field]).take(
+                 pa.array(weak_pos[:rows_shown])).to_pylist())
+    part = {"used": bool(ledger.run.get("settings", {}).get("end_model")), "decided": int(by_em.sum()),
+            "weak": int(weak.sum()), "weak_rows": [{"id": str(i), "label": labels[label[p]] if label[p] >= 0 else None,
+                                                    "p": float(probability[p]), "text": x}
+                                                   for i, p, x in zip(ids, weak_pos, texts)],
+            "model": ledger.run.get("model"), "blend": ledger.run.get("settings", {}).get("blend"), "shares": []}
+    if "end_model_contribution" in t.column_names:
+        # per covered row: |baseline| + Σ|rule contributions| + |end model| log-odds toward its label
+        em = np.abs(pc.fill_null(t.column("end_model_contribution"), 0.0).to_numpy(zero_copy_only=False))
+        contribs = t.column("contributions").combine_chunks()
+        parents = pc.list_parent_indices(contribs).to_numpy()
+        rules_abs = np.bincount(parents, weights=np.abs(contribs.flatten().field("contribution").to_numpy(
+            zero_copy_only=False)), minlength=t.num_rows)
+        baseline = np.asarray(ledger.model["baseline"], dtype=np.float64)
+        k = len(labels)
+        base_lo = np.array([baseline[c] - np.delete(baseline, c).mean() if k > 1 else 0.0 for c in range(k)])
+        covered = (decided_by == "rules") & (label >= 0)
+        for c, lab in enumerate(labels):
+            rows = covered & (label == c)
+            total = float(np.abs(base_lo[c]) * rows.sum() + rules_abs[rows].sum() + em[rows].sum())
+            part["shares"].append({"label": lab, "rows": int(rows.sum()),
+                                   "share": float(em[rows].sum()) / total if total > 0 else None})
+    return part
+
+
+def latest_blame(blames: list):
+    """The most recent of some blames (a rule's defines'): uncommitted lines first, then the
+    latest date; None when none is known."""
+    import datetime as dt
+    known = [b for b in blames if b]
+    if any(b["commit"] == "uncommitted" for b in known):
+        return next(b for b in known if b["commit"] == "uncommitted")
+    return max(known, key=lambda b: dt.datetime.fromisoformat(b["date"]), default=None)
+
+
+def _first_text_field(ledger: Ledger):
+    if "fields" not in ledger.table.column_names:
+        return None
+    typ = ledger.table.schema.field("fields").type
+    names = [typ.field(i).name for i in range(typ.num_fields) if pa.types.is_string(typ.field(i).type)]
+    return names[0] if names else None
+
+
+def report_context(ledger: Ledger, max_rows: int = MAX_ROWS, ledger_name: str = "ledger.parquet") -> dict:
+    """Everything the audit template shows, computed from the ledger (vectorized over rows;
+    per-row Python only for the at most ``max_rows`` rows embedded in the browser)."""
+    # a ledger built in memory (``build_ledger`` without run facts) records no data file
+    run, labels = {"data": None, "data_sha256": None, "id_column": None, **ledger.run}, ledger.labels
+    t = ledger.table
+    n = t.num_rows
+    votes = ledger.votes_matrix()
+    names = ledger.rule_names
+    gold = _label_index(t.column("gold"), labels) if "gold" in t.column_names else None
+    if gold is not None and not (gold >= 0).any():
+        gold = None
+    stats = rule_stats(votes, names, [r["label"] for r in ledger.rules], labels, gold).to_pylist()
+    summary = summarize(votes, labels, gold)
+    counts = label_counts(ledger)
+    label = _label_index(t.column("label"), labels)
+    decided_by = t.column("decided_by").to_numpy(zero_copy_only=False).astype(str)
+    probability = pc.fill_null(t.column("probability"), np.nan).to_numpy(zero_copy_only=False)
+    conflict = conflicted_rows(votes)
+
+    rules = []
+    for r, s in zip(ledger.rules, stats):
+        defines = r.get("defines") or []
+        rules.append({**r, "stats": s, "owner": blame_words(r.get("blame")),
+                      "defines": [{**d, "owner": blame_words(d.get("blame"))} for d in defines],
+                      "defines_latest": latest_blame([d.get("blame") for d in defines])})
+    gold_part = None
+    if gold is not None:
+        known = gold >= 0
+        decided_rows = known & (label >= 0)
+        agree = int((label[decided_rows] == gold[decided_rows]).sum())
+        gold_part = {"rows": int(known.sum()), "decided": int(decided_rows.sum()), "agree": agree,
+                     "matrix": [[int(((gold == gi) & (label == pi)).sum()) for pi in range(len(labels))] +
+                                [int(((gold == gi) & (label < 0)).sum())] for gi in range(len(labels))]}
+
+    positions = sample_rows(votes, label, decided_by, probability, len(labels), max_rows, conflict=conflict)
+    rule_pos = {name: j for j, name in enumerate(names)}
+    browser = {"rows": [_browser_row(ledger, int(i), rule_pos, conflict[i]) for i in positions],
+               "rules": [{"name": r["rule"], "label": r["label"], "where": f"{r['file']}:{r['line']}",
+                          "source": r["source"], "description": r.get("description") or "",
+                          "define_names": [d["define"] for d in r.get("defines") or []],
+                          "defines": [f"{d['file']}:{d['line']}  {d['source']}" for d in r.get("defines") or []]}
+                         for r in ledger.rules],
+               "labels": labels, "weak": WEAK}
+    decided = {k: int((decided_by == k).sum()) for k in ("rules", "end_model", "none")}
+    model = ledger.model
+    return {
+        "run": run, "labels": labels, "n": n, "rules": rules, "summary": summary, "counts": counts,
+        "decided": decided, "git": run.get("git") or {}, "gold": gold_part,
+        "conflict_pairs": _conflict_pairs(votes, names)[:20],
+        "baseline": list(zip(labels, model.get("baseline", []), model.get("class_balance") or [None] * len(labels))),
+        "end_model": _end_model_part(ledger, label, decided_by, probability),
+        "browser": browser, "embedded": len(positions), "ledger_name": ledger_name,
+        "id_example": browser["rows"][0]["id"] if browser["rows"] else "ROW_ID",
+        "label_bars": list(counts.items()),
+        "decided_bars": list(decided.items()),
+        "coverage_bars": [(s["rule"], s["coverage"]) for s in stats],
+        "accuracy_bars": [(r["rule"], r.get("estimated_accuracy")) for r in ledger.rules],
+        "gold_bars": [(s["rule"], s.get("accuracy")) for s in stats] if gold is not None else None,
+        "temperature": model.get("temperature"), "weak": WEAK, "css": CSS,
+    }
+
+
+def render_report(ledger: Ledger, max_rows: int = MAX_ROWS) -> str:
+    """The audit page as HTML, from ``templates/audit.html.j2`` (autoescaped)."""
+    import base64
+    import hashlib
+
+    import jinja2
+    import markupsafe  # jinja2's own dependency
+    env = jinja2.Environment(loader=jinja2.PackageLoader("mteach.engine", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    # the row browser's script is static: the page's Content-Security-Policy allows it by hash
+    script = env.get_template("audit_browser.js.j2").render()
+    script_hash = "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    return env.get_template("audit.html.j2").render(**report_context(ledger, max_rows),
+                                                    script=markupsafe.Markup(script), script_hash=script_hash)
+
+
+def write_report(ledger: Ledger, folder, max_rows: int = MAX_ROWS) -> Path:
+    """Write ``folder/index.html`` and ``folder/ledger.parquet`` (a byte copy of the ledger; of a
+    partitioned ledger, ``folder/ledger/`` with its parts and manifest)."""
     folder = Path(folder)
     index = folder / "index.html"
-    write_text_atomic(index, render_report(ledger))
-    readable(index)
-    if ledger.path is not None:
+    write_text_atomic(index, render_report(ledger, max_rows))
+    if ledger.path is not None and Path(ledger.path).is_dir():  # a partitioned ledger: its parts and manifest
+        target = folder / "ledger"
+        if not target.exists() or not target.samefile(ledger.path):
+            with atomic_folder(target) as tmp:
+                for part in sorted(Path(ledger.path).glob("[!.]*")):
+                    shutil.copyfile(part, tmp / part.name)
+    elif ledger.path is not None:
         target = folder / "ledger.parquet"
         if not target.exists() or not target.samefile(ledger.path):
             with atomic_path(target) as tmp:
                 shutil.copyfile(ledger.path, tmp)
-                readable(tmp)
     return index

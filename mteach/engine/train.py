@@ -16,11 +16,14 @@ covered rows. It writes everything a later ``predict`` needs into one folder —
                                 so each hint's effect can be measured again on new data
 
 ``predict`` gives per row the label, class probabilities and who decided: "rules" where
-any rule voted (label model posterior, blended with the end model), "end_model" where none did.
+any rule voted (label model posterior, blended with the end model), "end_model" where none did
+— or "rules" there too when gold showed the class prior (the rules' silence) is not beaten there.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +43,12 @@ from ..grammar import ast
 from ..settings import Settings
 from .analysis import majority_vote
 from .apply import apply_table, rules_table
-from .calibration import ece, f1_score, fit_temperature, log_scores
-from .end_model import EndModel
+from .calibration import ece, f1_score, fit_temperature, log_scores, tempered
+from .end_model import EndModel, top_attributions
 from .features import Featurizer
-from .io import atomic_folder
+from .io import atomic_folder, check_output, file_fingerprint
 from .hints import HintError, compile_hints, hint_effect
-from .label_model import LabelModel, fit_for_spec
+from .label_model import LABEL_MODELS, LabelModelProtocol, fit_for_spec, label_model_kind
 
 MODEL_FORMAT = "mteach.model/1"
 # beta: the end model's exponent in the covered-row product of experts (0 = the rules alone;
@@ -53,6 +56,11 @@ MODEL_FORMAT = "mteach.model/1"
 BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_BLEND = 0.25
 CROSS_FIT_FOLDS = 3
+# The end model takes rows from the rules only when the gold rows leave no doubt: each of
+# the m choices tried against the rules' answer must win in 1 - (1 - BLEND_CONFIDENCE) / m of
+# BOOTSTRAP_DRAWS resamples (Bonferroni: the chance that any of them wins by luck stays under 5%)
+BLEND_CONFIDENCE = 0.95
+BOOTSTRAP_DRAWS = 1000
 MIN_GOLD_FOR_BLEND = 20
 MIN_COVERED_ROWS = 10
 
@@ -107,7 +115,7 @@ def _spec_on_fields(spec: Spec) -> Spec:
 @dataclass
 class TrainedModel:
     spec: Spec
-    label_model: LabelModel
+    label_model: LabelModelProtocol
     featurizer: Featurizer
     end_model: EndModel
     blend: float          # exponent of the end model in the covered-row product of experts
@@ -115,6 +123,7 @@ class TrainedModel:
     without_hint: tuple = ()   # per hint of the spec: the end model trained without it
     end_temperature: float = 1.0  # the end model's probabilities are softmax(log p / T)
     blend_uncovered: Optional[float] = None  # the same exponent on rows no rule covers; None = end model alone
+    provenance: Optional[dict] = None  # set by load_model: the folder's sha256, training data, held-out figures
 
     def hints(self) -> list:
         """The spec's hints compiled against this model's featurizer."""
@@ -126,34 +135,18 @@ class TrainedModel:
 
     def end_model_proba(self, table: pa.Table) -> np.ndarray:
         """The end model's calibrated class probabilities (n × k)."""
-        raw = self.end_model.predict_proba(self.featurizer.transform(_feature_table(self.spec, table)))
-        return _tempered(raw, self.end_temperature)
+        raw = end_model_raw_proba(self.featurizer, self.end_model, _feature_table(self.spec, table))
+        return tempered(raw, self.end_temperature)
 
-    def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5, batch_rows: int = 64) -> pa.Array:
+    def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5) -> pa.Array:
         """Per row, the ``k`` features that pushed it most toward ``classes[i]`` (gradient × input
-        of that class's margin), as list<struct<feature, weight>>; computed in batches."""
-        import torch
+        of that class's margin, on the sparse features), as list<struct<feature, weight>>."""
         X = self.featurizer.transform(_feature_table(self.spec, table))
+        features, weights, counts = top_attributions(self.end_model.attributions(X, classes), k)
         names = np.asarray(self.featurizer.feature_names_, dtype=object)
-        net, device = self.end_model.net_, self.end_model.device_
-        offsets, feats, weights = [0], [], []
-        for start in range(0, X.shape[0], batch_rows):
-            xb = torch.as_tensor(X[start:start + batch_rows].toarray(), device=device).requires_grad_(True)
-            cb = torch.as_tensor(classes[start:start + batch_rows], device=device, dtype=torch.long)
-            logits = net(xb)
-            chosen = logits.gather(1, cb[:, None])[:, 0]
-            others = logits.masked_fill(torch.nn.functional.one_hot(cb, logits.shape[1]).bool(), float("-inf"))
-            (grad,) = torch.autograd.grad((chosen - torch.logsumexp(others, dim=1)).sum(), xb)
-            contrib = (grad * xb).detach()
-            top_w, top_j = torch.topk(contrib, min(k, contrib.shape[1]), dim=1)
-            top_w, top_j = top_w.cpu().numpy(), top_j.cpu().numpy()
-            keep = top_w > 0
-            feats.append(names[top_j[keep]])
-            weights.append(top_w[keep].astype(np.float64))
-            offsets.extend((offsets[-1] + np.cumsum(keep.sum(axis=1))).tolist())
-        values = pa.StructArray.from_arrays(
-            [pa.array(np.concatenate(feats) if feats else [], pa.string()),
-             pa.array(np.concatenate(weights) if weights else [], pa.float64())], names=["feature", "weight"])
+        values = pa.StructArray.from_arrays([pa.array(names[features].tolist(), pa.string()),
+                                             pa.array(weights, pa.float64())], names=["feature", "weight"])
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
 
     def predict(self, table: pa.Table, votes: Optional[np.ndarray] = None) -> dict:
@@ -163,8 +156,15 @@ class TrainedModel:
         lm = self.label_model.predict_proba(votes)
         em = self.end_model_proba(table)
         proba = self.combine(lm, em, covered)
+        by_rules = covered | self.uncovered_by_rules
         return {"label": proba.argmax(axis=1), "proba": proba, "covered": covered,
-                "decided_by": np.where(covered, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
+                "decided_by": np.where(by_rules, "rules", "end_model"), "lm_proba": lm, "em_proba": em}
+
+    @property
+    def uncovered_by_rules(self) -> bool:
+        """True when rows no rule covers get the label model's class prior (beta 0 chosen on
+        gold): the rules' silence decides them, and ``explain`` shows it as the baseline alone."""
+        return self.blend_uncovered == 0.0
 
     def combine(self, lm: np.ndarray, em: np.ndarray, covered: np.ndarray) -> np.ndarray:
         """Covered rows: the label model blended with the end model; the others: the end model,
@@ -187,27 +187,27 @@ def _blend(lm: np.ndarray, em: np.ndarray, beta: float) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def _tempered(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log proba / T): the probabilities at temperature T (T = 1: unchanged)."""
-    if temperature == 1.0:
-        return proba
-    return softmax(log_scores(proba) / temperature, axis=1)
-
-
 def _accuracy(pred, gold, mask=None) -> Optional[float]:
     known = gold != -1 if mask is None else (gold != -1) & mask
     return float((pred[known] == gold[known]).mean()) if known.any() else None
 
 
 # -- training -----------------------------------------------------------------------------------
+def _no_progress(description: str, total: int):
+    return contextlib.nullcontext(lambda n: None)
+
+
 def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.ndarray] = None,
-          log=lambda msg: None, votes: Optional[np.ndarray] = None, hint_effects: bool = True) -> tuple:
+          log=lambda msg: None, votes: Optional[np.ndarray] = None, hint_effects: bool = True,
+          progress=_no_progress) -> tuple:
     """Fit both models on ``table``. Returns (TrainedModel, report dict).
 
     ``votes``: the rules' votes on ``table`` when the caller has them (``engine.votes``
     computed them while reading the data); otherwise they are computed here.
     ``hint_effects``: also train the end model once without each hint (the report's
-    per-hint effect); the studio, which compares with its previous run, skips it."""
+    per-hint effect); the studio, which compares with its previous run, skips it.
+    ``progress(description, total)``: a context manager yielding ``advance(n)``, for a
+    progress bar over the end model's epochs (``cli.common.progress_bar``)."""
     k = len(spec.labels)
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
@@ -229,10 +229,12 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
 
     log("fitting the label model")
     lm_settings = settings.label_model
-    label_model = fit_for_spec(spec, votes, gold, prior_strength=lm_settings.prior_strength,
+    label_model = fit_for_spec(spec, votes, gold, kind=lm_settings.kind, prior_strength=lm_settings.prior_strength,
                                max_iter=lm_settings.max_iter, seed=lm_settings.seed)
     soft = label_model.predict_proba(votes)
 
+    gold_covered = None if gold is None else (gold != -1) & covered
+    rows, rows_note = training_rows(covered, gold_covered, settings.end_model.max_rows, settings.end_model.seed)
     log("building features")
     text_fields = spec.text_fields
     if not text_fields and not numeric_features(spec):
@@ -241,56 +243,114 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     featurizer = Featurizer(text_fields=text_fields, numeric=numeric_features(field_spec),
                             **settings.featurizer_params())
     ftable = _feature_table(spec, table)
-    X = featurizer.fit_transform(ftable)
+    if rows.shape[0] < int(covered.sum()):
+        # a capped run: the vocabulary comes from the training rows and as many rows no rule
+        # covers (hint phrases may occur only there), not from the whole table
+        fit_rows = np.union1d(rows, _sample(np.flatnonzero(~covered), rows.shape[0], settings.end_model.seed))
+        featurizer.fit(ftable.take(pa.array(fit_rows)))
+    else:
+        featurizer.fit(ftable)
+    X = featurizer.transform(ftable.take(pa.array(rows)))
     try:
         hints = compile_hints(spec.hints, featurizer, list(spec.labels), measure_name_fn=measure_name,
                               margin=settings.hints.margin)
     except HintError as err:
         raise DataError(str(err)) from None
 
-    log(f"training the end model on {int(covered.sum()):,} covered rows with {len(hints)} hints")
+    log(f"training the end model on {rows_note} with {len(hints)} hints")
     end_params = settings.end_model_params()
-    end_model = EndModel(**end_params).fit(X[covered], soft[covered], hints=hints)
-    if hints and hint_effects:
-        log(f"training it again without each hint, to measure each hint's effect ({len(hints)} runs)")
-    # Same rows, same seed, all other hints kept: the only difference is the one hint.
-    without = tuple(EndModel(**end_params).fit(X[covered], soft[covered], hints=hints[:i] + hints[i + 1:])
-                    for i in range(len(hints) if hint_effects else 0))
-    em_raw = end_model.predict_proba(X)
+    runs = 1 + (len(hints) if hint_effects else 0)
+    with progress("training the end model (epochs)", runs * int(settings.end_model.epochs)) as advance:
+        end_model = EndModel(**end_params).fit(X, soft[rows], hints=hints, progress=advance)
+        if hints and hint_effects:
+            log(f"training it again without each hint, to measure each hint's effect ({len(hints)} runs)")
+        # Same rows, same seed, all other hints kept: the only difference is the one hint.
+        without = tuple(EndModel(**end_params).fit(X, soft[rows], hints=hints[:i] + hints[i + 1:], progress=advance)
+                        for i in range(runs - 1))
+    em_raw = end_model_raw_proba(featurizer, end_model, ftable)
 
     # Gold rows judge the end model only on predictions it made without training on them:
     # out-of-fold on covered rows, the final model on uncovered ones (it never saw them).
+    # Every covered gold row is among the training rows (training_rows keeps them).
     em_heldout = None
-    gold_covered = None if gold is None else (gold != -1) & covered
     if gold_covered is not None and gold_covered.sum() >= MIN_GOLD_FOR_BLEND:
         log(f"cross-fitting the end model ({CROSS_FIT_FOLDS} folds) to calibrate it and choose the blend")
         em_heldout = em_raw.copy()
-        em_heldout[gold_covered] = _out_of_fold(X, soft, covered, gold_covered, hints, end_params,
+        em_heldout[gold_covered] = _out_of_fold(X, soft[rows], gold_covered[rows], hints, end_params,
                                                 settings.end_model.seed)
     end_t = 1.0 if em_heldout is None else fit_temperature(log_scores(em_heldout), gold)
-    em_all = _tempered(em_raw, end_t)
-    em_held = None if em_heldout is None else _tempered(em_heldout, end_t)
-    blend, blend_basis = _choose_blend(soft, em_held, covered, gold, k)
-    blend_uncovered, uncovered_basis = _choose_blend(soft, em_held, ~covered, gold, k, end_model_alone=True)
+    em_all = tempered(em_raw, end_t)
+    em_held = None if em_heldout is None else tempered(em_heldout, end_t)
+    # covered rows first (uncovered ones at the rules' answer, the class prior), then the
+    # uncovered rows with the covered ones at the blend just chosen
+    blend, blend_basis, blend_scores = _choose_blend(soft, em_held, covered, gold, k)
+    covered_labels = None if em_held is None else _blend(soft, em_held, blend).argmax(1)
+    blend_uncovered, uncovered_basis, uncovered_scores = _choose_blend(
+        soft, em_held, ~covered, gold, k, end_model_alone=True, others=covered_labels)
     model = TrainedModel(spec, label_model, featurizer, end_model, blend, settings.to_dict(), without,
                          end_temperature=end_t, blend_uncovered=blend_uncovered)
 
     report = _report(model, votes, soft, em_all, covered, gold, ftable, hints)
-    report["blend"] = {"beta": blend, "chosen_on": blend_basis,
-                       "beta_uncovered": blend_uncovered, "uncovered_chosen_on": uncovered_basis}
+    report["blend"] = {"beta": blend, "chosen_on": blend_basis, "scores": blend_scores,
+                       "beta_uncovered": blend_uncovered, "uncovered_chosen_on": uncovered_basis,
+                       "uncovered_scores": uncovered_scores}
     report["calibration"] = _calibration_report(label_model, soft, em_heldout, end_t, gold)
+    report["end_model"]["training_rows"] = {"rows": int(rows.shape[0]), "covered": int(covered.sum()),
+                                            "chosen": rows_note}
+    if em_held is not None:
+        known = gold != -1
+        report["end_model"]["held_out"] = {
+            "accuracy": _accuracy(em_held.argmax(1), gold), "f1": f1_score(em_held.argmax(1)[known], gold[known], k,
+                                                                          positive=0),
+            "rows": int(known.sum()),
+            "on": f"gold rows, each predicted by an end model not trained on it ({CROSS_FIT_FOLDS}-fold "
+                  "cross-fitting on covered rows; uncovered rows are never trained on); gold labels did "
+                  "sharpen the label model whose soft labels it learned from"}
     return model, report
 
 
-def _out_of_fold(X, soft, covered, rows, hints, params, seed) -> np.ndarray:
-    """End-model probabilities of the covered ``rows`` (bool mask), each from a model trained on
-    the covered rows of the other folds (folds drawn at random over the covered rows)."""
+def _sample(idx: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` of ``idx`` drawn at random without replacement (all when fewer), in order."""
+    if idx.shape[0] <= size:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, size, replace=False))
+
+
+def training_rows(covered: np.ndarray, gold_covered: Optional[np.ndarray], max_rows: int, seed: int) -> tuple:
+    """The rows the end model trains on and how they were chosen: every covered row, or with
+    ``max_rows`` (> 0) at most that many — every covered gold row (cross-fitting scores them)
+    and a seeded random sample of the other covered rows."""
     idx = np.flatnonzero(covered)
-    fold = np.random.default_rng(seed).permutation(idx.shape[0]) % CROSS_FIT_FOLDS
+    if not max_rows or idx.shape[0] <= max_rows:
+        return idx, f"all {idx.shape[0]:,} covered rows"
+    keep = np.flatnonzero(gold_covered) if gold_covered is not None else np.zeros(0, dtype=idx.dtype)
+    rest = np.setdiff1d(idx, keep)
+    rows = np.union1d(keep, _sample(rest, max(max_rows - keep.shape[0], 0), seed))
+    gold_note = f", its {keep.shape[0]:,} gold rows kept" if keep.shape[0] else ""
+    return rows, (f"{rows.shape[0]:,} of {idx.shape[0]:,} covered rows ([end_model] max_rows = {max_rows:,}: "
+                  f"a random sample, seed {seed}{gold_note})")
+
+
+END_MODEL_CHUNK_ROWS = 65_536
+
+
+def end_model_raw_proba(featurizer: Featurizer, end_model: EndModel, ftable: pa.Table,
+                        chunk_rows: int = END_MODEL_CHUNK_ROWS) -> np.ndarray:
+    """The end model's uncalibrated probabilities on every row of ``ftable`` (feature
+    fields), featurised chunk by chunk so only one chunk's features are held at a time."""
+    parts = [end_model.predict_proba(featurizer.transform(ftable.slice(start, chunk_rows)))
+             for start in range(0, ftable.num_rows, chunk_rows)]
+    return np.concatenate(parts) if parts else np.zeros((0, end_model.n_classes_))
+
+
+def _out_of_fold(X, soft, rows, hints, params, seed) -> np.ndarray:
+    """End-model probabilities of the training ``rows`` (bool mask over the rows of ``X``),
+    each from a model trained on the other folds (folds drawn at random over all of them)."""
+    fold = np.random.default_rng(seed).permutation(X.shape[0]) % CROSS_FIT_FOLDS
     out = np.zeros((int(rows.sum()), soft.shape[1]))
     pos = np.cumsum(rows) - 1  # row -> its place in ``out``
     for f in range(CROSS_FIT_FOLDS):
-        train_rows, held = idx[fold != f], idx[fold == f]
+        train_rows, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         held = held[rows[held]]
         if held.size:
             m = EndModel(**params).fit(X[train_rows], soft[train_rows], hints=hints)
@@ -306,43 +366,89 @@ def _calibration_report(label_model, soft, em_heldout, end_t, gold) -> dict:
                            "ece": ece(soft, gold) if has_gold else None,
                            "fitted_on": "gold rows" if has_gold else "not calibrated (no gold labels)"},
            "end_model": {"temperature": end_t,
-                         "ece": ece(_tempered(em_heldout, end_t), gold) if em_heldout is not None else None,
+                         "ece": ece(tempered(em_heldout, end_t), gold) if em_heldout is not None else None,
                          "fitted_on": ("out-of-fold predictions on gold rows" if em_heldout is not None
                                        else f"not calibrated (fewer than {MIN_GOLD_FOR_BLEND} covered gold rows)")}}
     return out
 
 
-def _choose_blend(lm, em_heldout, rows, gold, k, end_model_alone=False):
+def _protocol_score(pred, y, k) -> float:
+    """The choice criterion: mean of accuracy and F1 (of the spec's first label for two labels,
+    else macro) on the rows with gold."""
+    known = y != -1
+    return (float((pred[known] == y[known]).mean()) + f1_score(pred, y, k, positive=0)) / 2
+
+
+def _bootstrap_wins(preds, base, y, k, draws=BOOTSTRAP_DRAWS, seed=0, chunk=2048) -> np.ndarray:
+    """For each prediction in ``preds`` (c × n labels): the share of ``draws`` Poisson bootstrap
+    resamples of the rows of ``y`` on which it scores (``_protocol_score``) above ``base``.
+    Each resample's counts (correct, and per scored class true positives, predicted and gold
+    counts) are weighted sums, so all draws are a few matrix products over row chunks."""
+    classes = [0] if k == 2 else list(range(k))
+    allp = np.vstack([base[None, :], preds])                            # (c + 1) × n
+    ind = [(allp == y).astype(np.float64)]                              # correct
+    for c in classes:
+        ind += [((allp == c) & (y == c)), (allp == c), np.broadcast_to(y == c, allp.shape)]
+    n, c, f = y.shape[0], allp.shape[0], len(ind)
+    M = np.stack(ind, axis=-1).astype(np.float64).transpose(1, 0, 2).reshape(n, c * f)  # n × (c·f)
+    rng = np.random.default_rng(seed)
+    sums = np.zeros((draws, c * f))
+    rows = np.zeros(draws)
+    for start in range(0, n, chunk):
+        w = rng.poisson(1.0, (draws, min(chunk, n - start))).astype(np.float64)
+        sums += w @ M[start:start + chunk]
+        rows += w.sum(axis=1)
+    sums = sums.reshape(draws, c, f)
+    acc = sums[..., 0] / np.maximum(rows, 1)[:, None]
+    tp, pp, gp = sums[..., 1::3], sums[..., 2::3], sums[..., 3::3]
+    f1 = np.where(pp + gp > 0, 2 * tp / np.maximum(pp + gp, 1e-12), 0.0).mean(axis=-1)
+    score = (acc + f1) / 2
+    return (score[:, 1:] > score[:, :1]).mean(axis=0)
+
+
+def _choose_blend(lm, em_heldout, rows, gold, k, end_model_alone=False, others=None):
     """How far the end model may move the label model's verdict on ``rows`` (covered rows; with
     ``end_model_alone``, the uncovered ones, where the label model is its class prior).
 
-    With held-out end-model predictions (``em_heldout``: out-of-fold on covered rows, the final
+    Needs held-out end-model predictions (``em_heldout``: out-of-fold on covered rows, the final
     model on uncovered ones, which it never trained on) on at least ``MIN_GOLD_FOR_BLEND`` gold
-    rows among ``rows``, pick the beta of ``BLEND_GRID`` whose blended labels score best there
-    on the mean of accuracy and F1 (of the spec's first label for two labels, else macro;
-    ties → the smaller beta: trust the rules). Beta 0 (the label model alone) is on the grid
-    and beta 8 all but hands the rows to the end model, so the choice is at least as good as
-    the better of the two on those rows. Otherwise: covered rows beta = 0.25 (the end model
-    only settles rows where the rules are unsure), uncovered rows the end model alone (None).
-    Returns (beta, what it was chosen on)."""
+    rows among ``rows``. Each beta of ``BLEND_GRID`` (and, with ``end_model_alone``, the end
+    model alone) labels ``rows``; ``others`` (labels, n) holds the combined prediction on the
+    remaining rows (rows outside ``rows`` count as the label model's when None), so every
+    choice is scored as the user will see it: on all gold rows, by the mean of accuracy and F1
+    (``_protocol_score``). The rules' answer (beta 0: the label model alone) is the default;
+    a choice that gives rows to the end model must beat it in at least ``BLEND_CONFIDENCE`` of
+    bootstrap resamples of the gold rows — a gain the gold rows cannot tell from noise (a few
+    rows, or a threshold fitted to these files) is not taken. Of those that do, the best
+    scoring (ties → the smaller beta); with m choices tried, each must win in
+    1 - (1 - ``BLEND_CONFIDENCE``) / m of the resamples (Bonferroni). Without enough gold: covered rows beta = 0.25 (the end
+    model only settles rows where the rules are unsure), uncovered rows the end model alone
+    (None). Returns (beta, what it was chosen on, {beta: score on the gold rows})."""
     fallback = (None, "default: the end model alone") if end_model_alone else (DEFAULT_BLEND, "default")
     if em_heldout is None:
-        return fallback[0], fallback[1] + " (no gold labels)"
-    rows = (gold != -1) & rows
-    if rows.sum() < MIN_GOLD_FOR_BLEND:
-        return fallback[0], fallback[1] + f" (fewer than {MIN_GOLD_FOR_BLEND} gold rows)"
-    y = gold[rows]
-
-    def score(beta):
-        pred = (em_heldout[rows] if beta is None else _blend(lm[rows], em_heldout[rows], beta)).argmax(1)
-        return (round((float((pred == y).mean()) + f1_score(pred, y, k, positive=0)) / 2, 9),
-                -(np.inf if beta is None else beta))
-
-    grid = BLEND_GRID + ((None,) if end_model_alone else ())
-    best = max(grid, key=score)
+        return fallback[0], fallback[1] + " (no gold labels)", {}
+    in_scope = (gold != -1) & rows
+    if in_scope.sum() < MIN_GOLD_FOR_BLEND:
+        return fallback[0], fallback[1] + f" (fewer than {MIN_GOLD_FOR_BLEND} gold rows)", {}
+    known = gold != -1
+    base = np.where(rows, lm.argmax(1), lm.argmax(1) if others is None else others)[known]
+    y, scope = gold[known], rows[known]
+    grid = BLEND_GRID[1:] + ((None,) if end_model_alone else ())
+    preds = np.stack([np.where(scope, (em_heldout if b is None else _blend(lm, em_heldout, b))[known].argmax(1), base)
+                      for b in grid])
+    scores = {0.0: round(_protocol_score(base, y, k), 9)}
+    scores.update({b: round(_protocol_score(p, y, k), 9) for b, p in zip(grid, preds)})
+    wins = _bootstrap_wins(preds, base, y, k)
+    needed = 1 - (1 - BLEND_CONFIDENCE) / len(grid)
+    clear = [b for b, w in zip(grid, wins) if w >= needed and scores[b] > scores[0.0]]
+    best = max(clear, key=lambda b: (scores[b], -(np.inf if b is None else b))) if clear else 0.0
     where = "rows no rule covers" if end_model_alone else "rows covered by the rules"
     how = "the end model's predictions" if end_model_alone else "out-of-fold end-model predictions"
-    return best, f"{int(rows.sum()):,} gold {where}, {how}"
+    why = (f"beats the rules' answer in {wins[grid.index(best)]:.1%} of bootstrap resamples" if clear
+           else f"none of {len(grid)} choices beats the rules' answer in {needed:.1%} of bootstrap resamples "
+                f"(best: {max(wins):.1%})")
+    table = {("end model alone" if b is None else str(b)): v for b, v in scores.items()}
+    return best, f"{int(in_scope.sum()):,} gold {where}, {how}, scored on all {int(known.sum()):,} gold rows; {why}", table
 
 
 def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
@@ -442,11 +548,14 @@ def _json_params(estimator) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
 
 
-def save_model(model: TrainedModel, folder, report: dict) -> Path:
-    """Write the model folder atomically (``engine.io.atomic_folder``)."""
+def save_model(model: TrainedModel, folder, report: dict, data=None) -> Path:
+    """Write the model folder atomically (``engine.io.atomic_folder``). ``data``: the file it
+    was trained on; its path and sha256 go into report.json (a ledger labelled with the model
+    records them, for the audit page)."""
     folder = Path(folder)
-    if folder.exists() and not (folder / "model.json").exists() and any(folder.iterdir()):
-        raise DataError(f"{folder} exists and is not a model folder; choose another -o")
+    if data is not None:
+        report = {**report, "data": {"path": Path(data).as_posix(), "sha256": file_fingerprint(data)}}
+    check_output(folder, [model.spec.root / rel for rel in model.spec.files], kind="model")
     with atomic_folder(folder) as tmp:
         spec = model.spec
         for rel in spec.files:
@@ -464,12 +573,28 @@ def save_model(model: TrainedModel, folder, report: dict) -> Path:
             "spec_hash": spec.content_hash, "labels": list(spec.labels), "rules": spec.rule_names,
             "settings": model.settings, "blend": model.blend, "blend_uncovered": model.blend_uncovered,
             "end_model_temperature": model.end_temperature,
-            "label_model": {"params": lm_params, "state": _state(model.label_model)},
+            "label_model": {"kind": label_model_kind(model.label_model), "params": lm_params,
+                            "state": _state(model.label_model)},
             "featurizer": model.featurizer.to_dict(),
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=float), encoding="utf-8")
     return folder
+
+
+MODEL_KEYS = ("spec", "spec_hash", "labels", "rules", "settings", "blend", "label_model", "featurizer")
+
+
+def _inside_folder(folder: Path, rel, meta_path: Path) -> Path:
+    """``folder / rel`` when it stays inside ``folder`` (links followed): a model folder's
+    files are its own, whatever its model.json says."""
+    if not isinstance(rel, str) or not rel:
+        raise ModelError(f"{meta_path}: its spec entry {rel!r} is not a path; retrain the model")
+    path = folder / rel
+    if Path(rel).is_absolute() or not os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep):
+        raise ModelError(f"{meta_path}: its spec entry {rel!r} points outside {folder}; a model reads only "
+                         "its own files — retrain the model, or do not trust this folder")
+    return path
 
 
 def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> TrainedModel:
@@ -482,9 +607,15 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:
         raise ModelError(f"{meta_path}: unreadable ({err}); retrain with `mteach train`") from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{folder}: model format {meta.get('format')!r} is not {MODEL_FORMAT!r}; retrain it")
-    spec = load_spec(folder / "spec" / meta["spec"], schema)
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelError(f"{folder}: model format {found!r} is not {MODEL_FORMAT!r}; retrain it")
+    missing = [k for k in MODEL_KEYS if k not in meta]
+    if missing:
+        raise ModelError(f"{meta_path}: lacks {', '.join(missing)}; the model is damaged — retrain it with "
+                         "`mteach train`")
+    spec_copy = _inside_folder(folder / "spec", meta["spec"], meta_path)
+    spec = load_spec(spec_copy, schema)
     if spec.content_hash != meta["spec_hash"]:
         raise ModelError(f"{folder}: the spec copy inside the model folder was changed after training "
                          f"(hash {spec.content_hash[:12]} ≠ recorded {meta['spec_hash'][:12]}); retrain the model")
@@ -495,7 +626,8 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
                              f"(model {meta['spec_hash'][:12]}, {spec_path} {given.content_hash[:12]}); "
                              "retrain with `mteach train`, or predict without --spec to use the model's own copy")
     try:
-        label_model = _restore(LabelModel(**meta["label_model"]["params"]), meta["label_model"]["state"])
+        lm_class = LABEL_MODELS[meta["label_model"].get("kind", "mteach")]
+        label_model = _restore(lm_class(**meta["label_model"]["params"]), meta["label_model"]["state"])
         field_spec = _spec_on_fields(spec)
         featurizer = Featurizer.from_dict(meta["featurizer"], numeric=numeric_features(field_spec))
         end_model = EndModel.load(folder / "end_model")
@@ -505,5 +637,23 @@ def load_model(folder, spec_path=None, schema: Optional[pa.Schema] = None) -> Tr
         raise ModelError(f"{folder}: the model is damaged ({err}); retrain it with `mteach train`") from None
     return TrainedModel(spec, label_model, featurizer, end_model, float(meta["blend"]), meta["settings"], without,
                         end_temperature=float(meta.get("end_model_temperature", 1.0)),
-                        blend_uncovered=meta.get("blend_uncovered"))
+                        blend_uncovered=meta.get("blend_uncovered"), provenance=model_provenance(folder))
+
+
+def model_provenance(folder: Path) -> dict:
+    """What a ledger records about the model that labelled it: the sha256 over the files that
+    decide its predictions (model.json, the end model's weights and parameters), the data it
+    was trained on and its held-out figures (from report.json, where present)."""
+    import hashlib
+    h = hashlib.sha256()
+    for path in [folder / "model.json", *sorted((folder / "end_model").rglob("*"))]:
+        if path.is_file():
+            h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report = {}
+    return {"sha256": h.hexdigest(), "training_data": report.get("data"), "rows": report.get("rows"),
+            "held_out": (report.get("end_model") or {}).get("held_out"),
+            "calibration": (report.get("calibration") or {}).get("end_model")}
 

@@ -1,6 +1,7 @@
 """Re-run the spec version a ledger records (from git, or a given file) and compare."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import pyarrow.compute as pc
 from ..compiler.checker import load_spec
 from ..errors import DataError
 from .apply import ROW_NUMBER, resolve_id_column
-from .gitfacts import repo_root, spec_at_revision
-from .io import DEFAULT_BATCH_ROWS, file_fingerprint, open_data
-from .ledger import Ledger, LedgerError, build_ledger, canonical_json
+from .gitfacts import repo_root, resolve_commit, spec_at_revision
+from .datasets import open_source, source_fingerprint
+from .io import DEFAULT_BATCH_ROWS
+from .ledger import Ledger, LedgerError, build_ledger, canonical_json, row_fields
 from .votes import collect_votes
 
 
@@ -49,30 +51,42 @@ def verify_ledger(ledger: Ledger, data, spec_path=None, repo=None, threads: int 
         why = "uncommitted changes" if git.get("state") == "dirty" else "a spec outside git"
         raise LedgerError(f"{ledger.path} was made from {why}, so no commit is recorded to re-run; "
                           "give the spec file with --spec to verify against it")
-    root = Path(repo) if repo else _find_repo_for(run)
+    root = Path(repo) if repo else _find_repo_for(ledger, data)
     with spec_at_revision(root, git["path_in_repo"], git["commit"]) as path:
         notes.append(f"spec {git['path_in_repo']} read from git at commit {git['commit'][:10]}")
         return _verify_with(ledger, data, path, threads, limit, batch_rows, notes)
 
 
-def _find_repo_for(run: dict) -> Path:
-    for candidate in (Path(run.get("spec", ".")).parent, Path(".")):
-        if candidate.exists():
-            root = repo_root(candidate if str(candidate) else Path("."))
-            if root is not None:
-                return root
+def _find_repo_for(ledger, data) -> Path:
+    """The repository holding the recorded commit: searched from the spec's folder as seen from
+    the data (``spec_from_data``), the working folder, the ledger's folder and the data's folder
+    (the ledger records no absolute path)."""
+    commit = ledger.run["git"]["commit"]
+    from_data = ledger.run.get("spec_from_data")
+    candidates = [Path(data).parent / from_data] if isinstance(from_data, str) else []
+    roots = []
+    for candidate in candidates + [Path("."), Path(ledger.path or ".").parent, Path(data).parent]:
+        root = repo_root(candidate) if candidate.exists() else None
+        if root is not None and root not in roots:
+            roots.append(root)
+    for root in roots:
+        with contextlib.suppress(DataError):
+            resolve_commit(root, commit)
+            return root
+    if roots:
+        return roots[0]  # says the commit is missing there
     raise DataError("cannot find the git repository of the spec; run from inside it or give --repo DIR")
 
 
 def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> Verification:
     run = ledger.run
-    source = open_data(data)
+    source = open_source(data)
     spec = load_spec(spec_path, source.schema)
     spec_ok = spec.content_hash == run["spec_hash"]
     if not spec_ok:
         notes.append(f"the spec read now hashes to {spec.content_hash[:16]}…, the ledger records "
                      f"{run['spec_hash'][:16]}…")
-    data_ok = file_fingerprint(data) == run.get("data_sha256")
+    data_ok = source_fingerprint(source) == run.get("data_sha256")
     if not data_ok:
         notes.append(f"{data} is not the data file the ledger was made from (sha256 differs)")
     id_column = run.get("id_column")
@@ -87,7 +101,7 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
         idx = pc.index_in(gold_names, value_set=pa.array(list(spec.labels), pa.string()))
         gold = pc.fill_null(idx, -1).to_numpy().astype(np.int64)
     seed = run.get("settings", {}).get("seed", 0)
-    facts = {k: run[k] for k in ("data", "data_sha256", "id_column") if k in run}
+    facts = {k: run[k] for k in ("data", "data_sha256", "spec_from_data", "id_column") if k in run}
     new = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, git=False)
     result = Verification(False, len(ids), spec_ok, data_ok, notes=notes)
     if old.num_rows != len(ids) or not pc.all(pc.equal(pc.cast(old.column("id"), pa.string()),
@@ -140,9 +154,15 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
         result.notes.append("the rules' log-odds contributions differ (the label model's fit changed)")
     if _model_differs(ledger.model, new.model):
         result.notes.append("the label model's parameters differ from the recorded ones")
+    # the rows' text as the audit page shows it (a ledger with a fields column)
+    fields_same = "fields" not in old.column_names or old.column("fields").combine_chunks().equals(
+        row_fields(spec, batch.table))
+    if not fields_same:
+        result.notes.append("the rows' field values recorded in the ledger (the text the audit page shows) "
+                            "differ from the data's")
     result.identical = (spec_ok and data_ok and result.n_vote_differences == 0 and
                         result.n_label_differences == 0 and contrib_same and ledger.labels == labels and
-                        not _model_differs(ledger.model, new.model))
+                        not _model_differs(ledger.model, new.model) and fields_same)
     return result
 
 

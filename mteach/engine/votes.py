@@ -9,10 +9,12 @@ Who computes the votes is an ``Engine``: anything with this ``vote_batches`` met
 ``LocalEngine`` evaluates batches on a pool of threads on this machine; the studio's
 ``engine.incremental.IncrementalVotes`` implements the same method over one in-memory
 table with a per-rule cache; a distributed backend (Dask, say) would implement it by
-evaluating partitions on workers and yielding them back in order.
+evaluating partitions on workers and yielding them back in order: that is
+``engine.dask_engine.DaskEngine``, chosen by name with ``open_engine("dask")``.
 """
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Protocol, Sequence, Union
@@ -24,7 +26,8 @@ import pyarrow.compute as pc
 from ..compiler.spec import Spec
 from ..compiler.evaluator import columns_needed, vote_matrix
 from ..errors import DataError
-from .io import DEFAULT_BATCH_ROWS, DataSource, open_data
+from .datasets import open_source
+from .io import DEFAULT_BATCH_ROWS, DataSource
 
 Progress = Optional[Callable[[int], None]]  # called with the rows of each batch done
 
@@ -60,7 +63,7 @@ class LocalEngine:
     def vote_batches(self, spec: Spec, source, id_column: Optional[str] = None, *,
                      columns: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
                      progress: Progress = None) -> Iterator[VoteBatch]:
-        source = source if isinstance(source, DataSource) else open_data(source)
+        source = source if isinstance(source, DataSource) else open_source(source)
         wanted = list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else []) + list(columns)))
         offset = 0
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
@@ -80,6 +83,26 @@ class LocalEngine:
                     yield done(*pending.pop(0))
             for batch, future in pending:
                 yield done(batch, future)
+
+
+ENGINES = ("local", "dask")
+
+
+@contextlib.contextmanager
+def open_engine(name: Optional[str] = "local", scheduler: Optional[str] = None, threads: int = 2):
+    """The engine called ``name`` ("local" or "dask"; ``scheduler``: a Dask scheduler's
+    address, None for a ``LocalCluster``), closed (a cluster it started stopped) on exit."""
+    name = name or "local"
+    if name == "local":
+        if scheduler:
+            raise DataError("--scheduler needs --engine dask (or [engine] name = \"dask\" in mteach.toml)")
+        yield LocalEngine(threads)
+    elif name == "dask":
+        from .dask_engine import DaskEngine
+        with DaskEngine(scheduler) as engine:
+            yield engine
+    else:
+        raise DataError(f"unknown engine {name!r}; use one of: {', '.join(ENGINES)}")
 
 
 def batch_ids(batch, id_column: Optional[str], path, offset: int) -> pa.Array:
@@ -109,7 +132,7 @@ def collect_votes(spec: Spec, source, id_column: Optional[str] = None, *, column
                   engine: Optional[Engine] = None) -> VoteBatch:
     """All rows' votes in one ``VoteBatch`` (its ``table`` a ``pa.Table``); a file with a
     header but no rows is a ``DataError``."""
-    source = source if isinstance(source, DataSource) else open_data(source)
+    source = source if isinstance(source, DataSource) else open_source(source)
     parts = list(vote_batches(spec, source, id_column, columns=columns, batch_rows=batch_rows, threads=threads,
                               progress=progress, engine=engine))
     if not parts:
@@ -120,4 +143,4 @@ def collect_votes(spec: Spec, source, id_column: Optional[str] = None, *, column
                                        else p.table for p in parts]))
 
 
-__all__ = ["VoteBatch", "Engine", "LocalEngine", "vote_batches", "collect_votes", "batch_ids"]
+__all__ = ["VoteBatch", "Engine", "LocalEngine", "vote_batches", "collect_votes", "batch_ids", "open_engine"]

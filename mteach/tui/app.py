@@ -27,10 +27,40 @@ DEBOUNCE_S = 0.4
 TRAIN_QUIET_S = 3.0  # the Model pane retrains once the checked spec has been quiet this long
 
 
+class EditorColumn(Vertical):
+    """The editor with its problem list: F10 zooms them together."""
+    ALLOW_MAXIMIZE = True
+
+
+class StudioFooter(Footer):
+    """The footer with F1 (help, which lists every key) first, then the focused pane's own
+    keys, then the app's: at 80 columns the cut-off end is the part the tab titles and help
+    repeat. The command palette's key is left to help too (no room for it)."""
+
+    APP_ORDER = ("ctrl+s", "ctrl+q", "f10", "f2", "f3", "f4", "f5", "f6", "f7", "f8")
+
+    def __init__(self) -> None:
+        super().__init__(compact=True, show_command_palette=False)
+
+    def compose(self) -> ComposeResult:
+        active = self.screen.active_bindings
+        keys = list(super().compose())
+
+        def rank(widget) -> tuple:
+            key = getattr(widget, "key", None)
+            if key == "f1":
+                return (0, 0)
+            if key in active and active[key].node is not self.app:
+                return (1, 0)  # the focused pane's own keys, in their order
+            return (2, self.APP_ORDER.index(key) if key in self.APP_ORDER else len(self.APP_ORDER))
+        yield from sorted(keys, key=rank)
+
+
 class StudioApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "mteach studio"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    ALLOW_IN_MAXIMIZED_VIEW = "Header, Footer"  # a zoomed pane keeps the title ([modified]) and the keys
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -80,23 +110,23 @@ class StudioApp(App):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="main"):
-            with Vertical(id="left"):
+            with EditorColumn(id="left"):
                 yield SpecEditor(self.saved_text, id="editor", cursor_blink=self.cursor_blink)
                 yield ProblemsList(id="problems")
-            with TabbedContent(id="tabs"):
-                with TabPane("Coverage", id="coverage"):
+            with TabbedContent(id="tabs"):  # each title names its key: the footer has no room for all
+                with TabPane("F3 Coverage", id="coverage"):
                     pane = CoveragePane(id="coverage-pane")
                     pane.show_timing = self.timing
                     yield pane
-                with TabPane("Rows", id="rows"):
+                with TabPane("F4 Rows", id="rows"):
                     yield RowsPane(self.session, id="rows-pane")
-                with TabPane("Review", id="review"):
+                with TabPane("F5 Review", id="review"):
                     yield ReviewPane(self.session, id="review-pane")
-                with TabPane("Model", id="model"):
+                with TabPane("F7 Model", id="model"):
                     yield ModelPane(self.session, id="model-pane")
-                with TabPane("Next", id="next"):
+                with TabPane("F8 Next", id="next"):
                     yield NextPane(id="next-pane")
-        yield Footer(compact=True)
+        yield StudioFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.session.spec_path.name
@@ -126,8 +156,11 @@ class StudioApp(App):
 
     def analyze(self) -> None:
         self._timer = None
+        editor = next(iter(self.query(SpecEditor)), None)
+        if editor is None:  # the edit's timer fired while the app was closing
+            return
         self.version += 1
-        self.run_analysis(self.query_one(SpecEditor).text, self.version)
+        self.run_analysis(editor.text, self.version)
 
     @work(thread=True, exclusive=True, group="analysis")
     def run_analysis(self, text: str, version: int) -> None:
@@ -256,26 +289,35 @@ class StudioApp(App):
         if a is None or self.errors:
             self.notify("fix the spec's errors first: no training on a broken spec", severity="warning")
             return
+        pane = next(iter(self.query(ModelPane)), None)
+        if pane is None:  # the training timer fired while the app was closing: no pane to show it
+            return
         self.trained_hash = a.spec.content_hash
-        self.query_one(ModelPane).training()
-        self.run_training(a.spec)
+        pane.training()
+        self.run_training(a.spec, pane.view)
 
     @work(thread=True, exclusive=True, group="model")
-    def run_training(self, spec) -> None:
-        pane = self.query_one(ModelPane)
+    def run_training(self, spec, previous) -> None:
         try:
-            view = train_view(self.session, spec, pane.view)
+            view = train_view(self.session, spec, previous)
         except (MteachError, ValueError) as err:  # e.g. too few covered rows: the pane says why
             if not get_current_worker().is_cancelled:
-                self.call_from_thread(pane.failed, str(err))
+                self.call_from_thread(self.to_model_pane, "failed", str(err))
             return
         except Exception as err:  # an engine bug must not close the editor with unsaved edits
             self.log.error("training failed", err)
             if not get_current_worker().is_cancelled:
-                self.call_from_thread(pane.failed, f"{type(err).__name__}: {err}")
+                self.call_from_thread(self.to_model_pane, "failed", f"{type(err).__name__}: {err}")
             return
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(pane.show, view)
+            self.call_from_thread(self.to_model_pane, "show", view)
+
+    def to_model_pane(self, method: str, *args) -> None:
+        """Hand a finished run to the Model pane, on the UI thread; not once the app is closing
+        (a run that ends while the panes are taken down has nowhere to show)."""
+        for pane in self.query(ModelPane):
+            if pane.query("#model-status"):
+                getattr(pane, method)(*args)
 
     @on(ModelPane.HintAdded)
     def hint_added(self, msg: ModelPane.HintAdded) -> None:
@@ -301,7 +343,7 @@ class StudioApp(App):
     def labelled(self, msg: ReviewPane.Labelled) -> None:
         try:
             self.session.record(msg.row, msg.label)
-        except OSError as err:
+        except (OSError, MteachError) as err:
             self.notify(f"could not write {self.session.review.path}: {err}", severity="error")
             return
         a = self.session.restat()
@@ -314,7 +356,7 @@ class StudioApp(App):
     def undo_label(self) -> None:
         try:
             row = self.session.undo()
-        except OSError as err:
+        except (OSError, MteachError) as err:
             self.notify(f"could not write {self.session.review.path}: {err}", severity="error")
             return
         if row is None:
@@ -357,29 +399,44 @@ class StudioApp(App):
             self.push_screen(HelpScreen())
 
     def action_pane(self, name: str) -> None:
+        zoomed = self.screen.maximized is not None
+        if zoomed:  # while zoomed, an F-key zooms the pane it goes to
+            self.screen.minimize()
         if name == "editor":
-            self.query_one(SpecEditor).focus()
-            return
-        if name == "problems":
-            problems = self.query_one(ProblemsList)
-            if problems.display:
-                problems.focus()
-                if problems.highlighted is None:  # so that enter picks one, as the help says
-                    problems.highlighted = 0
+            target = self.query_one(SpecEditor)
+        elif name == "problems":
+            target = self.query_one(ProblemsList)
+            if target.display:
+                if target.highlighted is None:  # so that enter picks one, as the help says
+                    target.highlighted = 0
             else:
                 self.notify("no problems in the spec", timeout=2)
+                target = self.focused
+        else:
+            self.query_one(TabbedContent).active = name
+            target = self.query_one({"coverage": "#coverage-table", "rows": "#rows-table",
+                                     "review": "#review-pane", "model": "#model-rows",
+                                     "next": "#next-table"}[name])
+        if target is None:
             return
-        self.query_one(TabbedContent).active = name
-        target = {"coverage": "#coverage-table", "rows": "#rows-table", "review": "#review-pane",
-                  "model": "#model-rows",
-                  "next": "#next-table"}[name]
-        self.query_one(target).focus()
+        target.focus()
+        if zoomed:
+            self.zoom(target)
 
     def action_zoom(self) -> None:
+        """The focused pane takes the whole screen (the editor with its problems, a tab's
+        whole pane); again: back."""
         if self.screen.maximized is not None:
             self.screen.minimize()
         elif self.focused is not None:
-            self.screen.maximize(self.focused)
+            self.zoom(self.focused)
+
+    def zoom(self, widget) -> None:
+        """Maximize the pane holding ``widget`` (Textual's own choice would be the whole
+        tab set for a focusable pane such as Review)."""
+        panes = (EditorColumn, CoveragePane, RowsPane, ReviewPane, ModelPane, NextPane)
+        pane = next((w for w in (widget, *widget.ancestors) if isinstance(w, panes)), widget)
+        self.screen.maximize(pane, container=False)
 
 
 def run(session: Session) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
-from ..engine.analysis import conflicted_rows, majority_vote, rule_stats, select_rows, summarize
+from ..engine.analysis import IncrementalStats, select_rows
 from ..engine.gold import GoldRequest
 from ..engine.incremental import IncrementalVotes
 from ..engine.io import open_data
@@ -88,7 +89,19 @@ class ReviewLog:
         self.header = list(GOLD_HEADER)  # an existing file's own columns are kept when appending
         self.history: list = []  # (id, its label before) per label appended by this session
 
+    def check_target(self) -> None:
+        """Refuse a gold file that is a link leading out of its folder (the spec's): labels are
+        appended to it, and a link to, say, ~/.ssh/authorized_keys must not receive them."""
+        if not self.path.is_symlink():
+            return
+        real = Path(os.path.realpath(self.path))
+        folder = Path(os.path.realpath(self.path.parent))
+        if folder not in real.parents:
+            raise DataError(f"{self.path}: is a link to {real}, outside the spec's folder {self.path.parent}; "
+                            "gold labels are not written through it — replace the link with a file")
+
     def load(self, labels, known_ids: set) -> "ReviewLog":
+        self.check_target()
         self.entries.clear()
         self.problems = GoldProblems()
         if not self.path.exists():
@@ -135,6 +148,7 @@ class ReviewLog:
         return row_id
 
     def _write(self, row_id: str, label: str) -> None:
+        self.check_target()
         new = not self.path.exists() or self.path.stat().st_size == 0
         needs_newline = False
         if not new:
@@ -177,6 +191,7 @@ class Session:
         self.base_gold = base_gold  # from --gold / --gold-column, label indices (-1 unknown)
         self.seed = seed
         self.engine = IncrementalVotes(table)
+        self.rule_stats, self._stats_lock = IncrementalStats(), threading.Lock()
         self.review = ReviewLog(gold_path_for(self.spec_path), reviewer)
         self.labels: tuple = ()
         self.last: Optional[Analysis] = None
@@ -267,11 +282,10 @@ class Session:
     def _stats(self, spec, votes, evaluated, t0) -> Analysis:
         labels = list(spec.labels)
         gold = self.gold(labels)
-        stats = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], labels, gold)
-        summary = summarize(votes, labels, gold)
-        conflicted = conflicted_rows(votes)
-        verdict = majority_vote(votes, len(labels)) if votes.shape[1] else np.full(len(votes), -1)
-        return Analysis(spec, votes, stats, summary, verdict, conflicted, evaluated,
+        with self._stats_lock:  # updated from the columns that changed since the last call
+            s = self.rule_stats.update(votes, self.engine.column_keys(spec), spec.rule_names,
+                                       [r.rule.label for r in spec.rules], labels, gold)
+        return Analysis(spec, votes, s.rules, s.summary, s.verdict, s.conflicted, evaluated,
                         time.perf_counter() - t0, list(spec.warnings))
 
     def restat(self) -> Optional[Analysis]:

@@ -214,8 +214,9 @@ def test_apply_requires_output(run, small_csv):
 
 
 # -- stats ----------------------------------------------------------------------------------
-def test_stats_table_by_hand(run, small_csv):
+def test_stats_table_by_hand(run, small_csv, monkeypatch):
     spec, data = small_csv
+    monkeypatch.setenv("COLUMNS", "250")  # the whole table (80 columns: tests/cli/test_table_width.py)
     code, out, err = run("stats", spec, data, "--gold-column", "cls", "--gold-map", "1=SPAM,0=HAM")
     assert code == 0, err
     lines = out.splitlines()
@@ -366,3 +367,22 @@ def test_rows_lists_what_the_expert_looks_at_next(capsys):
     assert "did you mean check_out?" in capsys.readouterr().err
     assert main(["rows", spec, test, "--wrong"]) == 2
     assert "--wrong compares with gold labels" in capsys.readouterr().err
+
+
+def test_rows_streams_batch_by_batch_and_keeps_only_what_it_prints(capsys, monkeypatch):
+    """Without gold labels rows reads the file batch by batch; the count and the first rows
+    shown are the same as when it reads everything at once."""
+    import mteach.cli.core as core
+    from mteach.engine.votes import vote_batches
+    root = Path(__file__).resolve().parents[2]
+    spec, test = str(root / "specs" / "youtube_spam.mt"), str(root / "data" / "youtube" / "test.csv")
+    args = ["rows", spec, test, "--id", "COMMENT_ID", "--uncovered", "--limit", "30", "--format", "json", "-q"]
+    assert main(args) == 0
+    whole = json.loads(capsys.readouterr().out)
+    batches = []
+    monkeypatch.setattr(core, "vote_batches", lambda *a, **k: (batches.append(1) or b for b in
+                                                               vote_batches(*a, **k, batch_rows=50)))
+    assert main(args) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert len(batches) == 8  # 370 rows, 50 at a time
+    assert streamed == whole and whole["rows"] == 41 and len(whole["shown"]) == 30

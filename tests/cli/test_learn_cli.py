@@ -284,8 +284,66 @@ def test_with_gold_the_blend_is_chosen_on_gold_and_never_loses_to_the_rules(tmp_
     test = csv.read_csv(TEST)
     predicted = model.predict(test)
     assert e["probability"] == pytest.approx(predicted["proba"][row].max(), abs=1e-9)
+    # the ledger records the model: its hash, its training data, its held-out figures; the audit shows them
+    from mteach.engine.io import file_fingerprint
+    from mteach.engine.ledger import read_ledger
+    from mteach.engine.train import model_provenance
+    recorded = read_ledger(ledger).run["model"]
+    assert recorded["sha256"] == model_provenance(folder)["sha256"]
+    assert recorded["training_data"] == {"path": TRAIN.as_posix(), "sha256": file_fingerprint(TRAIN)}
+    held = recorded["held_out"]
+    assert held["rows"] == 1586 and 0.8 < held["accuracy"] <= 1 and "cross-fitting" in held["on"]
+    assert run("audit", ledger, "-o", tmp_path / "audit")[0] == 0
+    page = (tmp_path / "audit" / "index.html").read_text(encoding="utf-8").split('id="end-model"')[1]
+    assert recorded["sha256"] in page and file_fingerprint(TRAIN) in page
+    assert f"{held['accuracy']:.3f} (F1 {held['f1']:.3f}) on 1,586 gold rows" in page
+    assert f"calibrated: temperature {cal['end_model']['temperature']:.3f}, fitted on out-of-fold" in page
+    top = (tmp_path / "audit" / "index.html").read_text(encoding="utf-8").split('id="browser"')[0]
+    assert f"calibrated on gold rows (the label\nmodel's temperature {cal['label_model']['temperature']:.3f})" in top
 
 
 def _fields(model, table):
     from mteach.engine.train import _feature_table
     return _feature_table(model.spec, table)
+
+
+def test_max_rows_caps_the_end_models_training_rows_with_a_seeded_sample(model_dir, tmp_path, run):
+    config = tmp_path / "mteach.toml"
+    config.write_text(FAST + "max_rows = 300\n")
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        code, out, err = run("train", SPEC, TRAIN, "-o", folder, "--id", "COMMENT_ID", "--config", config)
+        assert code == 0, err
+    used = json.loads((folders[0] / "report.json").read_text())["end_model"]["training_rows"]
+    full = json.loads((model_dir / "report.json").read_text())["end_model"]["training_rows"]
+    assert used["rows"] == 300 and full["rows"] == full["covered"] == used["covered"] > 300
+    assert "a random sample, seed 0" in used["chosen"] and full["chosen"].startswith("all ")
+    assert "end model trained on 300 of" in out  # the printed report says it too
+    # the same seed draws the same rows: the same model
+    assert (folders[0] / "end_model" / "weights.pt").read_bytes() == \
+        (folders[1] / "end_model" / "weights.pt").read_bytes()
+    config.write_text(FAST + "max_rows = 5\n")
+    code, _, err = run("train", SPEC, TRAIN, "-o", tmp_path / "c", "--config", config)
+    assert code == 2 and "max_rows" in err and ">= 10" in err
+
+
+def test_predict_streams_batch_by_batch_with_the_same_result(model_dir, tmp_path, run):
+    """Predictions written 50 rows at a time equal those computed on the whole file at once
+    (the path predict takes with gold labels)."""
+    from mteach.cli.common import Loaded
+    from mteach.cli.learn import predict_streaming
+    from mteach.engine.io import open_data
+    from mteach.engine.train import load_model
+    whole = tmp_path / "whole.parquet"
+    assert run("predict", model_dir, TEST, "--id", "COMMENT_ID", "-o", whole, *GOLD)[0] == 0
+    source = open_data(TEST)
+    model = load_model(model_dir, schema=source.schema)
+    streamed = tmp_path / "streamed.parquet"
+    rows, covered = predict_streaming(model, Loaded(model.spec, source, "COMMENT_ID"), streamed, quiet=True,
+                                      batch_rows=50)
+    a, b = pq.read_table(whole), pq.read_table(streamed)
+    assert rows == a.num_rows > 100 and 0 < covered < rows
+    assert b.to_batches()[0].num_rows == 50  # it did go 50 rows at a time
+    assert a.column("id").to_pylist() == b.column("id").to_pylist()
+    assert a.column("label").to_pylist() == b.column("label").to_pylist()
+    np.testing.assert_allclose(np.array(a.column("p_SPAM")), np.array(b.column("p_SPAM")), atol=1e-12)

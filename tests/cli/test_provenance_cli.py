@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -194,25 +195,58 @@ def test_spec_outside_git(project, run, tmp_path):
 
 
 def test_audit_report_renders_in_headless_chromium(project, run, tmp_path):
-    root, spec, data, _, sha2 = project
+    root, spec, _, _, sha2 = project
+    data = tmp_path / "long.csv"  # a long id and a long unbroken link must wrap, not widen the page
+    write_csv(data, ROWS + [("z" * 90, "buy http://" + "x" * 120 + ".example/")])
     ledger = label(run, spec, data, tmp_path / "l.parquet", "--gold", _gold(tmp_path))
     code, _, err = run("audit", ledger, "-o", tmp_path / "report")
     assert code == 0, err
     index = tmp_path / "report" / "index.html"
     assert (tmp_path / "report" / "ledger.parquet").read_bytes() == ledger.read_bytes()
     html = index.read_text(encoding="utf-8")
-    assert "<script" not in html and "@import" not in html and "<link" not in html
+    assert "<script src" not in html and "@import" not in html and "<link" not in html
     chromium = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium) — cannot render the report")
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          "--disable-component-update", "--disable-sync", "--no-first-run",
-                          f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", index.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = _dump_dom(chromium, index, tmp_path, 1280)
     assert "Audit report: spam" in dom and sha2 in dom and "Ada Expert" in dom
     assert dom.count("<svg") >= 4 and "rows per label" in dom and "coverage per rule" in dom
     assert "Agreement with gold labels" in dom and "agrees with gold on" in dom
     assert "rule buy : text has any(" in dom
+    assert '<article class="row">' in dom  # the row browser's script ran under the page's own policy
+    # at a desktop and a phone width (in a frame of that width: headless windows are 500 px at
+    # the least), nothing overflows sideways, and typing in the row browser's search finds the row
+    for width in (1280, 390):
+        probe = tmp_path / "report" / f"probe{width}.html"
+        probe.write_text(PROBE.replace("WIDTH", str(width)), encoding="utf-8")
+        found = re.search(r'<pre id="probe">(.*?)</pre>', _dump_dom(chromium, probe, tmp_path, 1400), re.S)
+        found = json.loads(found.group(1))
+        assert found["width"] == width and found["scroll"] <= found["width"], found
+        assert found["ids"] == ["a3"] and "cheap watches for sale" in found["text"], found
+
+
+# the report in a frame WIDTH px wide; once loaded, its page's width, then "WATCHES for" typed
+# into the search box and the rows the browser shows
+PROBE = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="index.html" style="width:WIDTHpx;height:900px;border:0"></iframe>
+<script>window.addEventListener("load", function () {
+  var w = document.getElementById("f").contentWindow, d = w.document, q = d.getElementById("f-q");
+  var scroll = d.documentElement.scrollWidth;  // the first page of rows, the long id among them
+  q.value = "WATCHES for"; q.dispatchEvent(new w.Event("input"));
+  var ids = Array.prototype.map.call(d.querySelectorAll("#rows article h3 code"), function (c) { return c.textContent; });
+  var out = document.createElement("pre"); out.id = "probe";
+  out.textContent = JSON.stringify({width: w.innerWidth, scroll: Math.max(scroll, d.documentElement.scrollWidth), ids: ids,
+                                    text: d.getElementById("rows").textContent});
+  document.body.appendChild(out);
+});</script></body></html>"""
+
+
+def _dump_dom(chromium, page, tmp_path, width):
+    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                           "--allow-file-access-from-files",
+                           f"--window-size={width},900", f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom",
+                           page.as_uri()], capture_output=True, text=True, timeout=120).stdout
 
 
 def _gold(tmp_path):

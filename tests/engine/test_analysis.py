@@ -110,3 +110,63 @@ def test_gold_accuracy_comes_with_a_wilson_interval():
     t = rule_stats(votes, ["r"], ["A"], ["A", "B"], gold=np.array([0, 0, 1, 1, 0])).to_pylist()[0]
     assert t["accuracy"] == pytest.approx(2 / 3)  # of its 3 votes for A on gold rows, 2 are right
     assert t["accuracy_low"] < 2 / 3 < t["accuracy_high"]
+
+
+def _equal_stats(got, votes, names, rule_labels, labels, gold):
+    from mteach.engine.analysis import conflicted_rows
+    want = rule_stats(votes, names, rule_labels, labels, gold)
+    assert got.rules.schema == want.schema
+    for name in want.column_names:
+        a, b = got.rules.column(name).to_pylist(), want.column(name).to_pylist()
+        assert [x if x == x else "nan" for x in a] == [x if x == x else "nan" for x in b], name  # nan == nan
+    assert got.summary.to_dict().keys() == summarize(votes, labels, gold).to_dict().keys()
+    assert repr(got.summary) == repr(summarize(votes, labels, gold))
+    assert np.array_equal(got.conflicted, conflicted_rows(votes))
+    assert np.array_equal(got.verdict, majority_vote(votes, len(labels)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_stats_equal_the_full_ones_through_a_run_of_edits(seed):
+    """The studio's edits (a rule's column changed, a rule added, removed, moved, two rules
+    with the same column, gold changed): each update equals rule_stats / summarize /
+    conflicted_rows / majority_vote over the whole matrix."""
+    from mteach.engine.analysis import IncrementalStats
+    rng = np.random.default_rng(seed)
+    n, labels = 500, ["A", "B", "C"][: 2 + seed % 2]
+
+    def column():
+        col = np.full(n, -1, np.int8)
+        col[rng.random(n) < rng.uniform(0.02, 0.5)] = rng.integers(len(labels))
+        return col, f"c{rng.integers(1 << 40)}"
+
+    cols = [column() for _ in range(6)]
+    gold = rng.integers(-1, len(labels), n)
+    inc = IncrementalStats()
+    for step in range(40):
+        move = rng.integers(6)
+        if move == 0 and len(cols) > 1:
+            cols.pop(rng.integers(len(cols)))
+        elif move == 1:
+            cols.insert(rng.integers(len(cols) + 1), column())
+        elif move == 2 and len(cols) > 1:
+            i, j = rng.choice(len(cols), 2, replace=False)
+            cols[i], cols[j] = cols[j], cols[i]
+        elif move == 3:
+            cols.append(cols[rng.integers(len(cols))])  # a second rule with the same column
+        elif move == 4:
+            gold = gold.copy()
+            gold[rng.integers(n)] = rng.integers(-1, len(labels))
+        else:  # the usual edit: one rule's column changes a little
+            i = rng.integers(len(cols))
+            col = cols[i][0].copy()
+            col[rng.integers(n, size=5)] = rng.integers(-1, len(labels))
+            cols[i] = (col, f"c{rng.integers(1 << 40)}")
+        votes = np.asfortranarray(np.stack([c for c, _ in cols], axis=1))
+        keys = [k for _, k in cols]
+        names = [f"r{i}" for i in range(len(cols))]
+        rule_labels = [labels[int(c[c >= 0][0])] if (c >= 0).any() else labels[0] for c, _ in cols]
+        # a rule's votes are all its one label: give each column that label where it votes
+        votes = np.where(votes >= 0, np.array([labels.index(r) for r in rule_labels], np.int8)[None, :], -1)
+        votes = np.asfortranarray(votes.astype(np.int8))
+        g = gold if step % 5 else None
+        _equal_stats(inc.update(votes, keys, names, rule_labels, labels, g), votes, names, rule_labels, labels, g)

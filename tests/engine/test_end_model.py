@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from mteach.engine.end_model import EndModel, EndModelLoadError
 
@@ -32,15 +33,45 @@ def test_sklearn_contract(toy):
     assert {"history_", "n_features_in_", "classes_"} <= set(vars(m))
 
 
-@pytest.mark.parametrize("hidden", [0, 8])
-def test_learns_soft_labels(toy, hidden):
+@pytest.mark.parametrize("hidden,solver", [(0, "torch"), (8, "auto")])
+def test_learns_soft_labels(toy, hidden, solver):
     X, y, soft = toy
-    m = EndModel(hidden=hidden, epochs=40, lr=0.05, seed=0, device="cpu").fit(X, soft)
+    epochs = []
+    m = EndModel(hidden=hidden, epochs=40, lr=0.05, seed=0, device="cpu", solver=solver).fit(
+        X, soft, progress=epochs.append)
     assert (m.predict(X) == y).mean() > 0.9
     p = m.predict_proba(X)
     assert p.shape == (X.shape[0], 2) and np.allclose(p.sum(1), 1)
     h = m.history_
     assert len(h) == 40 and h[-1]["ce"] < h[0]["ce"] and set(h[0]) == {"epoch", "loss", "ce", "hints"}
+    assert epochs == [1] * 40  # the progress bar advances once per epoch
+
+
+def test_linear_fast_path_reaches_the_loss_torch_minimises(toy):
+    """The scikit-learn path (linear, no hints) minimises the same regularised soft-label loss
+    as torch's Adam: its loss is no higher, and the two models agree on the labels."""
+    X, y, soft = toy
+    fast = EndModel(weight_decay=1e-2, device="cpu").fit(X, soft)
+    slow = EndModel(weight_decay=1e-2, epochs=200, lr=0.05, device="cpu", solver="torch").fit(X, soft)
+    assert fast.history_[0]["solver"] == "scikit-learn lbfgs"
+    W = slow.net_[0].weight.detach().numpy().astype(np.float64)
+    logp = np.log(slow.predict_proba(X))
+    torch_loss = float(-(soft / soft.sum(1, keepdims=True) * logp).sum(1).mean()) + 1e-2 / 2 * float((W ** 2).sum())
+    assert fast.history_[0]["loss"] <= torch_loss + 1e-3
+    assert (fast.predict(X) == slow.predict(X)).mean() > 0.97
+    assert np.abs(fast.predict_proba(X) - slow.predict_proba(X)).max() < 0.05
+
+
+@pytest.mark.parametrize("solver", ["auto", "torch"])
+def test_wide_sparse_input_is_never_densified(solver):
+    """Four million features × 400 rows would be 6.4 GB dense; sparse it trains in moments."""
+    r = np.random.default_rng(0)
+    n, d = 400, 4_000_000
+    y = r.integers(0, 2, n)
+    cols = np.where(y[:, None] == 1, r.integers(0, 10, (n, 3)), r.integers(10, 20, (n, 3))) * 199_999
+    X = sp.csr_matrix((np.ones(n * 3, np.float32), (np.repeat(np.arange(n), 3), cols.ravel())), shape=(n, d))
+    m = EndModel(epochs=3, device="cpu", solver=solver).fit(X, y)
+    assert (m.predict(X) == y).mean() == 1.0
 
 
 def test_hard_labels_dense_input_and_sample_weight(toy):
@@ -73,7 +104,7 @@ def test_input_errors(toy):
     m = EndModel(epochs=1).fit(X, soft)
     with pytest.raises(ValueError, match="X has 5 features"):
         m.predict(np.zeros((2, 5)))
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         EndModel().predict(X)
 
 
@@ -128,3 +159,26 @@ def test_corrupt_or_truncated_weights_give_clear_errors(tmp_path, toy):
     with pytest.raises(EndModelLoadError, match="weights.pt is missing"):
         EndModel.load(folder)
     assert issubclass(EndModelLoadError, ValueError)
+
+
+def test_attributions_equal_the_dense_input_gradient_and_rank_per_row(toy):
+    """The sparse attributions of an MLP are exactly gradient × input of the chosen class's
+    margin computed densely, and top_attributions keeps each row's k largest positive ones."""
+    import torch
+    from mteach.engine.end_model import top_attributions
+    from mteach.engine.hints import class_margin
+    X, y, soft = toy
+    m = EndModel(hidden=6, epochs=5, device="cpu").fit(X, soft)
+    classes = (np.arange(X.shape[0]) % 2)
+    A = m.attributions(X, classes)
+    assert (A.indptr == X.indptr).all() and (A.indices == X.indices).all()
+    for i in (0, 7, 100):
+        xt = torch.as_tensor(X[i].toarray()).requires_grad_(True)
+        (g,) = torch.autograd.grad(class_margin(m.net_(xt), int(classes[i])).sum(), xt)
+        dense = (g * xt).detach().numpy()[0]
+        assert np.allclose(A[i].toarray()[0], dense, atol=1e-5)
+    features, weights, counts = top_attributions(A, 2)
+    assert counts.max() <= 2 and counts.sum() == len(features) == len(weights)
+    first = A[0].toarray()[0]
+    best = np.argsort(-first)[:counts[0]]
+    assert list(features[:counts[0]]) == list(best) and (weights > 0).all()

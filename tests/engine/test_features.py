@@ -4,6 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import scipy.sparse as sp
+from sklearn.exceptions import NotFittedError
 
 from mteach.engine.features import Featurizer
 
@@ -94,7 +95,7 @@ def test_errors(table):
         Featurizer(["nope"]).fit(table)
     with pytest.raises(ValueError, match="type double, expected a string"):
         Featurizer(["stars"]).fit(table)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         Featurizer(["body"]).transform(table)
     with pytest.raises(ValueError, match="gave 1 values for 4 rows"):
         Featurizer(["body"], numeric={"bad": lambda t: np.zeros(1)}).fit(table)

@@ -99,10 +99,31 @@ def test_sub_expression_memo_survives_an_edit_but_not_a_field_change(data):
     inc = IncrementalVotes(table)
     inc.votes(spec_of(text, schema))
     ev = inc._evaluators[0]
-    assert ("phrase", ("Ref", "text"), "subscribe") in ev.memo
+    tokens = ev.memo[("tokens", ("Ref", "text"))]  # the text's token index, built once
     spec = spec_of(text.replace('"sub")', '"sub", "channel")'), schema)
     assert np.array_equal(inc.votes(spec), evaluator.vote_matrix(spec, table))
-    assert inc._evaluators[0] is ev and ("phrase", ("Ref", "text"), "channel") in ev.memo
+    assert inc._evaluators[0] is ev and ev.memo[("tokens", ("Ref", "text"))] is tokens
+    # the new phrase is found in a pass over that index, of that phrase alone
+    latest = ev.memo[("latest phrase matches", ("Ref", "text"), True)]
+    assert set(latest.parts[-1].plan.position) == {"channel"}
     other = spec_of(text.replace('field text = "CONTENT"', 'field text = "CONTENT"\nfield who = "COMMENT_ID"'), schema)
     inc.votes(other)  # a different field mapping: fresh memos
     assert inc._evaluators[0] is not ev
+
+
+def test_a_run_of_phrase_edits_matches_only_new_phrases_and_keeps_votes_exact(data):
+    """Adding, removing, re-adding phrases (one edit after another, past the union's part
+    limit): every refresh equals a full apply."""
+    schema, table = data
+    text = (FIXTURES / "mini.mt").read_text()
+    inc = IncrementalVotes(table, batch_rows=7)
+    inc.votes(spec_of(text, schema))
+    extra = ["channel", "my channel", "check", "video", "love", "please sub", "views", "song", "out", "new",
+             "free", "my"]
+    for k in range(len(extra) + 3):
+        added = ", ".join(f'"{w}"' for w in extra[max(0, k - 4):k])  # a sliding window: some in, some out
+        edited = text.replace('"sub")', f'"sub"{", " + added if added else ""})')
+        spec = spec_of(edited.replace('any("love", "great")', 'all("love", "great")') if k % 3 else edited, schema)
+        assert np.array_equal(inc.votes(spec), evaluator.vote_matrix(spec, table)), edited
+    parts = [ev.memo[("latest phrase matches", ("Ref", "text"), True)].parts for ev in inc._evaluators.values()]
+    assert all(1 <= len(p) <= evaluator.PhraseMatchesUnion.MAX_PARTS for p in parts)

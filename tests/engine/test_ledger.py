@@ -2,6 +2,8 @@
 the end model's rows, the audit report."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,8 +21,9 @@ def test_ledger_columns_votes_and_exact_decomposition(repo, tmp_path, gold):
     out = tmp_path / "ledger.parquet"
     ledger = led.label_data(spec_path, data, out, "id", gold=gold)
     t = pq.read_table(out)
-    assert t.column_names == ["id", "label", "probability", "decided_by", "votes", "contributions", "gold"]
+    assert t.column_names == ["id", "label", "probability", "decided_by", "votes", "contributions", "gold", "fields"]
     rows = {r["id"]: r for r in t.to_pylist()}
+    assert rows["r1"]["fields"] == {"text": "buy cheap pills now http://x.co"}  # the audit page shows it
     assert rows["r1"]["votes"] == [{"rule": "link", "label": "SPAM"}, {"rule": "buy", "label": "SPAM"}]
     assert [c["rule"] for c in rows["r1"]["contributions"]] == ["link", "buy"]
     assert rows["r13"]["decided_by"] == "none" and rows["r13"]["label"] is None
@@ -113,5 +116,5 @@ def test_report_holds_rules_owners_and_gold(repo, tmp_path, gold):
     html = render_report(led.read_ledger(tmp_path / "l.parquet"))
     assert sha2 in html and "Bob Reviewer" in html and "<svg" in html
     assert "rows per label" in html and "accuracy against gold per rule" in html
-    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert "<script" not in html and "<link" not in html
+    assert not re.search(r"(src|href|url)\s*[=(]\s*[\"']?\s*(https?:|//)", html)  # nothing from the network
+    assert "<script src" not in html and "<link" not in html and "default-src 'none'" in html

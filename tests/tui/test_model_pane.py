@@ -209,9 +209,28 @@ async def test_typing_is_never_blocked_by_a_training_run(studio, monkeypatch):
         assert app.query_one(ModelPane).view is not None
 
 
-def test_model_pane_snapshot(snap_compare, studio):
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_model_pane_snapshot(snap_compare, studio, size):
     async def run_before(pilot):
         await settle(pilot.app, pilot)
         await pilot.press("f7")
         await pilot.pause(0.2)
-    assert snap_compare(studio(timing=False), terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(studio(timing=False), terminal_size=size, run_before=run_before)
+
+
+async def test_the_model_pane_is_usable_at_80x24(studio):
+    """At 80x24 the pane shows its accuracy line, several table lines, and a chosen row's text."""
+    app = studio()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f7")
+        await pilot.pause()
+        pane = app.query_one(ModelPane)
+        table = pane.query_one("#model-rows")
+        assert table.region.height - 1 >= min(5, table.row_count)  # header + at least 5 lines
+        assert pane.query_one("#model-status").region.height >= 1
+        await pilot.press("enter")
+        await pilot.pause()
+        text = app.query_one(RowText)
+        assert text.region.height >= 1 and text.text == app.session.text_of(pane.rows[0])
+        assert table.region.height - 1 >= min(3, table.row_count)  # still rows to move between

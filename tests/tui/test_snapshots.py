@@ -67,3 +67,14 @@ def test_help(snap_compare, studio):
 
 def test_next_pane(snap_compare, studio):
     assert snap_compare(studio(), terminal_size=(120, 40), run_before=settled("f8"))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_zoomed_rows_pane(snap_compare, studio, size):
+    """F10 on the rows pane: it is the whole screen between the title and the keys."""
+    assert snap_compare(studio(), terminal_size=size, run_before=settled("f3", "enter", "f10"))
+
+
+def test_zoomed_editor_at_80x24(snap_compare, studio):
+    """F10 in the editor at 80x24: long spec lines wrap under their line number."""
+    assert snap_compare(studio(), terminal_size=(80, 24), run_before=settled("f10"))

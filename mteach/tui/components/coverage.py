@@ -39,6 +39,7 @@ class CoverageTable(DataTable):
 
 class CoveragePane(Vertical):
     """Shows an ``Analysis``; posts ``RuleChosen`` when the expert picks a rule."""
+    ALLOW_MAXIMIZE = True  # F10 zooms the whole pane, not just its focused table
 
     DEFAULT_CSS = """
     CoveragePane { height: 1fr; }

@@ -39,7 +39,11 @@ def _byte_col(line: str, col: int) -> int:
 
 
 class SpecEditor(TextArea):
-    """TextArea for .mt specs: our own highlighter (TextArea's is tree-sitter only)."""
+    """TextArea for .mt specs: our own highlighter (TextArea's is tree-sitter only).
+
+    Soft-wrapped, so every rule's ``=> LABEL`` stays in view at any width; wrapping is
+    only visual: the gutter numbers spec lines, and the cursor, the diagnostics and the
+    problem list's jumps use (line, column) of the text itself."""
 
     DEFAULT_CSS = """
     SpecEditor { height: 1fr; }
@@ -47,7 +51,7 @@ class SpecEditor(TextArea):
 
     def __init__(self, text: str = "", cursor_blink: bool = True, **kwargs):
         kwargs.setdefault("show_line_numbers", True)
-        kwargs.setdefault("soft_wrap", False)
+        kwargs.setdefault("soft_wrap", True)
         kwargs.setdefault("tab_behavior", "indent")
         super().__init__(text, **kwargs)
         self.marks: list = []  # (line0, col0, end_line0, end_col0, severity)

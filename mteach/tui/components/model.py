@@ -278,13 +278,17 @@ class CounterfactualScreen(ModalScreen):
 
 
 class ModelPane(Vertical, can_focus=True):
+    ALLOW_MAXIMIZE = True  # F10 zooms the whole pane, not just its focused table
     BINDINGS = [Binding("t", "train", "Train now"),
                 Binding("e", "counterfactual", "Counterfactual")]
     DEFAULT_CSS = """
     ModelPane { height: 1fr; padding: 0 1; }
     ModelPane #model-status { height: auto; }
-    ModelPane #model-rows { height: 1fr; min-height: 3; }
-    ModelPane #model-row-text { height: 3; }
+    ModelPane #model-rows { height: 1fr; min-height: 4; overflow-x: hidden; }  /* the text is cut: all of it shows below */
+    /* shown once a row is chosen; a side bar, not a box, so 80x24 keeps table rows */
+    ModelPane #model-row-text { height: 3; display: none; border: none; border-left: wide $border-blurred; }
+    ModelPane #model-row-text:focus { border: none; border-left: wide $border; }
+    ModelPane #model-row-text.-chosen { display: block; }
     ModelPane #model-why { height: auto; max-height: 2; }
     ModelPane #model-hints { height: auto; max-height: 6; }
     """
@@ -376,6 +380,7 @@ class ModelPane(Vertical, can_focus=True):
     def choose(self, i: int) -> None:
         self.current = i
         self.query_one(RowText).load_text(self.session.text_of(i))
+        self.query_one(RowText).add_class("-chosen")
         why = Text(f"row {self.session.id_list[i]}: ")
         if self.view is not None:
             for lab, words in pushes(self.view, self.session, i):

@@ -36,6 +36,7 @@ class NextTable(DataTable):
 
 
 class NextPane(Vertical):
+    ALLOW_MAXIMIZE = True  # F10 zooms the whole pane, not just its focused table
     DEFAULT_CSS = """
     NextPane { height: 1fr; }
     NextPane #next-head { height: auto; padding: 0 1; }

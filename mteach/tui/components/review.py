@@ -14,6 +14,7 @@ from .rows import label_name
 
 
 class ReviewPane(Vertical, can_focus=True):
+    ALLOW_MAXIMIZE = True  # F10 zooms the whole pane, not just its focused table
     BINDINGS = [
         Binding("s", "skip", "Skip"),
         Binding("m", "mode", "Sample mode"),

@@ -48,6 +48,7 @@ class RowsTable(DataTable):
 
 
 class RowsPane(Vertical):
+    ALLOW_MAXIMIZE = True  # F10 zooms the whole pane, not just its focused table
     BINDINGS = [
         Binding("a", "filter('all')", "All"),
         Binding("r", "filter('rule')", "Next rule"),

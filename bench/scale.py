@@ -1,0 +1,218 @@
+"""Scale of the end-model paths: train on many rows, long documents, streamed predict.
+
+    python bench/scale.py train   [--rows 100000]          # end-model training time and accuracy
+    python bench/scale.py longdoc [--docs 10000]           # ~1,300-character documents
+    python bench/scale.py predict [--sizes 50000 200000]  # peak RSS and rows/s of predict vs apply
+
+train: the YouTube train comments replicated to ``--rows`` rows (bench/_common.py), the
+spec's votes, the label model's soft labels of the covered rows, the default featurizer
+(word 1-2-grams + char 2-5-grams); then, on the same sparse features and labels, a plain
+scikit-learn LogisticRegression (hard labels, lbfgs), the end model's fast path (linear, no
+hints: lbfgs on the soft labels) and the end model through torch (``solver="torch"``, as
+with hints or the MLP). Scored once on the YouTube test split (gold CLASS): accuracy and F1
+of SPAM. Times are CPU seconds of this process (2-core shared machine: say the load).
+
+longdoc: documents of ~1,300 characters, each made of YouTube comments drawn 65/35 from
+its class and the other (train comments for training documents, test comments for test
+ones), labelled by its class. The end model (default featurizer, fast path) against
+CountVectorizer word 1-2-grams min_df 2 + LogisticRegression on the same labels.
+
+predict: a model trained on the YouTube train split (spec defaults: its hints train through
+torch); then ``mteach predict MODEL DATA -o OUT`` (streaming, no gold) and ``mteach apply``
+on the replicated data at each size, each in a fresh process that prints its own peak RSS
+(VmHWM) and wall time: rows/s, the ratio of the peaks (goal <= 1.5) and of predict's time
+to apply's (goal <= 3).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import ID, ROOT, SPEC, TEXT, TRAIN, machine, replicated_parquet  # noqa: E402
+
+TEST = ROOT / "data" / "youtube" / "test.csv"
+SPAM = 0  # label index of SPAM in the spec (labels SPAM, HAM)
+
+
+def cpu() -> float:
+    return time.process_time()
+
+
+def youtube_test():
+    t = pacsv.read_csv(TEST)
+    gold = np.where(np.asarray(t.column("CLASS")) == 1, SPAM, 1 - SPAM)
+    return pa.table({"text": t.column(TEXT)}), gold
+
+
+def scores(pred, gold) -> str:
+    from mteach.engine.calibration import f1_score
+    return f"accuracy {float((pred == gold).mean()):.4f}, F1(SPAM) {f1_score(pred, gold, 2, positive=SPAM):.4f}"
+
+
+def bench_train(rows: int) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mteach.compiler.checker import load_spec
+    from mteach.engine.apply import apply_table
+    from mteach.engine.end_model import EndModel
+    from mteach.engine.features import Featurizer
+    from mteach.engine.label_model import fit_for_spec
+    from mteach.settings import Settings
+    data = pq.read_table(replicated_parquet(rows))
+    spec = load_spec(SPEC, data.schema)
+    t0 = cpu()
+    votes = apply_table(spec, data)
+    covered = (votes != -1).any(axis=1)
+    soft = fit_for_spec(spec, votes).predict_proba(votes)[covered]
+    t1 = cpu()
+    settings = Settings()
+    feat = Featurizer(["text"], **settings.featurizer_params())
+    X = feat.fit_transform(pa.table({"text": data.column(TEXT)}))[covered]
+    t2 = cpu()
+    test, gold = youtube_test()
+    Xte = feat.transform(test)
+    print(f"train: {rows:,} rows, {int(covered.sum()):,} covered; {X.shape[1]:,} features, {X.nnz:,} non-zeros; "
+          f"votes + label model {t1 - t0:.1f} CPU-s, features {t2 - t1:.1f} CPU-s")
+    print("end-model training on the covered rows, scored on the YouTube test split "
+          f"({gold.shape[0]:,} rows, gold CLASS):")
+    t = cpu()
+    lr = LogisticRegression(max_iter=1000).fit(X, soft.argmax(1))
+    base = cpu() - t
+    print(f"  scikit-learn LogisticRegression (hard labels): {base:6.1f} CPU-s  {scores(lr.predict(Xte), gold)}")
+    for name, kw in (("end model, fast path (lbfgs, soft labels)", {}),
+                     ("end model, torch (Adam, soft labels)", {"solver": "torch"})):
+        t = cpu()
+        m = EndModel(**settings.end_model_params(), **kw).fit(X, soft)
+        took = cpu() - t
+        print(f"  {name:<46s} {took:6.1f} CPU-s  {scores(m.predict(Xte), gold)}  ({took / base:.2f}x scikit-learn)")
+
+
+def long_documents(split_texts, split_gold, n: int, chars: int, rng) -> tuple:
+    texts, labels = [], []
+    by_class = [np.flatnonzero(split_gold == c) for c in (0, 1)]
+    for _ in range(n):
+        c = int(rng.integers(0, 2))
+        parts, size = [], 0
+        while size < chars:
+            pool = by_class[c] if rng.random() < 0.65 else by_class[1 - c]
+            s = split_texts[int(rng.choice(pool))]
+            parts.append(s)
+            size += len(s) + 1
+        texts.append(" ".join(parts)[:chars + 200])
+        labels.append(c)
+    return pa.table({"text": texts}), np.array(labels)
+
+
+def bench_longdoc(docs: int) -> None:
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from mteach.engine.end_model import EndModel
+    from mteach.engine.features import Featurizer
+    from mteach.settings import Settings
+    from _common import train_table
+    rng = np.random.default_rng(0)
+    tr = train_table()
+    tr_texts = np.asarray(tr.column(TEXT).to_pylist(), dtype=object)
+    tr_gold = np.where(np.asarray(tr.column("CLASS")) == 1, SPAM, 1 - SPAM)
+    te, te_gold = youtube_test()
+    train, y = long_documents(tr_texts, tr_gold, docs, 1300, rng)
+    test, y_te = long_documents(np.asarray(te.column("text").to_pylist(), dtype=object), te_gold, 2000, 1300, rng)
+    mean_len = float(np.mean([len(s) for s in train.column("text").to_pylist()]))
+    print(f"longdoc: {docs:,} training documents (mean {mean_len:,.0f} characters), 2,000 test documents")
+    settings = Settings()
+    t = cpu()
+    feat = Featurizer(["text"], **settings.featurizer_params())
+    X = feat.fit_transform(train)
+    t_feat = cpu() - t
+    t = cpu()
+    m = EndModel(**settings.end_model_params()).fit(X, y)
+    t_fit = cpu() - t
+    pred = m.predict(feat.transform(test))
+    print(f"  end model (default features: {X.shape[1]:,} n-grams): features {t_feat:.1f} CPU-s, "
+          f"fit {t_fit:.1f} CPU-s; test {scores(pred, y_te)}")
+    t = cpu()
+    cv = CountVectorizer(ngram_range=(1, 2), min_df=2)
+    Xc = cv.fit_transform(train.column("text").to_pylist())
+    lr = LogisticRegression(max_iter=1000).fit(Xc, y)
+    took = cpu() - t
+    pred = lr.predict(cv.transform(test.column("text").to_pylist()))
+    print(f"  CountVectorizer 1-2-grams min_df 2 + LogisticRegression ({Xc.shape[1]:,} n-grams): "
+          f"{took:.1f} CPU-s; test {scores(pred, y_te)}")
+
+
+def child_run(argv: list) -> None:
+    """Run an mteach verb in this process, then print its peak RSS."""
+    from _common import peak_rss_mib
+
+    from mteach.cli import main
+    t = time.perf_counter()
+    code = main(argv)
+    print(json.dumps({"code": code, "seconds": time.perf_counter() - t, "peak_mib": peak_rss_mib()}))
+
+
+def run_child(argv: list) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", *map(str, argv)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(map(str, argv))} failed:\n{proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out["code"] != 0:
+        sys.exit(f"{' '.join(map(str, argv))} exited {out['code']}:\n{proc.stderr[-2000:]}")
+    return out
+
+
+def bench_predict(sizes: list) -> None:
+    with tempfile.TemporaryDirectory(prefix="mteach-scale-") as tmp:
+        tmp = Path(tmp)
+        config = tmp / "mteach.toml"
+        config.write_text("")
+        model = tmp / "model"
+        run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+        figures = {}
+        for rows in sizes:
+            data = replicated_parquet(rows)
+            a = run_child(["apply", SPEC, data, "-o", tmp / "votes.parquet", "--id", ID, "-q"])
+            p = run_child(["predict", model, data, "-o", tmp / "pred.parquet", "--id", ID])
+            figures[rows] = (a, p)
+            print(f"predict: {rows:,} rows: apply {a['seconds']:.1f} s ({rows / a['seconds']:,.0f} rows/s, "
+                  f"peak {a['peak_mib']:,.0f} MiB); predict {p['seconds']:.1f} s "
+                  f"({rows / p['seconds']:,.0f} rows/s, peak {p['peak_mib']:,.0f} MiB); "
+                  f"predict / apply time {p['seconds'] / a['seconds']:.2f}")
+        lo, hi = min(sizes), max(sizes)
+        print(f"peak RSS {hi:,} / {lo:,} rows: apply {figures[hi][0]['peak_mib'] / figures[lo][0]['peak_mib']:.2f}, "
+              f"predict {figures[hi][1]['peak_mib'] / figures[lo][1]['peak_mib']:.2f} (goal <= 1.5)")
+
+
+def main(argv=None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_run(sys.argv[2:])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=("train", "longdoc", "predict"))
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--docs", type=int, default=10_000)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
+    args = ap.parse_args(argv)
+    print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
+    {"train": lambda: bench_train(args.rows), "longdoc": lambda: bench_longdoc(args.docs),
+     "predict": lambda: bench_predict(args.sizes)}[args.what]()
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The Dask engine on a LocalCluster: the same votes, stats and labels as the local engine,
+row for row; a failed partition task is retried with the same result; partitioned outputs
+carry a manifest, and a folder without one is reported incomplete; bad input is refused
+before any work (parts that disagree on schema, a scheduler that does not answer,
+workers of another mteach version)."""
+import functools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("distributed")
+
+import mteach  # noqa: E402
+from mteach.engine import dask_engine  # noqa: E402
+from mteach.engine.analysis import rule_stats  # noqa: E402
+from mteach.engine.dask_engine import DaskEngine  # noqa: E402
+from mteach.engine.datasets import MANIFEST, open_source, read_dataset  # noqa: E402
+from mteach.engine.ledger import label_data, read_ledger  # noqa: E402
+from mteach.engine.votes import collect_votes  # noqa: E402
+from mteach.errors import DataError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "specs" / "youtube_spam.mt"
+TRAIN = ROOT / "data" / "youtube" / "train.csv"
+ID = "COMMENT_ID"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """The YouTube train comments as a folder of 3 Parquet parts, several row groups each."""
+    folder = tmp_path_factory.mktemp("ds") / "comments"
+    folder.mkdir()
+    table = pacsv.read_csv(TRAIN, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    step = -(-table.num_rows // 3)
+    for i in range(3):
+        pq.write_table(table.slice(i * step, step), folder / f"part{i}.parquet", row_group_size=150)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """A LocalCluster of 2 in-process workers (threads), shared by the tests of this module."""
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    client = Client(cluster)
+    yield DaskEngine(client=client, in_flight=3)
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def spec(dataset):
+    return mteach.load_spec(SPEC, open_source(dataset).schema)
+
+
+def test_votes_and_stats_equal_the_local_engine(dataset, engine, spec):
+    local = collect_votes(spec, dataset, ID, columns=["CLASS"])
+    distributed = collect_votes(spec, dataset, ID, columns=["CLASS"], engine=engine, batch_rows=200)
+    assert distributed.ids.equals(local.ids)
+    assert np.array_equal(distributed.votes, local.votes)
+    assert distributed.table.column("CLASS").equals(local.table.column("CLASS"))
+    stats = [rule_stats(b.votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels), None)
+             for b in (local, distributed)]
+    assert stats[0].equals(stats[1])
+
+
+def test_labels_equal_the_local_engine_and_the_ledger_is_partitioned(dataset, engine, spec, tmp_path):
+    local = label_data(spec, dataset, tmp_path / "local.parquet", ID)
+    parts = label_data(spec, dataset, tmp_path / "ledger", ID, engine=engine, partitioned=True, batch_rows=200)
+    assert (tmp_path / "ledger" / MANIFEST).exists()
+    assert len(list((tmp_path / "ledger").glob("part-*.parquet"))) > 3  # a part per partition
+    assert parts.table.equals(local.table)
+    assert read_ledger(tmp_path / "ledger").table.equals(read_ledger(tmp_path / "local.parquet").table)
+
+
+def test_a_failed_partition_task_is_retried_with_the_same_result(dataset, engine, spec, monkeypatch, tmp_path):
+    real, log = dask_engine.evaluate_partition, tmp_path / "calls"  # tasks are shipped pickled: count in a file
+
+    def flaky(spec, path, groups, columns, id_column, offset, batch_rows):
+        with open(log, "a") as f:
+            f.write(f"{offset}\n")
+        if offset == 450 and log.read_text().split().count("450") == 1:
+            raise OSError("worker lost mid-task")  # what a killed worker's task looks like to the client
+        return real(spec, path, groups, columns, id_column, offset, batch_rows)
+
+    monkeypatch.setattr(dask_engine, "evaluate_partition", flaky)
+    again = collect_votes(spec, dataset, ID, engine=engine, batch_rows=150)
+    assert log.read_text().split().count("450") == 2
+    assert np.array_equal(again.votes, collect_votes(spec, dataset, ID).votes)
+
+
+def _dies_once(marker: str, at_offset: int, spec, path, groups, columns, id_column, offset, batch_rows):
+    """A partition task that kills its worker process the first time it meets ``at_offset``."""
+    if offset == at_offset and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)  # the worker process dies mid-task, as a killed machine's would
+    return dask_engine.evaluate_partition(spec, path, groups, columns, id_column, offset, batch_rows)
+
+
+def test_a_task_whose_worker_is_killed_runs_again_with_the_same_result(dataset, spec, monkeypatch, tmp_path):
+    from distributed import Client, LocalCluster
+    marker = tmp_path / "killed"
+    monkeypatch.setattr(dask_engine, "evaluate_partition", functools.partial(_dies_once, str(marker), 450))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        again = collect_votes(spec, dataset, ID, engine=DaskEngine(client=client), batch_rows=150)
+    assert marker.exists()  # a worker did die
+    assert np.array_equal(again.votes, collect_votes(spec, dataset, ID).votes)
+
+
+def test_workers_of_another_version_are_refused_naming_both(engine, monkeypatch):
+    monkeypatch.setattr(dask_engine, "worker_version", lambda: "0.0.9")
+    with pytest.raises(DataError, match=r"runs mteach 0\.0\.9, this machine runs mteach " + mteach.__version__):
+        engine.check_versions()
+
+
+def test_a_scheduler_that_does_not_answer_is_a_clear_error_within_the_timeout():
+    start = time.monotonic()
+    with pytest.raises(DataError, match="did not answer within 1 s"):
+        DaskEngine("tcp://127.0.0.1:9", timeout=1).client
+    assert time.monotonic() - start < 15
+
+
+def test_parts_that_disagree_on_schema_are_named_before_work(dataset, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for part in sorted(dataset.iterdir()):
+        (bad / part.name).write_bytes(part.read_bytes())
+    pq.write_table(pa.table({ID: ["x"], "CONTENT": [1]}), bad / "part9.parquet")
+    with pytest.raises(DataError, match=r"part9\.parquet has field 'CONTENT' as int64, not string"):
+        open_source(bad)
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "mteach", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)
+
+
+def test_cli_apply_on_a_local_cluster_writes_a_partitioned_output(dataset, tmp_path):
+    """apply --engine dask (a LocalCluster of 2 worker processes) writes a part per
+    partition and the manifest; together they equal a local run's vote file."""
+    r = run_cli("apply", SPEC, dataset, "--id", ID, "-o", tmp_path / "votes", "--engine", "dask", "--batch-rows", "300",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "votes").glob("part-*.parquet"))) == 6  # 3 parts of 529 rows, ≥ 300 rows each
+    mteach.apply_file(SPEC, dataset, tmp_path / "votes.parquet", ID)
+    assert read_dataset(tmp_path / "votes").equals(pq.read_table(tmp_path / "votes.parquet"))
+
+
+def test_explain_and_audit_read_a_partitioned_ledger_and_report_an_interrupted_one(dataset, engine, spec, tmp_path,
+                                                                                    capsys):
+    from mteach.cli import main
+    label_data(spec, dataset, tmp_path / "ledger", ID, engine=engine, partitioned=True)
+    row = pq.read_table(sorted((tmp_path / "ledger").glob("part-*.parquet"))[-1]).column("id")[0].as_py()
+    assert main(["explain", str(tmp_path / "ledger"), "--id", row]) == 0
+    assert row in capsys.readouterr().out
+    assert main(["audit", str(tmp_path / "ledger"), "-o", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "ledger" / MANIFEST).exists()
+
+    (tmp_path / "ledger" / MANIFEST).unlink()  # as if the run stopped before writing it
+    for verb in (["explain", str(tmp_path / "ledger"), "--id", row],
+                 ["audit", str(tmp_path / "ledger"), "-o", str(tmp_path / "r2")],
+                 ["verify", str(tmp_path / "ledger"), str(dataset)]):
+        assert main(verb) == 2
+        err = capsys.readouterr().err
+        assert "incomplete output" in err and "no _manifest.json" in err and "Traceback" not in err, err
+
+
+def test_the_engine_comes_from_the_flags_else_mteach_toml(tmp_path, monkeypatch):
+    import argparse
+    from mteach.cli.common import engine_choice, engine_for
+    monkeypatch.chdir(tmp_path)
+    flags = argparse.Namespace(engine=None, scheduler=None, config=None)
+    assert engine_choice(flags) == ("local", None)
+    (tmp_path / "mteach.toml").write_text('[engine]\nname = "dask"\nscheduler = "tcp://10.0.0.5:8786"\n')
+    assert engine_choice(flags) == ("dask", "tcp://10.0.0.5:8786")
+    assert engine_choice(argparse.Namespace(engine="local", scheduler=None, config=None)) == ("local", None)
+    (tmp_path / "mteach.toml").write_text('[engine]\nname = "spark"\n')
+    with pytest.raises(DataError, match="spark"):
+        engine_choice(flags)
+    with pytest.raises(DataError, match="--scheduler needs --engine dask"):
+        with engine_for(argparse.Namespace(engine="local", scheduler="tcp://x:1", config=None)):
+            pass
