@@ -20,11 +20,13 @@ HEADINGS = {"rule": "rules to add", "group": "groups of rows no rule covers", "f
 def register(sub):
     p = sub.add_parser("suggest", help="where to teach next: rules to add, uncovered groups, fixes, rows to review",
                        description="Ranked suggestions with their evidence: candidate rules (a phrase, a word pair, "
-                                   "a number threshold, a has-any of phrases, or a threshold for the rest of the data "
+                                   "a number threshold, or a threshold for the rest of the data "
                                    "unless the other labels' phrases, that separates one label, written as a "
                                    "spec line that passes `mteach check`, with estimated precision, interval, new "
                                    "rows and conflicts), groups of uncovered rows (size, distinctive words, "
-                                   "examples), rules to fix (low estimated precision, conflicting pairs) and rows "
+                                   "examples), rules to fix (low estimated precision, conflicting pairs, and a rule "
+                                   "for the rest rewritten with the phrases of the other labels' rules written "
+                                   "since, as a line to put in its place) and rows "
                                    "worth labelling next. Precision comes from gold labels where rows have them, "
                                    "else from the label model on covered rows; with no rules and no gold, from the data's own "
                                    "structure — each "
@@ -73,7 +75,7 @@ def cmd_suggest(args) -> int:
         items = [s for s in found if s.kind == kind]
         print(f"\n{HEADINGS[kind]}:" + ("" if items else " none"))
         for number, s in enumerate(items, 1):
-            print(f"{number:>3}. {s.spec_line or s.title}")
+            print(f"{number:>3}. {s.title if s.replaces else s.spec_line or s.title}")
             for line in _details(s):
                 print(f"     {line}")
             if text is not None and s.example_rows:
@@ -113,6 +115,8 @@ def _details(s) -> list:
             lo, hi = s.precision_interval
             out.append(f"precision {s.estimated_precision:.2f} [{lo:.2f}, {hi:.2f}] from {s.precision_from}")
         out.append(s.evidence)
+        if s.replaces:
+            out.append(f"in place of rule {s.replaces}: {s.spec_line}")
     elif s.kind == "group":
         out.append(f"examples: {', '.join(s.example_ids)}")
     return out

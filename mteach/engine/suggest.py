@@ -3,15 +3,16 @@
 Four kinds (``Suggestion.kind``):
 
 - ``rule``: a ready-to-paste spec line for one label: a phrase or word pair of a text
-  field that ``has`` matches as whole words, a threshold on a number field, several
-  phrases that each lean the label (``has any(...)``), or the rest of the data
+  field that ``has`` matches as whole words, a threshold on a number field, or the rest of the data
   (``THRESHOLD unless F has any(<the phrases of the other labels' rules>)``); with its
   estimated precision and interval, the rows it would newly cover, and its effect on
   coverage and conflicts;
 - ``group``: a group of rows no rule covers (k-means on TF-IDF word features), with
   its size, distinctive words, example rows and likely label;
 - ``fix``: a rule whose estimated precision is low, or a pair of rules that
-  conflict often, with the rows where they go wrong;
+  conflict often, with the rows where they go wrong; and a rule for the rest of the
+  data rewritten (``spec_line``, ``replaces``) with the phrases of the other labels'
+  rules written after it added to its ``unless``;
 - ``review``: a row worth labelling next (the label model is unsure there, it and the
   end model disagree, or it stands for a large uncovered group).
 
@@ -56,8 +57,6 @@ SMOOTHING = 5.0           # pseudo-rows pulling P(phrase | label) toward the phr
 KEEPABLE = 0.8            # a rule an expert keeps is right on at least this share of its rows
 MAX_PHRASE_CHARS = 40
 SAMPLE_FOR_GROUPS = 5_000
-MAX_BUNDLE = 8            # phrases in one `has any(...)` candidate rule
-BUNDLE_SURE = 0.8         # a phrase joins a bundle when it is this likely to be a rule to keep alone
 MARKER_RATIO = 8.0        # a group's marker phrase is this many times more common in it than elsewhere
 
 
@@ -80,6 +79,7 @@ class Suggestion:
     example_rows: list = field(default_factory=list)  # row indices, for the studio
     words: list = field(default_factory=list)         # groups: distinctive words
     evidence: str = ""                        # what it came from, in words
+    replaces: Optional[str] = None            # fixes with a spec_line: the rule it rewrites
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "example_rows"}
@@ -429,7 +429,7 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
     # a phrase whose rows the taught labels' rules already cover is likely of those labels:
     # weigh it down for the untaught ones by that share
     taught_share = s.new.max(axis=1) / np.maximum(s.df, 1)
-    order = []  # (score, candidate, label, stats): candidate is a column of X or a bundle of them
+    order = []  # (score, candidate, label, stats): candidate is a column of X or a _Remainder
     for s_, j in structure:
         for c in untaught:
             order.append((float(s_ * taught_share[j]), j, c, None))
@@ -441,7 +441,6 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
         if not evidenced[j, c] or s.score[j, c] <= 0 or s.new[j, c] == 0:
             continue
         ranked.append((float(s.score[j, c]), j, c, (s, j)))
-    ranked += _bundles(spec, cand, st, s, evidenced, existing, exclude)
     has_rest = {labels.index(_rule_parts(r)[1]) for r, is_rest in zip(spec.rules, rest) if is_rest}
     ranked += _remainders(spec, data, cand, _RuleStats(data, votes, covered, ev, k) if rest.any() else st,
                           existing, exclude, has_rest)
@@ -493,8 +492,6 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
             src = _precision_source(ev, sp.csr_matrix(fires[:, None].astype(np.float32)), st.informative)[0]
             why = (f"{total:.0f} rows of evidence ({src}): precision {p:.2f} "
                    f"[{interval[0]:.2f}, {interval[1]:.2f}], {labels[c]} is {ev.balance[c]:.0%} of rows")
-            if isinstance(j, tuple):
-                why = f"any of {len(j)} phrases that each lean {labels[c]}; together: " + why
             conflicts = int(cs.conflicts[i, c])
         else:
             total, p, interval, src, conflicts = 0.0, None, None, "data structure", int(s.conflicts[j, c])
@@ -573,50 +570,6 @@ class _RuleStats:
         return _ColumnStats(df, new, total, hits, prec, keep, conflicts, score)
 
 
-def _bundles(spec, cand, st: _RuleStats, s: _ColumnStats, evidenced, existing, exclude) -> list:
-    """Rules of the form ``F has any("a", "b", ...)``: per label and text field, the phrases
-    that lean that label most surely (chance to keep >= BUNDLE_SURE), best first, each adding
-    rows no rule or earlier phrase covers, up to MAX_BUNDLE; also its first half and first
-    two, so that a rejected bundle leaves a smaller one to try. Scored like single phrases,
-    on the rows of the union. Returns (score, members, label, (stats, column)) entries."""
-    labels = list(spec.labels)
-    wanted, unions = [], []
-    for c in range(len(labels)):
-        sure = np.flatnonzero(evidenced[:, c] & (s.keep[:, c] >= BUNDLE_SURE) & (s.new[:, c] > 0))
-        sure = sure[np.argsort(-s.score[sure, c], kind="stable")]
-        by_field: dict = {}
-        for j in sure:
-            if cand.phrases[j] is not None:
-                by_field.setdefault(cand.fields[j], []).append(int(j))
-        for field_name, js in by_field.items():
-            js = js[: 10 * MAX_BUNDLE]
-            cols = cand.matrix[:, js].tocsc()  # one slice: column by column from CSR is slow
-            members, gained, prefix = [], np.zeros(st.n, bool), []
-            for i, j in enumerate(js):
-                rows = np.zeros(st.n, bool)
-                rows[cols.indices[cols.indptr[i]:cols.indptr[i + 1]]] = True
-                if (rows & st.open[:, c] & ~gained).sum() < MIN_DF:
-                    continue
-                members.append(j)
-                gained = gained | rows
-                prefix.append(gained)  # the union of the first len(members) members
-                if len(members) == MAX_BUNDLE:
-                    break
-            for size in sorted({len(members), (len(members) + 1) // 2, 2}, reverse=True):
-                if 2 <= size <= len(members):
-                    bundle = tuple(members[:size])
-                    pred = _predicate(cand, bundle)
-                    if (pred, labels[c]) not in existing and f"{pred} => {labels[c]}" not in exclude:
-                        wanted.append((bundle, c))
-                        unions.append(prefix[size - 1])
-    if not wanted:
-        return []
-    union = sp.csr_matrix(np.stack(unions, axis=1).astype(np.float32))
-    bs = st.of(union)
-    return [(float(bs.score[i, c]), b, c, (bs, i)) for i, (b, c) in enumerate(wanted)
-            if bs.score[i, c] > 0 and bs.total[i] >= MIN_EVIDENCE]
-
-
 @dataclass(frozen=True, eq=False)
 class _Remainder:
     """A candidate ``BASE unless UNLESS``: a threshold column, on the rows no rule of another
@@ -649,28 +602,16 @@ def _remainders(spec, data, cand, st: _RuleStats, existing, exclude, has_rest) -
     bases = [j for j, ph in enumerate(cand.phrases) if ph is None]
     if not bases or len(labels) < 2:
         return []
-    phrases: dict = {}  # label -> field -> phrases (quoted, as written) of its rules that test phrases only
-    for r in spec.rules:
-        pred, label = _rule_parts(r)
-        m = _PHRASE_RULE.match(pred)
-        if m and label and m.group(1) in spec.fields:
-            quoted = _QUOTED.findall(m.group(2)) if m.group(2) is not None else [m.group(3)]
-            phrases.setdefault(label, {}).setdefault(m.group(1), []).extend(quoted)
-    head = "concept c\nlabels " + ", ".join(spec.labels) + "\n" + "".join(
-        f'field {n} = "{spec.column(n)}"\n' for n in spec.fields)
+    head = _fields_head(spec)
     out = []
     base_rows = cand.matrix[:, bases].toarray() > 0
     for c, lab in enumerate(labels):
         if c in has_rest:
             continue
-        others: dict = {}
-        for other, by_field in phrases.items():
-            if other != lab:
-                for f, qs in by_field.items():
-                    others.setdefault(f, []).extend(qs)
+        others = _other_labels_phrases(spec, lab)
         if not others:
             continue
-        unless = " or ".join(f"{f} has any({', '.join(dict.fromkeys(qs))})" for f, qs in others.items())
+        unless = _unless_text(others)
         if any(e.endswith(f" unless {unless} => {lab}") for e in exclude):
             continue  # the expert rejected this label's rest (one threshold of it): not another
         try:
@@ -690,38 +631,57 @@ def _remainders(spec, data, cand, st: _RuleStats, existing, exclude, has_rest) -
     return out
 
 
+def _fields_head(spec: Spec) -> str:
+    """A spec of the labels and fields alone: a candidate line names nothing else."""
+    return "concept c\nlabels " + ", ".join(spec.labels) + "\n" + "".join(
+        f'field {n} = "{spec.column(n)}"\n' for n in spec.fields)
+
+
+def _other_labels_phrases(spec: Spec, label: str) -> dict:
+    """field -> the phrases (quoted, as written, first occurrence first) of the spec's rules
+    that vote another label than ``label`` and test phrases only (``F has "x"`` or
+    ``F has any(...)``)."""
+    out: dict = {}
+    for r in spec.rules:
+        pred, other = _rule_parts(r)
+        m = _PHRASE_RULE.match(pred)
+        if m and other and other != label and m.group(1) in spec.fields:
+            quoted = _QUOTED.findall(m.group(2)) if m.group(2) is not None else [m.group(3)]
+            out.setdefault(m.group(1), {}).update(dict.fromkeys(quoted))
+    return {f: list(qs) for f, qs in out.items()}
+
+
+def _unless_text(phrases: dict) -> str:
+    """``F has any("a", "b") or G has any(...)`` for field -> quoted phrases."""
+    return " or ".join(f"{f} has any({', '.join(qs)})" for f, qs in phrases.items())
+
+
 def _predicate(cand: _Candidates, j) -> str:
-    """A candidate's predicate text; ``j`` a column, a tuple of phrase columns of one field, or
-    a _Remainder."""
+    """A candidate's predicate text; ``j`` a column or a _Remainder."""
     if isinstance(j, _Remainder):
         return f"{cand.predicates[j.base]} unless {j.unless}"
-    if isinstance(j, tuple):
-        return f'{cand.fields[j[0]]} has any({", ".join(chr(34) + cand.phrases[i][1] + chr(34) for i in j)})'
     return cand.predicates[j]
 
 
 def _name(cand: _Candidates, j) -> str:
     if isinstance(j, _Remainder):
         return f"{cand.names[j.base]}_rest"
-    return f"{cand.names[j[0]]}_and_{len(j) - 1}_more" if isinstance(j, tuple) else cand.names[j]
+    return cand.names[j]
 
 
 def _true_rows(data: SuggestData, cand: _Candidates, columns: list) -> list:
-    """The rows each chosen candidate (a column, or a tuple of phrase columns: their union) fires
-    on, by the evaluator's own whole-word test."""
+    """The rows each chosen candidate (a column or a _Remainder) fires on, by the evaluator's own
+    whole-word test."""
     out = []
     for j in columns:
         if isinstance(j, _Remainder):
             out.append((cand.matrix[:, j.base].toarray().ravel() > 0) & ~j.excluded)
             continue
-        fires = np.zeros(data.n, bool)
-        for i in (j if isinstance(j, tuple) else (j,)):
-            if cand.phrases[i] is None:
-                fires |= cand.matrix[:, i].toarray().ravel() > 0
-            else:
-                column, phrase = cand.phrases[i]
-                fires |= data.text(column).index.rows_with_sequence(phrase.split(), spaced=True)
-        out.append(fires)
+        if cand.phrases[j] is None:
+            out.append(cand.matrix[:, j].toarray().ravel() > 0)
+        else:
+            column, phrase = cand.phrases[j]
+            out.append(data.text(column).index.rows_with_sequence(phrase.split(), spaced=True))
     return out
 
 
@@ -747,8 +707,7 @@ def _checked(spec: Spec, data: SuggestData, lines: list) -> list:
     """Which of ``lines`` pass the real parser and checker. A candidate line names only a
     field, a label and literals, and its name is unique, so it is checked in a spec of the
     labels and fields alone (results are kept: a refresh re-checks only new lines)."""
-    head = "concept c\nlabels " + ", ".join(spec.labels) + "\n" + "".join(
-        f'field {n} = "{spec.column(n)}"\n' for n in spec.fields)
+    head = _fields_head(spec)
     todo = [l for l in dict.fromkeys(lines) if (head, l) not in data._checked]
     first = head.count("\n") + 1
     for _ in range(3):
@@ -877,6 +836,7 @@ def _fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence, end_
             precision_interval=(float(lo), float(hi)), precision_from=src, evidence_rows=float(len(use)),
             rows=len(rows), example_ids=[data.id_of(i) for i in wrong], example_rows=[int(i) for i in wrong],
             evidence=f"its {labels[c]} votes against {src} on {len(use)} rows"))
+    out += _rest_fixes(spec, data, votes, ev)
     names = spec.rule_names
     for a, b, count in _conflict_pairs(votes, names)[:3]:
         ja, jb = names.index(a), names.index(b)
@@ -887,6 +847,80 @@ def _fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence, end_
             evidence="both vote, for different labels: narrow one of them (e.g. with unless)"))
     out.sort(key=lambda s: -s.score)
     return out[:n]
+
+
+_PHRASE_TERM = re.compile(r'(\w+) has (?:any\(((?:"(?:[^"\\]|\\.)*"(?:, )?)+)\)|("(?:[^"\\]|\\.)*"))')
+
+
+def _unless_phrases(unless: str) -> Optional[dict]:
+    """field -> quoted phrases of an ``unless`` made only of ``F has any(...)`` / ``F has "x"``
+    terms joined by ``or`` (as ``_remainders`` writes it); None for any other form."""
+    out: dict = {}
+    pos = 0
+    for m in _PHRASE_TERM.finditer(unless):
+        if unless[pos:m.start()] != ("" if pos == 0 else " or "):
+            return None
+        quoted = _QUOTED.findall(m.group(2)) if m.group(2) is not None else [m.group(3)]
+        out.setdefault(m.group(1), {}).update(dict.fromkeys(quoted))
+        pos = m.end()
+    return {f: list(qs) for f, qs in out.items()} if out and pos == len(unless) else None
+
+
+def _rest_fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence) -> list:
+    """A rule for the rest of the data (``T unless F has any(...)``) written before some of the
+    other labels' phrase rules leaves their phrases out of its ``unless``, and so keeps voting
+    its label on their rows (on SMS, a HAM rest rule accepted after one SPAM rule voted HAM on
+    every spam message the later SPAM rules found). Per such rule: the same rule with those
+    phrases added to its ``unless`` (``spec_line``, ``replaces``), scored by the rows where it
+    would stop voting against another label's rule."""
+    k = len(spec.labels)
+    covered = (votes != ABSTAIN).any(axis=1)
+    st = _RuleStats(data, votes, covered, ev, k)
+    head = _fields_head(spec)
+    out = []
+    for j, r in enumerate(spec.rules):
+        pred, label = _rule_parts(r)
+        if not _REST_RULE.match(pred):
+            continue
+        base, unless = pred.split(" unless ", 1)
+        have = _unless_phrases(unless)
+        if have is None:
+            continue
+        added = 0
+        for f, qs in _other_labels_phrases(spec, label).items():
+            known = have.setdefault(f, [])
+            new = [q for q in qs if q not in known]
+            known.extend(new)
+            added += len(new)
+        if not added:
+            continue
+        tail = r.rule.text.rpartition("=>")[2].strip()  # the label, and a confidence if it has one
+        line = f"rule {r.name} : {base} unless {_unless_text(have)} => {tail}"
+        try:
+            fires = vote_matrix(load_spec(spec.path, data.table.schema, text=head + line + "\n"), data.table)[:, 0]
+        except SpecError:
+            continue
+        fires = fires != ABSTAIN
+        before = votes[:, j] != ABSTAIN
+        dropped = before & ~fires
+        c = r.label_index
+        against = dropped & ((votes != ABSTAIN) & (votes != c)).any(axis=1)
+        if not against.any():
+            continue
+        cs = st.of(sp.csr_matrix(np.stack([before, fires], axis=1).astype(np.float32)))
+        (p_old, p_new), total = cs.prec[:, c], float(cs.total[1])
+        lo, hi = precision_interval(p_new * total, total)
+        src = _precision_source(ev, sp.csr_matrix(fires[:, None].astype(np.float32)), st.informative)[0]
+        examples = np.flatnonzero(against)[:3]
+        out.append(Suggestion(
+            "fix", float(against.sum()), f"rule {r.name} (line {r.rule.span.line}) votes {label} on {int(against.sum()):,} "
+            f"rows other labels' rules cover: add their {added} phrases to its unless", label=label, spec_line=line,
+            estimated_precision=float(p_new), precision_interval=(float(lo), float(hi)), precision_from=src,
+            evidence_rows=total, rows=int(fires.sum()), conflicts=int(against.sum()),
+            example_ids=[data.id_of(i) for i in examples], example_rows=[int(i) for i in examples],
+            evidence=f"rules added since it was written vote another label there; estimated precision "
+                     f"{p_old:.2f} -> {p_new:.2f} ({src}, {total:,.0f} rows)", replaces=r.name))
+    return out
 
 
 # -- rows to review --------------------------------------------------------------------------------

@@ -218,3 +218,34 @@ def test_a_rule_for_what_the_other_labels_rules_leave(tmp_path, youtube):
     # rejected once, the rest of that label is not offered again with another threshold
     again = suggest(spec, data, votes, gold=gold, n=20, kinds=("rule",), exclude={s.title})
     assert not [x for x in again if " unless " in x.spec_line and x.label == "HAM"]
+
+
+def test_a_rest_rule_written_early_gets_a_fix_with_the_phrases_added_since(tmp_path, youtube):
+    # the rest rule knew only "check"; later SPAM rules found "subscribe" and "channel", where
+    # it still votes HAM: the fix rewrites it with them in its unless, in its own name
+    table, gold, data = youtube
+    rules = ('rule a : text has "check" => SPAM\n'
+             'rule rest : words(text) <= 36 unless text has any("check") => HAM confidence 0.9\n'
+             'rule b : text has any("subscribe", "channel") => SPAM\nrule c : text has "song" => HAM\n')
+    spec = spec_of(tmp_path, table, rules)
+    votes = mteach.apply_table(spec, table)
+    fixes = [s for s in suggest(spec, data, votes, gold=gold, n=10, kinds=("fix",)) if s.replaces]
+    assert len(fixes) == 1
+    s = fixes[0]
+    assert s.replaces == "rest" and s.spec_line == ('rule rest : words(text) <= 36 unless text has any("check", '
+                                                    '"subscribe", "channel") => HAM confidence 0.9')
+    fixed = mteach.load_spec(tmp_path / "s.mt", table.schema, text=HEADER + rules.replace(
+        'rule rest : words(text) <= 36 unless text has any("check") => HAM confidence 0.9', s.spec_line))
+    after = mteach.apply_table(fixed, table)
+    was, now = votes[:, 1] != -1, after[:, 1] != -1
+    assert s.rows == now.sum() and (now <= was).all()
+    # it stops voting HAM exactly where rule b votes SPAM, and is right more often on gold
+    assert s.conflicts == (was & (votes[:, 2] != -1)).sum() > 0 and not (now & (votes[:, 2] != -1)).any()
+    assert (gold[now] == 1).mean() > (gold[was] == 1).mean()
+    assert s.precision_from == "gold" and s.precision_interval[0] <= (gold[now] == 1).mean() <= 1
+    assert set(s.example_ids) <= set(np.asarray(data.ids)[was & ~now].tolist())
+    # once fixed, nothing more to fix; an unless the expert wrote otherwise is not rewritten
+    assert not [x for x in suggest(fixed, data, after, gold=gold, kinds=("fix",)) if x.replaces]
+    own = spec_of(tmp_path, table, 'rule a : text has "check" => SPAM\n'
+                                   'rule rest : words(text) <= 36 unless text ~ /http/ => HAM\n')
+    assert not [x for x in suggest(own, data, mteach.apply_table(own, table), kinds=("fix",)) if x.replaces]
