@@ -207,3 +207,10 @@ async def test_a_new_spec_file_opens_empty_and_save_creates_it(studio_files):
         await pilot.press("ctrl+s")
         await pilot.pause()
     assert (studio_files / "new.mt").read_text().startswith("concept c\nlabels A, B\n")
+
+
+def test_long_cells_in_the_rows_table_end_in_an_ellipsis():
+    from mteach.tui.components.rows import clip
+    assert clip("c01", 12) == "c01"
+    assert clip("z13lgffb5w3ddx1ul22qy1wxspy5cpkz504", 12) == "z13lgffb5w3…"
+    assert len(clip("x" * 100, 80)) == 80

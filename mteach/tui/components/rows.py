@@ -12,6 +12,12 @@ from textual.widgets import DataTable, Input, Static
 MAX_SHOWN = 500
 
 
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis when cut, so two long ids
+    that share a prefix never look the same."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def label_name(labels, k) -> str:
     return labels[k] if 0 <= k < len(labels) else "-"
 
@@ -171,8 +177,8 @@ class RowsPane(Vertical):
             v = int(a.verdict[i])
             say = Text("conflict", style="red") if a.conflicted[i] else Text(label_name(labels, v))
             text = s.text_of(i).replace("\n", " ")
-            table.add_row(str(s.id_list[i])[:12], label_name(labels, int(gold[i]) if gold is not None else -1),
-                          say, ", ".join(fired)[:30], text[:80], key=str(i))
+            table.add_row(clip(str(s.id_list[i]), 12), label_name(labels, int(gold[i]) if gold is not None else -1),
+                          say, clip(", ".join(fired), 30), clip(text, 80), key=str(i))
         more = f" (first {MAX_SHOWN})" if len(idx) > MAX_SHOWN else ""
         self.query_one("#rows-filter", Static).update(f"{len(idx):,} {self.describe_filter()}{more}")
         if table.row_count:
