@@ -82,7 +82,8 @@ class NextPane(Vertical):
         for n, s in enumerate(self.items):
             prec = "-" if s.estimated_precision is None else f"{s.estimated_precision:.2f}"
             rows = f"+{s.new_rows:,}" if s.kind == "rule" else (f"{s.rows:,}" if s.rows else "")
-            table.add_row(KIND_WORDS[s.kind], s.label or "", prec, rows, (s.spec_line or s.title)[:90], key=str(n))
+            what = s.title if s.replaces else s.spec_line or s.title  # a fix's line is long: say what it does
+            table.add_row(KIND_WORDS[s.kind], s.label or "", prec, rows, what[:90], key=str(n))
         self.query_one("#next-head", Static).update(Text(evidence, style="dim"))
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
@@ -101,6 +102,8 @@ class NextPane(Vertical):
             box.update("")
             return
         t = Text()
+        if s.replaces:
+            t.append(s.title + "\n")
         t.append((s.spec_line or s.title) + "\n", style="bold")
         if s.kind == "rule":
             t.append(comment_for(s)[2:] + "\n")
