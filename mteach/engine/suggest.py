@@ -836,11 +836,14 @@ def _fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence, end_
             precision_interval=(float(lo), float(hi)), precision_from=src, evidence_rows=float(len(use)),
             rows=len(rows), example_ids=[data.id_of(i) for i in wrong], example_rows=[int(i) for i in wrong],
             evidence=f"its {labels[c]} votes against {src} on {len(use)} rows"))
-    out += _rest_fixes(spec, data, votes, ev)
+    rewrites, stops = _rest_fixes(spec, data, votes, ev)
+    out += rewrites
     names = spec.rule_names
     for a, b, count in _conflict_pairs(votes, names)[:3]:
         ja, jb = names.index(a), names.index(b)
         both = np.flatnonzero((votes[:, ja] != ABSTAIN) & (votes[:, jb] != ABSTAIN) & (votes[:, ja] != votes[:, jb]))
+        if any(r in stops and stops[r][both].all() for r in (a, b)):
+            continue  # a rewrite above ends this conflict: the same advice twice
         out.append(Suggestion(
             "fix", float(count), f"rules {a} and {b} disagree on {count:,} rows", rows=count, conflicts=count,
             example_ids=[data.id_of(i) for i in both[:3]], example_rows=[int(i) for i in both[:3]],
@@ -872,12 +875,13 @@ def _rest_fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence)
     its label on their rows (on SMS, a HAM rest rule accepted after one SPAM rule voted HAM on
     every spam message the later SPAM rules found). Per such rule: the same rule with those
     phrases added to its ``unless`` (``spec_line``, ``replaces``), scored by the rows where it
-    would stop voting against another label's rule."""
+    would stop voting against another label's rule. Returns (suggestions, {rule name: the rows
+    its rewrite stops voting on})."""
     k = len(spec.labels)
     covered = (votes != ABSTAIN).any(axis=1)
     st = _RuleStats(data, votes, covered, ev, k)
     head = _fields_head(spec)
-    out = []
+    out, stops = [], {}
     for j, r in enumerate(spec.rules):
         pred, label = _rule_parts(r)
         if not _REST_RULE.match(pred):
@@ -911,6 +915,7 @@ def _rest_fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence)
         (p_old, p_new), total = cs.prec[:, c], float(cs.total[1])
         lo, hi = precision_interval(p_new * total, total)
         src = _precision_source(ev, sp.csr_matrix(fires[:, None].astype(np.float32)), st.informative)[0]
+        stops[r.name] = dropped
         examples = np.flatnonzero(against)[:3]
         out.append(Suggestion(
             "fix", float(against.sum()), f"rule {r.name} (line {r.rule.span.line}) votes {label} on {int(against.sum()):,} "
@@ -920,7 +925,7 @@ def _rest_fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence)
             example_ids=[data.id_of(i) for i in examples], example_rows=[int(i) for i in examples],
             evidence=f"rules added since it was written vote another label there; estimated precision "
                      f"{p_old:.2f} -> {p_new:.2f} ({src}, {total:,.0f} rows)", replaces=r.name))
-    return out
+    return out, stops
 
 
 # -- rows to review --------------------------------------------------------------------------------

@@ -229,9 +229,13 @@ def test_a_rest_rule_written_early_gets_a_fix_with_the_phrases_added_since(tmp_p
              'rule b : text has any("subscribe", "channel") => SPAM\nrule c : text has "song" => HAM\n')
     spec = spec_of(tmp_path, table, rules)
     votes = mteach.apply_table(spec, table)
-    fixes = [s for s in suggest(spec, data, votes, gold=gold, n=10, kinds=("fix",)) if s.replaces]
+    found = suggest(spec, data, votes, gold=gold, n=10, kinds=("fix",))
+    fixes = [s for s in found if s.replaces]
     assert len(fixes) == 1
     s = fixes[0]
+    # the conflict of rest and b is this same advice: not listed again as a pair
+    assert not [x for x in found if x.title.startswith("rules rest and b disagree")]
+    assert [x for x in found if x.title.startswith("rules a and c disagree")]
     assert s.replaces == "rest" and s.spec_line == ('rule rest : words(text) <= 36 unless text has any("check", '
                                                     '"subscribe", "channel") => HAM confidence 0.9')
     fixed = mteach.load_spec(tmp_path / "s.mt", table.schema, text=HEADER + rules.replace(
