@@ -2,15 +2,17 @@
 
     python bench/scale.py train   [--rows 100000]          # end-model training time and accuracy
     python bench/scale.py longdoc [--docs 10000]           # ~1,300-character documents
-    python bench/scale.py predict [--sizes 50000 200000]  # peak RSS and rows/s of predict vs apply
+    python bench/scale.py predict [--sizes 50000 200000 1000000]  # peak RSS and rows/s of predict vs apply
 
 train: the YouTube train comments replicated to ``--rows`` rows (bench/_common.py), the
 spec's votes, the label model's soft labels of the covered rows, the default featurizer
-(word 1-2-grams + char 2-5-grams); then, on the same sparse features and labels, a plain
+(hashed word 1-2-grams + char 2-4-grams); then, on the same sparse features and labels, a plain
 scikit-learn LogisticRegression (hard labels, lbfgs), the end model's fast path (linear, no
 hints: lbfgs on the soft labels) and the end model through torch (``solver="torch"``, as
-with hints or the MLP). Scored once on the YouTube test split (gold CLASS): accuracy and F1
-of SPAM. Times are CPU seconds of this process (2-core shared machine: say the load).
+with hints or the MLP; ``[end_model] max_row_visits`` caps its epochs x rows). Scored once on
+the YouTube test split (gold CLASS): accuracy and F1 of SPAM. Times are CPU seconds of this
+process (2-core shared machine: say the load); the featurizer's fit and transform are timed
+apart, and beside them the vocabulary featurizer of before (scikit-learn, char 2-5).
 
 longdoc: documents of ~1,300 characters, each made of YouTube comments drawn 65/35 from
 its class and the other (train comments for training documents, test comments for test
@@ -79,13 +81,22 @@ def bench_train(rows: int) -> None:
     soft = fit_for_spec(spec, votes).predict_proba(votes)[covered]
     t1 = cpu()
     settings = Settings()
-    feat = Featurizer(["text"], **settings.featurizer_params())
-    X = feat.fit_transform(pa.table({"text": data.column(TEXT)}))[covered]
+    texts = pa.table({"text": data.column(TEXT)})
+    feat = Featurizer(["text"], **settings.featurizer_params()).fit(texts)
+    t_fit = cpu()
+    X = feat.transform(texts)[covered]
     t2 = cpu()
+    before = Featurizer(["text"], **{**settings.featurizer_params(), "hashed": False, "char_ngram_range": (2, 5)})
+    before.fit(texts)
+    t3 = cpu()
+    before.transform(texts)
+    t4 = cpu()
     test, gold = youtube_test()
     Xte = feat.transform(test)
     print(f"train: {rows:,} rows, {int(covered.sum()):,} covered; {X.shape[1]:,} features, {X.nnz:,} non-zeros; "
-          f"votes + label model {t1 - t0:.1f} CPU-s, features {t2 - t1:.1f} CPU-s")
+          f"votes + label model {t1 - t0:.1f} CPU-s; features: fit {t_fit - t1:.1f} CPU-s, transform "
+          f"{t2 - t_fit:.1f} CPU-s ({rows / (t2 - t_fit):,.0f} rows/CPU-s); the vocabulary featurizer of before: "
+          f"fit {t3 - t2:.1f}, transform {t4 - t3:.1f} CPU-s ({(t4 - t3) / (t2 - t_fit):.1f}x)")
     print("end-model training on the covered rows, scored on the YouTube test split "
           f"({gold.shape[0]:,} rows, gold CLASS):")
     t = cpu()
@@ -205,7 +216,7 @@ def main(argv=None) -> int:
     ap.add_argument("what", choices=("train", "longdoc", "predict"))
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--docs", type=int, default=10_000)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000, 1_000_000])
     args = ap.parse_args(argv)
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
     {"train": lambda: bench_train(args.rows), "longdoc": lambda: bench_longdoc(args.docs),

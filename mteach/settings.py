@@ -21,7 +21,9 @@ tunes (this file) stay apart::
     min_df = 1
     max_features = 0             # 0 = no limit
     char_ngrams = true           # add character n-grams (char_wb)
-    char_ngram_range = [2, 5]
+    char_ngram_range = [2, 4]
+    hashed = true                # n-grams hashed over the Arrow bytes (fast, streams); false = vocabulary
+    hash_bits = 20               # 2^hash_bits buckets per block (1 to 24)
 
     [end_model]
     hidden = 0                   # 0 = linear; > 0 = one hidden layer of that size
@@ -32,6 +34,7 @@ tunes (this file) stay apart::
     seed = 0
     device = "auto"              # auto | cpu | cuda | cuda:N
     max_rows = 0                 # train on at most this many covered rows (seeded sample); 0 = all
+    max_row_visits = 500000      # torch: epochs x rows at most (fewer epochs on large data); 0 = no cap
 
     [hints]
     strength = 1.0               # multiplies every hint penalty
@@ -111,7 +114,9 @@ class FeatureSettings:
     min_df: int = 1
     max_features: int = 0          # 0 = no limit
     char_ngrams: bool = True
-    char_ngram_range: tuple = (2, 5)
+    char_ngram_range: tuple = (2, 4)
+    hashed: bool = True
+    hash_bits: int = 20
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class EndModelSettings:
     seed: int = 0
     device: str = "auto"
     max_rows: int = 0              # 0 = every covered row
+    max_row_visits: int = 500_000  # torch training: epochs x rows at most; 0 = no cap
 
 
 @dataclass(frozen=True)
@@ -163,10 +169,10 @@ _KINDS = {
     "project": {"spec": "paths", "data": "str?", "id_column": "str?", "gold": "str?"},
     "label_model": {"kind": "str", "prior_strength": "float", "max_iter": "int", "seed": "int"},
     "features": {"ngram_range": "range", "min_df": "int", "max_features": "int",
-                 "char_ngrams": "bool", "char_ngram_range": "range"},
+                 "char_ngrams": "bool", "char_ngram_range": "range", "hashed": "bool", "hash_bits": "int"},
     "end_model": {"hidden": "int", "epochs": "int", "lr": "float", "weight_decay": "float",
                   "batch_size": "int", "seed": "int", "device": "str",
-                  "max_rows": "int"},
+                  "max_rows": "int", "max_row_visits": "int"},
     "hints": {"strength": "float", "margin": "float"},
     "engine": {"name": "str", "scheduler": "str?"},
     "drift": {"alpha": "float", "min_effect": "float", "min_js": "float", "min_ks": "float",
@@ -188,12 +194,14 @@ _LIMITS = {
     ("features", "max_features"): (lambda v: v >= 0, ">= 0 (0 = no limit)"),
     ("features", "ngram_range"): (lambda v: v[0] >= 1, "[low, high] with 1 <= low <= high"),
     ("features", "char_ngram_range"): (lambda v: v[0] >= 1, "[low, high] with 1 <= low <= high"),
+    ("features", "hash_bits"): (lambda v: 1 <= v <= 24, "from 1 to 24"),
     ("end_model", "hidden"): (lambda v: v >= 0, ">= 0 (0 = linear)"),
     ("end_model", "epochs"): (lambda v: v >= 1, ">= 1"),
     ("end_model", "lr"): (lambda v: v > 0, "> 0"),
     ("end_model", "weight_decay"): (lambda v: v >= 0, ">= 0"),
     ("end_model", "batch_size"): (lambda v: v >= 1, ">= 1"),
     ("end_model", "max_rows"): (lambda v: v == 0 or v >= 10, ">= 10 (0 = every covered row)"),
+    ("end_model", "max_row_visits"): (lambda v: v >= 0, ">= 0 (0 = no cap)"),
     ("end_model", "device"): (lambda v: v in ("auto", "cpu", "cuda") or
                               (v.startswith("cuda:") and v[5:].isdigit()),
                               "one of auto, cpu, cuda, cuda:N"),
@@ -250,14 +258,14 @@ class Settings:
         f = self.features
         return {"ngram_range": tuple(f.ngram_range), "min_df": f.min_df,
                 "max_features": f.max_features or None, "char_ngrams": f.char_ngrams,
-                "char_ngram_range": tuple(f.char_ngram_range)}
+                "char_ngram_range": tuple(f.char_ngram_range), "hashed": f.hashed, "hash_bits": f.hash_bits}
 
     def end_model_params(self) -> dict:
         """Keyword arguments for ``mteach.engine.end_model.EndModel``."""
         e = self.end_model
         return {"hidden": e.hidden, "epochs": e.epochs, "lr": e.lr,
                 "weight_decay": e.weight_decay, "batch_size": e.batch_size, "seed": e.seed,
-                "device": e.device, "hint_strength": self.hints.strength,
+                "device": e.device, "max_row_visits": e.max_row_visits, "hint_strength": self.hints.strength,
                 "hint_margin": self.hints.margin}
 
 

@@ -99,6 +99,42 @@ def first_layer_output(first, X: sp.csr_matrix, device):
     return z + first.bias
 
 
+def _train_embed(first, indices, rows, values, n_rows: int):
+    """``first`` on a CSR batch for training: each non-zero's weight column times its value,
+    added into its row (a gather and an ``index_add``; their backward is a scatter into the
+    weight's gradient, several times cheaper than embedding_bag's, which sorts the indices)."""
+    import torch
+    contributions = torch.index_select(first.weight, 1, indices) * values
+    z = torch.zeros(first.weight.shape[0], n_rows, dtype=contributions.dtype, device=contributions.device)
+    return z.index_add_(1, rows, contributions).t() + first.bias
+
+
+class _EpochBatches:
+    """One epoch's mini-batches: the rows permuted once (one CSR row gather), the whole
+    matrix handed to torch once, each batch a contiguous slice of it (views, no Python
+    per row)."""
+
+    def __init__(self, X: sp.csr_matrix, Y, W, perm: np.ndarray, batch_size: int, device):
+        import torch
+        Xp = X[perm]
+        self.indptr = Xp.indptr.astype(np.int64)
+        lengths = np.diff(self.indptr)
+        self.rows = torch.from_numpy(np.repeat(np.arange(len(perm)) % batch_size, lengths)).to(device)
+        self.indices = torch.from_numpy(Xp.indices.astype(np.int64)).to(device)
+        self.values = torch.from_numpy(Xp.data.astype(np.float32, copy=False)).to(device)
+        index = torch.from_numpy(perm)
+        self.Y, self.W = Y[index].to(device), W[index].to(device)
+        self.n, self.bs = len(perm), batch_size
+
+    def __iter__(self):
+        """(indices, row in the batch, values, soft labels, weights) of each batch."""
+        for start in range(0, self.n, self.bs):
+            stop = min(start + self.bs, self.n)
+            lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+            yield (self.indices[lo:hi], self.rows[lo:hi], self.values[lo:hi],
+                   self.Y[start:stop], self.W[start:stop])
+
+
 def forward_sparse(net, X: sp.csr_matrix, device):
     """The network's logits on a sparse batch."""
     first, rest = first_layer(net)
@@ -171,6 +207,9 @@ class EndModel(ClassifierMixin, BaseEstimator):
         these small models and avoids oversubscription on a shared machine.
     solver: "auto" — scikit-learn's LogisticRegression (lbfgs) for a linear model
         without hints, torch otherwise; "torch" — always torch (Adam, mini-batches).
+    max_row_visits: torch trains for at most this many row visits (epochs × rows): on
+        large data the epochs shrink (at least one), each epoch there being already many
+        steps; 0 = always ``epochs``.
     max_steps_per_epoch: on large data the mini-batch grows so an epoch takes at most
         this many steps (each step updates every weight, so steps, not rows, cost time).
     """
@@ -180,7 +219,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
                  hint_strength: float = 1.0, hint_margin: float = DEFAULT_MARGIN,
                  hint_sharpness: float = DEFAULT_SHARPNESS, seed: int = 0,
                  device: str = "auto", num_threads: Optional[int] = 1, solver: str = "auto",
-                 max_steps_per_epoch: int = 200):
+                 max_steps_per_epoch: int = 200, max_row_visits: int = 500_000):
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
@@ -194,6 +233,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
         self.num_threads = num_threads
         self.solver = solver
         self.max_steps_per_epoch = max_steps_per_epoch
+        self.max_row_visits = max_row_visits
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -207,7 +247,8 @@ class EndModel(ClassifierMixin, BaseEstimator):
                   ("lr", float, lambda v: v > 0), ("weight_decay", float, lambda v: v >= 0),
                   ("hint_strength", float, lambda v: v >= 0), ("hint_margin", float, lambda v: True),
                   ("hint_sharpness", float, lambda v: v > 0),
-                  ("max_steps_per_epoch", int, lambda v: v >= 1)]
+                  ("max_steps_per_epoch", int, lambda v: v >= 1),
+                  ("max_row_visits", int, lambda v: v >= 0)]
         for name, typ, ok in checks:
             v = getattr(self, name)
             good_type = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -226,6 +267,9 @@ class EndModel(ClassifierMixin, BaseEstimator):
 
         self._validate_params()
         X = _as_csr(X)
+        if not X.has_canonical_format:  # one entry per feature (hashed features repeat one per
+            X = X.copy()                # occurrence): fewer non-zeros to read on every pass
+            X.sum_duplicates()
         n, dim = X.shape
         if n == 0:
             raise ValueError("cannot fit the end model on zero rows")
@@ -338,21 +382,21 @@ class EndModel(ClassifierMixin, BaseEstimator):
             # epochs settle at the regularized optimum instead of wandering with
             # the mini-batch noise, so results depend little on the seed.
             steps_per_epoch = (n + bs - 1) // bs
-            total_steps = max(1, steps_per_epoch * int(self.epochs))
+            epochs = int(self.epochs)
+            if int(self.max_row_visits):
+                epochs = max(1, min(epochs, -(-int(self.max_row_visits) // n)))
+            total_steps = max(1, steps_per_epoch * epochs)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda step: 0.5 * (1.0 + float(np.cos(np.pi * min(step, total_steps) / total_steps))))
-            for epoch in range(int(self.epochs)):
+            for epoch in range(epochs):
                 perm = torch.randperm(n, generator=gen).numpy()
                 tot = ce_sum = 0.0
                 pen_sum = [0.0] * len(hints)
                 nb = 0
                 net.train()
-                for start in range(0, n, bs):
-                    idx = np.sort(perm[start:start + bs])
-                    yb = Yt[idx].to(device)
-                    wb = Wt[idx].to(device)
+                for indices, rows, values, yb, wb in _EpochBatches(X, Yt, Wt, perm, bs, device):
                     # the wide layer, from the sparse rows, computed once for the loss and every hint
-                    z = first_layer_output(first, X[idx], device)
+                    z = _train_embed(first, indices, rows, values, len(yb))
                     logp = torch.log_softmax(rest(z), dim=1)
                     ce = (-(yb * logp).sum(dim=1) * wb).sum() / wb.sum().clamp_min(1e-12)
                     loss = ce
@@ -374,6 +418,8 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 history.append({"epoch": epoch + 1, "loss": tot / nb, "ce": ce_sum / nb,
                                 "hints": {key: s / nb for key, s in zip(keys, pen_sum)}})
                 progress(1)
+            if epochs < int(self.epochs):
+                progress(int(self.epochs) - epochs)  # the epochs the row budget skipped
         finally:
             torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
         self._fitted(net, device, dim, k, history)

@@ -1,5 +1,23 @@
 """Featurizer for the end model: TF-IDF n-grams of text fields plus standardized numeric features.
 
+Two ways to find a text's n-grams (the ``hashed`` parameter):
+
+* hashed (the default): word n-grams (runs of letters and digits, the words ``has``
+  matches, from :mod:`mteach.compiler.tokens`) and ``char_wb`` character n-grams (each
+  whitespace-separated word padded with a space each side) are computed with numpy over
+  the case-folded UTF-8 bytes of the Arrow column, no Python per row: each n-gram's bytes
+  get a deterministic 64-bit polynomial hash, kept to ``hash_bits`` bits (a bucket).
+  ``fit`` keeps the buckets seen in the fitted rows (``min_df``, ``max_features``), with
+  their idf and, as the bucket's name, the first n-gram seen in it (a bucket shared by
+  two n-grams is named after one of them: at 2^20 buckets per block such a sharing is rare
+  among the frequent n-grams that explanations show). ``transform`` is a table lookup per
+  n-gram, so a batch's features depend on that batch alone and prediction streams. Each
+  occurrence of an n-gram is one entry (a repeated n-gram is several entries of one
+  column; products sum them, ``sum_duplicates`` merges them), so no batch is sorted.
+* vocabulary (``hashed=False``, and every model saved before hashing, FORMAT_VERSION 1):
+  scikit-learn ``CountVectorizer`` over Python strings, exact n-gram vocabulary; several
+  times slower (bench/README.md).
+
 Follows scikit-learn's estimator contract: ``__init__`` stores parameters, ``fit``
 learns the vocabulary / idf / scaler statistics (attributes ending in ``_``) and
 returns ``self``, ``transform`` gives a ``scipy.sparse.csr_matrix`` of float32.
@@ -10,8 +28,8 @@ Feature space layout (``feature_names_`` tells the name of every column)::
 
 Word features are named ``"<field>:w:<ngram>"``, character n-grams
 ``"<field>:c:<ngram>"`` and numeric features ``"num:<name>"``. Each text block is
-L2-normalised per row on its own, so a field's weight does not depend on how many
-n-grams another field has.
+L2-normalised per row on its own (hashed: over the occurrences, sqrt of the sum of their
+idf^2), so a field's weight does not depend on how many n-grams another field has.
 
 Nothing is pickled: ``to_dict()`` returns plain JSON-able data (vocabulary, idf,
 scaler statistics, parameters); ``from_dict(d, numeric=...)`` rebuilds the fitted
@@ -23,13 +41,19 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-FORMAT_VERSION = 1
+from mteach.compiler.tokens import char_class, char_table, flag_runs, fold_case, utf8_views
+
+FORMAT_VERSION = 2          # hashed n-grams; version 1 (vocabulary) still loads
+VOCABULARY_FORMAT_VERSION = 1
+MAX_HASH_BITS = 24          # the bucket -> column table is 2^bits int32 per block
+_SUB_BATCH_BYTES = 1 << 20  # n-grams are computed on about this many text bytes at a time
 
 # One token pattern for words: runs of word characters, single letters included
 # (sklearn's default drops one-character tokens, which loses "u", "i", digits...).
@@ -37,6 +61,11 @@ _TOKEN_PATTERN = r"(?u)\b\w+\b"
 
 
 def _column_texts(table: pa.Table, field: str) -> list:
+    _column_texts_check(table, field)
+    return ["" if v is None else v for v in table.column(field).to_pylist()]
+
+
+def _column_texts_check(table: pa.Table, field: str) -> None:
     if field not in table.column_names:
         raise ValueError(
             f"text field {field!r} is not a column of the data "
@@ -46,7 +75,246 @@ def _column_texts(table: pa.Table, field: str) -> list:
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
             or pa.types.is_null(col.type)):
         raise ValueError(f"text field {field!r} has type {col.type}, expected a string column")
-    return ["" if v is None else v for v in col.to_pylist()]
+
+
+def _column_array(table: pa.Table, field: str, lowercase: bool) -> pa.Array:
+    """A text field as one ``string`` array, nulls as "", case-folded as ``has`` folds it."""
+    _column_texts_check(table, field)
+    col = table.column(field)
+    if pa.types.is_null(col.type):
+        return pa.array([""] * table.num_rows, pa.string())
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    arr = pc.fill_null(arr.cast(pa.string()), "")
+    return fold_case(arr) if lowercase else arr
+
+
+# ---- hashed n-grams over Arrow (no Python per row) ------------------------------------------
+#
+# An n-gram's hash is computed from the UTF-8 bytes of its text s: H(s) = sum_j s[j] * B^-j
+# (mod 2^64; B is odd, so it has an inverse). One prefix sum over a batch's bytes gives the
+# hash of any span in O(1) (numpy's uint64 arithmetic wraps mod 2^64), and the hash of a
+# padded or space-joined n-gram follows from its parts. The bucket is the top ``bits`` bits
+# of H * M (mod 2^64; Fibonacci hashing: on the YouTube n-grams as many distinct buckets
+# as a random function would give). ``ngram_bucket`` is the plain-Python definition.
+_B = 0x100000001B3  # FNV-1's 64-bit prime
+_B_INV = pow(_B, -1, 1 << 64)
+_U64 = np.uint64
+_SPACE = _U64(32)
+_MIX = _U64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd
+
+
+def ngram_bucket(text: str, bits: int) -> int:
+    """The bucket of one n-gram given as its exact text (pads and joining spaces included)."""
+    h, m = 0, (1 << 64) - 1
+    for j, byte in enumerate(text.encode("utf-8")):
+        h = (h + byte * pow(_B_INV, j, 1 << 64)) & m
+    return ((h * int(_MIX)) & m) >> (64 - bits)
+
+
+_POWERS: dict = {}
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    """base^0 .. base^(n-1) mod 2^64, from a table grown as needed (read-only)."""
+    table = _POWERS.get(base)
+    if table is None or len(table) < n:
+        out = np.full(max(n, 1 << 16, 2 * len(table) if table is not None else 0), base, dtype=_U64)
+        out[0] = 1
+        table = np.cumprod(out, dtype=_U64)
+        table.flags.writeable = False
+        _POWERS[base] = table
+    return table[:n]
+
+
+class _Bytes:
+    """Consecutive UTF-8 texts as one byte array, with the prefix sums that hash any span."""
+
+    def __init__(self, b: np.ndarray, extra: int = 0):
+        self.b = b
+        n = len(b)
+        self.inv = _powers(_B_INV, n + 3)  # B^-j
+        self.pow = _powers(_B, n + 1)      # B^j
+        self.prefix = np.empty(n + 1 + extra, dtype=_U64)  # ``extra`` copies of the total at the end
+        self.prefix[0] = 0
+        np.cumsum(b.astype(_U64) * self.inv[:n], out=self.prefix[1:n + 1])
+        self.prefix[n + 1:] = self.prefix[n]
+
+    def span_hash(self, s, e) -> np.ndarray:
+        """H of the bytes [s, e) (each pair), as if they started a string."""
+        return (self.prefix[e] - self.prefix[s]) * self.pow[s]
+
+    def text(self, s: int, e: int) -> str:
+        return self.b[s:e].tobytes().decode("utf-8", errors="replace")
+
+
+def _bucket(h: np.ndarray, bits: int, mixed: bool = False) -> np.ndarray:
+    """Buckets of the hashes ``h`` (overwritten; ``mixed``: already multiplied by M)."""
+    if not mixed:
+        h *= _MIX
+    h >>= _U64(64 - bits)
+    return h.view(np.int64)
+
+
+_ASCII_CLASSES: dict = {}
+
+
+def _classes(b: np.ndarray, name: str) -> np.ndarray:
+    """``char_class(b, name)``, by a 128-entry table when every byte is ASCII."""
+    if len(b) and int(b.max()) < 0x80:
+        if name not in _ASCII_CLASSES:
+            _ASCII_CLASSES[name] = char_table(name)[:0x80].copy()
+        return _ASCII_CLASSES[name][b]
+    return char_class(b, name)
+
+
+def _row_pointers(per_unit: np.ndarray, unit_row: np.ndarray, n_rows: int) -> np.ndarray:
+    """Where each row's n-grams start in the n-gram arrays (n_rows + 1 values), from the
+    number of n-grams starting at each unit (token or character) and each unit's row."""
+    ends = np.zeros(len(per_unit) + 1, dtype=np.int64)
+    np.cumsum(per_unit, out=ends[1:])
+    return ends[np.searchsorted(unit_row, np.arange(n_rows + 1))]
+
+
+def _no_ngrams(offsets: np.ndarray) -> tuple:
+    return np.zeros(len(offsets), dtype=np.int64), np.zeros(0, dtype=np.int64), None
+
+
+def _word_ngrams(b: np.ndarray, offsets: np.ndarray, lo: int, hi: int, bits: int, names: bool) -> tuple:
+    """(row pointers, buckets, name_of) of every word n-gram, n in [lo, hi]: n consecutive
+    word tokens of one row joined by one space, in row order. ``name_of(i)`` (with
+    ``names``) is the text of n-gram i."""
+    starts, ends = flag_runs(_classes(b, "word"), offsets)
+    if len(starts) == 0:
+        return _no_ngrams(offsets)
+    row = np.searchsorted(offsets, starts, side="right") - 1
+    t = _Bytes(b)
+    h1, l1 = t.span_hash(starts, ends), (ends - starts).astype(np.int64)
+    T, width = len(starts), hi - lo + 1
+    hashes = np.zeros((T, width), dtype=_U64)
+    valid = np.zeros((T, width), dtype=bool)
+    h, length, ok, at = h1, l1, np.ones(T, dtype=bool), np.arange(T)
+    for n in range(1, hi + 1):
+        if n > 1:  # H(a + " " + b) = H(a) + 32 B^-|a| + B^-(|a|+1) H(b)
+            nxt = np.minimum(at + n - 1, max(T - 1, 0))
+            ok = ok & (at + n - 1 < T) & (row[nxt] == row)
+            h = h + _SPACE * t.inv[length] + t.inv[length + 1] * h1[nxt]
+            length = np.minimum(length + 1 + l1[nxt], len(b))  # (clipped only where not ok)
+        if n >= lo:
+            hashes[:, n - lo], valid[:, n - lo] = h, ok
+    keep = valid.ravel()
+    ptr = _row_pointers(valid.sum(axis=1), row, len(offsets) - 1)
+    buckets = _bucket(hashes.ravel()[keep], bits)
+    if not names:
+        return ptr, buckets, None
+    flat = np.flatnonzero(keep)
+
+    def name_of(i: int) -> str:
+        first, n = divmod(int(flat[i]), width)
+        return " ".join(t.text(int(starts[first + k]), int(ends[first + k])) for k in range(n + lo))
+    return ptr, buckets, name_of
+
+
+def _char_ngrams(b: np.ndarray, offsets: np.ndarray, lo: int, hi: int, bits: int, names: bool) -> tuple:
+    """(row pointers, buckets, name_of) of every character n-gram, n in [lo, hi], as
+    scikit-learn's ``char_wb`` makes them, in row order: each whitespace-separated word padded
+    with one space on each side, the windows of n characters inside it, and a padded word
+    shorter than ``lo`` once whole. The padded words are laid end to end in a new byte array."""
+    ws, we = flag_runs(~_classes(b, "space"), offsets)
+    if len(ws) == 0:
+        return _no_ngrams(offsets)
+    padded = (we - ws).astype(np.int64) + 2
+    pstart = np.cumsum(padded) - padded
+    src = np.arange(int(padded.sum())) + np.repeat(ws - pstart - 1, padded)
+    p = b[np.clip(src, 0, max(len(b) - 1, 0))] if len(b) else np.zeros(len(src), np.uint8)
+    p[pstart] = 32
+    p[pstart + padded - 1] = 32
+    t = _Bytes(p, extra=hi)
+    ascii_only = not (p >= 0x80).any()
+    if ascii_only:  # characters are bytes
+        seg_start, seg_len = pstart, padded
+    else:
+        char_at = np.flatnonzero((p & 0xC0) != 0x80)
+        seg_start = np.searchsorted(char_at, pstart)
+        seg_len = np.diff(np.append(seg_start, len(char_at)))
+        char_at = np.append(char_at, np.full(hi, len(p)))
+    G, width = int(seg_len.sum()), hi - lo + 1
+    room = (np.repeat(seg_start + seg_len, seg_len) - np.arange(G)).astype(np.int32)  # characters left in the word
+    valid = room[:, None] >= np.arange(lo, hi + 1, dtype=np.int32)[None, :]  # (character, n): row order
+    windows = np.lib.stride_tricks.sliding_window_view
+    if ascii_only:  # prefix[g + n] for every (g, n), a view; times B^g M: hashed and mixed
+        hashes = windows(t.prefix[lo:G + hi], width) - t.prefix[:G, None]
+        hashes *= (t.pow[:G] * _MIX)[:, None]
+    else:
+        s = char_at[:G]
+        hashes = t.prefix[windows(char_at[lo:G + hi], width)] - t.prefix[s][:, None]
+        hashes *= (t.pow[s] * _MIX)[:, None]
+    is_short = seg_len < lo
+    if is_short.any():  # a padded word shorter than lo: once, whole
+        short, e = seg_start[is_short], seg_start[is_short] + seg_len[is_short]
+        valid[short, 0] = True
+        hashes[short, 0] = _MIX * (t.span_hash(short, e) if ascii_only else
+                                   t.span_hash(char_at[short], char_at[e]))
+    keep = valid.ravel()
+    # n-grams per padded word of c characters: sum over n of max(c - n + 1, 0), or 1 when c < lo
+    per_word = np.maximum(seg_len[:, None] - np.arange(lo, hi + 1)[None, :] + 1, 0).sum(axis=1)
+    per_word[is_short] = 1
+    ptr = _row_pointers(per_word, np.searchsorted(offsets, ws, side="right") - 1, len(offsets) - 1)
+    buckets = _bucket(hashes.ravel()[keep], bits, mixed=True)
+    if not names:
+        return ptr, buckets, None
+    flat = np.flatnonzero(keep)
+
+    def name_of(i: int) -> str:
+        s, n = divmod(int(flat[i]), width)
+        e = min(s + n + lo, int(s + room[s]))
+        if not ascii_only:
+            s, e = int(char_at[s]), int(char_at[e])
+        return t.text(s, e)
+    return ptr, buckets, name_of
+
+
+def _ngrams(kind: str, arr: pa.Array, word_range, char_range, bits: int, names: bool = False) -> tuple:
+    b, offsets, _ = utf8_views(arr)
+    if kind == "w":
+        return _word_ngrams(b, offsets, int(word_range[0]), int(word_range[1]), bits, names)
+    return _char_ngrams(b, offsets, int(char_range[0]), int(char_range[1]), bits, names)
+
+
+def _row_slices(arrays: list, n_rows: int) -> list:
+    """(first row, end row) of consecutive slices of about ``_SUB_BATCH_BYTES`` text bytes
+    over all ``arrays`` (n-gram arrays are several times the text, so they are built a
+    slice at a time, while they fit in the caches)."""
+    total = np.zeros(n_rows + 1, dtype=np.int64)
+    for arr in arrays:
+        offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+        total += offsets - offsets[0]
+    cuts = np.searchsorted(total, np.arange(_SUB_BATCH_BYTES, int(total[-1]), _SUB_BATCH_BYTES))
+    bounds = np.unique(np.concatenate([[0], cuts, [n_rows]])).tolist()
+    return list(zip(bounds[:-1], bounds[1:])) or [(0, 0)]
+
+
+def _sub_batches(arr: pa.Array):
+    """Slices of one array, as ``_row_slices`` cuts it."""
+    for lo, hi in _row_slices([arr], len(arr)):
+        yield lo, arr.slice(lo, hi - lo)
+
+
+def _concat_rows(parts: list, width: int) -> sp.csr_matrix:
+    """CSR matrices with the same columns, one under the other (their arrays concatenated)."""
+    if len(parts) == 1:
+        return parts[0]
+    shift = np.cumsum([0] + [p.nnz for p in parts[:-1]])
+    indptr = np.concatenate([parts[0].indptr[:1]] + [p.indptr[1:] + s for p, s in zip(parts, shift)])
+    return sp.csr_matrix((np.concatenate([p.data for p in parts]), np.concatenate([p.indices for p in parts]),
+                          indptr), shape=(len(indptr) - 1, width))
+
+
+def _count_matrix(ptr: np.ndarray, cols: np.ndarray, width: int) -> sp.csr_matrix:
+    """How often each column occurs in each row (``ptr``: where each row's entries start), as
+    a canonical float64 CSR matrix (a sort per row)."""
+    m = sp.csr_matrix((np.ones(len(cols)), cols, ptr), shape=(len(ptr) - 1, width))
+    m.sum_duplicates()
+    return m
 
 
 class Featurizer(BaseEstimator):
@@ -71,6 +339,10 @@ class Featurizer(BaseEstimator):
         ``None`` keeps all.
     sublinear_tf: use ``1 + log(tf)`` instead of raw counts.
     lowercase: lowercase text before tokenizing.
+    hashed: hashed n-grams over the Arrow bytes (fast, streams) instead of
+        scikit-learn's vocabulary over Python strings (see the module's docstring).
+    hash_bits: with ``hashed``, each block hashes n-grams into 2^hash_bits buckets
+        (at most ``MAX_HASH_BITS``); the columns are the buckets seen when fitting.
     """
 
     def __init__(
@@ -79,11 +351,13 @@ class Featurizer(BaseEstimator):
         numeric: Optional[Mapping[str, Callable[[pa.Table], np.ndarray]]] = None,
         ngram_range: tuple = (1, 2),
         char_ngrams: bool = True,
-        char_ngram_range: tuple = (2, 5),
+        char_ngram_range: tuple = (2, 4),
         min_df: int = 1,
         max_features: Optional[int] = None,
         sublinear_tf: bool = False,
         lowercase: bool = True,
+        hashed: bool = True,
+        hash_bits: int = 20,
     ):
         self.text_fields = text_fields
         self.numeric = numeric
@@ -94,6 +368,8 @@ class Featurizer(BaseEstimator):
         self.max_features = max_features
         self.sublinear_tf = sublinear_tf
         self.lowercase = lowercase
+        self.hashed = hashed
+        self.hash_bits = hash_bits
 
     def _numeric_names(self) -> list:
         return list((self.numeric or {}).keys())
@@ -129,8 +405,19 @@ class Featurizer(BaseEstimator):
         n = table.num_rows
         if n == 0:
             raise ValueError("cannot fit a featurizer on an empty table")
-        self.vocabularies_ = []
-        self.idfs_ = []
+        if self.hashed:
+            if not (isinstance(self.hash_bits, (int, np.integer)) and 1 <= self.hash_bits <= MAX_HASH_BITS):
+                raise ValueError(f"hash_bits must be an integer from 1 to {MAX_HASH_BITS}, got {self.hash_bits!r}")
+            self._fit_hashed(table)
+        else:
+            self._fit_vocabulary(table)
+        self._fit_numeric(table)
+        self._finish_fit()
+        return self
+
+    def _fit_vocabulary(self, table: pa.Table) -> None:
+        n = table.num_rows
+        self.vocabularies_, self.idfs_, self.buckets_ = [], [], None
         for field, kind in self._block_specs():
             texts = _column_texts(table, field)
             vec = self._vectorizer(kind)
@@ -146,7 +433,37 @@ class Featurizer(BaseEstimator):
             idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
             self.vocabularies_.append(vocab)
             self.idfs_.append(idf)
-        names = self._numeric_names()
+
+    def _fit_hashed(self, table: pa.Table) -> None:
+        """Per block: the buckets of the fitted rows' n-grams kept (``min_df``,
+        ``max_features``), their idf, and each one's name (its first n-gram)."""
+        n, size = table.num_rows, 1 << int(self.hash_bits)
+        self.vocabularies_, self.idfs_, self.buckets_, self.terms_ = None, [], [], []
+        for field, kind in self._block_specs():
+            df = np.zeros(size, dtype=np.int64)
+            tf = np.zeros(size, dtype=np.int64)
+            named = np.zeros(size, dtype=bool)
+            first_names: dict = {}
+            for _, part in _sub_batches(_column_array(table, field, self.lowercase)):
+                ptr, buckets, name_of = _ngrams(kind, part, self.ngram_range, self.char_ngram_range,
+                                                int(self.hash_bits), names=True)
+                counts = _count_matrix(ptr, buckets, size)
+                df += np.bincount(counts.indices, minlength=size)
+                tf += np.bincount(counts.indices, weights=counts.data, minlength=size).astype(np.int64)
+                new = np.flatnonzero(~named[buckets])
+                if len(new):  # name each bucket after its first n-gram (Python per new bucket, fit only)
+                    seen, first = np.unique(buckets[new], return_index=True)
+                    named[seen] = True
+                    first_names.update(zip(seen.tolist(), map(name_of, new[first].tolist())))
+            keep = np.flatnonzero(df >= int(self.min_df))
+            if self.max_features and len(keep) > int(self.max_features):
+                keep = np.sort(keep[np.lexsort((keep, -tf[keep]))[:int(self.max_features)]])
+            self.buckets_.append(keep)
+            self.terms_.append([first_names[k] for k in keep.tolist()])
+            self.idfs_.append(np.log((1.0 + n) / (1.0 + df[keep])) + 1.0)
+
+    def _fit_numeric(self, table: pa.Table) -> None:
+        n, names = table.num_rows, self._numeric_names()
         if names:
             raw = self._numeric_raw(table)
             mean = np.nanmean(raw, axis=0) if n else np.zeros(len(names))
@@ -159,28 +476,37 @@ class Featurizer(BaseEstimator):
         else:
             self.numeric_mean_ = np.zeros(0)
             self.numeric_std_ = np.ones(0)
-        self._finish_fit()
-        return self
 
     def _finish_fit(self) -> None:
+        """Everything derived from the fitted state: names, offsets, the lookup tables."""
+        if self.buckets_ is None:  # the vocabulary's terms in column order
+            self.terms_ = []
+            for vocab in self.vocabularies_:
+                inv = [None] * len(vocab)
+                for t, i in vocab.items():
+                    inv[i] = t
+                self.terms_.append(inv)
+            self._vectorizers = [
+                self._vectorizer(kind, vocabulary=vocab) if vocab else None
+                for (field, kind), vocab in zip(self._block_specs(), self.vocabularies_)
+            ]
+        else:  # bucket -> column (-1: not a feature)
+            self._columns = []
+            for buckets in self.buckets_:
+                table = np.full(1 << int(self.hash_bits), -1, dtype=np.int32)
+                table[buckets] = np.arange(len(buckets), dtype=np.int32)
+                self._columns.append(table)
         names, offsets = [], []
         pos = 0
-        for (field, kind), vocab in zip(self._block_specs(), self.vocabularies_):
+        for (field, kind), terms in zip(self._block_specs(), self.terms_):
             offsets.append(pos)
-            inv = [None] * len(vocab)
-            for t, i in vocab.items():
-                inv[i] = t
-            names.extend(f"{field}:{kind}:{t}" for t in inv)
-            pos += len(vocab)
+            names.extend(f"{field}:{kind}:{t}" for t in terms)
+            pos += len(terms)
         self.block_offsets_ = offsets
         self.numeric_offset_ = pos
         names.extend(f"num:{m}" for m in self._numeric_names())
         self.feature_names_ = names
         self.n_features_ = len(names)
-        self._vectorizers = [
-            self._vectorizer(kind, vocabulary=vocab) if vocab else None
-            for (field, kind), vocab in zip(self._block_specs(), self.vocabularies_)
-        ]
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "feature_names_", msg="this Featurizer is not fitted yet: call fit(table) first")
@@ -201,26 +527,66 @@ class Featurizer(BaseEstimator):
             cols.append(v)
         return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
-    def _text_block(self, b: int, texts: list) -> sp.csr_matrix:
-        vec = self._vectorizers[b]
-        if vec is None:
-            return sp.csr_matrix((len(texts), 0), dtype=np.float64)
-        m = vec.transform(texts).tocsr().astype(np.float64)
+    def _text_block(self, b: int, table: pa.Table) -> sp.csr_matrix:
+        """Block ``b``'s TF-IDF rows (each normalised) for the rows of ``table``."""
+        field, kind = self._block_specs()[b]
+        if self.buckets_ is not None:
+            return self._hashed_block(b, _column_array(table, field, self.lowercase))
+        if self._vectorizers[b] is None:
+            return sp.csr_matrix((table.num_rows, 0), dtype=np.float64)
+        else:
+            m = self._vectorizers[b].transform(_column_texts(table, field)).tocsr().astype(np.float64)
         if self.sublinear_tf and m.nnz:
             m.data = 1.0 + np.log(m.data)
         m = m @ sp.diags(self.idfs_[b])
         return normalize(m, norm="l2", axis=1, copy=False).tocsr()
 
+    def _hashed_block(self, b: int, arr: pa.Array) -> sp.csr_matrix:
+        """Block ``b``'s TF-IDF rows from hashed n-grams: a table lookup per n-gram (those of
+        buckets not fitted are dropped), then each occurrence is one entry idf / |row|, so no
+        batch is sorted: a repeated n-gram is several entries of one column (every product
+        sums them; ``sum_duplicates`` merges them) and |row| = sqrt(sum of idf^2 over the
+        occurrences). With ``sublinear_tf`` the counts are merged first (a sort)."""
+        columns, idf = self._columns[b], self.idfs_[b]
+        width = len(idf)
+        _, kind = self._block_specs()[b]
+        ptr, buckets, _ = _ngrams(kind, arr, self.ngram_range, self.char_ngram_range, int(self.hash_bits))
+        cols = columns[buckets]
+        kept = np.zeros(len(cols) + 1, dtype=np.int64)
+        np.cumsum(cols >= 0, out=kept[1:])
+        ptr, cols = kept[ptr], cols[cols >= 0]
+        if self.sublinear_tf:
+            m = _count_matrix(ptr, cols, width)
+            m.data = 1.0 + np.log(m.data)
+            return normalize(m @ sp.diags(idf), norm="l2", axis=1, copy=False).tocsr()
+        values = idf[cols]
+        squares = np.zeros(len(values) + 1)
+        np.cumsum(values * values, out=squares[1:])
+        norm = np.sqrt(np.maximum(squares[ptr[1:]] - squares[ptr[:-1]], 0.0))
+        values /= np.repeat(np.where(norm > 0, norm, 1.0), np.diff(ptr))
+        return sp.csr_matrix((values.astype(np.float32), cols, ptr), shape=(len(arr), width))
+
     def transform(self, table: pa.Table) -> sp.csr_matrix:
         self._check_fitted()
-        blocks = []
-        for b, (field, kind) in enumerate(self._block_specs()):
-            blocks.append(self._text_block(b, _column_texts(table, field)))
+        numeric = None
         if self._numeric_names():
             raw = self._numeric_raw(table)
             filled = np.where(np.isnan(raw), self.numeric_mean_, raw)
-            z = (filled - self.numeric_mean_) / self.numeric_std_
-            blocks.append(sp.csr_matrix(z))
+            numeric = sp.csr_matrix((filled - self.numeric_mean_) / self.numeric_std_)
+        if self.buckets_ is not None:  # hashed: every block of a slice of rows at a time
+            specs = self._block_specs()
+            arrays = {f: _column_array(table, f, self.lowercase) for f in dict.fromkeys(f for f, _ in specs)}
+            parts = []
+            for lo, hi in _row_slices(list(arrays.values()), table.num_rows):
+                blocks = [self._hashed_block(b, arrays[f].slice(lo, hi - lo)) for b, (f, _) in enumerate(specs)]
+                if numeric is not None:
+                    blocks.append(numeric[lo:hi])
+                parts.append(sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else
+                             blocks[0].astype(np.float32))
+            return _concat_rows(parts, self.n_features_)
+        blocks = [self._text_block(b, table) for b in range(len(self._block_specs()))]
+        if numeric is not None:
+            blocks.append(numeric)
         if not blocks:
             return sp.csr_matrix((table.num_rows, 0), dtype=np.float32)
         return sp.hstack(blocks, format="csr", dtype=np.float32)
@@ -245,7 +611,8 @@ class Featurizer(BaseEstimator):
         for b, (f, kind) in enumerate(self._block_specs()):
             if f != field:
                 continue
-            row = self._text_block(b, [text])
+            row = self._text_block(b, pa.table({field: pa.array([text], pa.string())}))
+            row.sum_duplicates()
             if kind == "w" and row.nnz:
                 word_hit = True
             off = self.block_offsets_[b]
@@ -284,20 +651,22 @@ class Featurizer(BaseEstimator):
         """Plain JSON-able state: parameters, vocabularies, idf, scaler statistics."""
         self._check_fitted()
         blocks = []
-        for (field, kind), vocab, idf in zip(self._block_specs(), self.vocabularies_, self.idfs_):
-            inv = [None] * len(vocab)
-            for t, i in vocab.items():
-                inv[i] = t
-            blocks.append({"field": field, "kind": kind, "terms": inv,
+        for b, ((field, kind), terms, idf) in enumerate(zip(self._block_specs(), self.terms_, self.idfs_)):
+            blocks.append({"field": field, "kind": kind, "terms": list(terms),
                            "idf": [float(v) for v in idf]})
+            if self.buckets_ is not None:
+                blocks[-1]["buckets"] = [int(v) for v in self.buckets_[b]]
         params = self.get_params()
         params.pop("numeric")
         params["text_fields"] = list(params["text_fields"])
         params["ngram_range"] = list(params["ngram_range"])
         params["char_ngram_range"] = list(params["char_ngram_range"])
+        if self.buckets_ is None:  # readable by the versions before hashing
+            params.pop("hashed")
+            params.pop("hash_bits")
         return {
             "format": "mteach.featurizer",
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if self.buckets_ is not None else VOCABULARY_FORMAT_VERSION,
             "params": params,
             "numeric_names": self._numeric_names(),
             "blocks": blocks,
@@ -316,7 +685,8 @@ class Featurizer(BaseEstimator):
         """
         if not isinstance(d, dict) or d.get("format") != "mteach.featurizer":
             raise ValueError("not a saved mteach featurizer (missing format tag)")
-        if d.get("version") != FORMAT_VERSION:
+        version = d.get("version")
+        if version not in (FORMAT_VERSION, VOCABULARY_FORMAT_VERSION):
             raise ValueError(f"unsupported featurizer format version {d.get('version')!r}")
         names = list(d["numeric_names"])
         numeric = dict(numeric or {})
@@ -336,11 +706,18 @@ class Featurizer(BaseEstimator):
             char_ngram_range=tuple(p["char_ngram_range"]),
             min_df=p["min_df"], max_features=p["max_features"],
             sublinear_tf=bool(p["sublinear_tf"]), lowercase=bool(p["lowercase"]),
+            hashed=version == FORMAT_VERSION, hash_bits=int(p.get("hash_bits", 20)),
         )
         specs = self._block_specs()
         if [(b["field"], b["kind"]) for b in d["blocks"]] != specs:
             raise ValueError("saved featurizer blocks do not match its parameters")
-        self.vocabularies_ = [{t: i for i, t in enumerate(b["terms"])} for b in d["blocks"]]
+        if version == FORMAT_VERSION:
+            self.vocabularies_ = None
+            self.terms_ = [list(b["terms"]) for b in d["blocks"]]
+            self.buckets_ = [np.asarray(b["buckets"], dtype=np.int64) for b in d["blocks"]]
+        else:
+            self.vocabularies_ = [{t: i for i, t in enumerate(b["terms"])} for b in d["blocks"]]
+            self.buckets_ = None
         self.idfs_ = [np.asarray(b["idf"], dtype=np.float64) for b in d["blocks"]]
         self.numeric_mean_ = np.asarray(d["numeric_mean"], dtype=np.float64)
         self.numeric_std_ = np.asarray(d["numeric_std"], dtype=np.float64)

@@ -182,3 +182,31 @@ def test_attributions_equal_the_dense_input_gradient_and_rank_per_row(toy):
     first = A[0].toarray()[0]
     best = np.argsort(-first)[:counts[0]]
     assert list(features[:counts[0]]) == list(best) and (weights > 0).all()
+
+
+def test_torch_path_is_deterministic_and_budgets_row_visits(toy):
+    """Contiguous batches of a once-per-epoch permutation: the same seed gives the same model;
+    max_row_visits shrinks the epochs on large data, and the progress still adds up to epochs."""
+    X, y, soft = toy
+    kw = dict(hidden=0, epochs=6, lr=0.05, seed=4, device="cpu", solver="torch", batch_size=16)
+    a = EndModel(**kw).fit(X, soft)
+    b = EndModel(**kw).fit(X, soft)
+    assert np.array_equal(a.decision_function(X), b.decision_function(X))
+    assert (a.predict(X) == y).mean() > 0.85
+    other = EndModel(**{**kw, "seed": 5}).fit(X, soft)
+    assert not np.array_equal(a.decision_function(X), other.decision_function(X))
+    steps = []
+    c = EndModel(**kw, max_row_visits=3 * X.shape[0] - 1).fit(X, soft, progress=steps.append)
+    assert len(c.history_) == 3 and sum(steps) == 6
+
+
+def test_torch_path_sums_duplicate_entries(toy):
+    """A CSR with a feature listed twice in a row trains like the summed matrix."""
+    X, y, soft = toy
+    half = X.copy()
+    half.data = half.data / 2
+    doubled = sp.csr_matrix((np.repeat(half.data, 2), np.repeat(half.indices, 2), X.indptr * 2), shape=X.shape)
+    assert not doubled.has_canonical_format
+    kw = dict(hidden=0, epochs=4, seed=1, device="cpu", solver="torch")
+    np.testing.assert_allclose(EndModel(**kw).fit(doubled, soft).decision_function(X),
+                               EndModel(**kw).fit(X, soft).decision_function(X), rtol=1e-5, atol=1e-5)

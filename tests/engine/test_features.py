@@ -47,7 +47,9 @@ def test_fit_transform_shapes_and_types(table):
 def test_word_only_and_params(table):
     f = Featurizer(["body"], char_ngrams=False, ngram_range=(1, 1)).fit(table)
     assert all(":w:" in n and " " not in n.split(":w:")[1] for n in f.feature_names_)
-    assert f.feature_names_ == sorted(f.feature_names_)  # deterministic column order
+    vocab = Featurizer(["body"], char_ngrams=False, ngram_range=(1, 1), hashed=False).fit(table)
+    assert vocab.feature_names_ == sorted(vocab.feature_names_)  # the vocabulary's columns: sorted
+    assert sorted(f.feature_names_) == vocab.feature_names_      # hashed: the same words, bucket order
     two = Featurizer(["body"], char_ngrams=False, ngram_range=(1, 2)).fit(table)
     assert "body:w:check out" in two.feature_names_
 
