@@ -3,6 +3,7 @@
     python bench/scale.py train   [--rows 100000]          # end-model training time and accuracy
     python bench/scale.py longdoc [--docs 10000]           # ~1,300-character documents
     python bench/scale.py predict [--sizes 50000 200000 1000000]  # peak RSS and rows/s of predict vs apply
+    python bench/scale.py stream  [--sizes 1000000 10000000] [--big-csv]  # every streaming verb
 
 train: the YouTube train comments replicated to ``--rows`` rows (bench/_common.py), the
 spec's votes, the label model's soft labels of the covered rows, the default featurizer
@@ -24,6 +25,16 @@ torch); then ``mteach predict MODEL DATA -o OUT`` (streaming, no gold) and ``mte
 on the replicated data at each size, each in a fresh process that prints its own peak RSS
 (VmHWM) and wall time: rows/s, the ratio of the peaks (goal <= 1.5) and of predict's time
 to apply's (goal <= 3).
+
+stream: ``apply`` (the baseline), ``label``, ``label --model``, ``predict`` and ``train`` on the
+replicated data at each size, each in a fresh process: peak RSS (VmHWM), rows/s, the ratio of
+the peaks between the largest and the smallest size (goal <= 1.5) and each verb's time over
+apply's at the same size (goal <= 3 for predict and label --model). The model is trained
+once on the YouTube train split with the settings of ``STREAM_CONFIG`` (printed); ``train``
+on the replicated data uses them too ([end_model] max_rows caps the rows it keeps).
+``--big-csv``: also a CSV of over 2 GB in one string column (long documents made of YouTube
+comments, written to the temporary folder and deleted after), through every verb: each must
+finish (no ArrowCapacityError).
 """
 from __future__ import annotations
 
@@ -208,19 +219,91 @@ def bench_predict(sizes: list) -> None:
               f"predict {figures[hi][1]['peak_mib'] / figures[lo][1]['peak_mib']:.2f} (goal <= 1.5)")
 
 
+STREAM_CONFIG = "[features]\nchar_ngrams = false\n[end_model]\nmax_rows = 20000\nepochs = 5\n"
+
+
+def _verbs(data, model, tmp: Path, config: Path) -> dict:
+    """The command line of each verb on ``data``."""
+    return {"apply": ["apply", SPEC, data, "-o", tmp / "votes.parquet", "--id", ID, "-q"],
+            "label": ["label", SPEC, data, "-o", tmp / "ledger.parquet", "--id", ID, "-q", "--config", config],
+            "label --model": ["label", SPEC, data, "-o", tmp / "ledger_m.parquet", "--id", ID, "-q",
+                              "--model", model],
+            "predict": ["predict", model, data, "-o", tmp / "pred.parquet", "--id", ID],
+            "train": ["train", SPEC, data, "-o", tmp / "model_big", "--id", ID, "-q", "--config", config]}
+
+
+def bench_stream(sizes: list, big_csv: bool, verbs=None) -> None:
+    with tempfile.TemporaryDirectory(prefix="mteach-stream-") as tmp:
+        tmp = Path(tmp)
+        config = tmp / "mteach.toml"
+        config.write_text(STREAM_CONFIG)
+        print("settings: " + STREAM_CONFIG.replace("\n", " ").strip())
+        model = tmp / "model"
+        run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+        figures = {}
+        for rows in sizes if big_csv != "only" else ():
+            data = replicated_parquet(rows)
+            figures[rows] = {}
+            for verb, argv in _verbs(data, model, tmp, config).items():
+                f = figures[rows][verb] = run_child(argv)
+                base = figures[rows]["apply"]["seconds"]
+                print(f"stream: {rows:>11,} rows  {verb:<14} {f['seconds']:8.1f} s  {rows / f['seconds']:>10,.0f} rows/s  "
+                      f"peak {f['peak_mib']:>7,.0f} MiB  time / apply {f['seconds'] / base:5.2f}  "
+                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        lo, hi = min(sizes), max(sizes)
+        if lo != hi and figures:
+            print(f"peak RSS {hi:,} / {lo:,} rows (goal <= 1.5): " + ", ".join(
+                f"{verb} {figures[hi][verb]['peak_mib'] / figures[lo][verb]['peak_mib']:.2f}" for verb in figures[hi]))
+        if big_csv:
+            bench_big_csv(tmp, model, config, verbs=verbs)
+
+
+def bench_big_csv(tmp: Path, model: Path, config: Path, docs: int = 110_000, chars: int = 21_000,
+                  verbs=None) -> None:
+    """A CSV whose CONTENT column holds over 2 GB: every verb must finish on it."""
+    from _common import train_table
+    base = train_table()
+    texts = np.asarray(base.column(TEXT).to_pylist(), dtype=object)
+    ids = base.column(ID).to_pylist()
+    rng = np.random.default_rng(0)
+    path = tmp / "big.csv"
+    written = 0
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{ID},{TEXT}\n")
+        for i in range(docs):
+            picks = rng.integers(0, len(texts), chars // 90)
+            text = " ".join(texts[picks])[:chars].replace('"', '""').replace("\n", " ")
+            f.write(f'"{ids[i % len(ids)]}#{i}","{text}"\n')
+            written += len(text)
+    size = path.stat().st_size
+    print(f"big CSV: {docs:,} rows, {size / 2**30:.2f} GiB, {written / 2**31:.2f} x 2^31 bytes of text in {TEXT}")
+    try:
+        for verb, argv in _verbs(path, model, tmp, config).items():
+            if verbs and verb not in verbs:
+                continue
+            f = run_child(argv)
+            print(f"big CSV: {verb:<14} {f['seconds']:8.1f} s  peak {f['peak_mib']:>7,.0f} MiB  "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    finally:
+        path.unlink()
+
+
 def main(argv=None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--child":
         child_run(sys.argv[2:])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("train", "longdoc", "predict"))
+    ap.add_argument("what", choices=("train", "longdoc", "predict", "stream"))
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--docs", type=int, default=10_000)
     ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000, 1_000_000])
+    ap.add_argument("--big-csv", action="store_true", help="stream: also a CSV of over 2 GB through every verb")
+    ap.add_argument("--big-csv-only", action="store_true", help="stream: only the CSV of over 2 GB")
+    ap.add_argument("--verbs", nargs="+", help="stream: these verbs only on the big CSV (default: all)")
     args = ap.parse_args(argv)
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
     {"train": lambda: bench_train(args.rows), "longdoc": lambda: bench_longdoc(args.docs),
-     "predict": lambda: bench_predict(args.sizes)}[args.what]()
+     "predict": lambda: bench_predict(args.sizes), "stream": lambda: bench_stream(args.sizes, "only" if args.big_csv_only else args.big_csv, args.verbs)}[args.what]()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

@@ -13,8 +13,8 @@ from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
 from .common import (Loaded, add_data_argument, add_data_options, add_engine_options, add_run_options,
-                     add_spec_data_arguments, dump_json, gold_asked, load, print_table, progress_bar, votes_and_gold,
-                     writes_parts)
+                     add_spec_data_arguments, dump_json, engine_for, gold_asked, gold_request, load, print_table,
+                     progress_bar, votes_and_gold, writes_parts)
 
 
 def register(sub):
@@ -27,7 +27,10 @@ def register(sub):
                                    "out-of-fold predictions from 3-fold cross-fitting) and the blend of the two on "
                                    "covered rows is chosen on those out-of-fold predictions; the report gives "
                                    "temperatures and ECE. Model settings come from mteach.toml (--config), not from "
-                                   "the spec.")
+                                   "the spec. The data is read in two passes and never held whole: the label model "
+                                   "fits on the counts of distinct vote rows, then only the end model's training "
+                                   "rows ([end_model] max_rows caps them), the gold rows and as many rows no rule "
+                                   "covers (a seeded sample) are kept; the report says how many and how chosen.")
     add_spec_data_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     p.add_argument("--config", metavar="mteach.toml",
@@ -76,14 +79,17 @@ def settings_from(args):
 
 def cmd_train(args) -> int:
     from ..engine.end_model import _resolve_device
-    from ..engine.train import save_model, train
+    from ..engine.train import save_model, train_streamed
     settings = settings_from(args)
     _resolve_device(settings.end_model.device)  # a device this machine lacks: said before any work
     loaded = load(args.spec, args.data, args.id_column)
-    batch, gold = votes_and_gold(args, loaded, quiet=args.quiet)
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
-    model, report = train(loaded.spec, batch.table, settings, gold, log=log, votes=batch.votes,
-                          progress=lambda what, total: progress_bar(total, what, not args.quiet))
+    rows = loaded.source.num_rows
+    with progress_bar(rows * 2 if rows is not None else None, "reading the data (2 passes)", not args.quiet) as advance, \
+            engine_for(args) as engine:
+        model, report = train_streamed(loaded.spec, loaded.source, loaded.id_column, settings, gold_request(args),
+                                       engine=engine, read_progress=advance, log=log,
+                                       progress=lambda what, total: progress_bar(total, what, not args.quiet))
     save_model(model, args.output, report, data=loaded.source.path)
     if args.format == "json":
         dump_json(report)
@@ -112,6 +118,8 @@ def print_report(report, folder, out=None):
     used = report["end_model"].get("training_rows")
     if used:
         print(f"end model trained on {used['chosen']}", file=out)
+    if report["end_model"].get("gathered"):
+        print(f"rows kept in memory: {report['end_model']['gathered']}", file=out)
     hist = report["end_model"]["history"]
     if hist:
         first, last = hist[0], hist[-1]

@@ -26,11 +26,17 @@ def register(sub):
                                    "voting rule's log-odds contribution and what decided it. The file's metadata "
                                    "holds the spec hash and git commit, the data's sha256, the rules with their "
                                    "blame, and the label model's parameters. No timestamps: the same spec version, "
-                                   "data and seed give a byte-identical file.")
+                                   "data and seed give a byte-identical file. The data is streamed in two passes "
+                                   "(one with --model): the label model fits on the counts of distinct vote rows, "
+                                   "then each batch's rows are written, so memory is bounded by the batch, not the "
+                                   "file. The label model's kind, prior_strength and max_iter come from "
+                                   "[label_model] in mteach.toml, as for train.")
     add_spec_data_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="LEDGER.parquet")
     add_data_options(p)
     p.add_argument("--seed", type=int, default=0, metavar="N", help="label model seed (default 0)")
+    p.add_argument("--config", metavar="mteach.toml",
+                   help="[label_model] settings (default: ./mteach.toml when present, else built-in defaults)")
     p.add_argument("--model", metavar="MODEL_DIR",
                    help="a model trained with `mteach train` on this spec version: its label model is used as "
                         "trained and its end model decides the rows no rule covers (default: fit the label "
@@ -70,7 +76,8 @@ def register(sub):
 
     p = sub.add_parser("verify", help="re-run the recorded spec version and confirm the ledger",
                        description="Read the spec at the commit the ledger records (its folder, with used files "
-                                   "and lexicons, from git), re-run it on the data and compare with the ledger. "
+                                   "and lexicons, from git), re-run it on the data with the label model the ledger "
+                                   "records (its kind, prior_strength and max_iter) and compare with the ledger. "
                                    "Exit 0 when identical, 1 when anything differs (listed by row and rule).")
     p.add_argument("ledger", metavar="LEDGER")
     add_data_argument(p)
@@ -84,7 +91,8 @@ def register(sub):
     p = sub.add_parser("diff", help="what changed between two git revisions of a spec, and which labels flip",
                        description="Rules added, removed and changed (by content: a rule that only moved is not "
                                    "changed) between two revisions, and the rows whose label flips, counted by "
-                                   "the rule changes responsible, with a sample.")
+                                   "the rule changes responsible, with a sample. Labels come from the label model "
+                                   "of [label_model] in mteach.toml, as for label and train.")
     add_spec_data_arguments(p)
     p.add_argument("--from", dest="rev_from", required=True, metavar="REV")
     p.add_argument("--to", dest="rev_to", default="HEAD", metavar="REV", help="default HEAD")
@@ -92,6 +100,8 @@ def register(sub):
                    help="the data column that identifies a row (default: row numbers from 0)")
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--sample", type=int, default=10, metavar="N", help="flipped rows shown (default 10)")
+    p.add_argument("--config", metavar="mteach.toml",
+                   help="[label_model] settings (default: ./mteach.toml when present, else built-in defaults)")
     add_format_option(p)
     p.set_defaults(run=cmd_diff)
 
@@ -100,16 +110,22 @@ def register(sub):
 def cmd_label(args) -> int:
     if args.threads < 1:
         raise DataError("--threads must be 1 or more")
+    from .learn import settings_from
+    settings = settings_from(args)
     loaded = load(args.spec, args.data, args.id_column)
-    with progress_bar(loaded.source.num_rows, "labelling", not args.quiet) as advance, \
+    rows = loaded.source.num_rows
+    passes = 1 if args.model or writes_parts(args) else 2  # fit on vote counts, then write
+    with progress_bar(rows * passes if rows is not None else None,
+                      "labelling" if passes == 1 else "labelling (2 passes: fit, write)", not args.quiet) as advance, \
             engine_for(args, args.threads) as engine:
         model = None
         if args.model:
             from ..engine.train import load_model
             model = load_model(args.model, args.spec, loaded.source.schema)
         ledger = label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
-                                 gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
-                                 model=model, engine=engine, partitioned=writes_parts(args))
+                            gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
+                            model=model, engine=engine, partitioned=writes_parts(args),
+                            label_model_settings=settings.label_model)
     warning = duplicate_ids_warning(ledger)
     if warning:
         print(warning, file=sys.stderr)
@@ -191,8 +207,9 @@ def cmd_verify(args) -> int:
 
 # -- diff --------------------------------------------------------------------------------
 def cmd_diff(args) -> int:
+    from .learn import settings_from
     d = diff_revisions(args.spec, args.rev_from, args.rev_to, args.data, args.id_column,
-                            seed=args.seed, sample=args.sample)
+                       seed=args.seed, sample=args.sample, label_model_settings=settings_from(args).label_model)
     if args.format == "json":
         dump_json(d, out=sys.stdout)
         return 0

@@ -15,19 +15,20 @@ from .ledger import fit_label_model, rule_content_key
 from .votes import collect_votes
 
 
-def _labels_of(spec: Spec, votes: np.ndarray, seed: int) -> np.ndarray:
-    """Label index per row (-1 where no rule voted), from the label model."""
+def _labels_of(spec: Spec, votes: np.ndarray, seed: int, label_model_settings=None) -> np.ndarray:
+    """Label index per row (-1 where no rule voted), from the label model of ``[label_model]``."""
     covered = (votes != -1).any(axis=1)
     if not covered.any():
         return np.full(len(votes), -1, np.int64)
-    model = fit_label_model(spec, votes, None, seed)
+    model = fit_label_model(spec, votes, None, seed, label_model_settings)
     return np.where(covered, model.predict(votes), -1)
 
 
 def diff_revisions(spec_path, rev_from: str, rev_to: str, data, id_column: Optional[str] = None,
-                   seed: int = 0, sample: int = 10, threads: int = 2) -> dict:
+                   seed: int = 0, sample: int = 10, threads: int = 2, label_model_settings=None) -> dict:
     """Rules added / removed / changed between two git revisions of a spec, and the rows
-    whose label flips, counted by the rule changes responsible."""
+    whose label flips, counted by the rule changes responsible; labels from the label model of
+    ``label_model_settings`` (``[label_model]`` of mteach.toml; None: its defaults)."""
     root, rel = spec_repo_path(spec_path)
     source = open_data(data)
     id_column = resolve_id_column(source, id_column)
@@ -72,7 +73,7 @@ def diff_revisions(spec_path, rev_from: str, rev_to: str, data, id_column: Optio
     col0 = lambda name: v0[:, names0.index(name)] if name in names0 else none
     col1 = lambda name: v1[:, names1.index(name)] if name in names1 else none
     # labels as names so a relabelled spec still compares by meaning
-    lab0, lab1 = _labels_of(s0, v0, seed), _labels_of(s1, v1, seed)
+    lab0, lab1 = (_labels_of(s0, v0, seed, label_model_settings), _labels_of(s1, v1, seed, label_model_settings))
     names_0 = np.array(list(s0.labels) + [""], dtype=object)[lab0]
     names_1 = np.array(list(s1.labels) + [""], dtype=object)[lab1]
     flipped = names_0 != names_1

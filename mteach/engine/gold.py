@@ -37,8 +37,9 @@ def parse_mapping(text: str, labels) -> dict:
     return mapping
 
 
-def _to_indices(values: pa.Array, labels, where: str, mapping: Optional[dict] = None) -> np.ndarray:
-    """Label names (or mapped raw values) → label indices; nulls → -1. Unknown values are errors."""
+def _to_indices(values: pa.Array, labels, where: str, mapping: Optional[dict] = None, first_row: int = 0) -> np.ndarray:
+    """Label names (or mapped raw values) → label indices; nulls → -1. Unknown values are errors
+    (naming the row, counted from ``first_row``: the values may be a batch of the data)."""
     strings = pc.cast(values, pa.string()) if not pa.types.is_string(values.type) else values
     if mapping is not None:
         keys = pa.array(list(mapping), pa.string())
@@ -52,6 +53,7 @@ def _to_indices(values: pa.Array, labels, where: str, mapping: Optional[dict] = 
     if pc.any(bad).as_py():
         row = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
         value = strings[row].as_py()
+        row += first_row
         allowed = list(mapping) if mapping is not None else list(labels)
         raise DataError(f"{where}: row {row + 1} has label {value!r}, which is not "
                         f"{'mapped by --gold-map' if mapping is not None else 'a label of the spec'}"
@@ -60,10 +62,12 @@ def _to_indices(values: pa.Array, labels, where: str, mapping: Optional[dict] = 
     return targets[position].astype(np.int64)
 
 
-def gold_from_column(table: pa.Table, column: str, mapping: dict, labels, where: str) -> np.ndarray:
+def gold_from_column(table: pa.Table, column: str, mapping: dict, labels, where: str, first_row: int = 0) -> np.ndarray:
     if column not in table.column_names:
         raise DataError(f"{where}: no gold column {column!r}{did_you_mean(column, table.column_names)}")
-    return _to_indices(table.column(column).combine_chunks(), labels, f"{where}, column {column}", mapping)
+    col = table.column(column)
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return _to_indices(col, labels, f"{where}, column {column}", mapping, first_row)
 
 
 def read_gold_file(path, labels) -> tuple:

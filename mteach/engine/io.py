@@ -415,6 +415,35 @@ def check_output(target, inputs=(), kind: str = "file", writes=()) -> None:
                                 "damage it — choose another output")
 
 
+# -- columns past 2 GB ---------------------------------------------------------------------------
+# Bytes of text one Arrow string (binary) array can hold: its offsets are int32. A column
+# gathered from many batches may hold more; it is then made large_string (int64 offsets) rather
+# than fail with ArrowCapacityError. A name, so tests can lower it.
+STRING_LIMIT = (1 << 31) - 1
+_LARGE = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary()}
+
+
+def combined(column) -> pa.Array:
+    """One array from a column (an Array or a ChunkedArray): text over ``STRING_LIMIT`` bytes
+    in all becomes large_string (large_binary), so combining never raises ArrowCapacityError."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    if column.type in _LARGE and column.nbytes >= STRING_LIMIT:
+        column = column.cast(_LARGE[column.type])
+    return column.combine_chunks()
+
+
+def large_where_needed(table: pa.Table) -> pa.Table:
+    """``table`` with each string (binary) column holding over ``STRING_LIMIT`` bytes made
+    large_string (large_binary), chunk by chunk (nothing concatenated), so any kernel that
+    combines its chunks (take, filter, combine_chunks) can."""
+    for i, field in enumerate(table.schema):
+        if field.type in _LARGE and table.column(i).nbytes >= STRING_LIMIT:
+            table = table.set_column(i, pa.field(field.name, _LARGE[field.type]),
+                                     table.column(i).cast(_LARGE[field.type]))
+    return table
+
+
 def as_table(data) -> pa.Table:
     """In-memory data as a ``pyarrow.Table``: the one coercion behind the Python API.
 

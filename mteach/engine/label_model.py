@@ -70,7 +70,7 @@ product over the votes (more classes).  Everything is deterministic for a seed.
 from __future__ import annotations
 
 import numbers
-from typing import Protocol, runtime_checkable
+from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -844,22 +844,112 @@ def fit_for_spec(spec, votes, gold=None, kind="mteach", **params):
     ``params`` the kind has no use for are left out (``prior_strength`` means nothing to
     majority vote).  With ``gold`` (-1 = unknown) the model is also calibrated on the gold
     rows (``calibrate``, a temperature).  Raises ``DataError`` saying why when the votes
-    cannot be fitted (e.g. no rule votes anywhere)."""
+    cannot be fitted (e.g. no rule votes anywhere).  ``fit_counted`` does the same from
+    counts accumulated batch by batch."""
+    model = _spec_label_model(spec, kind, params)
+    return _fitted(spec, model, votes, gold, None, None if gold is None else (votes, gold))
+
+class VoteCounts:
+    """Distinct vote rows and how often each occurs, accumulated batch by batch, so the label
+    model fits on data of any length with memory bounded by the distinct patterns.
+
+    ``add(votes, gold)`` per batch (in data order); rows with a gold label are also kept aside
+    as they are (they are few; ``calibrate`` needs them row by row).  ``patterns()`` gives the
+    distinct rows of (votes, gold) in order of first appearance with their counts: what
+    ``LabelModel.fit`` computes from the whole matrix, so fitting on them (``fit_counted``)
+    gives the same model as fitting on every row."""
+
+    def __init__(self, n_rules: int):
+        self.n_rules = n_rules
+        self.rows = 0
+        self._keys = np.zeros((0, n_rules + 1), dtype=np.int16)  # vote row + gold (-1 unknown)
+        self._first = np.zeros(0, dtype=np.int64)                 # row of first appearance
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._gold_votes, self._gold = [], []
+        self.has_gold = False
+
+    def add(self, votes: np.ndarray, gold: Optional[np.ndarray] = None) -> None:
+        votes = np.asarray(votes)
+        n = votes.shape[0]
+        g = np.full(n, -1, dtype=np.int16) if gold is None else np.asarray(gold).astype(np.int16)
+        self.has_gold = self.has_gold or gold is not None
+        if n == 0:
+            return
+        keys = np.empty((n, self.n_rules + 1), dtype=np.int16)
+        keys[:, :-1] = votes
+        keys[:, -1] = g
+        if gold is not None and (g >= 0).any():
+            known = g >= 0
+            self._gold_votes.append(np.asarray(votes[known], dtype=np.int8))
+            self._gold.append(g[known].astype(np.int64))
+        uniq, first, counts = _distinct_rows(keys)
+        self._merge(uniq, first + self.rows, counts)
+        self.rows += n
+
+    def _merge(self, keys, first, counts) -> None:
+        both = np.concatenate([self._keys, keys])
+        uniq, index, inverse = _distinct_rows(both, inverse=True)
+        firsts = np.full(uniq.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(firsts, inverse, np.concatenate([self._first, first]))
+        self._keys, self._first = uniq, firsts
+        self._counts = np.bincount(inverse, weights=np.concatenate([self._counts, counts]),
+                                   minlength=uniq.shape[0]).astype(np.int64)
+
+    def patterns(self) -> tuple:
+        """(votes (p × m int8), gold (p,) with -1 unknown, counts (p,) float64), p distinct rows
+        in order of first appearance."""
+        order = np.argsort(self._first, kind="stable")
+        keys = self._keys[order]
+        return (np.ascontiguousarray(keys[:, :-1], dtype=np.int8), keys[:, -1].astype(np.int64),
+                self._counts[order].astype(np.float64))
+
+    def gold_rows(self) -> tuple:
+        """(votes, gold) of the rows with a gold label, in data order."""
+        if not self._gold:
+            return np.zeros((0, self.n_rules), dtype=np.int8), np.zeros(0, dtype=np.int64)
+        return np.concatenate(self._gold_votes), np.concatenate(self._gold)
+
+
+def _distinct_rows(keys: np.ndarray, inverse: bool = False) -> tuple:
+    """The distinct rows of an int matrix (sorted), the index of each one's first occurrence,
+    and its count (or, with ``inverse``, each row's distinct-row index)."""
+    keys = np.ascontiguousarray(keys)
+    rows = keys.view(np.dtype((np.void, keys.dtype.itemsize * keys.shape[1]))).ravel()
+    _, first, inv, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
+    uniq = keys[first]
+    return (uniq, first, inv.ravel()) if inverse else (uniq, first, counts)
+
+
+def _spec_label_model(spec, kind, params):
     from ..errors import DataError
     if kind not in LABEL_MODELS:
         raise DataError(f"unknown label model kind {kind!r}; use one of {', '.join(LABEL_MODELS)}")
     cls = LABEL_MODELS[kind]
-    if votes.size == 0 or (np.asarray(votes) == -1).all():
-        raise DataError("no rule votes on any row of the data; there is nothing to learn from "
-                        "(`mteach stats` shows each rule's coverage)")
     known = cls().get_params()
     params = {name: value for name, value in params.items() if name in known}
     if "accuracy_prior" in known:
         params["accuracy_prior"] = np.array([np.nan if r.rule.confidence is None else float(r.rule.confidence)
                                              for r in spec.rules])
-    model = cls(n_classes=len(spec.labels), **params)
+    return cls(n_classes=len(spec.labels), **params)
+
+
+def _fitted(spec, model, votes, gold, sample_weight, calibrate_on):
+    from ..errors import DataError
+    if votes.size == 0 or (np.asarray(votes) == -1).all():
+        raise DataError("no rule votes on any row of the data; there is nothing to learn from "
+                        "(`mteach stats` shows each rule's coverage)")
     try:
-        model.fit(votes, gold)
+        model.fit(votes, gold, sample_weight=sample_weight)
     except ValueError as err:
         raise DataError(f"the label model cannot be fitted: {err}") from None
-    return model if gold is None else model.calibrate(votes, gold)
+    return model if calibrate_on is None else model.calibrate(*calibrate_on)
+
+
+def fit_counted(spec, counts: VoteCounts, kind="mteach", **params):
+    """``fit_for_spec`` on counts accumulated over batches (``VoteCounts``): the same model as
+    fitting on all the rows at once, without holding them."""
+    votes, gold, weight = counts.patterns()
+    model = _spec_label_model(spec, kind, params)
+    gold_votes, gold_labels = counts.gold_rows()
+    return _fitted(spec, model, votes, gold if counts.has_gold else None, weight,
+                   (gold_votes, gold_labels) if len(gold_labels) else None)

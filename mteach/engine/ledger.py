@@ -42,11 +42,14 @@ re-running a ledger ``engine.verify``, comparing two spec revisions ``engine.dif
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -63,9 +66,9 @@ from ..errors import DataError, MteachError
 from ..grammar import ast
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
-from .gold import GoldRequest
-from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path
-from .votes import collect_votes
+from .gold import GoldRequest, align_gold, gold_from_column, parse_mapping, read_gold_file
+from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, combined
+from .votes import collect_votes, vote_batches
 
 LEDGER_FORMAT = "mteach-ledger/1"
 META_RUN, META_RULES, META_MODEL, META_HASH = (b"mteach.run", b"mteach.rules", b"mteach.label_model",
@@ -111,45 +114,115 @@ def jsonable(o):
 def rows_sha256(table: pa.Table) -> str:
     """sha256 of the ledger's row content, canonical: independent of chunking, buffer layout
     and the Parquet round trip (each column: name, type, validity, lengths and values)."""
-    h = hashlib.sha256()
-    h.update(str(table.num_rows).encode() + b"\0")
-    for name in table.column_names:
-        h.update(name.encode("utf-8") + b"\0")
-        _hash_array(h, table.column(name).combine_chunks())
-    return h.hexdigest()
+    digest = RowsHash(table.schema, spool=io.BytesIO)
+    digest.add(table)
+    return digest.hexdigest()
 
 
-def _hash_array(h, arr: pa.Array):
-    t = arr.type
-    kind = ("list" if pa.types.is_list(t) or pa.types.is_large_list(t) else
-            "struct<" + ",".join(t.field(i).name for i in range(t.num_fields)) + ">" if pa.types.is_struct(t)
-            else str(t))
-    h.update(kind.encode() + b"\0" + str(len(arr)).encode() + b"\0")
-    valid = pc.is_valid(arr).to_numpy(zero_copy_only=False)
-    h.update(np.packbits(valid).tobytes())
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-        h.update(lengths.tobytes())
-        _hash_array(h, arr.flatten())
-    elif pa.types.is_struct(t):
-        for i in range(t.num_fields):
-            _hash_array(h, pc.struct_field(arr, [i]))
-    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        filled = pc.fill_null(arr, "" if "string" in str(t) else b"").cast(pa.large_binary())
-        filled = pa.concat_arrays([filled]) if filled.offset else filled
-        offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[: len(filled) + 1]
-        h.update(np.diff(offsets).tobytes())
-        h.update(filled.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]] if len(filled) else b"")
-    elif pa.types.is_dictionary(t):
-        _hash_array(h, arr.dictionary_decode())
-    else:
-        values = pc.fill_null(arr, pa.scalar(0, t) if not pa.types.is_boolean(t) else False)
-        h.update(values.to_numpy(zero_copy_only=False).tobytes())
+class RowsHash:
+    """``rows_sha256`` of a table given batch by batch: the hash reads each column whole
+    (validity, then lengths, then values, node by node), so each part of each column is
+    gathered in its own spool (``spool()``: a file-like object; temporary files when
+    streaming) and fed to sha256 in that order at the end."""
+
+    def __init__(self, schema: pa.Schema, spool=tempfile.TemporaryFile):
+        self.names = schema.names
+        self.columns = [_HashNode(f.type, spool) for f in schema]
+        self.rows = 0
+
+    def add(self, batch) -> None:
+        self.rows += batch.num_rows
+        for node, name in zip(self.columns, self.names):
+            col = batch.column(name)
+            for chunk in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):  # never combined
+                node.add(chunk)
+
+    def hexdigest(self, leave_out=()) -> str:
+        """The digest of the columns given, less those named in ``leave_out``."""
+        h = hashlib.sha256()
+        h.update(str(self.rows).encode() + b"\0")
+        for name, node in zip(self.names, self.columns):
+            if name in leave_out:
+                continue
+            h.update(name.encode("utf-8") + b"\0")
+            node.feed(h)
+        return h.hexdigest()
+
+    def close(self) -> None:
+        for node in self.columns:
+            node.close()
+
+
+class _HashNode:
+    """One array node of a column: its length, validity bits, lengths (lists, strings) and
+    values (strings, fixed-width), and its children (list, struct, dictionary)."""
+
+    def __init__(self, t: pa.DataType, spool):
+        self.type, self.n, self.carry = t, 0, np.zeros(0, dtype=bool)
+        self.is_list = pa.types.is_list(t) or pa.types.is_large_list(t)
+        self.is_string = (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                          or pa.types.is_large_binary(t))
+        self.kind = ("list" if self.is_list else
+                     "struct<" + ",".join(t.field(i).name for i in range(t.num_fields)) + ">"
+                     if pa.types.is_struct(t) else str(t))
+        self.children = ([_HashNode(t.value_type, spool)] if self.is_list else
+                         [_HashNode(t.field(i).type, spool) for i in range(t.num_fields)] if pa.types.is_struct(t)
+                         else [_HashNode(t.value_type, spool)] if pa.types.is_dictionary(t) else [])
+        self.valid, self.lengths, self.values = spool(), spool(), spool()
+
+    def add(self, arr: pa.Array) -> None:
+        t = self.type
+        self.n += len(arr)
+        valid = np.concatenate([self.carry, pc.is_valid(arr).to_numpy(zero_copy_only=False)])
+        whole = len(valid) - len(valid) % 8  # bits packed across batches as over one array
+        self.valid.write(np.packbits(valid[:whole]).tobytes())
+        self.carry = valid[whole:]
+        if self.is_list:
+            lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            self.lengths.write(lengths.tobytes())
+            self.children[0].add(arr.flatten())
+        elif pa.types.is_struct(t):
+            for i, child in enumerate(self.children):
+                child.add(pc.struct_field(arr, [i]))
+        elif self.is_string:
+            filled = pc.fill_null(arr, "" if "string" in str(t) else b"").cast(pa.large_binary())
+            filled = pa.concat_arrays([filled]) if filled.offset else filled
+            offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[: len(filled) + 1]
+            self.lengths.write(np.diff(offsets).tobytes())
+            if len(filled) and offsets[-1] > offsets[0]:
+                self.values.write(memoryview(filled.buffers()[2])[offsets[0]:offsets[-1]])
+        elif pa.types.is_dictionary(t):
+            self.children[0].add(arr.dictionary_decode())
+        else:
+            values = pc.fill_null(arr, pa.scalar(0, t) if not pa.types.is_boolean(t) else False)
+            self.values.write(values.to_numpy(zero_copy_only=False).tobytes())
+
+    def feed(self, h) -> None:
+        h.update(self.kind.encode() + b"\0" + str(self.n).encode() + b"\0")
+        for spool in (self.valid, self.lengths, self.values):
+            if spool is self.valid:
+                spool.write(np.packbits(self.carry).tobytes())
+                self.carry = np.zeros(0, dtype=bool)
+            spool.seek(0)
+            for block in iter(lambda: spool.read(1 << 20), b""):
+                h.update(block)
+        for child in self.children:
+            child.feed(h)
+
+    def close(self) -> None:
+        for spool in (self.valid, self.lengths, self.values):
+            spool.close()
+        for child in self.children:
+            child.close()
 
 
 def ledger_sha256(table: pa.Table, run: str, rules: str, model: str) -> str:
+    return _ledger_digest(rows_sha256(table), run, rules, model)
+
+
+def _ledger_digest(rows_digest: str, run: str, rules: str, model: str) -> str:
     h = hashlib.sha256()
-    for part in (rows_sha256(table), run, rules, model):
+    for part in (rows_digest, run, rules, model):
         h.update(part.encode("utf-8") + b"\0")
     return h.hexdigest()
 
@@ -162,6 +235,17 @@ class Ledger:
     rules: list            # of dicts (one per rule, spec order)
     model: dict            # baseline, weights, accuracy, class_balance, ...
     path: Optional[Path] = None
+    # a ledger label_data streamed to ``path``: its rows are read back when ``table`` is first used;
+    # rows per label and its repeated ids (``repeated_ids``) were counted while writing
+    counts: Optional[dict] = None
+    repeated: Optional[tuple] = None
+    streamed: bool = False
+
+    def __getattr__(self, name):
+        if name == "table" and self.__dict__.get("streamed"):
+            self.table = read_ledger(self.path, check=False).table
+            return self.table
+        raise AttributeError(name)
 
     @property
     def labels(self) -> list:
@@ -186,9 +270,19 @@ class Ledger:
         return out
 
 
-def fit_label_model(spec: Spec, votes: np.ndarray, gold: Optional[np.ndarray], seed: int):
+def label_model_params(settings=None, seed: int = 0) -> dict:
+    """``fit_for_spec``'s kind and parameters: ``[label_model]`` of mteach.toml
+    (``settings.LabelModelSettings``; None: the label model's own defaults) and the seed."""
+    if settings is None:
+        return {"seed": seed}
+    return {"kind": settings.kind, "prior_strength": settings.prior_strength, "max_iter": settings.max_iter,
+            "seed": seed}
+
+
+def fit_label_model(spec: Spec, votes: np.ndarray, gold: Optional[np.ndarray], seed: int, settings=None):
+    """The label model of ``[label_model]`` (``settings``; None: defaults) fitted on all rows' votes."""
     from .label_model import fit_for_spec  # scikit-learn is slow to import; only verbs that fit pay for it
-    return fit_for_spec(spec, votes, gold, seed=seed)
+    return fit_for_spec(spec, votes, gold, **label_model_params(settings, seed))
 
 
 def _list_column(offsets: np.ndarray, children: dict, typ: pa.DataType) -> pa.Array:
@@ -225,10 +319,10 @@ def row_fields(spec: Spec, table: pa.Table) -> pa.StructArray:
     for name, f in spec.fields.items():
         if f.column not in table.column_names:
             continue
-        col = table.column(f.column)
-        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        col = combined(table.column(f.column))  # large_string past 2 GB of text
         kind = spec.field_kinds.get(name)
-        target = pa.float64() if kind == "number" else pa.bool_() if kind == "boolean" else pa.string()
+        text = pa.large_string() if pa.types.is_large_string(col.type) else pa.string()
+        target = pa.float64() if kind == "number" else pa.bool_() if kind == "boolean" else text
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
         try:
@@ -251,8 +345,10 @@ def spec_relative(spec: Spec, path) -> str:
 
 def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
                  seed: int = 0, run_facts: Optional[dict] = None, model_output: Optional[ModelOutput] = None,
-                 git: bool = True, fields: Optional[pa.StructArray] = None) -> Ledger:
-    """Fit the label model on ``votes`` and build the ledger (no per-row Python).
+                 git: bool = True, fields: Optional[pa.StructArray] = None,
+                 label_model_settings=None) -> Ledger:
+    """Fit the label model on ``votes`` and build the ledger in memory (no per-row Python);
+    ``label_data`` streams the same rows and facts to a file.
 
     ``gold``: label index per row (-1 unknown) — sharpens the label model and is kept in a
     ``gold`` column. ``model_output``: a trained model's say — its label model is used as
@@ -260,10 +356,51 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     with their top features; without it they get "none"), and with ``blend`` > 0 joins the
     covered rows, its share of the log-odds kept per row in ``end_model_contribution`` so
     the decomposition stays exact. ``fields``: the rows' field values (``row_fields``), kept
-    in a ``fields`` column for the audit page.
+    in a ``fields`` column for the audit page. ``label_model_settings``: ``[label_model]`` of
+    mteach.toml (``settings.LabelModelSettings``; None: its defaults).
     """
     out = model_output
-    label_model = out.label_model if out is not None else None
+    votes = np.ascontiguousarray(votes, dtype=np.int8)
+    if out is not None and out.label_model is not None:
+        model = out.label_model
+    else:
+        model = fit_label_model(spec, votes, gold, seed, label_model_settings)
+    table = ledger_rows(spec, model, ids, votes, gold=gold, model_output=out, fields=fields)
+    voted = votes != -1
+    facts = LedgerFacts(rows=votes.shape[0], covered=int(voted.any(axis=1).sum()), vote_counts=voted.sum(axis=0),
+                        gold_rows=None if gold is None else int((gold >= 0).sum()))
+    blend = None if out is None else out.blend if out.proba is not None else 0.0
+    run, rules, params = ledger_metadata(spec, model, facts, seed=seed, run_facts=run_facts, blend=blend, git=git)
+    return Ledger(table, run, rules, params)
+
+
+@dataclass
+class LedgerFacts:
+    """What the ledger's metadata counts over all rows (summed batch by batch when streaming)."""
+    rows: int = 0
+    covered: int = 0
+    vote_counts: Optional[np.ndarray] = None   # per rule: rows it voted on
+    gold_rows: Optional[int] = None            # rows with a gold label; None: no gold asked for
+
+    def add(self, votes: np.ndarray, gold: Optional[np.ndarray]) -> None:
+        voted = votes != -1
+        self.rows += votes.shape[0]
+        self.covered += int(voted.any(axis=1).sum())
+        counts = voted.sum(axis=0)
+        self.vote_counts = counts if self.vote_counts is None else self.vote_counts + counts
+        if gold is not None:
+            self.gold_rows = (self.gold_rows or 0) + int((gold >= 0).sum())
+
+
+def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
+                model_output: Optional[ModelOutput] = None, fields: Optional[pa.StructArray] = None,
+                features_column: bool = False) -> pa.Table:
+    """The ledger's rows for ``votes`` under a fitted label model (a batch, or all rows): each
+    row depends only on its own votes, end-model output and gold, so batches concatenate to
+    the rows of the whole table. ``features_column``: an ``end_model_features`` column even
+    when no row here is the end model's (empty lists; every batch of a stream has the same
+    columns)."""
+    out = model_output
     end_model_proba = out.proba if out is not None else None
     blend = out.blend if out is not None else 0.0
     votes = np.ascontiguousarray(votes, dtype=np.int8)
@@ -271,7 +408,6 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     labels = list(spec.labels)
     k = len(labels)
     names = spec.rule_names
-    model = label_model if label_model is not None else fit_label_model(spec, votes, gold, seed)
     proba = model.predict_proba(votes)
     em_term = None
     if end_model_proba is not None and blend > 0:
@@ -285,7 +421,6 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
         # same convention as the rules' contributions: toward the label, minus the mean of the others
         chosen = log_em[np.arange(n), predicted]
         em_term = chosen - (log_em.sum(axis=1) - chosen) / max(k - 1, 1)
-
     voted = votes != -1
     covered = voted.any(axis=1)
     offsets = np.zeros(n + 1, dtype=np.int64)
@@ -334,6 +469,8 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
                                                       mask=~covered)
     if gold is not None:
         cols_out["gold"] = label_names.take(pa.array(np.where(gold >= 0, gold, k)))
+    if features_col is None and features_column:
+        features_col = pa.array([[]] * n, FEATURE_TYPE)
     if features_col is not None:
         cols_out["end_model_features"] = features_col
     if fields is not None:
@@ -341,17 +478,24 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     if isinstance(cols_out["id"], pa.ChunkedArray):
         cols_out["id"] = cols_out["id"].combine_chunks()
     table = pa.table(cols_out)
+    return table
 
+
+def ledger_metadata(spec: Spec, model, facts: LedgerFacts, *, seed: int = 0, run_facts: Optional[dict] = None,
+                    blend: Optional[float] = None, git: bool = True) -> tuple:
+    """The ledger's metadata entries (run, rules, label model), from the counts of ``facts``;
+    ``blend``: the end model's blend when a trained model's end model had its say, else None."""
+    labels = list(spec.labels)
+    names = spec.rule_names
     git_facts = spec_git_facts(spec) if git else {"state": UNAVAILABLE, "commit": None, "path_in_repo": None}
     run = {"format": LEDGER_FORMAT, "mteach_version": __version__, "spec": spec_relative(spec, spec.path),
            "spec_hash": spec.content_hash, "spec_files": list(spec.files), "concept": spec.concept.name,
-           "labels": labels, "git": git_facts, "rows": n, "covered": int(covered.sum()),
+           "labels": labels, "git": git_facts, "rows": facts.rows, "covered": facts.covered,
            "settings": {"seed": int(seed), "label_model": {"class": type(model).__name__,
                                                            "params": jsonable(model.get_params())},
-                        "gold": None if gold is None else {"rows": int((gold >= 0).sum())},
-                        "end_model": out is not None, "blend": float(blend) if em_term is not None else 0.0},
+                        "gold": None if facts.gold_rows is None else {"rows": facts.gold_rows},
+                        "end_model": blend is not None, "blend": float(blend) if blend else 0.0},
            **(run_facts or {})}
-
     rt = rules_table(spec).to_pylist()
     spans = [(r.rule.span.line, max(r.rule.span.end_line, r.rule.span.line)) for r in spec.rules]
     blames = blame_lines(spec.path, spans) if git and spec.rules else [None] * len(spec.rules)
@@ -360,7 +504,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
                     for name, d in spec.defines.items() if any(name in u for u in uses)}
     define_blames = dict(zip(define_spans, blame_spans(list(define_spans.values())) if git
                              else [None] * len(define_spans)))
-    vote_counts = voted.sum(axis=0)
+    vote_counts = facts.vote_counts if facts.vote_counts is not None else np.zeros(len(names), np.int64)
     # the share of each rule's votes the label model believes right, with its 95% interval
     est_accuracy = getattr(model, "vote_accuracy_", model.accuracy_)
     est_interval = getattr(model, "vote_accuracy_interval_", None)
@@ -378,7 +522,7 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
               "class_balance": getattr(model, "class_balance_", None),
               "temperature": getattr(model, "temperature_", None),  # != 1: calibrated on gold rows
               "n_iter": getattr(model, "n_iter_", None), "converged": getattr(model, "converged_", None)}
-    return Ledger(table, jsonable(run), jsonable(rt), jsonable(params))
+    return jsonable(run), jsonable(rt), jsonable(params)
 
 
 def defines_used(spec: Spec, rule) -> list:
@@ -420,23 +564,35 @@ def write_ledger(ledger: Ledger, output, part_rows: Optional[list] = None) -> Pa
         ledger.path = Path(output)
         return Path(output)
     with atomic_path(output) as tmp:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=False)
+        pq.write_table(table, tmp, compression="zstd", write_statistics=False, row_group_size=LEDGER_ROW_GROUP)
     ledger.path = Path(output)
     return Path(output)
 
 
+# Rows per Parquet row group of a ledger: pyarrow's default for ``write_table``, so a streamed
+# ledger is byte-identical to one written from a table in memory.
+LEDGER_ROW_GROUP = 1 << 20
+
+
 def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Optional[GoldRequest] = None,
                seed: int = 0, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress=None,
-               model=None, engine=None, partitioned: bool = False) -> Ledger:
+               model=None, engine=None, partitioned: bool = False, label_model_settings=None) -> Ledger:
     """Apply ``spec`` (a ``Spec`` or a path) to ``data`` (a ``DataSource`` or a path), fit the
-    label model and write the ledger to ``output``; the data is read once.
+    label model and write the ledger to ``output``, streaming: a first pass counts the
+    distinct vote rows (``label_model.VoteCounts``) and fits the label model on them, a
+    second builds each batch's ledger rows and writes them; memory is bounded by the batch
+    (and a Parquet row group of ``LEDGER_ROW_GROUP`` rows), not the data. The file is the
+    same, byte for byte, as ``build_ledger`` + ``write_ledger`` on all rows at once.
 
     ``gold``: where gold labels come from (``engine.gold.GoldRequest``).
     ``model``: a trained model (``mteach.engine.train.TrainedModel``) of the same spec: its
-    label model is used as trained, its end model decides the rows no rule covers (with
-    their top features) and joins covered rows with the model's blend.
+    label model is used as trained (one pass), its end model decides the rows no rule
+    covers (with their top features) and joins covered rows with the model's blend.
     ``engine``: who computes the votes (``engine.votes``); ``partitioned``: write the ledger
-    as a folder with a part per batch the engine yielded and a manifest (``engine.datasets``).
+    as a folder with a part per batch the engine yielded and a manifest (``engine.datasets``;
+    gathered in memory). ``label_model_settings``: ``[label_model]`` of mteach.toml.
+    ``progress(rows)`` is called for the rows of each batch of each pass (two without ``model``).
+    The returned ledger reads its rows back from ``output`` only when ``table`` is used.
     """
     from .datasets import open_source, source_fingerprint
     source = data if isinstance(data, DataSource) else open_source(data)
@@ -445,6 +601,120 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     id_column = resolve_id_column(source, id_column)
     gold = gold or GoldRequest()
     gold.check(source.schema, id_column, source.path)
+    facts = {"data": spec_relative(spec, source.path), "data_sha256": source_fingerprint(source),
+             "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
+                                                    os.path.realpath(source.path.parent))).as_posix(),
+             "id_column": id_column or ROW_NUMBER}
+    if model is not None:
+        facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings,
+                          **(model.provenance or {})}
+    if partitioned:
+        return _label_in_memory(spec, source, output, id_column, gold, seed, batch_rows, threads, progress, model,
+                                engine, facts, label_model_settings)
+    gold_of = batch_gold(gold, spec.labels, source.path, id_column)
+
+    def passes():
+        return vote_batches(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
+                            progress=progress, engine=engine)
+    if model is None:
+        from .label_model import VoteCounts, fit_counted  # scikit-learn is slow to import
+        counts = VoteCounts(len(spec.rules))
+        for batch in passes():
+            counts.add(batch.votes, gold_of(batch))
+        if counts.rows == 0:
+            raise DataError(f"{source.path}: the file has a header but no rows")
+        gold_of.check(counts.gold_rows()[1].shape[0] if counts.has_gold else None)
+        label_model = fit_counted(spec, counts, **label_model_params(label_model_settings, seed))
+    else:
+        label_model = model.label_model
+    return _write_streamed(spec, label_model, passes(), gold_of, output, model, seed, facts)
+
+
+def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, run_facts) -> Ledger:
+    """The second pass: each batch's ledger rows spooled to a Parquet file beside ``output``
+    and hashed; then the metadata (which holds the hash) and the rows rewritten into ``output``."""
+    from .io import _temporary_name
+    output = Path(output)
+    counted, labels_seen = LedgerFacts(), {}
+    # the end model's top features: a column when it decides any row, known only at the end
+    features = model is not None and not model.uncovered_by_rules
+    digest, spool, writer, ids = None, _temporary_name(output), None, RepeatedIds()
+    try:
+        for batch in batches:
+            gold = gold_of(batch)
+            out = model_output(model, batch.table, batch.votes) if model is not None else None
+            rows = ledger_rows(spec, label_model, batch.ids, batch.votes, gold=gold, model_output=out,
+                               fields=row_fields(spec, batch.table), features_column=features)
+            if writer is None:
+                digest = RowsHash(rows.schema)
+                writer = pq.ParquetWriter(spool, rows.schema, compression="lz4")
+            writer.write_table(rows)
+            digest.add(rows)
+            counted.add(batch.votes, gold)
+            ids.add(rows.column("id"))
+            for entry in pc.value_counts(rows.column("label")).to_pylist():
+                labels_seen[entry["values"]] = labels_seen.get(entry["values"], 0) + entry["counts"]
+        if writer is None:
+            raise DataError(f"{gold_of.path}: the file has a header but no rows")
+        writer.close()
+        if model is not None:
+            gold_of.check(counted.gold_rows)
+        run, rules, params = (canonical_json(x) for x in ledger_metadata(
+            spec, label_model, counted, seed=seed, run_facts=run_facts,
+            blend=None if model is None else model.blend))
+        drop = ["end_model_features"] if features and counted.covered == counted.rows else []
+        meta = {META_RUN: run, META_RULES: rules, META_MODEL: params,
+                META_HASH: _ledger_digest(digest.hexdigest(drop), run, rules, params)}
+        with atomic_path(output) as tmp:
+            _rewrite(spool, tmp, meta, drop)
+        ledger = Ledger(None, json.loads(run), json.loads(rules), json.loads(params), output,
+                        counts=labels_seen, repeated=ids.repeated(spool), streamed=True)
+        del ledger.table  # read back from ``output`` when asked for (Ledger.__getattr__)
+        return ledger
+    finally:
+        if writer is not None:
+            writer.close()
+        if digest is not None:
+            digest.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(spool)
+def _rewrite(spool: Path, target, meta: dict, drop=()) -> None:
+    """The spooled rows (less the columns in ``drop``) written to ``target`` with ``meta`` as
+    schema metadata, in row groups of ``LEDGER_ROW_GROUP`` rows: the bytes ``write_ledger``
+    writes. Each group is made of chunks of ``DEFAULT_BATCH_ROWS`` rows (a multiple of the
+    Parquet writer's 1,024-row steps, so its pages fall where one whole array's would), so no
+    column is ever combined past a chunk."""
+    source = pq.ParquetFile(spool)
+    columns = [name for name in source.schema_arrow.names if name not in drop]
+    kept = pa.schema([source.schema_arrow.field(name) for name in columns])
+    with pq.ParquetWriter(target, kept.with_metadata(meta), compression="zstd", write_statistics=False) as writer:
+        pieces, chunks, rows = [], [], 0
+        step = min(DEFAULT_BATCH_ROWS, LEDGER_ROW_GROUP)
+
+        def flush_chunk(size):
+            nonlocal pieces
+            table = pa.Table.from_batches(pieces, schema=kept)
+            chunks.extend(table.slice(0, size).combine_chunks().to_batches())
+            pieces = table.slice(size).to_batches()
+
+        for batch in source.iter_batches(batch_size=DEFAULT_BATCH_ROWS, columns=columns):
+            pieces.append(batch)
+            rows += batch.num_rows
+            while rows >= step:
+                flush_chunk(step)
+                rows -= step
+                if sum(c.num_rows for c in chunks) >= LEDGER_ROW_GROUP:
+                    writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
+                    chunks = []
+        if rows:
+            flush_chunk(rows)
+        if chunks:
+            writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
+
+
+def _label_in_memory(spec, source, output, id_column, gold, seed, batch_rows, threads, progress, model, engine,
+                     facts, label_model_settings) -> Ledger:
+    """A partitioned ledger (a part per batch the engine yields): all rows gathered, then written."""
     part_rows = []
 
     def counted(rows):
@@ -454,19 +724,97 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     batch = collect_votes(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
                           progress=counted, engine=engine)
     gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, id_column)
-    facts = {"data": spec_relative(spec, source.path), "data_sha256": source_fingerprint(source),
-             "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
-                                                    os.path.realpath(source.path.parent))).as_posix(),
-             "id_column": id_column or ROW_NUMBER}
-    output_of_model = None
-    if model is not None:
-        output_of_model = model_output(model, batch.table, batch.votes)
-        facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings,
-                          **(model.provenance or {})}
+    output_of_model = model_output(model, batch.table, batch.votes) if model is not None else None
     ledger = build_ledger(spec, batch.ids, batch.votes, gold=gold_index, seed=seed, run_facts=facts,
-                          model_output=output_of_model, fields=row_fields(spec, batch.table))
-    write_ledger(ledger, output, part_rows if partitioned else None)
+                          model_output=output_of_model, fields=row_fields(spec, batch.table),
+                          label_model_settings=label_model_settings)
+    write_ledger(ledger, output, part_rows)
     return ledger
+
+
+class batch_gold:
+    """Each batch's gold label indices (-1 unknown; None when no gold was asked for), as
+    ``GoldRequest.resolve`` gives them for all rows: a gold file is read once and matched by
+    id batch by batch; a column's row numbers in errors count from the start of the data."""
+
+    def __init__(self, gold: GoldRequest, labels, path, id_column):
+        self.request, self.labels, self.path, self.id_column = gold, list(labels), path, id_column
+        self.file = read_gold_file(gold.file, self.labels) if gold.file else None
+        self.mapping = (parse_mapping(gold.mapping, self.labels) if gold.mapping else
+                        {lab: lab for lab in self.labels}) if gold.column else None
+        self.offset = 0
+
+    def __call__(self, batch) -> Optional[np.ndarray]:
+        offset, self.offset = self.offset, self.offset + batch.num_rows
+        if self.file is not None:
+            return align_gold(batch.ids, *self.file)
+        if self.mapping is not None:
+            return gold_from_column(batch.table, self.request.column, self.mapping, self.labels, str(self.path),
+                                    first_row=offset)
+        return None
+
+    def check(self, known_rows: Optional[int]) -> None:
+        """After all rows: a gold file none of whose ids is in the data is an error."""
+        if self.file is not None and not known_rows:
+            raise DataError(f"{self.request.file}: none of its ids is in {self.path} (column {self.id_column})")
+
+
+class RepeatedIds:
+    """Which ids repeat, found batch by batch: a 64-bit hash per row is spooled to a temporary
+    file (8 bytes a row), read back as one array and sorted in place at the end; only the
+    ids whose hash repeats are read back from the written ledger and counted exactly, so a
+    hash collision costs a read, never a false warning."""
+
+    def __init__(self):
+        self.spool = tempfile.TemporaryFile()
+
+    def add(self, ids) -> None:
+        self.spool.write(id_hashes(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids).tobytes())
+
+    def repeated(self, ledger_file) -> Optional[tuple]:
+        """(rows repeating an earlier row's id, ids repeated, the first such id, its rows) or None."""
+        self.spool.seek(0)
+        hashes = np.fromfile(self.spool, dtype=np.uint64)
+        self.spool.close()
+        hashes.sort()
+        suspects = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+        del hashes
+        if not len(suspects):
+            return None
+        kept = []
+        for batch in pq.ParquetFile(ledger_file).iter_batches(columns=["id"]):
+            ids = batch.column(0)
+            kept.append(ids.filter(pa.array(np.isin(id_hashes(ids), suspects))))
+        return repeated_ids(pa.concat_arrays(kept))
+
+
+def id_hashes(ids: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each id's text (integers: the value itself), vectorized."""
+    if pa.types.is_integer(ids.type):
+        return pc.fill_null(ids.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).view(np.uint64)
+    text = pc.fill_null(pc.cast(ids, pa.large_string()), "").cast(pa.large_binary())
+    text = pa.concat_arrays([text]) if text.offset else text
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[: len(text) + 1]
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None else np.zeros(0, np.uint8)
+    data = data[offsets[0]:offsets[-1]].astype(np.uint64)
+    starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
+    with np.errstate(over="ignore"):
+        # sum of byte_i * P^i over the whole buffer, per id, then shifted to start at P^0
+        power = np.cumprod(np.full(len(data), _P, dtype=np.uint64)) if len(data) else np.zeros(0, np.uint64)
+        power = np.concatenate([np.ones(1, np.uint64), power[:-1]]) if len(data) else power
+        prefix = np.concatenate([np.zeros(1, np.uint64), np.cumsum(data * power, dtype=np.uint64)])
+        sums = prefix[starts + lengths] - prefix[starts]
+        inverse = np.cumprod(np.full(len(data) + 1, _P_INVERSE, dtype=np.uint64))
+        inverse = np.concatenate([np.ones(1, np.uint64), inverse[:-1]])
+        h = sums * inverse[starts] + lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(33)  # a finaliser (murmur3's) spreads the bits
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+    return h
+
+
+_P = np.uint64(0x100000001B3)                      # odd: invertible modulo 2^64
+_P_INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
 
 
 # What explain, verify, diff and the audit read without checking: a ledger lacking one is refused.
@@ -536,24 +884,35 @@ def read_ledger(path, check: bool = True) -> Ledger:
     return ledger
 
 
-def duplicate_ids_warning(ledger: Ledger) -> Optional[str]:
-    """A one-line warning when the ledger's ids repeat (the data's id column is not unique):
-    how many rows repeat an id, an example, and what ``explain`` does with it; else None."""
-    ids = pc.cast(ledger.table.column("id"), pa.string()).combine_chunks()
+def repeated_ids(ids: pa.Array) -> Optional[tuple]:
+    """(rows repeating an earlier row's id, ids repeated, the first repeated id in data order,
+    its rows) of an id column, or None when every id is unique."""
+    ids = pc.cast(ids, pa.string())
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
     counts = pc.value_counts(ids.filter(pc.is_valid(ids)))  # in order of first appearance
     repeated = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(repeated) == 0:
         return None
     extra = int(pc.sum(repeated.field("counts")).as_py()) - len(repeated)
-    example, times = repeated[0]["values"].as_py(), repeated[0]["counts"].as_py()
-    return (f"warning: {ledger.path}: {extra:,} rows repeat an id of an earlier row ({len(repeated):,} ids, e.g. "
+    return extra, len(repeated), repeated[0]["values"].as_py(), repeated[0]["counts"].as_py()
+
+
+def duplicate_ids_warning(ledger: Ledger) -> Optional[str]:
+    """A one-line warning when the ledger's ids repeat (the data's id column is not unique):
+    how many rows repeat an id, an example, and what ``explain`` does with it; else None."""
+    found = ledger.repeated if ledger.streamed else repeated_ids(ledger.table.column("id"))
+    if found is None:
+        return None
+    extra, n_ids, example, times = found
+    return (f"warning: {ledger.path}: {extra:,} rows repeat an id of an earlier row ({n_ids:,} ids, e.g. "
             f"{example!r} on {times} rows); every row is labelled, but `mteach explain --id {example}` shows "
             f"only the first row with that id — give --id a column whose values are unique")
 
 
 def label_counts(ledger: Ledger) -> dict:
     """Rows per label (spec order), then "no label" for rows nothing decided."""
-    counts = {v["values"]: v["counts"] for v in pc.value_counts(ledger.table.column("label")).to_pylist()}
+    counts = ledger.counts if ledger.streamed else {
+        v["values"]: v["counts"] for v in pc.value_counts(ledger.table.column("label")).to_pylist()}
     out = {lab: int(counts.get(lab, 0)) for lab in ledger.labels}
     if counts.get(None):
         out["no label"] = int(counts[None])

@@ -199,7 +199,8 @@ def _no_progress(description: str, total: int):
 
 def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.ndarray] = None,
           log=lambda msg: None, votes: Optional[np.ndarray] = None, hint_effects: bool = True,
-          progress=_no_progress) -> tuple:
+          progress=_no_progress, label_model: Optional[LabelModelProtocol] = None,
+          sampled: Optional[dict] = None) -> tuple:
     """Fit both models on ``table``. Returns (TrainedModel, report dict).
 
     ``votes``: the rules' votes on ``table`` when the caller has them (``engine.votes``
@@ -207,7 +208,10 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     ``hint_effects``: also train the end model once without each hint (the report's
     per-hint effect); the studio, which compares with its previous run, skips it.
     ``progress(description, total)``: a context manager yielding ``advance(n)``, for a
-    progress bar over the end model's epochs (``cli.common.progress_bar``)."""
+    progress bar over the end model's epochs (``cli.common.progress_bar``).
+    ``label_model``: one already fitted (on all rows' vote counts, ``train_streamed``);
+    ``sampled``: when ``table`` holds only the rows ``train_streamed`` gathered, what the
+    report says of all rows (rows, covered, training_rows, gathered)."""
     k = len(spec.labels)
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
@@ -227,14 +231,16 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
         raise DataError(f"only {int(covered.sum())} rows are covered by a rule; too few to train on "
                         f"(at least {max(MIN_COVERED_ROWS, 2 * k)}): add rules or data")
 
-    log("fitting the label model")
-    lm_settings = settings.label_model
-    label_model = fit_for_spec(spec, votes, gold, kind=lm_settings.kind, prior_strength=lm_settings.prior_strength,
-                               max_iter=lm_settings.max_iter, seed=lm_settings.seed)
+    if label_model is None:
+        log("fitting the label model")
+        label_model = fit_for_spec(spec, votes, gold, **label_model_params(settings))
     soft = label_model.predict_proba(votes)
 
     gold_covered = None if gold is None else (gold != -1) & covered
-    rows, rows_note = training_rows(covered, gold_covered, settings.end_model.max_rows, settings.end_model.seed)
+    if sampled is None:
+        rows, rows_note = training_rows(covered, gold_covered, settings.end_model.max_rows, settings.end_model.seed)
+    else:  # the gathered rows: the chosen training rows, gold rows and a sample of the rows no rule covers
+        rows, rows_note = np.flatnonzero(covered), sampled["training_rows"]
     log("building features")
     text_fields = spec.text_fields
     if not text_fields and not numeric_features(spec):
@@ -297,6 +303,10 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     report["calibration"] = _calibration_report(label_model, soft, em_heldout, end_t, gold)
     report["end_model"]["training_rows"] = {"rows": int(rows.shape[0]), "covered": int(covered.sum()),
                                             "chosen": rows_note}
+    if sampled is not None:
+        report.update(rows=sampled["rows"], covered=sampled["covered"])
+        report["end_model"]["training_rows"]["covered"] = sampled["covered"]
+        report["end_model"]["gathered"] = sampled["gathered"]
     if em_held is not None:
         known = gold != -1
         report["end_model"]["held_out"] = {
@@ -307,6 +317,83 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
                   "cross-fitting on covered rows; uncovered rows are never trained on); gold labels did "
                   "sharpen the label model whose soft labels it learned from"}
     return model, report
+
+
+def label_model_params(settings: Settings) -> dict:
+    """``fit_for_spec``'s kind and parameters from ``[label_model]``."""
+    lm = settings.label_model
+    return {"kind": lm.kind, "prior_strength": lm.prior_strength, "max_iter": lm.max_iter, "seed": lm.seed}
+
+
+def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Settings, gold_request=None, *,
+                   engine=None, threads: int = 2, batch_rows: Optional[int] = None, read_progress=None,
+                   log=lambda msg: None, hint_effects: bool = True, progress=_no_progress) -> tuple:
+    """``train`` on a data source of any length, never holding all of it: a first pass counts
+    the vote patterns (the label model fits on them, ``label_model.fit_counted``) and notes
+    per row whether a rule covers it and its gold label (2 bytes a row); the training rows
+    are chosen from those (``training_rows``: all covered rows, or ``[end_model] max_rows``
+    of them); a second pass keeps only the training rows, every gold row (calibration and the
+    blend are judged on them) and a seeded sample of the rows no rule covers, as many as the
+    training rows (the featurizer's vocabulary and each hint's effect are measured on them).
+    Memory: those rows and a batch. ``read_progress(rows)``: called per batch of each pass."""
+    from .gold import GoldRequest
+    from .io import DEFAULT_BATCH_ROWS, large_where_needed
+    from .label_model import VoteCounts, fit_counted
+    from .ledger import batch_gold
+    from .votes import vote_batches
+    gold_request = gold_request or GoldRequest()
+    gold_request.check(source.schema, id_column, source.path)
+    gold_of = batch_gold(gold_request, spec.labels, source.path, id_column)
+    if not spec.rules:
+        raise DataError(f"{spec.path}: the spec has no rules to learn from")
+
+    def passes():
+        return vote_batches(spec, source, id_column, columns=gold_request.columns, threads=threads, engine=engine,
+                            batch_rows=batch_rows or DEFAULT_BATCH_ROWS, progress=read_progress)
+    log(f"applying {len(spec.rules)} rules (first pass: vote counts for the label model)")
+    counts, covered, golds = VoteCounts(len(spec.rules)), [], []
+    for batch in passes():
+        gold = gold_of(batch)
+        counts.add(batch.votes, gold)
+        covered.append((batch.votes != -1).any(axis=1))
+        golds.append(np.full(batch.num_rows, -1, np.int8) if gold is None else gold.astype(np.int8))
+    if counts.rows == 0:
+        raise DataError(f"{source.path}: the file has a header but no rows")
+    covered, gold = np.concatenate(covered), np.concatenate(golds)
+    gold_of.check(int((gold >= 0).sum()) if gold_request else None)
+    if not covered.any():
+        raise DataError(f"no rule of {spec.path} fires on any of the {counts.rows:,} rows; "
+                        "nothing to learn from — check the fields and run `mteach stats`")
+    log("fitting the label model on the counts of distinct vote rows")
+    label_model = fit_counted(spec, counts, **label_model_params(settings))
+    known = gold >= 0 if gold_request else None
+    rows, note = training_rows(covered, None if known is None else known & covered, settings.end_model.max_rows,
+                               settings.end_model.seed)
+    sample = _sample(np.flatnonzero(~covered), rows.shape[0], settings.end_model.seed)
+    keep = np.union1d(np.union1d(rows, sample), np.flatnonzero(known) if known is not None else [])
+    keep = keep.astype(np.int64)
+    if keep.shape[0] == counts.rows:
+        gathered = f"all {counts.rows:,} rows"
+    else:
+        gathered = (f"{keep.shape[0]:,} of {counts.rows:,} rows: the {rows.shape[0]:,} training rows, "
+                    f"{sample.shape[0]:,} of the {int((~covered).sum()):,} rows no rule covers (a random sample, "
+                    f"seed {settings.end_model.seed}: the featurizer's vocabulary and the hints' effects)"
+                    + (f" and the {int(known.sum()):,} gold rows" if known is not None else ""))
+    log(f"gathering {gathered} (second pass)")
+    tables, votes, offset = [], [], 0
+    for batch in passes():
+        local = keep[(keep >= offset) & (keep < offset + batch.num_rows)] - offset
+        offset += batch.num_rows
+        if local.shape[0]:
+            picked = pa.array(local)
+            tables.append(pa.Table.from_batches([batch.table.take(picked)]) if isinstance(batch.table, pa.RecordBatch)
+                          else batch.table.take(picked))
+            votes.append(batch.votes[local])
+    table = large_where_needed(pa.concat_tables(tables))  # text past 2 GB: large_string, not ArrowCapacityError
+    sampled = {"rows": int(counts.rows), "covered": int(covered.sum()), "training_rows": note, "gathered": gathered}
+    return train(spec, table, settings, None if known is None else gold[keep].astype(np.int64), log=log,
+                 votes=np.concatenate(votes), hint_effects=hint_effects, progress=progress, label_model=label_model,
+                 sampled=sampled)
 
 
 def _sample(idx: np.ndarray, size: int, seed: int) -> np.ndarray:

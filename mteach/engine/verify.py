@@ -78,6 +78,19 @@ def _find_repo_for(ledger, data) -> Path:
     raise DataError("cannot find the git repository of the spec; run from inside it or give --repo DIR")
 
 
+def recorded_label_model(run: dict):
+    """The ``[label_model]`` settings a ledger was labelled with (its kind, prior_strength and
+    max_iter, as recorded in its run facts), so the re-run fits the same label model."""
+    from ..settings import LabelModelSettings
+    from .label_model import LABEL_MODELS
+    recorded = (run.get("settings") or {}).get("label_model") or {}
+    kind = next((k for k, cls in LABEL_MODELS.items() if cls.__name__ == recorded.get("class")), "mteach")
+    params = recorded.get("params") or {}
+    defaults = LABEL_MODELS[kind]().get_params()
+    return LabelModelSettings(kind=kind, prior_strength=params.get("prior_strength", defaults.get("prior_strength", 10.0)),
+                              max_iter=params.get("max_iter", defaults.get("max_iter", 100)))
+
+
 def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> Verification:
     run = ledger.run
     source = open_source(data)
@@ -102,7 +115,8 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
         gold = pc.fill_null(idx, -1).to_numpy().astype(np.int64)
     seed = run.get("settings", {}).get("seed", 0)
     facts = {k: run[k] for k in ("data", "data_sha256", "spec_from_data", "id_column") if k in run}
-    new = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, git=False)
+    new = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, git=False,
+                       label_model_settings=recorded_label_model(run))
     result = Verification(False, len(ids), spec_ok, data_ok, notes=notes)
     if old.num_rows != len(ids) or not pc.all(pc.equal(pc.cast(old.column("id"), pa.string()),
                                                         pc.cast(new.table.column("id"), pa.string()))).as_py():

@@ -446,12 +446,17 @@ def _text_column(spec: Spec) -> Optional[str]:
 
 
 def label_model_contributions(spec: Spec, votes: np.ndarray) -> Optional[np.ndarray]:
-    """Per-rule log-odds contributions from the label model; None while it cannot be
-    fitted (e.g. no rule votes yet)."""
+    """Per-rule log-odds contributions from the label model ``[label_model]`` of mteach.toml
+    names (as label and train fit it); None while it cannot be fitted (e.g. no rule votes
+    yet, or mteach.toml has an error, which the Model pane reports)."""
     from ..engine.label_model import fit_for_spec
+    from ..engine.ledger import label_model_params
+    from ..settings import SettingsError
+    from .components.model import studio_settings
     try:
-        return np.asarray(fit_for_spec(spec, votes).contributions(votes))
-    except DataError:
+        params = label_model_params(studio_settings().label_model)
+        return np.asarray(fit_for_spec(spec, votes, **params).contributions(votes))
+    except (DataError, SettingsError):
         return None
 
 

@@ -158,3 +158,17 @@ def test_an_unwritable_place_is_a_data_error_naming_it(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="is a file, not a folder"):
         with atomic_folder(tmp_path / "f"):
             pass
+
+
+def test_combining_text_past_the_string_limit_gives_large_string(monkeypatch):
+    import pyarrow as pa
+
+    from mteach.engine import io
+    column = pa.chunked_array([["a" * 600, None], ["b" * 600]])
+    assert io.combined(column).type == pa.string()
+    monkeypatch.setattr(io, "STRING_LIMIT", 1000)  # 2 GB in a test: the limit lowered instead
+    together = io.combined(column)
+    assert together.type == pa.large_string() and together.to_pylist() == ["a" * 600, None, "b" * 600]
+    table = io.large_where_needed(pa.table({"text": column, "n": pa.chunked_array([[1, 2], [3]])}))
+    assert table.schema.field("text").type == pa.large_string() and table.column("text").num_chunks == 2
+    assert table.column("n").type == pa.int64()

@@ -1,0 +1,119 @@
+"""Streaming `label` (issue 11): the label model fitted on vote-pattern counts accumulated
+over batches equals the fit on every row, and the ledger written batch by batch is the same
+file, byte for byte, as the one built from all rows in memory."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv  # noqa: F401 (pa.csv)
+import pyarrow.parquet as pq
+import pytest
+
+from mteach.compiler.checker import load_spec
+from mteach.engine import ledger as led
+from mteach.engine.datasets import open_source, source_fingerprint
+from mteach.engine.gold import GoldRequest
+from mteach.engine.votes import collect_votes
+from mteach.errors import DataError
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "specs" / "youtube_spam.mt"
+TRAIN = ROOT / "data" / "youtube" / "train.csv"
+GOLD = GoldRequest(column="CLASS", mapping="1=SPAM,0=HAM")
+
+
+@pytest.fixture(scope="module")
+def youtube():
+    source = open_source(TRAIN)
+    spec = load_spec(SPEC, source.schema)
+    batch = collect_votes(spec, source, "COMMENT_ID", columns=GOLD.columns)
+    gold = GOLD.resolve(spec.labels, batch.ids, batch.table, source.path, "COMMENT_ID")
+    return spec, source, batch, gold
+
+
+def _in_memory(spec, source, out, gold, settings=None):
+    """Today's road: every row gathered, build_ledger, write_ledger."""
+    batch = collect_votes(spec, source, "COMMENT_ID", columns=gold.columns)
+    gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, "COMMENT_ID")
+    facts = {"data": led.spec_relative(spec, source.path), "data_sha256": source_fingerprint(source),
+             "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
+                                                    os.path.realpath(source.path.parent))).as_posix(),
+             "id_column": "COMMENT_ID"}
+    ledger = led.build_ledger(spec, batch.ids, batch.votes, gold=gold_index, run_facts=facts,
+                              fields=led.row_fields(spec, batch.table), label_model_settings=settings)
+    led.write_ledger(ledger, out)
+    return ledger
+
+
+@pytest.mark.parametrize("gold", [GoldRequest(), GOLD], ids=["no gold", "gold column"])
+def test_the_streamed_ledger_is_byte_identical_to_the_one_built_in_memory(youtube, tmp_path, gold):
+    spec, source, _, _ = youtube
+    reference = _in_memory(spec, source, tmp_path / "memory.parquet", gold)
+    for batch_rows in (65_536, 100, 333):
+        out = tmp_path / f"streamed{batch_rows}.parquet"
+        ledger = led.label_data(spec, source, out, "COMMENT_ID", gold=gold, batch_rows=batch_rows)
+        assert out.read_bytes() == (tmp_path / "memory.parquet").read_bytes(), batch_rows
+        assert led.label_counts(ledger) == led.label_counts(reference)
+        assert led.duplicate_ids_warning(ledger) == led.duplicate_ids_warning(
+            led.Ledger(reference.table, reference.run, reference.rules, reference.model, out))
+    assert "2 rows repeat an id" in led.duplicate_ids_warning(ledger)  # the YouTube file has two
+    assert ledger.table.equals(led.read_ledger(out).table)  # rows read back when asked for
+
+
+def test_a_ledger_of_several_row_groups_is_byte_identical_too(youtube, tmp_path, monkeypatch):
+    spec, source, _, _ = youtube
+    monkeypatch.setattr(led, "LEDGER_ROW_GROUP", 1024)  # 1,586 rows: two groups, as 2M rows would make
+    reference = _in_memory(spec, source, tmp_path / "memory.parquet", GOLD)
+    out = tmp_path / "streamed.parquet"
+    led.label_data(spec, source, out, "COMMENT_ID", gold=GOLD, batch_rows=100)
+    assert pq.ParquetFile(out).metadata.num_row_groups == 2
+    assert out.read_bytes() == (tmp_path / "memory.parquet").read_bytes()
+    assert led.read_ledger(out).table.equals(reference.table)  # the recorded hash checks too
+
+
+def test_a_bad_gold_value_is_named_by_its_row_in_the_whole_file(youtube, tmp_path):
+    spec, _, _, _ = youtube
+    table = pa.csv.read_csv(TRAIN)
+    gold = table.column("CLASS").to_pylist()
+    gold[1234] = 7
+    data = tmp_path / "data.csv"
+    pa.csv.write_csv(table.set_column(table.column_names.index("CLASS"), "CLASS", pa.array(gold)), data)
+    with pytest.raises(DataError, match=r"row 1235 has label '7'"):
+        led.label_data(spec, data, tmp_path / "l.parquet", "COMMENT_ID", batch_rows=100, gold=GOLD)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]  # no ledger, no spool left
+
+
+def test_id_hashes_tell_ids_apart_and_agree_across_batches():
+    ids = pa.array(["a", "b", "ab", "ba", "", None, "a" * 300, "é"])
+    h = led.id_hashes(ids)
+    assert len(set(h[:5].tolist())) == 5
+    assert np.array_equal(led.id_hashes(ids.slice(2, 3)), h[2:5])
+    assert led.id_hashes(pa.array([5, 7, 5])).tolist() == [5, 7, 5]
+
+
+def test_label_with_a_model_streams_the_same_file_as_in_memory(youtube, tmp_path):
+    from mteach.engine.train import train
+    from mteach.settings import load_settings
+    spec, source, batch, gold = youtube
+    config = tmp_path / "mteach.toml"
+    config.write_text("[features]\nchar_ngrams = false\n[end_model]\nepochs = 3\n")
+    model, _ = train(spec, batch.table, load_settings(config), None, votes=batch.votes, hint_effects=False)
+    test = open_source(ROOT / "data" / "youtube" / "test.csv")
+    spec = load_spec(SPEC, test.schema)
+    whole = collect_votes(spec, test, "COMMENT_ID")
+    facts = {"data": led.spec_relative(spec, test.path), "data_sha256": source_fingerprint(test),
+             "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
+                                                    os.path.realpath(test.path.parent))).as_posix(),
+             "id_column": "COMMENT_ID", "model": {"spec_hash": model.spec.content_hash, "blend": model.blend,
+                                                  "settings": model.settings}}
+    reference = led.build_ledger(spec, whole.ids, whole.votes, run_facts=facts, fields=led.row_fields(spec, whole.table),
+                                 model_output=led.model_output(model, whole.table, whole.votes))
+    led.write_ledger(reference, tmp_path / "memory.parquet")
+    assert "end_model" in reference.table.column("decided_by").to_pylist()
+    for batch_rows in (65_536, 50):
+        out = tmp_path / f"streamed{batch_rows}.parquet"
+        led.label_data(spec, test, out, "COMMENT_ID", model=model, batch_rows=batch_rows)
+        assert out.read_bytes() == (tmp_path / "memory.parquet").read_bytes(), batch_rows
