@@ -107,9 +107,9 @@ def _details(s) -> list:
         else:
             lo, hi = s.precision_interval
             out.append(f"precision {s.estimated_precision:.2f} [{lo:.2f}, {hi:.2f}] from {s.precision_from} "
-                       f"({s.evidence_rows:,.0f} rows)")
+                       f"({s.evidence_rows:,.0f} {'row' if round(s.evidence_rows) == 1 else 'rows'})")
         out.append(f"+{s.new_rows:,} new rows → coverage {s.coverage_after:.1%}; "
-                   f"{s.conflicts:,} rows where a rule votes another label")
+                   f"{s.conflicts:,} {'row' if s.conflicts == 1 else 'rows'} where a rule votes another label")
     elif s.kind == "fix":
         if s.estimated_precision is not None:
             lo, hi = s.precision_interval
