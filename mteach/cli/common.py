@@ -29,7 +29,9 @@ PROJECT_FILE = "mteach.toml"
 
 def add_spec_data_arguments(p, data=True):
     """SPEC and DATA, which may be left out when ./mteach.toml names them in [project]."""
-    p.add_argument("spec", nargs="?", metavar="SPEC", help="the spec file (.mt); default: [project] spec in mteach.toml")
+    p.add_argument("spec", nargs="?", metavar="SPEC",
+                   help="the spec file (.mt); default: [project] spec in mteach.toml (a data file given alone "
+                        "is taken as DATA)")
     if data:
         add_data_argument(p)
     p.set_defaults(from_project=("spec", "data") if data else ("spec",))
@@ -42,10 +44,20 @@ def add_data_argument(p):
     p.set_defaults(from_project=("data",))
 
 
+def is_data_path(path) -> bool:
+    from ..engine.io import FORMATS
+    return Path(str(path).split(",")[0]).suffix.lower() in FORMATS
+
+
 def fill_from_project(args):
     """Fill the spec, data, id column and gold file a verb was not given from [project]
     of ./mteach.toml (or --config); paths there are relative to that file."""
     required = getattr(args, "from_project", ())
+    given_spec = getattr(args, "spec", None)
+    if "data" in required and given_spec and is_data_path(given_spec):
+        if args.data is not None:
+            raise DataError(f"{given_spec}: a data file where the spec (.mt) goes; give the spec first: SPEC DATA")
+        args.spec, args.data = None, given_spec  # `mteach stats data.csv`: the one path given is the data
     wants = list(required) + [a for a in ("id_column", "gold") if hasattr(args, a)]
     missing = [a for a in wants if getattr(args, a) in (None, [])]
     if not missing:

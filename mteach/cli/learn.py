@@ -78,10 +78,10 @@ def settings_from(args):
 
 
 def cmd_train(args) -> int:
-    from ..engine.end_model import _resolve_device
+    from ..engine.end_model import resolve_device
     from ..engine.train import save_model, train_streamed
     settings = settings_from(args)
-    _resolve_device(settings.end_model.device)  # a device this machine lacks: said before any work
+    resolve_device(settings.end_model.device)  # a device this machine lacks: said before any work
     loaded = load(args.spec, args.data, args.id_column)
     log = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
     rows = loaded.source.num_rows

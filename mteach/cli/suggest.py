@@ -19,14 +19,17 @@ HEADINGS = {"rule": "rules to add", "group": "groups of rows no rule covers", "f
 
 def register(sub):
     p = sub.add_parser("suggest", help="where to teach next: rules to add, uncovered groups, fixes, rows to review",
-                       description="Ranked suggestions with their evidence: candidate rules (a phrase, a word pair "
-                                   "or a number threshold that separates one label from the rest, written as a "
+                       description="Ranked suggestions with their evidence: candidate rules (a phrase, a word pair, "
+                                   "a number threshold, or a threshold for the rest of the data "
+                                   "unless the other labels' phrases, that separates one label, written as a "
                                    "spec line that passes `mteach check`, with estimated precision, interval, new "
                                    "rows and conflicts), groups of uncovered rows (size, distinctive words, "
-                                   "examples), rules to fix (low estimated precision, conflicting pairs) and rows "
+                                   "examples), rules to fix (low estimated precision, conflicting pairs, and a rule "
+                                   "for the rest rewritten with the phrases of the other labels' rules written "
+                                   "since, as a line to put in its place) and rows "
                                    "worth labelling next. Precision comes from gold labels where rows have them, "
-                                   "else from the label model on covered rows (and with --model, the end "
-                                   "model on uncovered rows); with no rules and no gold, from the data's own structure — each "
+                                   "else from the label model on covered rows; with no rules and no gold, from the data's own "
+                                   "structure — each "
                                    "suggestion says which.")
     add_spec_data_arguments(p)
     add_data_options(p)
@@ -34,8 +37,9 @@ def register(sub):
     p.add_argument("--kind", default=",".join(KINDS), metavar="KINDS",
                    help=f"which kinds, comma-separated (default all: {','.join(KINDS)})")
     p.add_argument("--model", metavar="MODEL_DIR",
-                   help="a model from `mteach train`: its end model's labels count as evidence on rows no rule "
-                        "covers")
+                   help="a model from `mteach train`: its end model's labels on rows no rule covers label the "
+                        "groups and choose fixes and rows to review (not rule precision: it learned from covered "
+                        "rows only)")
     p.add_argument("--seed", type=int, default=0, help="seed of the grouping and of ties (default 0)")
     add_format_option(p)
     add_run_options(p, quiet="no progress bar")
@@ -71,7 +75,7 @@ def cmd_suggest(args) -> int:
         items = [s for s in found if s.kind == kind]
         print(f"\n{HEADINGS[kind]}:" + ("" if items else " none"))
         for number, s in enumerate(items, 1):
-            print(f"{number:>3}. {s.spec_line or s.title}")
+            print(f"{number:>3}. {s.title if s.replaces else s.spec_line or s.title}")
             for line in _details(s):
                 print(f"     {line}")
             if text is not None and s.example_rows:
@@ -88,7 +92,7 @@ def _evidence_line(votes, gold, end_proba) -> str:
     if covered:
         parts.append(f"the label model on the votes ({covered:,} of {len(votes):,} rows covered)")
     if end_proba is not None:
-        parts.append("the end model on uncovered rows")
+        parts.append("the end model on uncovered rows (groups, fixes, review)")
     if not parts:
         return ("evidence: none yet (no rule votes and no gold labels) — suggestions come from the data's own "
                 "structure: groups of rows and the phrases that mark them; precision is unknown")
@@ -103,14 +107,16 @@ def _details(s) -> list:
         else:
             lo, hi = s.precision_interval
             out.append(f"precision {s.estimated_precision:.2f} [{lo:.2f}, {hi:.2f}] from {s.precision_from} "
-                       f"({s.evidence_rows:,.0f} rows)")
+                       f"({s.evidence_rows:,.0f} {'row' if round(s.evidence_rows) == 1 else 'rows'})")
         out.append(f"+{s.new_rows:,} new rows → coverage {s.coverage_after:.1%}; "
-                   f"{s.conflicts:,} rows where a rule votes another label")
+                   f"{s.conflicts:,} {'row' if s.conflicts == 1 else 'rows'} where a rule votes another label")
     elif s.kind == "fix":
         if s.estimated_precision is not None:
             lo, hi = s.precision_interval
             out.append(f"precision {s.estimated_precision:.2f} [{lo:.2f}, {hi:.2f}] from {s.precision_from}")
         out.append(s.evidence)
+        if s.replaces:
+            out.append(f"in place of rule {s.replaces}: {s.spec_line}")
     elif s.kind == "group":
         out.append(f"examples: {', '.join(s.example_ids)}")
     return out

@@ -60,7 +60,9 @@ class DeviceError(DataError, ValueError):
     """A device the settings ask for that this machine does not have (a message, exit 2)."""
 
 
-def _resolve_device(device: str):
+def resolve_device(device: str):
+    """The torch device the ``[end_model] device`` setting names ("auto": a GPU when there is
+    one); a ``DeviceError`` for one this machine lacks, so verbs can say so before any work."""
     import torch
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -293,7 +295,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
             if w.shape[0] != n or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
                 raise ValueError("sample_weight must be n finite non-negative numbers, not all zero")
 
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         progress = progress or (lambda steps: None)
         with _threads(self.num_threads):
             if self.solver == "auto" and int(self.hidden) == 0 and not hints:
@@ -557,7 +559,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
             self = cls(**params)
         except TypeError as e:
             raise EndModelLoadError(f"cannot load end model: unknown parameters in {meta_path} ({e})") from None
-        dev = _resolve_device(self.device)
+        dev = resolve_device(self.device)
         try:
             state = torch.load(str(w_path), map_location="cpu", weights_only=True)
             net = _build_net(n_features, n_classes, int(self.hidden))

@@ -2,22 +2,26 @@
 
 Four kinds (``Suggestion.kind``):
 
-- ``rule``: a ready-to-paste spec line (a phrase or word pair of a text field that
-  ``has`` matches as whole words, or a threshold on a number field) for one label,
-  with its estimated precision and interval, the rows it would newly cover, and
-  its effect on coverage and conflicts;
+- ``rule``: a ready-to-paste spec line for one label: a phrase or word pair of a text
+  field that ``has`` matches as whole words, a threshold on a number field, or the rest of the data
+  (``THRESHOLD unless F has any(<the phrases of the other labels' rules>)``); with its
+  estimated precision and interval, the rows it would newly cover, and its effect on
+  coverage and conflicts;
 - ``group``: a group of rows no rule covers (k-means on TF-IDF word features), with
   its size, distinctive words, example rows and likely label;
 - ``fix``: a rule whose estimated precision is low, or a pair of rules that
-  conflict often, with the rows where they go wrong;
+  conflict often, with the rows where they go wrong; and a rule for the rest of the
+  data rewritten (``spec_line``, ``replaces``) with the phrases of the other labels'
+  rules written after it added to its ``unless``;
 - ``review``: a row worth labelling next (the label model is unsure there, it and the
   end model disagree, or it stands for a large uncovered group).
 
 Evidence, best first, and every suggestion says which it used (``precision_from``):
 gold labels where rows have them; else the label model's verdict on the rows the rules
-cover (and on rows no rule covers, the end model's verdict when a trained model is
-given); with no rule voting for a label yet, only the data's own structure (groups,
-distinctive words), and the precision is left unknown.
+cover; with no rule voting for a label yet, only the data's own structure (groups,
+distinctive words), and the precision is left unknown. A trained end model's verdict
+on rows no rule covers is not evidence for rule precision (it learned from covered rows
+only and leans to the label they hold most); groups and rows to review still use it.
 
 Candidate generation is vectorized: the words of each text field are found once per
 data set by the evaluator's own ``TokenIndex`` (so a phrase's rows here are the rows
@@ -38,7 +42,7 @@ import scipy.sparse as sp
 from scipy.special import betainc, betaincinv
 
 from ..compiler.checker import load_spec
-from ..compiler.evaluator import BatchEvaluator
+from ..compiler.evaluator import BatchEvaluator, vote_matrix
 from ..compiler.spec import Spec
 from ..compiler.tokens import TokenIndex, word_runs
 from ..grammar import ast
@@ -65,7 +69,7 @@ class Suggestion:
     spec_line: Optional[str] = None           # rules: the line to paste
     estimated_precision: Optional[float] = None
     precision_interval: Optional[tuple] = None
-    precision_from: str = ""                  # gold | label model | label model + end model | data structure
+    precision_from: str = ""                  # gold | label model | gold + label model | data structure
     evidence_rows: float = 0.0                # rows (or soft rows) behind the estimate
     new_rows: int = 0                         # rows no rule covers that it would cover
     rows: int = 0                             # rows it covers (rules, fixes) or holds (groups)
@@ -75,6 +79,7 @@ class Suggestion:
     example_rows: list = field(default_factory=list)  # row indices, for the studio
     words: list = field(default_factory=list)         # groups: distinctive words
     evidence: str = ""                        # what it came from, in words
+    replaces: Optional[str] = None            # fixes with a spec_line: the rule it rewrites
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "example_rows"}
@@ -232,6 +237,8 @@ def _evidence(spec: Spec, votes: np.ndarray, gold, end_proba, label_proba) -> _E
         q[:] = lm
         w[:] = 1.0
         source[:] = 2
+    # the class balance leaves out the end model's guesses on uncovered rows (see _RuleStats)
+    balance_q, balance_w = q.copy(), w.copy()
     if end_proba is not None:
         em_rows = ~covered
         q[em_rows] = end_proba[em_rows]
@@ -239,10 +246,12 @@ def _evidence(spec: Spec, votes: np.ndarray, gold, end_proba, label_proba) -> _E
         source[em_rows] = 3
     if gold is not None:
         known = gold != ABSTAIN
-        q[known] = np.eye(k)[gold[known]]
-        w[known] = 1.0
+        q[known] = balance_q[known] = np.eye(k)[gold[known]]
+        w[known] = balance_w[known] = 1.0
         source[known] = 1
-    if w.sum() > 0:
+    if balance_w.sum() > 0:
+        balance = (balance_q * balance_w[:, None]).sum(axis=0) / balance_w.sum()
+    elif w.sum() > 0:
         balance = (q * w[:, None]).sum(axis=0) / w.sum()
     else:
         balance = np.full(k, 1.0 / k)
@@ -391,40 +400,16 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
         return []
     labels = list(spec.labels)
     k = len(labels)
-    # Evidence rows: gold rows, rows the rules cover (the label model's label there) and, when
-    # an end model is given, the rows no rule covers (its label there).
-    # P(phrase | label) from those rows, smoothed toward the phrase's overall rate, then Bayes
-    # with the class balance: rules cover some labels more than others, and this undoes that.
-    # The label model's verdict counts as a label (its posteriors are soft where rules disagree,
-    # which would blur every estimate toward the class balance).
-    informative = (ev.source == 1) | ((ev.source == 2) & covered) | (ev.source == 3)
-    soft = np.eye(k)[ev.q.argmax(axis=1)] * informative[:, None]
-    per_label = soft.sum(axis=0)                                  # labels
-    hits = np.asarray(X.T @ soft)                                 # candidates × labels
-    total = np.asarray(X.T @ informative.astype(np.float32)).ravel()
-    df = np.asarray(X.sum(axis=0)).ravel()
-    rate = df / max(data.n, 1)
-    likelihood = (hits + SMOOTHING * rate[:, None]) / (per_label[None, :] + SMOOTHING)
-    joint = likelihood * ev.balance[None, :]
-    prec = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-300)
-    new = np.asarray(X.T @ (~covered).astype(np.float32)).ravel()
-    other_votes = np.stack([((votes != ABSTAIN) & (votes != c)).any(axis=1) for c in range(k)], axis=1) \
-        if votes.shape[1] else np.zeros((data.n, k), bool)
-    conflicts = np.asarray(X.T @ other_votes.astype(np.float32))  # candidates × labels
-    totals = np.repeat(total[:, None], k, axis=1)
-    # expected rows gained: new rows × the chance (Jeffreys posterior) that the rule is one to
-    # keep — right on at least KEEPABLE of its rows and halfway from chance to always right
-    bar = np.maximum(KEEPABLE, (1 + ev.balance) / 2)[None, :]
-    keep = 1 - betainc(prec * totals + 0.5, (1 - prec) * totals + 0.5, np.broadcast_to(bar, prec.shape))
-    # a label the rules cover less than its share of the data gains more from a new rule (and
-    # the end model, trained on covered rows, learns the class balance from them)
-    covered_share = per_label / max(per_label.sum(), 1e-9)
-    need = np.clip(ev.balance / np.maximum(covered_share, 1e-9), 1 / 3, 3)
-    # and a rule that mostly re-votes on covered rows counts them twice in the label model
-    # (it treats rules as independent): prefer rules whose rows are mostly new
-    fresh = np.sqrt(new / np.maximum(df, 1))
-    score = new[:, None] * keep * need[None, :] * fresh[:, None]
-    evidenced = (total[:, None] >= MIN_EVIDENCE) & (per_label > 0)[None, :]
+    # rows that only a rule for the rest votes on are still open to other rules: the rest is
+    # a default, and a rule with evidence of its own should win there (see _remainders)
+    # (rows × labels: where a rule for that label would add a vote that counts: no rule covers
+    # the row, or only the rest rule of another label does)
+    rest = np.array([bool(_REST_RULE.match(_rule_parts(r)[0])) for r in spec.rules], bool)
+    firm = (votes[:, ~rest] != ABSTAIN).any(axis=1) if rest.any() else covered
+    open_ = np.stack([~firm & ~(votes[:, rest] == c).any(axis=1) for c in range(k)], axis=1)
+    st = _RuleStats(data, votes, firm, ev, k, open_)
+    s = st.of(X)
+    evidenced = (s.total[:, None] >= MIN_EVIDENCE) & (st.per_label > 0)[None, :]
     existing = _existing_keys(spec)
 
     # labels no rule votes for yet (and no gold): the data's structure proposes the phrases
@@ -437,99 +422,272 @@ def _rules(spec, data, votes, covered, ev, groups_found, n, exclude) -> list:
         for g in groups_found:
             for w_, weight in g.markers:
                 j = col_of.get((g.column, w_))
-                if j is not None and new[j] > 0:
+                if j is not None and s.new[j].any():
                     structure.append((weight, j))
         structure.sort(key=lambda t: (-t[0], t[1]))
 
     # a phrase whose rows the taught labels' rules already cover is likely of those labels:
     # weigh it down for the untaught ones by that share
-    taught_share = new / np.maximum(df, 1)
-    order = []  # (score, candidate, label, evidenced)
+    taught_share = s.new.max(axis=1) / np.maximum(s.df, 1)
+    order = []  # (score, candidate, label, stats): candidate is a column of X or a _Remainder
     for s_, j in structure:
         for c in untaught:
-            order.append((float(s_ * taught_share[j]), j, c, False))
+            order.append((float(s_ * taught_share[j]), j, c, None))
     order.sort(key=lambda t: -t[0])
-    flat = np.argsort(-score, axis=None, kind="stable")
+    ranked = []
+    flat = np.argsort(-s.score, axis=None, kind="stable")
     for pos in flat[: 50 * n]:
         j, c = divmod(int(pos), k)
-        if not evidenced[j, c] or score[j, c] <= 0 or new[j] == 0:
+        if not evidenced[j, c] or s.score[j, c] <= 0 or s.new[j, c] == 0:
             continue
-        order.append((float(score[j, c]), j, c, True))
+        ranked.append((float(s.score[j, c]), j, c, (s, j)))
+    has_rest = {labels.index(_rule_parts(r)[1]) for r, is_rest in zip(spec.rules, rest) if is_rest}
+    ranked += _remainders(spec, data, cand, _RuleStats(data, votes, covered, ev, k) if rest.any() else st,
+                          existing, exclude, has_rest)
+    ranked.sort(key=lambda t: -t[0])
+    order += ranked
 
     chosen, seen = [], set()
-    for s_, j, c, has_evidence in order:
-        key = (cand.predicates[j], labels[c])
-        if key in seen or key in existing or f"{cand.predicates[j]} => {labels[c]}" in exclude:
+    for item in order:
+        _, j, c, _ = item
+        pred = _predicate(cand, j)
+        key = (pred, labels[c])
+        if key in seen or key in existing or f"{pred} => {labels[c]}" in exclude:
             continue
         seen.add(key)
-        if cand.phrases[j] is None:  # one threshold per subject, direction and label: the best
-            subject, op = cand.predicates[j].rsplit(" ", 2)[:2]
+        if isinstance(j, int) and cand.phrases[j] is None:  # one threshold per subject, direction, label
+            subject, op = pred.rsplit(" ", 2)[:2]
             if (subject, op, c) in seen:
                 continue
             seen.add((subject, op, c))
-        chosen.append((s_, j, c, has_evidence))
+        if isinstance(j, _Remainder):  # one rule for the rest per label: the best
+            if ("rest", c) in seen:
+                continue
+            seen.add(("rest", c))
+        chosen.append(item)
         if len(chosen) >= 3 * n:
             break
     if not chosen:
         return []
-    cols = [j for _, j, _, _ in chosen]
-    sources = dict(zip(cols, _precision_source(ev, X[:, cols], informative)))
-    true_rows = _true_rows(data, cand, cols)
-    names = _rule_names(spec, [f"{labels[c].lower()}_{cand.names[j]}" for _, j, c, _ in chosen])
-    lines = [f"rule {nm} : {cand.predicates[j]} => {labels[c]}" for nm, (_, j, c, _) in zip(names, chosen)]
+    true_rows = _true_rows(data, cand, [j for _, j, _, _ in chosen])
+    names = _rule_names(spec, [f"{labels[c].lower()}_{_name(cand, j)}" for _, j, c, _ in chosen])
+    lines = [f"rule {nm} : {_predicate(cand, j)} => {labels[c]}" for nm, (_, j, c, _) in zip(names, chosen)]
     ok = _checked(spec, data, lines)
     out = []
     n_rows = max(data.n, 1)
-    for (s_, j, c, has_evidence), line, good, fires in zip(chosen, lines, ok, true_rows):
+    for (s_, j, c, where), line, good, fires in zip(chosen, lines, ok, true_rows):
         if not good:
             continue
         new_j = int((fires & ~covered).sum())
-        if new_j == 0:
+        if not (fires & open_[:, c]).any():
             continue
-        examples = np.flatnonzero(fires & ~covered)[:3]
-        if has_evidence:
-            lo, hi = precision_interval(prec[j, c] * total[j], total[j])
+        examples = np.flatnonzero(fires & open_[:, c])[:3]
+        pred = _predicate(cand, j)
+        if where is not None:
+            cs, i = where
+            total, hits, p = float(cs.total[i]), float(cs.hits[i, c]), float(cs.prec[i, c])
+            lo, hi = precision_interval(p * total, total)
             # Jeffreys' bounds on the rows seen: 1 when no evidence row has another label, 0 when none has it
-            hi = 1.0 if total[j] - hits[j, c] <= 0 else float(hi)
-            lo = 0.0 if hits[j, c] <= 0 else float(lo)
-            p, interval, src = float(prec[j, c]), (lo, hi), sources[j]
-            why = (f"{total[j]:.0f} rows of evidence ({src}): precision {p:.2f} "
+            interval = (0.0 if hits <= 0 else float(lo), 1.0 if total - hits <= 0 else float(hi))
+            src = _precision_source(ev, sp.csr_matrix(fires[:, None].astype(np.float32)), st.informative)[0]
+            why = (f"{total:.0f} rows of evidence ({src}): precision {p:.2f} "
                    f"[{interval[0]:.2f}, {interval[1]:.2f}], {labels[c]} is {ev.balance[c]:.0%} of rows")
+            conflicts = int(cs.conflicts[i, c])
         else:
-            p, interval, src = None, None, "data structure"
-            why = (f"no rule votes {labels[c]} yet: {cand.predicates[j].split(' has ', 1)[-1]} "
+            total, p, interval, src, conflicts = 0.0, None, None, "data structure", int(s.conflicts[j, c])
+            why = (f"no rule votes {labels[c]} yet: {pred.split(' has ', 1)[-1]} "
                    f"marks a group of uncovered rows (precision unknown)")
         out.append(Suggestion(
-            "rule", s_, f"{cand.predicates[j]} => {labels[c]}", label=labels[c], spec_line=line,
+            "rule", s_, f"{pred} => {labels[c]}", label=labels[c], spec_line=line,
             estimated_precision=p, precision_interval=interval, precision_from=src,
-            evidence_rows=float(total[j]) if has_evidence else 0.0, new_rows=new_j, rows=int(fires.sum()),
-            coverage_after=float((covered | fires).sum() / n_rows), conflicts=int(conflicts[j, c]),
+            evidence_rows=total, new_rows=new_j, rows=int(fires.sum()),
+            coverage_after=float((covered | fires).sum() / n_rows), conflicts=conflicts,
             example_ids=[data.id_of(i) for i in examples], example_rows=[int(i) for i in examples], evidence=why))
         if len(out) >= n:
             break
     return out
 
 
+@dataclass
+class _ColumnStats:
+    """Per column of a rows × candidates 0/1 matrix (and per label where 2-D)."""
+    df: np.ndarray         # rows it fires on
+    new: np.ndarray        # × labels: of them, rows where a rule for the label gains a row
+    total: np.ndarray      # of them, evidence rows
+    hits: np.ndarray       # × labels: evidence rows of each label
+    prec: np.ndarray       # × labels: estimated precision
+    keep: np.ndarray       # × labels: chance that the rule is one to keep
+    conflicts: np.ndarray  # × labels: rows where another rule votes another label
+    score: np.ndarray      # × labels: expected gain, the ranking
+
+
+class _RuleStats:
+    """How candidate rules are estimated and ranked; ``of(X)`` scores the columns of X."""
+
+    def __init__(self, data, votes, covered, ev, k, open_=None):
+        # Evidence rows: gold rows and rows the rules cover (the label model's label there).
+        # P(phrase | label) from those rows, smoothed toward the phrase's overall rate, then Bayes
+        # with the class balance: rules cover some labels more than others, and this undoes that.
+        # The label model's verdict counts as a label (its posteriors are soft where rules disagree,
+        # which would blur every estimate toward the class balance).
+        self.n, self.ev, self.covered = data.n, ev, covered
+        # rows × labels where a new rule for that label gains a row (default: the uncovered rows)
+        self.open = open_ if open_ is not None else np.repeat((~covered)[:, None], k, axis=1)
+        # Not the end model's verdict on uncovered rows: it learned from covered rows only, and
+        # where rules cover one label more it calls most uncovered rows that label (YouTube,
+        # after five rules: 87% SPAM on uncovered rows that are 90% HAM), which inflated the
+        # precision of that label's candidates and sank the other's.
+        self.informative = (ev.source == 1) | ((ev.source == 2) & covered)
+        self.soft = np.eye(k)[ev.q.argmax(axis=1)] * self.informative[:, None]
+        self.per_label = self.soft.sum(axis=0)
+        self.other_votes = (np.stack([((votes != ABSTAIN) & (votes != c)).any(axis=1) for c in range(k)], axis=1)
+                            if votes.shape[1] else np.zeros((data.n, k), bool)).astype(np.float32)
+        # a label the rules cover less than its share of the data gains more from a new rule (and
+        # the end model, trained on covered rows, learns the class balance from them)
+        covered_share = self.per_label / max(self.per_label.sum(), 1e-9)
+        self.need = np.clip(ev.balance / np.maximum(covered_share, 1e-9), 1 / 3, 3)
+        # a rule to keep is right on at least KEEPABLE of its rows and halfway from chance to always right
+        self.bar = np.maximum(KEEPABLE, (1 + ev.balance) / 2)
+
+    def of(self, X) -> _ColumnStats:
+        ev = self.ev
+        hits = np.asarray(X.T @ self.soft)                                     # candidates × labels
+        total = np.asarray(X.T @ self.informative.astype(np.float32)).ravel()
+        df = np.asarray(X.sum(axis=0)).ravel()
+        rate = df / max(self.n, 1)
+        likelihood = (hits + SMOOTHING * rate[:, None]) / (self.per_label[None, :] + SMOOTHING)
+        joint = likelihood * ev.balance[None, :]
+        prec = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-300)
+        new = np.asarray(X.T @ self.open.astype(np.float32))                  # candidates × labels
+        conflicts = np.asarray(X.T @ self.other_votes)
+        totals = np.repeat(total[:, None], prec.shape[1], axis=1)
+        # expected rows gained: new rows × the chance (Jeffreys posterior) that the rule is one to keep
+        keep = 1 - betainc(prec * totals + 0.5, (1 - prec) * totals + 0.5, np.broadcast_to(self.bar, prec.shape))
+        # a rule that mostly re-votes on covered rows counts them twice in the label model
+        # (it treats rules as independent): prefer rules whose rows are mostly new
+        fresh = np.sqrt(new / np.maximum(df, 1)[:, None])
+        score = new * keep * self.need[None, :] * fresh
+        return _ColumnStats(df, new, total, hits, prec, keep, conflicts, score)
+
+
+@dataclass(frozen=True, eq=False)
+class _Remainder:
+    """A candidate ``BASE unless UNLESS``: a threshold column, on the rows no rule of another
+    label tests positive for by its phrases (``excluded``: the rows UNLESS is true on)."""
+    base: int
+    unless: str
+    excluded: np.ndarray
+
+
+_PHRASE_RULE = re.compile(r'^(\w+) has (?:any\((.*)\)|("(?:[^"\\]|\\.)*"))$')
+_REST_RULE = re.compile(r"^\S+ (?:<=|>=) \S+ unless ")  # as _remainders writes them
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _rule_parts(rule) -> tuple:
+    """(predicate text, label) of a spec rule, whitespace normalized."""
+    pred, _, label = rule.rule.text.split(":", 1)[-1].rpartition("=>")
+    return " ".join(pred.split()), (label.split() or [""])[0]
+
+
+def _remainders(spec, data, cand, st: _RuleStats, existing, exclude, has_rest) -> list:
+    """Rules for what the other labels' rules leave: ``T unless F has any(<the phrases of the
+    rules voting other labels>) => L``, for each threshold T of the family. Once rules for
+    one label cover most of its rows, the rest of the data is mostly the other label, and
+    rules written from phrases alone rarely reach it (a plain reaction has no marker words).
+    Scored like single phrases, on the rows the line fires on; at most one such rule per
+    label in the spec (``has_rest``: the labels that have one). Returns (score, _Remainder,
+    label, (stats, column)) entries."""
+    labels = list(spec.labels)
+    bases = [j for j, ph in enumerate(cand.phrases) if ph is None]
+    if not bases or len(labels) < 2:
+        return []
+    head = _fields_head(spec)
+    out = []
+    base_rows = cand.matrix[:, bases].toarray() > 0
+    for c, lab in enumerate(labels):
+        if c in has_rest:
+            continue
+        others = _other_labels_phrases(spec, lab)
+        if not others:
+            continue
+        unless = _unless_text(others)
+        if any(e.endswith(f" unless {unless} => {lab}") for e in exclude):
+            continue  # the expert rejected this label's rest (one threshold of it): not another
+        try:
+            check = load_spec(spec.path, data.table.schema, text=head + f"rule rest : {unless} => {lab}\n")
+        except SpecError:
+            continue
+        excluded = vote_matrix(check, data.table)[:, 0] != ABSTAIN
+        wanted = [_Remainder(j, unless, excluded) for j in bases]
+        wanted = [r for r in wanted if (_predicate(cand, r), lab) not in existing
+                  and f"{_predicate(cand, r)} => {lab}" not in exclude]
+        if not wanted:
+            continue
+        rows = base_rows[:, [bases.index(r.base) for r in wanted]] & ~excluded[:, None]
+        rs = st.of(sp.csr_matrix(rows.astype(np.float32)))
+        out += [(float(rs.score[i, c]), r, c, (rs, i)) for i, r in enumerate(wanted)
+                if rs.score[i, c] > 0 and rs.total[i] >= MIN_EVIDENCE]
+    return out
+
+
+def _fields_head(spec: Spec) -> str:
+    """A spec of the labels and fields alone: a candidate line names nothing else."""
+    return "concept c\nlabels " + ", ".join(spec.labels) + "\n" + "".join(
+        f'field {n} = "{spec.column(n)}"\n' for n in spec.fields)
+
+
+def _other_labels_phrases(spec: Spec, label: str) -> dict:
+    """field -> the phrases (quoted, as written, first occurrence first) of the spec's rules
+    that vote another label than ``label`` and test phrases only (``F has "x"`` or
+    ``F has any(...)``)."""
+    out: dict = {}
+    for r in spec.rules:
+        pred, other = _rule_parts(r)
+        m = _PHRASE_RULE.match(pred)
+        if m and other and other != label and m.group(1) in spec.fields:
+            quoted = _QUOTED.findall(m.group(2)) if m.group(2) is not None else [m.group(3)]
+            out.setdefault(m.group(1), {}).update(dict.fromkeys(quoted))
+    return {f: list(qs) for f, qs in out.items()}
+
+
+def _unless_text(phrases: dict) -> str:
+    """``F has any("a", "b") or G has any(...)`` for field -> quoted phrases."""
+    return " or ".join(f"{f} has any({', '.join(qs)})" for f, qs in phrases.items())
+
+
+def _predicate(cand: _Candidates, j) -> str:
+    """A candidate's predicate text; ``j`` a column or a _Remainder."""
+    if isinstance(j, _Remainder):
+        return f"{cand.predicates[j.base]} unless {j.unless}"
+    return cand.predicates[j]
+
+
+def _name(cand: _Candidates, j) -> str:
+    if isinstance(j, _Remainder):
+        return f"{cand.names[j.base]}_rest"
+    return cand.names[j]
+
+
 def _true_rows(data: SuggestData, cand: _Candidates, columns: list) -> list:
-    """The rows each chosen candidate fires on, by the evaluator's own whole-word test."""
+    """The rows each chosen candidate (a column or a _Remainder) fires on, by the evaluator's own
+    whole-word test."""
     out = []
     for j in columns:
+        if isinstance(j, _Remainder):
+            out.append((cand.matrix[:, j.base].toarray().ravel() > 0) & ~j.excluded)
+            continue
         if cand.phrases[j] is None:
             out.append(cand.matrix[:, j].toarray().ravel() > 0)
-            continue
-        column, phrase = cand.phrases[j]
-        out.append(data.text(column).index.rows_with_sequence(phrase.split(), spaced=True))
+        else:
+            column, phrase = cand.phrases[j]
+            out.append(data.text(column).index.rows_with_sequence(phrase.split(), spaced=True))
     return out
 
 
 def _existing_keys(spec: Spec) -> set:
     """(predicate text, label) of the spec's rules, as candidates are written."""
-    out = set()
-    for r in spec.rules:
-        text = r.rule.text.split(":", 1)[-1]
-        pred, _, label = text.rpartition("=>")
-        out.add((" ".join(pred.split()), label.split()[0] if label.split() else ""))
-    return out
+    return {_rule_parts(r) for r in spec.rules}
 
 
 def _rule_names(spec: Spec, wanted: list) -> list:
@@ -549,8 +707,7 @@ def _checked(spec: Spec, data: SuggestData, lines: list) -> list:
     """Which of ``lines`` pass the real parser and checker. A candidate line names only a
     field, a label and literals, and its name is unique, so it is checked in a spec of the
     labels and fields alone (results are kept: a refresh re-checks only new lines)."""
-    head = "concept c\nlabels " + ", ".join(spec.labels) + "\n" + "".join(
-        f'field {n} = "{spec.column(n)}"\n' for n in spec.fields)
+    head = _fields_head(spec)
     todo = [l for l in dict.fromkeys(lines) if (head, l) not in data._checked]
     first = head.count("\n") + 1
     for _ in range(3):
@@ -679,16 +836,96 @@ def _fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence, end_
             precision_interval=(float(lo), float(hi)), precision_from=src, evidence_rows=float(len(use)),
             rows=len(rows), example_ids=[data.id_of(i) for i in wrong], example_rows=[int(i) for i in wrong],
             evidence=f"its {labels[c]} votes against {src} on {len(use)} rows"))
+    rewrites, stops = _rest_fixes(spec, data, votes, ev)
+    out += rewrites
     names = spec.rule_names
     for a, b, count in _conflict_pairs(votes, names)[:3]:
         ja, jb = names.index(a), names.index(b)
         both = np.flatnonzero((votes[:, ja] != ABSTAIN) & (votes[:, jb] != ABSTAIN) & (votes[:, ja] != votes[:, jb]))
+        if any(r in stops and stops[r][both].all() for r in (a, b)):
+            continue  # a rewrite above ends this conflict: the same advice twice
         out.append(Suggestion(
             "fix", float(count), f"rules {a} and {b} disagree on {count:,} rows", rows=count, conflicts=count,
             example_ids=[data.id_of(i) for i in both[:3]], example_rows=[int(i) for i in both[:3]],
             evidence="both vote, for different labels: narrow one of them (e.g. with unless)"))
     out.sort(key=lambda s: -s.score)
     return out[:n]
+
+
+_PHRASE_TERM = re.compile(r'(\w+) has (?:any\(((?:"(?:[^"\\]|\\.)*"(?:, )?)+)\)|("(?:[^"\\]|\\.)*"))')
+
+
+def _unless_phrases(unless: str) -> Optional[dict]:
+    """field -> quoted phrases of an ``unless`` made only of ``F has any(...)`` / ``F has "x"``
+    terms joined by ``or`` (as ``_remainders`` writes it); None for any other form."""
+    out: dict = {}
+    pos = 0
+    for m in _PHRASE_TERM.finditer(unless):
+        if unless[pos:m.start()] != ("" if pos == 0 else " or "):
+            return None
+        quoted = _QUOTED.findall(m.group(2)) if m.group(2) is not None else [m.group(3)]
+        out.setdefault(m.group(1), {}).update(dict.fromkeys(quoted))
+        pos = m.end()
+    return {f: list(qs) for f, qs in out.items()} if out and pos == len(unless) else None
+
+
+def _rest_fixes(spec: Spec, data: SuggestData, votes: np.ndarray, ev: _Evidence) -> list:
+    """A rule for the rest of the data (``T unless F has any(...)``) written before some of the
+    other labels' phrase rules leaves their phrases out of its ``unless``, and so keeps voting
+    its label on their rows (on SMS, a HAM rest rule accepted after one SPAM rule voted HAM on
+    every spam message the later SPAM rules found). Per such rule: the same rule with those
+    phrases added to its ``unless`` (``spec_line``, ``replaces``), scored by the rows where it
+    would stop voting against another label's rule. Returns (suggestions, {rule name: the rows
+    its rewrite stops voting on})."""
+    k = len(spec.labels)
+    covered = (votes != ABSTAIN).any(axis=1)
+    st = _RuleStats(data, votes, covered, ev, k)
+    head = _fields_head(spec)
+    out, stops = [], {}
+    for j, r in enumerate(spec.rules):
+        pred, label = _rule_parts(r)
+        if not _REST_RULE.match(pred):
+            continue
+        base, unless = pred.split(" unless ", 1)
+        have = _unless_phrases(unless)
+        if have is None:
+            continue
+        added = 0
+        for f, qs in _other_labels_phrases(spec, label).items():
+            known = have.setdefault(f, [])
+            new = [q for q in qs if q not in known]
+            known.extend(new)
+            added += len(new)
+        if not added:
+            continue
+        tail = r.rule.text.rpartition("=>")[2].strip()  # the label, and a confidence if it has one
+        line = f"rule {r.name} : {base} unless {_unless_text(have)} => {tail}"
+        try:
+            fires = vote_matrix(load_spec(spec.path, data.table.schema, text=head + line + "\n"), data.table)[:, 0]
+        except SpecError:
+            continue
+        fires = fires != ABSTAIN
+        before = votes[:, j] != ABSTAIN
+        dropped = before & ~fires
+        c = r.label_index
+        against = dropped & ((votes != ABSTAIN) & (votes != c)).any(axis=1)
+        if not against.any():
+            continue
+        cs = st.of(sp.csr_matrix(np.stack([before, fires], axis=1).astype(np.float32)))
+        (p_old, p_new), total = cs.prec[:, c], float(cs.total[1])
+        lo, hi = precision_interval(p_new * total, total)
+        src = _precision_source(ev, sp.csr_matrix(fires[:, None].astype(np.float32)), st.informative)[0]
+        stops[r.name] = dropped
+        examples = np.flatnonzero(against)[:3]
+        out.append(Suggestion(
+            "fix", float(against.sum()), f"rule {r.name} (line {r.rule.span.line}) votes {label} on {int(against.sum()):,} "
+            f"rows other labels' rules cover: add their {added} phrases to its unless", label=label, spec_line=line,
+            estimated_precision=float(p_new), precision_interval=(float(lo), float(hi)), precision_from=src,
+            evidence_rows=total, rows=int(fires.sum()), conflicts=int(against.sum()),
+            example_ids=[data.id_of(i) for i in examples], example_rows=[int(i) for i in examples],
+            evidence=f"rules added since it was written vote another label there; estimated precision "
+                     f"{p_old:.2f} -> {p_new:.2f} ({src}, {total:,.0f} rows)", replaces=r.name))
+    return out, stops
 
 
 # -- rows to review --------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The studio app: composes the panes and routes their messages; slow work in workers."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from textual import on, work
@@ -261,6 +262,20 @@ class StudioApp(App):
     def insert_rule(self, msg: NextPane.InsertRule) -> None:
         editor = self.query_one(SpecEditor)
         text = editor.text
+        if msg.replaces:
+            # the rule as the editor has it now: from its `rule NAME :` line to the line of its `=>`
+            lines = text.split("\n")
+            head = re.compile(rf"\s*rule\s+{re.escape(msg.replaces)}\s*:")
+            first = next((i for i, line in enumerate(lines) if head.match(line)), None)
+            last = None if first is None else next((i for i in range(first, len(lines)) if "=>" in lines[i]), None)
+            if last is None:
+                self.notify(f"rule {msg.replaces} is no longer in the spec", severity="warning", timeout=4)
+                return
+            if first and lines[first - 1].lstrip().startswith(("# suggested:", "# fixed:")):
+                first -= 1  # the evidence line written with it describes the old rule
+            editor.replace(f"{msg.comment}\n{msg.line}", (first, 0), (last, len(lines[last])))
+            self.notify(f"rewrote rule {msg.replaces}", timeout=3)
+            return
         addition = ("" if text.endswith("\n") or not text else "\n") + f"{msg.comment}\n{msg.line}\n"
         end = editor.document.end
         editor.insert(addition, end)

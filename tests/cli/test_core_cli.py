@@ -335,6 +335,13 @@ def test_verbs_take_spec_data_and_id_from_the_project_file(tmp_path, monkeypatch
     # explicit arguments win over the project file
     assert main(["stats", "specs/youtube_spam.mt", str(root / "data" / "youtube" / "train.csv"), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["rows"] == 1586
+    # one path that is data: the spec comes from the project file
+    assert main(["stats", str(root / "data" / "youtube" / "train.csv"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["rows"] == 1586
+    # two paths, the data first: said plainly, no spec parse error at line 1 of a CSV
+    assert main(["stats", "comments.csv", "specs/youtube_spam.mt"]) == 2
+    err = capsys.readouterr().err
+    assert "comments.csv: a data file where the spec (.mt) goes" in err and "SPEC DATA" in err
 
 
 def test_without_a_project_file_spec_and_data_are_required(tmp_path, monkeypatch, capsys):

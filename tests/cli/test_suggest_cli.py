@@ -60,6 +60,22 @@ def test_number_only_data_gets_thresholds(capsys, tmp_path):
     assert code == 0
 
 
+def test_a_rest_rule_behind_the_other_labels_rules_gets_its_rewrite(capsys, tmp_path):
+    spec = tmp_path / "s.mt"
+    spec.write_text('concept c "c"\nlabels SPAM, HAM\nfield text = "CONTENT"\n'
+                    'rule a : text has "check" => SPAM\n'
+                    'rule rest : words(text) <= 36 unless text has any("check") => HAM\n'
+                    'rule b : text has "subscribe" => SPAM\n')
+    code, out, err = run(capsys, "suggest", spec, YOUTUBE, "--kind", "fix", "--format", "json")
+    assert code == 0, err
+    fix = next(s for s in json.loads(out) if s["replaces"] == "rest")
+    assert fix["spec_line"] == 'rule rest : words(text) <= 36 unless text has any("check", "subscribe") => HAM'
+    assert fix["conflicts"] > 0 and fix["example_ids"]
+    code, out, err = run(capsys, "suggest", spec, YOUTUBE, "--kind", "fix")
+    assert code == 0, err
+    assert "rule rest (line 5) votes HAM on" in out and f"in place of rule rest: {fix['spec_line']}" in out
+
+
 def test_bad_input_is_exit_2_with_a_message(capsys, tmp_path):
     spec = REPO / "specs/youtube_spam.mt"
     code, _, err = run(capsys, "suggest", spec, YOUTUBE, "--kind", "rules")

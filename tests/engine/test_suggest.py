@@ -183,15 +183,73 @@ def test_without_gold_a_rule_voting_alone_is_not_a_fix(tmp_path, youtube):
     assert fixes == []
 
 
-def test_an_end_model_labels_the_rows_no_rule_covers_as_evidence(tmp_path, youtube):
+def test_an_end_models_guess_on_uncovered_rows_does_not_sway_rule_estimates(tmp_path, youtube):
+    # an end model learns from covered rows only; where the rules cover mostly one label it
+    # calls the uncovered rows that label too. Its verdict there must not count as evidence.
     table, gold, data = youtube
     spec = spec_of(tmp_path, table, 'rule link : text ~ /http/ => SPAM\nrule song : text has "song" => HAM\n')
     votes = mteach.apply_table(spec, table)
-    perfect = np.eye(2)[gold]  # an end model that is always right
-    rules = suggest(spec, data, votes, end_proba=perfect, n=5, kinds=("rule",))
-    assert rules and all(s.precision_from == "label model + end model" for s in rules)
-    for s in rules:
-        grown = mteach.load_spec(tmp_path / "s.mt", table.schema, text=HEADER + s.spec_line + "\n")
-        fires = mteach.apply_table(grown, table)[:, 0] != -1
-        true = (gold[fires] == ["SPAM", "HAM"].index(s.label)).mean()
-        assert abs(s.estimated_precision - true) < 0.1
+    biased = np.tile([1.0, 0.0], (len(gold), 1))  # SPAM everywhere
+    plain = suggest(spec, data, votes, n=5, kinds=("rule",))
+    swayed = suggest(spec, data, votes, end_proba=biased, n=5, kinds=("rule",))
+    assert plain and [s.spec_line for s in swayed] == [s.spec_line for s in plain]
+    assert [s.estimated_precision for s in swayed] == [s.estimated_precision for s in plain]
+    assert all(s.precision_from == "label model" for s in swayed)
+
+
+def test_a_rule_for_what_the_other_labels_rules_leave(tmp_path, youtube):
+    # once SPAM's rules test phrases, the rest of the data is mostly HAM: suggest offers
+    # "THRESHOLD unless text has any(<SPAM's phrases>) => HAM", exact about its rows and right
+    table, gold, data = youtube
+    rules = ('rule a : text has any("check out", "subscribe") => SPAM\n'
+             'rule b : text has "com" => SPAM confidence 0.8\nrule c : text has "i love" => HAM\n')
+    spec = spec_of(tmp_path, table, rules)
+    votes = mteach.apply_table(spec, table)
+    covered = (votes != -1).any(axis=1)
+    found = [s for s in suggest(spec, data, votes, gold=gold, n=20, kinds=("rule",))
+             if ' unless text has any("check out", "subscribe", "com") => HAM' in s.spec_line]
+    assert len(found) == 1  # one per label: the best threshold
+    s = found[0]
+    grown = mteach.load_spec(tmp_path / "s.mt", table.schema, text=HEADER + rules + s.spec_line + "\n")
+    fires = mteach.apply_table(grown, table)[:, -1] != -1
+    assert s.rows == fires.sum() and s.new_rows == (fires & ~covered).sum() > 100
+    true = (gold[fires] == 1).mean()
+    assert true >= 0.8 and s.precision_interval[0] <= true <= s.precision_interval[1]
+    # rejected once, the rest of that label is not offered again with another threshold
+    again = suggest(spec, data, votes, gold=gold, n=20, kinds=("rule",), exclude={s.title})
+    assert not [x for x in again if " unless " in x.spec_line and x.label == "HAM"]
+
+
+def test_a_rest_rule_written_early_gets_a_fix_with_the_phrases_added_since(tmp_path, youtube):
+    # the rest rule knew only "check"; later SPAM rules found "subscribe" and "channel", where
+    # it still votes HAM: the fix rewrites it with them in its unless, in its own name
+    table, gold, data = youtube
+    rules = ('rule a : text has "check" => SPAM\n'
+             'rule rest : words(text) <= 36 unless text has any("check") => HAM confidence 0.9\n'
+             'rule b : text has any("subscribe", "channel") => SPAM\nrule c : text has "song" => HAM\n')
+    spec = spec_of(tmp_path, table, rules)
+    votes = mteach.apply_table(spec, table)
+    found = suggest(spec, data, votes, gold=gold, n=10, kinds=("fix",))
+    fixes = [s for s in found if s.replaces]
+    assert len(fixes) == 1
+    s = fixes[0]
+    # the conflict of rest and b is this same advice: not listed again as a pair
+    assert not [x for x in found if x.title.startswith("rules rest and b disagree")]
+    assert [x for x in found if x.title.startswith("rules a and c disagree")]
+    assert s.replaces == "rest" and s.spec_line == ('rule rest : words(text) <= 36 unless text has any("check", '
+                                                    '"subscribe", "channel") => HAM confidence 0.9')
+    fixed = mteach.load_spec(tmp_path / "s.mt", table.schema, text=HEADER + rules.replace(
+        'rule rest : words(text) <= 36 unless text has any("check") => HAM confidence 0.9', s.spec_line))
+    after = mteach.apply_table(fixed, table)
+    was, now = votes[:, 1] != -1, after[:, 1] != -1
+    assert s.rows == now.sum() and (now <= was).all()
+    # it stops voting HAM exactly where rule b votes SPAM, and is right more often on gold
+    assert s.conflicts == (was & (votes[:, 2] != -1)).sum() > 0 and not (now & (votes[:, 2] != -1)).any()
+    assert (gold[now] == 1).mean() > (gold[was] == 1).mean()
+    assert s.precision_from == "gold" and s.precision_interval[0] <= (gold[now] == 1).mean() <= 1
+    assert set(s.example_ids) <= set(np.asarray(data.ids)[was & ~now].tolist())
+    # once fixed, nothing more to fix; an unless the expert wrote otherwise is not rewritten
+    assert not [x for x in suggest(fixed, data, after, gold=gold, kinds=("fix",)) if x.replaces]
+    own = spec_of(tmp_path, table, 'rule a : text has "check" => SPAM\n'
+                                   'rule rest : words(text) <= 36 unless text ~ /http/ => HAM\n')
+    assert not [x for x in suggest(own, data, mteach.apply_table(own, table), kinds=("fix",)) if x.replaces]

@@ -2,6 +2,7 @@
 pane's wrong-against-gold filter and grouped uncovered rows, the coverage table's sorts,
 and review in ranked order."""
 import numpy as np
+from textual.worker import WorkerCancelled
 
 from mteach.tui.app import StudioApp
 from mteach.tui.components.coverage import CoverageTable
@@ -16,7 +17,12 @@ async def settle(app, pilot, wait=0.0):
     if wait:
         await pilot.pause(wait)
     for _ in range(2):
-        await app.workers.wait_for_complete()
+        while True:
+            try:
+                await app.workers.wait_for_complete()
+                break
+            except WorkerCancelled:  # replaced by a newer run of its group (seen under load): wait for that
+                await pilot.pause()
         await pilot.pause()
 
 
@@ -95,3 +101,32 @@ async def test_example_rows_wrong_filter_sorts_and_ranked_review(make_session):
         assert review.mode == "ranked"
         order = app.session.guidance.review_order
         assert review.current == next(int(i) for i in order if not app.session.excluded()[i])
+
+
+async def test_i_on_a_fix_rewrites_the_rule_in_place(make_session):
+    # a rest rule that knows only "check", then SPAM rules on other phrases: the Next pane
+    # offers its rewrite, and `i` puts it where the rule was (its evidence line above it)
+    app = studio(make_session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        editor = app.query_one(SpecEditor)
+        old = 'rule rest : words(text) <= 30 unless text has any("check") => HAM'
+        editor.insert(f"\n{old}\nrule mine : text has \"my\" => SPAM\n", editor.document.end)
+        await settle(app, pilot, 0.6)
+        pane = app.query_one(NextPane)
+        at = next(n for n, s in enumerate(pane.items) if s.kind == "fix" and s.replaces == "rest")
+        fix = pane.items[at]
+        assert '"check", "subscribe", "sub", "my"' in fix.spec_line
+        await pilot.press("f8")
+        app.query_one(NextTable).move_cursor(row=at)
+        assert str(app.query_one(NextTable).get_row_at(at)[-1]) == fix.title[:90]  # what it does, not the long line
+        await pilot.press("i")
+        await settle(app, pilot, 0.6)
+        lines = app.query_one(SpecEditor).text.split("\n")
+        assert old not in lines and lines.count(fix.spec_line) == 1
+        assert lines[lines.index(fix.spec_line) - 1] == f"# fixed: {fix.evidence}"
+        assert lines[lines.index(fix.spec_line) + 1] == 'rule mine : text has "my" => SPAM'
+        a = app.session.last
+        assert not app.errors and a.spec.rule_names[-2:] == ["rest", "mine"]
+        assert (a.votes[:, -2] != -1).sum() == fix.rows
+        assert not [s for s in app.query_one(NextPane).items if s.replaces == "rest"]

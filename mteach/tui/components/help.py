@@ -54,7 +54,8 @@ HELP = """\
 [b]Next[/b]  suggestions, refreshed after each edit: rules to add, groups
   of uncovered rows, rules to fix, rows to review.
   i: insert the rule at the end of the spec (a comment says its
-  evidence)   x: its example rows
+  evidence); on a fix with a new line, put it in its rule's place
+  x: its example rows
 """
 
 

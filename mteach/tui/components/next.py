@@ -1,6 +1,7 @@
 """The Next pane: where to teach next — the suggestions of ``engine.suggest``, refreshed in
 the background after each edit. ``i`` inserts a suggested rule at the end of the spec (with
-a comment line saying what evidence it came from); ``x`` shows a suggestion's example rows."""
+a comment line saying what evidence it came from), or puts a fix's rewrite of a rule in
+that rule's place; ``x`` shows a suggestion's example rows."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -15,6 +16,8 @@ KIND_WORDS = {"rule": "add rule", "group": "group", "fix": "fix", "review": "rev
 
 def comment_for(s) -> str:
     """The comment line written above an inserted rule: the evidence it came from."""
+    if s.replaces:
+        return f"# fixed: {s.evidence}"
     if s.estimated_precision is None:
         return f"# suggested: {s.evidence}; +{s.new_rows:,} new rows"
     lo, hi = s.precision_interval
@@ -45,10 +48,13 @@ class NextPane(Vertical):
     """
 
     class InsertRule(Message):
-        def __init__(self, comment: str, line: str) -> None:
+        """Insert ``line`` under ``comment`` at the end of the spec, or in place of the rule
+        named ``replaces``."""
+        def __init__(self, comment: str, line: str, replaces: str = None) -> None:
             super().__init__()
             self.comment = comment
             self.line = line
+            self.replaces = replaces
 
     class ShowRows(Message):
         def __init__(self, rows: list, title: str) -> None:
@@ -76,7 +82,8 @@ class NextPane(Vertical):
         for n, s in enumerate(self.items):
             prec = "-" if s.estimated_precision is None else f"{s.estimated_precision:.2f}"
             rows = f"+{s.new_rows:,}" if s.kind == "rule" else (f"{s.rows:,}" if s.rows else "")
-            table.add_row(KIND_WORDS[s.kind], s.label or "", prec, rows, (s.spec_line or s.title)[:90], key=str(n))
+            what = s.title if s.replaces else s.spec_line or s.title  # a fix's line is long: say what it does
+            table.add_row(KIND_WORDS[s.kind], s.label or "", prec, rows, what[:90], key=str(n))
         self.query_one("#next-head", Static).update(Text(evidence, style="dim"))
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
@@ -95,12 +102,16 @@ class NextPane(Vertical):
             box.update("")
             return
         t = Text()
+        if s.replaces:
+            t.append(s.title + "\n")
         t.append((s.spec_line or s.title) + "\n", style="bold")
         if s.kind == "rule":
             t.append(comment_for(s)[2:] + "\n")
             t.append("i: insert at the end of the spec   x: its example rows\n", style="dim")
         else:
             t.append(s.evidence + "\n")
+            if s.replaces:
+                t.append(f"i: put it in place of rule {s.replaces}   ", style="dim")
             if s.words:
                 t.append("words: " + ", ".join(s.words) + "\n")
             t.append("x: the example rows\n", style="dim")
@@ -115,7 +126,7 @@ class NextPane(Vertical):
     def insert_current(self) -> None:
         s = self.current()
         if s is not None and s.spec_line:
-            self.post_message(self.InsertRule(comment_for(s), s.spec_line))
+            self.post_message(self.InsertRule(comment_for(s), s.spec_line, s.replaces))
 
     def examples_current(self) -> None:
         s = self.current()
