@@ -67,8 +67,10 @@ def _not_utf8(path, columns) -> DataError:
 
 def parquet_batches(path, columns=None, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """A Parquet file's rows in batches of ``batch_rows`` (the last one shorter), as
-    ``ParquetFile.iter_batches`` gives them, but read one row group at a time: pyarrow's reader
-    over the whole file keeps memory that grows with the file (~45 bytes a row of a ledger)."""
+    ``ParquetFile.iter_batches`` gives them for plain columns (for dictionary columns its
+    batches fall irregularly at row groups; here they are all ``batch_rows`` long too), but
+    read one row group at a time: pyarrow's reader over the whole file keeps memory that
+    grows with the file (~45 bytes a row of a ledger)."""
     file = pq.ParquetFile(path)
     if columns is not None and not columns:  # no columns: nothing to hold
         yield from file.iter_batches(batch_size=batch_rows, columns=columns)
