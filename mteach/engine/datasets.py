@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .io import DataSource, _explain_arrow_error, atomic_path, file_fingerprint, open_data
+from .io import DataSource, _explain_arrow_error, atomic_path, file_fingerprint, open_data, parquet_batches
 
 MANIFEST = "_manifest.json"
 PART = "part-{:05d}.parquet"
@@ -41,7 +41,7 @@ class DatasetSource(DataSource):
 
     def _batches(self, columns, batch_rows):
         for part in self.parts:
-            yield from pq.ParquetFile(part).iter_batches(batch_size=batch_rows, columns=columns)
+            yield from parquet_batches(part, columns, batch_rows)
 
     def fingerprint(self) -> str:
         """sha256 over the parts' names and bytes."""
