@@ -366,9 +366,8 @@ def build_ledger(spec: Spec, ids: pa.Array, votes: np.ndarray, *, gold: Optional
     else:
         model = fit_label_model(spec, votes, gold, seed, label_model_settings)
     table = ledger_rows(spec, model, ids, votes, gold=gold, model_output=out, fields=fields)
-    voted = votes != -1
-    facts = LedgerFacts(rows=votes.shape[0], covered=int(voted.any(axis=1).sum()), vote_counts=voted.sum(axis=0),
-                        gold_rows=None if gold is None else int((gold >= 0).sum()))
+    facts = LedgerFacts()
+    facts.add(votes, gold)
     blend = None if out is None else out.blend if out.proba is not None else 0.0
     run, rules, params = ledger_metadata(spec, model, facts, seed=seed, run_facts=run_facts, blend=blend, git=git)
     return Ledger(table, run, rules, params)

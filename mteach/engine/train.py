@@ -49,6 +49,7 @@ from .features import Featurizer
 from .io import atomic_folder, check_output, file_fingerprint
 from .hints import HintError, compile_hints, hint_effect
 from .label_model import LABEL_MODELS, LabelModelProtocol, fit_for_spec, label_model_kind
+from .ledger import label_model_params
 
 MODEL_FORMAT = "mteach.model/1"
 # beta: the end model's exponent in the covered-row product of experts (0 = the rules alone;
@@ -233,7 +234,7 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
 
     if label_model is None:
         log("fitting the label model")
-        label_model = fit_for_spec(spec, votes, gold, **label_model_params(settings))
+        label_model = fit_for_spec(spec, votes, gold, **label_model_params(settings.label_model, settings.label_model.seed))
     soft = label_model.predict_proba(votes)
 
     gold_covered = None if gold is None else (gold != -1) & covered
@@ -319,12 +320,6 @@ def train(spec: Spec, table: pa.Table, settings: Settings, gold: Optional[np.nda
     return model, report
 
 
-def label_model_params(settings: Settings) -> dict:
-    """``fit_for_spec``'s kind and parameters from ``[label_model]``."""
-    lm = settings.label_model
-    return {"kind": lm.kind, "prior_strength": lm.prior_strength, "max_iter": lm.max_iter, "seed": lm.seed}
-
-
 def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Settings, gold_request=None, *,
                    engine=None, threads: int = 2, batch_rows: Optional[int] = None, read_progress=None,
                    log=lambda msg: None, hint_effects: bool = True, progress=_no_progress) -> tuple:
@@ -365,7 +360,7 @@ def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Setti
         raise DataError(f"no rule of {spec.path} fires on any of the {counts.rows:,} rows; "
                         "nothing to learn from — check the fields and run `mteach stats`")
     log("fitting the label model on the counts of distinct vote rows")
-    label_model = fit_counted(spec, counts, **label_model_params(settings))
+    label_model = fit_counted(spec, counts, **label_model_params(settings.label_model, settings.label_model.seed))
     known = gold >= 0 if gold_request else None
     rows, note = training_rows(covered, None if known is None else known & covered, settings.end_model.max_rows,
                                settings.end_model.seed)
