@@ -54,8 +54,9 @@ def register(sub):
                                    "rows whose end-model label it flips, end-model accuracy with and without it "
                                    "(against the end model trained without that hint in the same run, same seed). "
                                    "--format json: an object keyed by method, then 'all' / 'covered' / "
-                                   "'uncovered', beside 'hints'. Without gold labels, predictions are streamed "
-                                   "batch by batch (memory bounded by the batch, not the file).")
+                                   "'uncovered', beside 'hints'. The data is streamed batch by batch, with or without "
+                                   "gold labels: predictions are written as they come and the scores are summed "
+                                   "from each batch's counts (memory bounded by the batch, not the file).")
     p.add_argument("model", metavar="MODEL_DIR")
     add_data_argument(p)
     p.add_argument("-o", "--output", metavar="OUT.parquet", help="write predictions here")
@@ -157,32 +158,82 @@ def evaluate(result, votes, gold, labels, positive: int = 0, seed: int = 0) -> d
     (of label index ``positive`` when there are two labels — by default the spec's first, the
     concept's own label, e.g. SPAM — else macro), ``ece`` (10 bins) and ``rows``. Majority vote
     breaks ties and labels rows with no vote at random (``seed``); its probabilities are the
-    softmax of the vote counts (``engine.label_model.MajorityVote``; uniform where no rule votes)."""
-    from ..engine.analysis import wilson_interval
-    from ..engine.calibration import ece, f1_score
-    from ..engine.label_model import MajorityVote
-    k = len(labels)
-    mv = MajorityVote(n_classes=k, tie_break="random", seed=seed).fit(votes[:1])
-    probas = {"majority_vote": mv.predict_proba(votes), "label_model": result["lm_proba"],
-              "end_model": result["em_proba"], "combined": result["proba"]}
-    preds = {"majority_vote": mv.predict(votes), "label_model": result["lm_proba"].argmax(1),
-             "end_model": result["em_proba"].argmax(1), "combined": result["label"]}
-    covered = result["covered"]
-    masks = {"all": np.ones_like(covered), "covered": covered, "uncovered": ~covered}
-    out = {}
-    for method in METHODS:
-        out[method] = {}
-        for scope in SCOPES:
-            g = np.where(masks[scope], gold, -1)
-            known = g != -1
-            n = int(known.sum())
-            correct = int((preds[method][known] == g[known]).sum())
-            low, high = wilson_interval(correct, n)
-            out[method][scope] = {
-                "accuracy": correct / n if n else None, "low": low if n else None, "high": high if n else None,
-                "f1": f1_score(preds[method], g, k, positive=positive) if n else None,
-                "ece": ece(probas[method], g) if n else None, "rows": n}
-    return out
+    softmax of the vote counts (``engine.label_model.MajorityVote``; uniform where no rule votes).
+    ``Evaluation`` gives the same batch by batch."""
+    evaluation = Evaluation(labels, positive, seed)
+    evaluation.add(result, votes, gold)
+    return evaluation.figures()
+
+
+class Evaluation:
+    """``evaluate`` accumulated over batches of rows (in data order), so ``predict`` with gold
+    labels scores data of any length: per method and scope, the gold rows, those right, the
+    per-class counts F1 needs and ECE's 10 bins (counts, and the sums of confidence minus
+    correctness, continued row after row as ``calibration.ece`` sums them). Majority vote's
+    random tie-breaks come from one generator passed from batch to batch."""
+
+    BINS = 10
+
+    def __init__(self, labels, positive: int = 0, seed: int = 0):
+        self.k, self.positive, self.seed = len(labels), positive, seed
+        self.rng = np.random.default_rng(seed)
+        self.majority = None
+        self.counts = {(method, scope): {"rows": 0, "right": 0, "true_positive": np.zeros(self.k, np.int64),
+                                         "predicted": np.zeros(self.k, np.int64),
+                                         "gold": np.zeros(self.k, np.int64),
+                                         "in_bin": np.zeros(self.BINS, np.int64), "gap": np.zeros(self.BINS)}
+                       for method in METHODS for scope in SCOPES}
+
+    def add(self, result, votes, gold) -> None:
+        from ..engine.label_model import MajorityVote
+        if self.majority is None:
+            self.majority = MajorityVote(n_classes=self.k, tie_break="random", seed=self.seed).fit(
+                np.full((1, votes.shape[1]), -1, np.int8))
+        mv = self.majority
+        probas = {"majority_vote": mv.predict_proba(votes), "label_model": result["lm_proba"],
+                  "end_model": result["em_proba"], "combined": result["proba"]}
+        preds = {"majority_vote": mv.predict(votes, rng=self.rng), "label_model": result["lm_proba"].argmax(1),
+                 "end_model": result["em_proba"].argmax(1), "combined": result["label"]}
+        gold = np.asarray(gold)
+        covered = result["covered"]
+        masks = {"all": np.ones_like(covered), "covered": covered, "uncovered": ~covered}
+        for method in METHODS:
+            proba = np.asarray(probas[method], dtype=np.float64)
+            for scope in SCOPES:
+                known = masks[scope] & (gold != -1)
+                c, pred, g = self.counts[method, scope], preds[method][known], gold[known]
+                c["rows"] += int(known.sum())
+                c["right"] += int((pred == g).sum())
+                c["true_positive"] += np.bincount(g[pred == g], minlength=self.k)
+                c["predicted"] += np.bincount(pred, minlength=self.k)
+                c["gold"] += np.bincount(g, minlength=self.k)
+                p = proba[known]
+                conf = p.max(axis=1)
+                which = np.minimum((conf * self.BINS).astype(np.int64), self.BINS - 1)
+                c["in_bin"] += np.bincount(which, minlength=self.BINS)
+                # the running sums go first, so the rows are added to them one by one in order
+                c["gap"] = np.bincount(np.concatenate([np.arange(self.BINS), which]),
+                                       weights=np.concatenate([c["gap"], conf - (p.argmax(axis=1) == g).astype(np.float64)]),
+                                       minlength=self.BINS)
+
+    def figures(self) -> dict:
+        """``evaluate``'s figures over the rows added so far."""
+        from ..engine.analysis import wilson_interval
+        out = {}
+        for method in METHODS:
+            out[method] = {}
+            for scope in SCOPES:
+                c = self.counts[method, scope]
+                n = c["rows"]
+                low, high = wilson_interval(c["right"], n)
+                classes = [self.positive] if self.k == 2 else range(self.k)
+                f1 = [2 * float(c["true_positive"][x]) / float(c["predicted"][x] + c["gold"][x])
+                      if c["predicted"][x] + c["gold"][x] else 0.0 for x in classes]
+                out[method][scope] = {
+                    "accuracy": c["right"] / n if n else None, "low": low if n else None, "high": high if n else None,
+                    "f1": float(np.mean(f1)) if n else None,
+                    "ece": float(np.abs(c["gap"]).sum() / c["in_bin"].sum()) if n else None, "rows": n}
+        return out
 
 
 def print_evaluation(evaluation: dict, labels, positive: int = 0, out=None):
@@ -235,45 +286,93 @@ def predict_streaming(model, loaded, output, quiet: bool = False, batch_rows: in
 def cmd_predict(args) -> int:
     from ..engine.apply import resolve_id_column
     from ..engine.datasets import open_source, write_dataset
-    from ..engine.io import atomic_path
     from ..engine.train import load_model
     if not (args.output or args.gold or args.gold_column):
         raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
     source = open_source(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
-    if not gold_asked(args) and not writes_parts(args):  # predictions only: stream them
-        rows, covered = predict_streaming(model, loaded, args.output)
-        print(f"wrote {args.output}: {rows:,} rows ({covered:,} decided by the rules, "
-              f"{rows - covered:,} by the end model)", file=sys.stderr)
+    if not writes_parts(args):
+        if not gold_asked(args):  # predictions only
+            rows, covered = predict_streaming(model, loaded, args.output)
+        else:
+            rows, covered, evaluation, effects = predict_with_gold(model, loaded, gold_request(args), args.output)
+        if args.output:
+            print(f"wrote {args.output}: {rows:,} rows ({covered:,} decided by the rules, "
+                  f"{rows - covered:,} by the end model)", file=sys.stderr)
+        if gold_asked(args):
+            print_scores(evaluation, effects, list(model.spec.labels), args.format)
         return 0
-    # With gold labels the evaluation (and each hint's effect) needs every row at once.
+    # Partitioned output (--engine dask): every row gathered, then written a part per partition.
     batch, gold = votes_and_gold(args, loaded, quiet=True)
     table, votes, ids = batch.table, batch.votes, batch.ids
     result = model.predict(table, votes)
     labels = list(model.spec.labels)
     if args.output:
+        from ..engine.dask_engine import partition_rows
         out = prediction_table(ids, result, labels)
-        if writes_parts(args):
-            from ..engine.dask_engine import partition_rows
-            write_dataset(args.output, out, partition_rows(source))
-        else:
-            with atomic_path(args.output) as tmp:
-                pq.write_table(out, tmp)
+        write_dataset(args.output, out, partition_rows(source))
         print(f"wrote {args.output}: {out.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
               f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
     if gold is not None:
         from ..engine.train import _feature_table, hint_effects
-        evaluation = evaluate(result, votes, gold, labels)
         effects = hint_effects(model, _feature_table(model.spec, table), result["covered"], gold)
-        for e in effects:
-            del e["flipped_rows"]
-        if args.format == "json":
-            dump_json({**evaluation, "hints": effects})
-        else:
-            print_evaluation(evaluation, labels)
-            if effects:
-                print()
-                print_hint_effects(effects)
+        print_scores(evaluate(result, votes, gold, labels), effects, labels, args.format)
     return 0
 
+
+def predict_with_gold(model, loaded, gold, output=None, quiet: bool = False,
+                      batch_rows: int = DEFAULT_BATCH_ROWS) -> tuple:
+    """``predict`` with gold labels (``engine.gold.GoldRequest``), batch by batch: each batch's
+    predictions are written to ``output`` (when given; atomically) as they come, and the
+    evaluation (``Evaluation``) and each hint's effect (``engine.train.HintEffects``) are
+    accumulated from the batch's counts. Returns (rows, rows covered, the evaluation, the
+    hint effects) — the same as ``evaluate`` and ``hint_effects`` on all rows at once."""
+    import contextlib
+
+    from ..engine.io import atomic_path
+    from ..engine.ledger import batch_gold
+    from ..engine.train import HintEffects, _feature_table
+    from ..engine.votes import vote_batches
+    spec, source = model.spec, loaded.source
+    labels = list(spec.labels)
+    gold.check(source.schema, loaded.id_column, source.path)
+    gold_of = batch_gold(gold, labels, source.path, loaded.id_column)
+    evaluation, effects = Evaluation(labels), HintEffects(model)
+    rows = covered = 0
+    with (atomic_path(output) if output else contextlib.nullcontext()) as tmp, \
+            progress_bar(source.num_rows, "predicting and scoring", not quiet) as advance:
+        writer = None
+        try:
+            for batch in vote_batches(spec, source, loaded.id_column, columns=gold.columns, batch_rows=batch_rows,
+                                      progress=advance):
+                result = model.predict(batch.table, batch.votes)
+                if tmp is not None:
+                    table = prediction_table(batch.ids, result, labels)
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                known = gold_of(batch)
+                evaluation.add(result, batch.votes, known)
+                effects.add(_feature_table(spec, batch.table), result["covered"], known)
+                rows += batch.num_rows
+                covered += int(result["covered"].sum())
+        finally:
+            if writer is not None:
+                writer.close()
+        if not rows:
+            raise DataError(f"{source.path}: the file has a header but no rows")
+        gold_of.check(evaluation.counts["combined", "all"]["rows"])
+    return rows, covered, evaluation.figures(), effects.result()
+
+
+def print_scores(evaluation: dict, effects: list, labels, format: str) -> None:
+    """predict's evaluation and hint effects, as a table or JSON on stdout."""
+    for e in effects:
+        e.pop("flipped_rows", None)
+    if format == "json":
+        dump_json({**evaluation, "hints": effects})
+        return
+    print_evaluation(evaluation, labels)
+    if effects:
+        print()
+        print_hint_effects(effects)

@@ -816,11 +816,14 @@ class MajorityVote(_LogLinear, BaseEstimator):
         return np.asarray(_decompose(L, np.broadcast_to(np.eye(self.n_classes_), self.weights_.shape),
                                      np.zeros(self.n_classes_)))
 
-    def predict(self, L):
+    def predict(self, L, rng=None):
+        """The class with the most votes; ``rng``: the generator of random tie-breaks (default:
+        a fresh one seeded by ``seed``; pass one on from batch to batch to break ties as over
+        all rows at once)."""
         counts = self.vote_counts(L)
         if self.tie_break == "lowest":
             return np.argmax(counts, axis=1)
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.seed) if rng is None else rng
         top = counts == counts.max(axis=1, keepdims=True)
         noise = rng.random(counts.shape)
         return np.argmax(np.where(top, noise, -1.0), axis=1)

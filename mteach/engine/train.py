@@ -562,10 +562,14 @@ def _report(model, votes, soft, em, covered, gold, ftable, hints) -> dict:
     return report
 
 
+# Fewer rows than this that no rule covers: a hint's satisfaction is measured on all rows.
+MIN_HINT_ROWS = 10
+
+
 def hint_rows(ftable: pa.Table, covered: np.ndarray) -> pa.Table:
     """The rows a hint's satisfaction is measured on: those no rule covers, which the end
-    model did not train on (all rows when fewer than 10)."""
-    return ftable.filter(pa.array(~covered)) if (~covered).sum() >= 10 else ftable
+    model did not train on (all rows when fewer than ``MIN_HINT_ROWS``)."""
+    return ftable.filter(pa.array(~covered)) if (~covered).sum() >= MIN_HINT_ROWS else ftable
 
 
 def hint_effects(model: TrainedModel, ftable: pa.Table, covered: np.ndarray,
@@ -578,28 +582,90 @@ def hint_effects(model: TrainedModel, ftable: pa.Table, covered: np.ndarray,
     moves the hinted way along the hint's direction; flipped: rows whose end-model
     label differs between the two models (``flipped_rows``: their positions);
     accuracy / accuracy_without: the end model's on the gold rows, when given.
+    ``HintEffects`` gives the same batch by batch.
     """
-    hints = model.hints() if hints is None else hints
-    if not hints or len(model.without_hint) != len(hints):
-        return []
-    held = hint_rows(ftable, covered)
-    X = model.featurizer.transform(ftable)
-    pred = model.end_model.predict(X)
-    has_gold = gold is not None and (gold != -1).any()
-    out = []
-    for h, other in zip(hints, model.without_hint):
-        eff = hint_effect(model.end_model, model.featurizer, held, h)
-        eff_without = hint_effect(other, model.featurizer, held, h)
-        pred_without = other.predict(X)
-        flipped = np.flatnonzero(pred != pred_without)
-        row = {"hint": h.name, "label": h.label, "satisfied": eff.share,
-               "satisfied_without": eff_without.share, "mean_change": eff.mean_delta,
-               "rows": int(held.num_rows), "flipped": int(len(flipped)), "flipped_rows": flipped.tolist()}
-        if has_gold:
-            row["accuracy"] = _accuracy(pred, gold)
-            row["accuracy_without"] = _accuracy(pred_without, gold)
-        out.append(row)
-    return out
+    effects = HintEffects(model, hints, positions=True)
+    effects.add(ftable, covered, gold)
+    return effects.result()
+
+
+class HintEffects:
+    """``hint_effects`` accumulated over batches of rows (in data order), so ``predict`` with
+    gold labels measures each hint on data of any length: per hint, the counts and sums of the
+    probability changes on the rows no rule covers, the flipped rows and the gold rows each
+    model gets right. Rows are measured on all rows too only while fewer than
+    ``MIN_HINT_ROWS`` uncovered rows have been seen (afterwards the uncovered rows decide)."""
+
+    def __init__(self, model: TrainedModel, hints: Optional[list] = None, positions: bool = False):
+        self.model = model
+        self.hints = model.hints() if hints is None else hints
+        self.active = bool(self.hints) and len(model.without_hint) == len(self.hints)
+        h = len(self.hints)
+        # per scope, per hint: rows, rows moved the hinted way and the sum of the moves, for the
+        # end model with the hint (columns 1, 2) and without it (3, 4)
+        self.moves = {"uncovered": np.zeros((h, 5)), "all": np.zeros((h, 5))}
+        self.uncovered = self.rows = self.gold_rows = self.right = 0
+        self.flipped = np.zeros(h, dtype=np.int64)
+        self.right_without = np.zeros(h, dtype=np.int64)
+        self.positions = [[] for _ in range(h)] if positions else None
+
+    def add(self, ftable: pa.Table, covered: np.ndarray, gold: Optional[np.ndarray] = None) -> None:
+        if not self.active or ftable.num_rows == 0:
+            return
+        model, featurizer = self.model, self.model.featurizer
+        uncovered = ~np.asarray(covered, dtype=bool)
+        on_all = self.uncovered < MIN_HINT_ROWS  # all rows may still be the ones measured
+        self.uncovered += int(uncovered.sum())
+        held = ftable if on_all else ftable.filter(pa.array(uncovered))
+        X = featurizer.transform(ftable)
+        pred = model.end_model.predict(X)
+        known = None if gold is None else np.asarray(gold) != -1
+        if known is not None:
+            self.gold_rows += int(known.sum())
+            self.right += int((pred[known] == gold[known]).sum())
+        for i, (hint, other) in enumerate(zip(self.hints, model.without_hint)):
+            if held.num_rows:
+                moves = [hint_effect(m, featurizer, held, hint).deltas for m in (model.end_model, other)]
+                if on_all:
+                    self._count("all", i, moves)
+                    moves = [d[uncovered] for d in moves]
+                self._count("uncovered", i, moves)
+            pred_without = other.predict(X)
+            flipped = np.flatnonzero(pred != pred_without)
+            self.flipped[i] += len(flipped)
+            if self.positions is not None:
+                self.positions[i].extend((flipped + self.rows).tolist())
+            if known is not None:
+                self.right_without[i] += int((pred_without[known] == gold[known]).sum())
+        self.rows += ftable.num_rows
+
+    def _count(self, scope: str, i: int, moves: list) -> None:
+        row = self.moves[scope][i]
+        row[0] += len(moves[0])
+        for j, delta in enumerate(moves):
+            row[1 + 2 * j] += int((delta > 0).sum())
+            row[2 + 2 * j] += float(delta.sum())
+
+    def result(self) -> list:
+        """hint_effects' rows: per hint its name, label, satisfied (without), mean_change, rows,
+        flipped (and flipped_rows when positions were kept), accuracy (without) with gold rows."""
+        if not self.active:
+            return []
+        moves = self.moves["uncovered" if self.uncovered >= MIN_HINT_ROWS else "all"]
+        out = []
+        for i, hint in enumerate(self.hints):
+            n, up, total, up_without, _ = moves[i]
+            share = (lambda count: count / n if n else float("nan"))
+            row = {"hint": hint.name, "label": hint.label, "satisfied": share(up),
+                   "satisfied_without": share(up_without), "mean_change": share(total),
+                   "rows": int(n), "flipped": int(self.flipped[i])}
+            if self.positions is not None:
+                row["flipped_rows"] = self.positions[i]
+            if self.gold_rows:
+                row["accuracy"] = self.right / self.gold_rows
+                row["accuracy_without"] = int(self.right_without[i]) / self.gold_rows
+            out.append(row)
+        return out
 
 
 # -- the model folder ---------------------------------------------------------------------------
