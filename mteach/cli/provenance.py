@@ -92,7 +92,9 @@ def register(sub):
                        description="Rules added, removed and changed (by content: a rule that only moved is not "
                                    "changed) between two revisions, and the rows whose label flips, counted by "
                                    "the rule changes responsible, with a sample. Labels come from the label model "
-                                   "of [label_model] in mteach.toml, as for label and train.")
+                                   "of [label_model] in mteach.toml, as for label and train. The data is streamed "
+                                   "twice (memory bounded by the batch): both revisions' label models fit on the "
+                                   "counts of distinct vote rows, then the flipped rows are counted.")
     add_spec_data_arguments(p)
     p.add_argument("--from", dest="rev_from", required=True, metavar="REV")
     p.add_argument("--to", dest="rev_to", default="HEAD", metavar="REV", help="default HEAD")

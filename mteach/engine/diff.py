@@ -1,6 +1,7 @@
 """What changed between two git revisions of a spec, and which rows change label."""
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import numpy as np
@@ -8,43 +9,115 @@ import pyarrow as pa
 
 from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
+from ..errors import DataError
 from .apply import resolve_id_column
 from .gitfacts import resolve_commit, spec_at_revision, spec_repo_path
-from .io import open_data
-from .ledger import fit_label_model, rule_content_key
-from .votes import collect_votes
+from .datasets import open_source
+from .io import DEFAULT_BATCH_ROWS
+from .ledger import label_model_params, rule_content_key
+from .votes import vote_batches
 
 
 def _labels_of(spec: Spec, votes: np.ndarray, seed: int, label_model_settings=None) -> np.ndarray:
-    """Label index per row (-1 where no rule voted), from the label model of ``[label_model]``."""
-    covered = (votes != -1).any(axis=1)
-    if not covered.any():
-        return np.full(len(votes), -1, np.int64)
-    model = fit_label_model(spec, votes, None, seed, label_model_settings)
-    return np.where(covered, model.predict(votes), -1)
+    """Label index per row (-1 where no rule voted), from the label model of ``[label_model]``
+    fitted on these votes (one batch of ``_LabelModelFit``)."""
+    fit = _LabelModelFit(spec, seed, label_model_settings)
+    fit.add(votes)
+    return fit.fitted().labels(votes)
+
+
+class _LabelModelFit:
+    """A revision's label model, fitted on the vote-pattern counts of every batch
+    (``label_model.VoteCounts``, as ``label`` fits it); ``labels(votes)`` then gives a batch's
+    label indices (-1 where no rule voted; all -1 when no rule votes anywhere)."""
+
+    def __init__(self, spec: Spec, seed: int, settings=None):
+        from .label_model import VoteCounts  # scikit-learn is slow to import; only verbs that fit pay for it
+        self.spec, self.seed, self.settings = spec, seed, settings
+        self.counts, self.covered, self.model = VoteCounts(len(spec.rules)), 0, None
+
+    def add(self, votes: np.ndarray) -> None:
+        self.counts.add(votes)
+        self.covered += int((votes != -1).any(axis=1).sum())
+
+    def fitted(self) -> "_LabelModelFit":
+        from .label_model import fit_counted
+        if self.covered:
+            self.model = fit_counted(self.spec, self.counts, **label_model_params(self.settings, self.seed))
+        return self
+
+    def labels(self, votes: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            return np.full(len(votes), -1, np.int64)
+        return np.where((votes != -1).any(axis=1), self.model.predict(votes), -1)
 
 
 def diff_revisions(spec_path, rev_from: str, rev_to: str, data, id_column: Optional[str] = None,
-                   seed: int = 0, sample: int = 10, threads: int = 2, label_model_settings=None) -> dict:
+                   seed: int = 0, sample: int = 10, threads: int = 2, label_model_settings=None,
+                   batch_rows: int = DEFAULT_BATCH_ROWS) -> dict:
     """Rules added / removed / changed between two git revisions of a spec, and the rows
     whose label flips, counted by the rule changes responsible; labels from the label model of
-    ``label_model_settings`` (``[label_model]`` of mteach.toml; None: its defaults)."""
+    ``label_model_settings`` (``[label_model]`` of mteach.toml; None: its defaults).
+
+    The data is streamed twice, both revisions' votes batch by batch: the first pass fits
+    each revision's label model on its vote-pattern counts, the second counts the rows that
+    flip (and keeps the first ``sample`` of them), so memory is bounded by the batch."""
     root, rel = spec_repo_path(spec_path)
-    source = open_data(data)
+    source = open_source(data)
     id_column = resolve_id_column(source, id_column)
-    sides = {}
-    for side, rev in (("from", rev_from), ("to", rev_to)):
-        with spec_at_revision(root, rel, rev) as path:
-            spec = load_spec(path, source.schema)
-            batch = collect_votes(spec, source, id_column, threads=threads)
-            ids, votes = batch.ids, batch.votes
-            sides[side] = (spec, ids, votes, resolve_commit(root, rev))
-    (s0, ids, v0, c0), (s1, _, v1, c1) = sides["from"], sides["to"]
+    with contextlib.ExitStack() as stack:
+        s0, s1 = (load_spec(stack.enter_context(spec_at_revision(root, rel, rev)), source.schema)
+                  for rev in (rev_from, rev_to))
+        c0, c1 = resolve_commit(root, rev_from), resolve_commit(root, rev_to)
+        text_field = (s1.text_fields or s0.text_fields or [None])[0]
+        spec_for_text = s1 if s1.text_fields else s0
+        text_column = spec_for_text.column(text_field) if text_field is not None else None
+
+        def both_votes():
+            """Each batch's votes under both revisions (the data read once for each)."""
+            return zip(*(vote_batches(spec, source, id_column, threads=threads, batch_rows=batch_rows,
+                                      columns=(text_column,) if text_column and spec is s1 else ())
+                         for spec in (s0, s1)))
+        fits = _LabelModelFit(s0, seed, label_model_settings), _LabelModelFit(s1, seed, label_model_settings)
+        for batches in both_votes():
+            for fit, batch in zip(fits, batches):
+                fit.add(batch.votes)
+        if not fits[0].counts.rows:
+            raise DataError(f"{source.path}: the file has a header but no rows")
+        fit0, fit1 = (fit.fitted() for fit in fits)
+        changes, renamed = _rule_changes(s0, s1)
+        flips = _Flips(s0, s1, changes, sample)
+        for b0, b1 in both_votes():
+            texts = b1.table.column(text_column) if text_column else None
+            flips.add(b0.ids, b0.votes, b1.votes, fit0.labels(b0.votes), fit1.labels(b1.votes), texts)
     if list(s0.labels) != list(s1.labels):
         labels_note = f"the labels changed: {', '.join(s0.labels)} → {', '.join(s1.labels)}"
     else:
         labels_note = None
-    # match rules: same content first (a moved or renamed rule is not a change), then same name
+    added = [name for kind, name in changes if kind == "added"]
+    removed = [name for kind, name in changes if kind == "removed"]
+    changed = [name for kind, name in changes if kind == "changed"]
+
+    def rule_info(spec, name):
+        r = next(x for x in spec.rules if x.name == name)
+        return {"rule": name, "label": r.rule.label, "file": rel, "line": r.rule.span.line,
+                "source": r.rule.text}
+    counted = flips.by_rule_change()
+    return {"spec": rel, "from": {"rev": rev_from, "commit": c0, "rules": len(s0.rules), "spec_hash": s0.content_hash},
+            "to": {"rev": rev_to, "commit": c1, "rules": len(s1.rules), "spec_hash": s1.content_hash},
+            "labels_note": labels_note,
+            "added": [rule_info(s1, x) for x in added], "removed": [rule_info(s0, x) for x in removed],
+            "changed": [{"rule": x, "before": rule_info(s0, x), "after": rule_info(s1, x)} for x in changed],
+            "renamed": renamed, "rows": flips.rows, "flipped": flips.flipped,
+            "transitions": dict(sorted(flips.transitions.items())),
+            "by_rule_change": counted, "label_model_reweighting": flips.reweighted,
+            "sample": flips.samples(counted), "text_field": text_field}
+
+
+def _rule_changes(s0: Spec, s1: Spec) -> tuple:
+    """([(kind, rule name)] for the rules added, removed and changed, in that order, and the
+    renamed ones): rules match by content first (a moved or renamed rule is not a change),
+    then by name."""
     k0 = {r.name: rule_content_key(r) for r in s0.rules}
     k1 = {r.name: rule_content_key(r) for r in s1.rules}
     left0, left1 = dict(k0), dict(k1)
@@ -59,75 +132,70 @@ def diff_revisions(spec_path, rev_from: str, rev_to: str, data, id_column: Optio
             renamed.append({"from": match, "to": n1})
             left0.pop(match)
             left1.pop(n1)
-    changed = [n for n in left1 if n in left0]
-    added = [n for n in left1 if n not in left0]
-    removed = [n for n in left0 if n not in left1]
-
-    def rule_info(spec, name):
-        r = next(x for x in spec.rules if x.name == name)
-        return {"rule": name, "label": r.rule.label, "file": rel, "line": r.rule.span.line,
-                "source": r.rule.text}
-    names0, names1 = s0.rule_names, s1.rule_names
-    n = len(ids)
-    none = np.full(n, -1, np.int8)
-    col0 = lambda name: v0[:, names0.index(name)] if name in names0 else none
-    col1 = lambda name: v1[:, names1.index(name)] if name in names1 else none
-    # labels as names so a relabelled spec still compares by meaning
-    lab0, lab1 = (_labels_of(s0, v0, seed, label_model_settings), _labels_of(s1, v1, seed, label_model_settings))
-    names_0 = np.array(list(s0.labels) + [""], dtype=object)[lab0]
-    names_1 = np.array(list(s1.labels) + [""], dtype=object)[lab1]
-    flipped = names_0 != names_1
-    changes = ([("added", x, none, col1(x)) for x in added] + [("removed", x, col0(x), none) for x in removed]
-               + [("changed", x, col0(x), col1(x)) for x in changed])
-    responsible_any = np.zeros(n, dtype=bool)
-    counted = []
-    for kind, name, a, b in changes:
-        moved = {"changed": a != b, "added": b != -1, "removed": a != -1}[kind]
-        hits = flipped & moved
-        responsible_any |= hits
-        counted.append({"rule": name, "change": kind, "flipped_rows": int(hits.sum()),
-                        "rows_voting_differently": int(moved.sum())})
-    counted.sort(key=lambda c: (-c["flipped_rows"], c["rule"]))
-    reweighted = int((flipped & ~responsible_any).sum())
-    flip_rows = np.flatnonzero(flipped)
-    text_field = (s1.text_fields or s0.text_fields or [None])[0]
-    spec_for_text = s1 if s1.text_fields else s0
-    samples = []
-    if len(flip_rows) and sample > 0:
-        take = flip_rows[:sample]
-        texts = None
-        if text_field is not None:
-            column = spec_for_text.column(text_field)
-            texts = source.read_all([column]).column(column).take(pa.array(take)).to_pylist()
-        id_list = ids.take(pa.array(take)).to_pylist()
-        for i, r in enumerate(take):
-            why = [c["rule"] for c in counted if _moved(c, col0, col1, int(r))]
-            samples.append({"id": id_list[i], "from": names_0[r] or None, "to": names_1[r] or None,
-                            "rules": why or ["(label model re-weighting)"],
-                            "text": texts[i] if texts is not None else None})
-    transitions = {}
-    if len(flip_rows):
-        keys = np.char.add(np.char.add(np.where(names_0[flip_rows] == "", "none", names_0[flip_rows]).astype(str),
-                                       " → "),
-                           np.where(names_1[flip_rows] == "", "none", names_1[flip_rows]).astype(str))
-        values, counts = np.unique(keys, return_counts=True)
-        transitions = {str(v): int(c) for v, c in zip(values, counts)}
-    return {"spec": rel, "from": {"rev": rev_from, "commit": c0, "rules": len(s0.rules), "spec_hash": s0.content_hash},
-            "to": {"rev": rev_to, "commit": c1, "rules": len(s1.rules), "spec_hash": s1.content_hash},
-            "labels_note": labels_note,
-            "added": [rule_info(s1, x) for x in added], "removed": [rule_info(s0, x) for x in removed],
-            "changed": [{"rule": x, "before": rule_info(s0, x), "after": rule_info(s1, x)} for x in changed],
-            "renamed": renamed, "rows": n, "flipped": int(flipped.sum()), "transitions": transitions,
-            "by_rule_change": counted, "label_model_reweighting": reweighted, "sample": samples,
-            "text_field": text_field}
+    changes = ([("added", n) for n in left1 if n not in left0] + [("removed", n) for n in left0 if n not in left1]
+               + [("changed", n) for n in left1 if n in left0])
+    return changes, renamed
 
 
-def _moved(c, col0, col1, r) -> bool:
-    if c["flipped_rows"] == 0:
-        return False
-    a, b = col0(c["rule"])[r], col1(c["rule"])[r]
-    if c["change"] == "added":
-        return b != -1
-    if c["change"] == "removed":
-        return a != -1
-    return a != b
+class _Flips:
+    """The rows whose label flips between two revisions, counted batch by batch: in all, per
+    transition ("SPAM → none"), per rule change that votes differently on them, those no rule
+    change explains (the label model re-weighting), and the first ``sample`` of them."""
+
+    def __init__(self, s0: Spec, s1: Spec, changes: list, sample: int):
+        self.s0, self.s1, self.changes, self.sample = s0, s1, changes, sample
+        self.names = (np.array(list(s0.labels) + [""], dtype=object), np.array(list(s1.labels) + [""], dtype=object))
+        self.rows = self.flipped = self.reweighted = 0
+        self.hits = np.zeros(len(changes), np.int64)
+        self.moved = np.zeros(len(changes), np.int64)
+        self.transitions: dict = {}
+        self.kept: list = []  # (id, from, to, which changes moved it, text) of the first flips
+
+    def add(self, ids, v0, v1, lab0, lab1, texts=None) -> None:
+        n = len(v0)
+        none = np.full(n, -1, np.int8)
+        col0 = lambda name: v0[:, self.s0.rule_names.index(name)] if name in self.s0.rule_names else none
+        col1 = lambda name: v1[:, self.s1.rule_names.index(name)] if name in self.s1.rule_names else none
+        names_0, names_1 = self.names[0][lab0], self.names[1][lab1]  # by name: a relabelled spec compares by meaning
+        flipped = names_0 != names_1
+        moved = np.zeros((len(self.changes), n), dtype=bool)
+        for i, (kind, name) in enumerate(self.changes):
+            a, b = col0(name), col1(name)
+            moved[i] = {"changed": a != b, "added": b != -1, "removed": a != -1}[kind]
+        hits = moved & flipped
+        self.hits += hits.sum(axis=1)
+        self.moved += moved.sum(axis=1)
+        self.reweighted += int((flipped & ~hits.any(axis=0)).sum())
+        self.rows += n
+        flip_rows = np.flatnonzero(flipped)
+        self.flipped += len(flip_rows)
+        if len(flip_rows):
+            keys = np.char.add(np.char.add(np.where(names_0[flip_rows] == "", "none", names_0[flip_rows]).astype(str),
+                                           " → "),
+                               np.where(names_1[flip_rows] == "", "none", names_1[flip_rows]).astype(str))
+            values, counts = np.unique(keys, return_counts=True)
+            for value, count in zip(values.tolist(), counts.tolist()):
+                self.transitions[value] = self.transitions.get(value, 0) + count
+        take = flip_rows[: max(0, self.sample - len(self.kept))]
+        if len(take):
+            id_list = ids.take(pa.array(take)).to_pylist()
+            text_list = texts.take(pa.array(take)).to_pylist() if texts is not None else [None] * len(take)
+            for i, r in enumerate(take):
+                self.kept.append((id_list[i], names_0[r] or None, names_1[r] or None, moved[:, r].copy(),
+                                  text_list[i]))
+
+    def by_rule_change(self) -> list:
+        """Per rule change: flipped rows it votes differently on, and all rows it votes differently on."""
+        counted = [{"rule": name, "change": kind, "flipped_rows": int(self.hits[i]),
+                    "rows_voting_differently": int(self.moved[i])} for i, (kind, name) in enumerate(self.changes)]
+        return sorted(counted, key=lambda c: (-c["flipped_rows"], c["rule"]))
+
+    def samples(self, counted: list) -> list:
+        """The flipped rows kept, each with the rule changes responsible (in ``counted``'s order)."""
+        index = {name: i for i, (_, name) in enumerate(self.changes)}
+        out = []
+        for row_id, before, after, moved, text in self.kept:
+            why = [c["rule"] for c in counted if c["flipped_rows"] and moved[index[c["rule"]]]]
+            out.append({"id": row_id, "from": before, "to": after, "rules": why or ["(label model re-weighting)"],
+                        "text": text})
+        return out
