@@ -9,7 +9,8 @@ from ..compiler.checker import load_spec
 from ..engine.diff import diff_revisions
 from ..engine.explain import explain_row, format_explanation
 from ..engine.report import MAX_ROWS
-from ..engine.ledger import check_spec_matches, duplicate_ids_warning, label_counts, label_data, read_ledger
+from ..engine.ledger import (check_spec_matches, duplicate_ids_warning, label_counts, label_data, open_ledger,
+                             read_ledger)
 from ..engine.verify import verify_ledger
 from ..engine.io import open_data
 from ..errors import DataError
@@ -78,7 +79,10 @@ def register(sub):
                        description="Read the spec at the commit the ledger records (its folder, with used files "
                                    "and lexicons, from git), re-run it on the data with the label model the ledger "
                                    "records (its kind, prior_strength and max_iter) and compare with the ledger. "
-                                   "Exit 0 when identical, 1 when anything differs (listed by row and rule).")
+                                   "Exit 0 when identical, 1 when anything differs (listed by row and rule). The data "
+                                   "and the ledger are read batch by batch, in step (memory bounded by the batch): "
+                                   "a first pass refits the label model on the counts of distinct vote rows, a "
+                                   "second compares the rows.")
     p.add_argument("ledger", metavar="LEDGER")
     add_data_argument(p)
     p.add_argument("--spec", metavar="SPEC", help="verify against this spec file instead of git (for a "
@@ -178,7 +182,7 @@ def cmd_audit(args) -> int:
 
 # -- verify ------------------------------------------------------------------------------
 def cmd_verify(args) -> int:
-    ledger = read_ledger(args.ledger)
+    ledger = open_ledger(args.ledger)  # its rows are read batch by batch, in step with the data
     if args.spec:
         spec = load_spec(args.spec, open_data(args.data).schema)
         check_spec_matches(ledger, spec)

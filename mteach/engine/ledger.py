@@ -879,25 +879,63 @@ def read_ledger(path, check: bool = True) -> Ledger:
     except (OSError, pa.ArrowInvalid) as err:
         raise LedgerError(f"{path}: cannot read the ledger: {str(err).splitlines()[0]}") from None
     meta = table.schema.metadata or {}
+    ledger = Ledger(table.replace_schema_metadata(None), *_ledger_facts(path, table.schema), path)
+    if check:
+        _check_digest(path, meta, rows_sha256(ledger.table))
+    return ledger
+
+
+def _ledger_facts(path: Path, schema: pa.Schema) -> tuple:
+    """(run, rules, label model) from a ledger's schema metadata; LedgerError when they or a
+    column are missing."""
+    meta = schema.metadata or {}
     if META_RUN not in meta or META_RULES not in meta:
         raise LedgerError(f"{path}: not a label ledger written by `mteach label` (no run facts in its metadata)")
     try:
         run, rules, model = (json.loads(meta[key]) for key in (META_RUN, META_RULES, META_MODEL))
     except (KeyError, ValueError) as err:
         raise LedgerError(f"{path}: the ledger's metadata is damaged ({err})") from None
-    problem = _shape_problem(table, run, rules, model)
+    problem = _shape_problem(schema.empty_table(), run, rules, model)
     if problem:
         raise LedgerError(f"{path}: the ledger is damaged or was not written by this version of mteach: {problem}; "
                           "re-run `mteach label`")
-    ledger = Ledger(table.replace_schema_metadata(None), run, rules, model, path)
+    return run, rules, model
+
+
+def _check_digest(path: Path, meta: dict, rows_digest: str) -> None:
+    """LedgerError when the sha256 recorded in ``meta`` is not that of the rows and metadata."""
+    recorded = meta.get(META_HASH, b"").decode()
+    actual = _ledger_digest(rows_digest, meta[META_RUN].decode(), meta[META_RULES].decode(),
+                            meta[META_MODEL].decode())
+    if recorded != actual:
+        raise LedgerError(f"{path}: the ledger was modified after it was written: its content sha256 is "
+                          f"{actual[:16]}…, the one recorded when it was written is "
+                          f"{(recorded or 'missing')[:16]}…; do not trust its labels — re-run `mteach label`")
+
+
+def open_ledger(path, check: bool = True, batch_rows: int = DEFAULT_BATCH_ROWS) -> Ledger:
+    """A ledger file's facts without its rows (``read_ledger`` reads them all): the metadata
+    from the file's footer, the rows left on disk (read back only if ``table`` is used); with
+    ``check``, the sha256 recomputed a batch at a time (``RowsHash``), so memory is bounded by
+    the batch. A partitioned ledger (a folder) is read whole by ``read_ledger``."""
+    path = Path(path)
+    if not path.is_file():
+        return read_ledger(path, check)
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise LedgerError(f"{path}: cannot read the ledger: {str(err).splitlines()[0]}") from None
+    facts = _ledger_facts(path, schema)
     if check:
-        recorded = meta.get(META_HASH, b"").decode()
-        actual = ledger_sha256(ledger.table, meta[META_RUN].decode(), meta[META_RULES].decode(),
-                               meta[META_MODEL].decode())
-        if recorded != actual:
-            raise LedgerError(f"{path}: the ledger was modified after it was written: its content sha256 is "
-                              f"{actual[:16]}…, the one recorded when it was written is "
-                              f"{(recorded or 'missing')[:16]}…; do not trust its labels — re-run `mteach label`")
+        digest = RowsHash(schema.remove_metadata())
+        try:
+            for batch in parquet_batches(path, batch_rows=batch_rows):
+                digest.add(batch)
+            _check_digest(path, schema.metadata, digest.hexdigest())
+        finally:
+            digest.close()
+    ledger = Ledger(None, *facts, path, streamed=True)
+    del ledger.table  # read back from ``path`` when asked for (Ledger.__getattr__)
     return ledger
 
 

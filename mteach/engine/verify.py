@@ -4,19 +4,22 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..compiler.checker import load_spec
 from ..errors import DataError
 from .apply import ROW_NUMBER, resolve_id_column
 from .gitfacts import repo_root, resolve_commit, spec_at_revision
 from .datasets import open_source, source_fingerprint
-from .io import DEFAULT_BATCH_ROWS
-from .ledger import Ledger, LedgerError, build_ledger, canonical_json, row_fields
-from .votes import collect_votes
+from .io import DEFAULT_BATCH_ROWS, parquet_batches
+from .ledger import (Ledger, LedgerError, LedgerFacts, canonical_json, label_model_params, ledger_metadata, ledger_rows,
+                     row_fields)
+from .votes import vote_batches
 
 
 @dataclass
@@ -92,6 +95,12 @@ def recorded_label_model(run: dict):
 
 
 def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> Verification:
+    """Re-apply the spec batch by batch and compare with the ledger's rows, read in step (the
+    ledger's rows are in the data's row order): a first pass fits the label model on the
+    vote-pattern counts (as ``label`` does, with the ledger's gold labels) and checks the ids,
+    a second compares votes, labels, probabilities, contributions and field values batch by
+    batch, keeping the first ``limit`` differences; memory is bounded by the batch."""
+    from .label_model import VoteCounts, fit_counted  # scikit-learn is slow to import
     run = ledger.run
     source = open_source(data)
     spec = load_spec(spec_path, source.schema)
@@ -105,79 +114,154 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
     id_column = run.get("id_column")
     id_column = None if id_column == ROW_NUMBER and id_column not in source.schema.names else id_column
     id_column = resolve_id_column(source, id_column)
-    batch = collect_votes(spec, source, id_column, batch_rows=batch_rows, threads=threads)
-    ids, votes = batch.ids, batch.votes
-    old = ledger.table
-    gold = None
-    if "gold" in old.column_names and old.num_rows == len(ids):
-        gold_names = old.column("gold").combine_chunks()
-        idx = pc.index_in(gold_names, value_set=pa.array(list(spec.labels), pa.string()))
-        gold = pc.fill_null(idx, -1).to_numpy().astype(np.int64)
+    labels = list(spec.labels)
+
+    def in_step(recorded: _LedgerRows):
+        """Each data batch's votes with the ledger's rows of the same positions (None past its end)."""
+        for batch in vote_batches(spec, source, id_column, batch_rows=batch_rows, threads=threads):
+            yield batch, recorded.take(batch.num_rows)
+    # pass 1: the label model's counts (with the ledger's gold labels, as ``label`` fitted it),
+    # and whether the rows are those of the ledger, in order
+    recorded_columns = _columns(ledger)
+    has_gold, has_fields = "gold" in recorded_columns, "fields" in recorded_columns
+    counts, facts = VoteCounts(len(spec.rules)), LedgerFacts()
+    recorded = _LedgerRows(ledger, ["id"] + (["gold"] if has_gold else []), batch_rows)
+    rows, same_rows = 0, True
+    for batch, old in in_step(recorded):
+        rows += batch.num_rows
+        same_rows = same_rows and old is not None and old.num_rows == batch.num_rows and \
+            _same_ids(old.column("id"), batch.ids)
+        gold = _gold_indices(old.column("gold"), labels) if has_gold and same_rows else None
+        counts.add(batch.votes, gold)
+        facts.add(batch.votes, gold)
+    if rows == 0:
+        raise DataError(f"{source.path}: the file has a header but no rows")
+    ledger_rows_count = recorded.count_all()
     seed = run.get("settings", {}).get("seed", 0)
-    facts = {k: run[k] for k in ("data", "data_sha256", "spec_from_data", "id_column") if k in run}
-    new = build_ledger(spec, ids, votes, gold=gold, seed=seed, run_facts=facts, git=False,
-                       label_model_settings=recorded_label_model(run))
-    result = Verification(False, len(ids), spec_ok, data_ok, notes=notes)
-    if old.num_rows != len(ids) or not pc.all(pc.equal(pc.cast(old.column("id"), pa.string()),
-                                                        pc.cast(new.table.column("id"), pa.string()))).as_py():
-        result.notes.append(f"the rows differ: the ledger has {old.num_rows:,} rows, the data {len(ids):,} "
+    model = fit_counted(spec, counts, **label_model_params(recorded_label_model(run), seed))
+    result = Verification(False, rows, spec_ok, data_ok, notes=notes)
+    if not same_rows or ledger_rows_count != rows:
+        result.notes.append(f"the rows differ: the ledger has {ledger_rows_count:,} rows, the data {rows:,} "
                             "(or their ids differ in order)")
         return result
-    id_strings = pc.cast(old.column("id"), pa.string()).combine_chunks()
-    # votes, rule by rule (by name: a rule missing on one side counts as abstaining there)
-    old_votes = ledger.votes_matrix()
-    old_names, new_names = ledger.rule_names, spec.rule_names
-    all_names = list(dict.fromkeys(old_names + new_names))
-    labels = list(spec.labels)
+    new_model = ledger_metadata(spec, model, facts, git=False)[2]
     if ledger.labels != labels:
         result.notes.append(f"the labels differ: ledger {ledger.labels}, spec {labels}")
-    def column(mat, names, name):
-        return mat[:, names.index(name)] if name in names else np.full(len(ids), -1, np.int8)
-    for name in all_names:
-        a, b = column(old_votes, old_names, name), column(votes, new_names, name)
-        diff = np.flatnonzero(a != b)
-        result.n_vote_differences += len(diff)
-        for r in diff[: max(0, limit - len(result.vote_differences))]:
-            result.vote_differences.append({
-                "id": id_strings[int(r)].as_py(), "rule": name,
-                "recorded": ledger.labels[a[r]] if a[r] >= 0 else "abstain",
-                "now": labels[b[r]] if b[r] >= 0 else "abstain"})
-    # labels and probabilities, on rows the rules decide (the end model is not re-run)
-    by_rules = pc.equal(old.column("decided_by"), "rules").to_numpy(zero_copy_only=False)
-    if (~by_rules & pc.equal(old.column("decided_by"), "end_model").to_numpy(zero_copy_only=False)).any():
+    # pass 2: votes rule by rule (by name: a rule missing on one side counts as abstaining
+    # there), then labels and probabilities on rows the rules decide (the end model is not re-run)
+    old_names, new_names = ledger.rule_names, spec.rule_names
+    all_names = list(dict.fromkeys(old_names + new_names))
+    first_votes = {name: [] for name in all_names}  # the first ``limit`` differences of each rule
+    end_model_rows, contrib_same, fields_same = False, True, True
+    columns = ["id", "votes", "contributions", "label", "probability", "decided_by"]
+    columns += (["gold"] if has_gold else []) + (["fields"] if has_fields else [])
+    for batch, old in in_step(_LedgerRows(ledger, columns, batch_rows)):
+        votes, n = batch.votes, batch.num_rows
+        gold = _gold_indices(old.column("gold"), labels) if has_gold else None
+        new = ledger_rows(spec, model, batch.ids, votes, gold=gold)
+        id_strings = pc.cast(old.column("id"), pa.string()).combine_chunks()
+        old_votes = Ledger(old, ledger.run, ledger.rules, ledger.model, ledger.path).votes_matrix()
+
+        def column(mat, names, name):
+            return mat[:, names.index(name)] if name in names else np.full(n, -1, np.int8)
+        for name in all_names:
+            a, b = column(old_votes, old_names, name), column(votes, new_names, name)
+            diff = np.flatnonzero(a != b)
+            result.n_vote_differences += len(diff)
+            kept = first_votes[name]
+            for r in diff[: max(0, limit - len(kept))]:
+                kept.append({"id": id_strings[int(r)].as_py(), "rule": name,
+                             "recorded": ledger.labels[a[r]] if a[r] >= 0 else "abstain",
+                             "now": labels[b[r]] if b[r] >= 0 else "abstain"})
+        by_rules = pc.equal(old.column("decided_by"), "rules").to_numpy(zero_copy_only=False)
+        end_model_rows = end_model_rows or bool(
+            (~by_rules & pc.equal(old.column("decided_by"), "end_model").to_numpy(zero_copy_only=False)).any())
+        now_rules = pc.equal(new.column("decided_by"), "rules").to_numpy(zero_copy_only=False)
+        old_lab = pc.fill_null(old.column("label"), "").to_numpy(zero_copy_only=False)
+        new_lab = pc.fill_null(new.column("label"), "").to_numpy(zero_copy_only=False)
+        old_p = pc.fill_null(old.column("probability"), -1.0).to_numpy(zero_copy_only=False)
+        new_p = pc.fill_null(new.column("probability"), -1.0).to_numpy(zero_copy_only=False)
+        new_lab = np.where(now_rules | by_rules, new_lab, old_lab)
+        new_p = np.where(now_rules | by_rules, new_p, old_p)
+        diff = np.flatnonzero((old_lab != new_lab) | (old_p != new_p))
+        result.n_label_differences += len(diff)
+        for r in diff[: max(0, limit - len(result.label_differences))]:
+            result.label_differences.append({"id": id_strings[int(r)].as_py(), "recorded": old_lab[r] or None,
+                                             "now": new_lab[r] or None, "recorded_probability": _p(old_p[r]),
+                                             "now_probability": _p(new_p[r])})
+        old_c = old.column("contributions").combine_chunks().flatten().field("contribution")
+        new_c = new.column("contributions").combine_chunks().flatten().field("contribution")
+        contrib_same = contrib_same and len(old_c) == len(new_c) and \
+            pc.all(pc.equal(old_c, new_c)).as_py() in (True, None)
+        # the rows' text as the audit page shows it (a ledger with a fields column)
+        fields_same = fields_same and (not has_fields or old.column("fields").combine_chunks().equals(
+            row_fields(spec, batch.table)))
+    result.vote_differences = [d for name in all_names for d in first_votes[name]][:limit]
+    if end_model_rows:
         result.notes.append("rows decided by the end model are not re-checked (verify re-runs the rules "
                             "and the label model)")
-    now_rules = pc.equal(new.table.column("decided_by"), "rules").to_numpy(zero_copy_only=False)
-    old_lab = pc.fill_null(old.column("label"), "").to_numpy(zero_copy_only=False)
-    new_lab = pc.fill_null(new.table.column("label"), "").to_numpy(zero_copy_only=False)
-    old_p = pc.fill_null(old.column("probability"), -1.0).to_numpy(zero_copy_only=False)
-    new_p = pc.fill_null(new.table.column("probability"), -1.0).to_numpy(zero_copy_only=False)
-    new_lab = np.where(now_rules | by_rules, new_lab, old_lab)
-    new_p = np.where(now_rules | by_rules, new_p, old_p)
-    differs = (old_lab != new_lab) | (old_p != new_p)
-    diff = np.flatnonzero(differs)
-    result.n_label_differences = len(diff)
-    for r in diff[:limit]:
-        result.label_differences.append({"id": id_strings[int(r)].as_py(), "recorded": old_lab[r] or None,
-                                         "now": new_lab[r] or None, "recorded_probability": _p(old_p[r]),
-                                         "now_probability": _p(new_p[r])})
-    old_c = old.column("contributions").combine_chunks().flatten().field("contribution")
-    new_c = new.table.column("contributions").combine_chunks().flatten().field("contribution")
-    contrib_same = len(old_c) == len(new_c) and pc.all(pc.equal(old_c, new_c)).as_py() in (True, None)
     if not contrib_same and not result.n_vote_differences:
         result.notes.append("the rules' log-odds contributions differ (the label model's fit changed)")
-    if _model_differs(ledger.model, new.model):
+    if _model_differs(ledger.model, new_model):
         result.notes.append("the label model's parameters differ from the recorded ones")
-    # the rows' text as the audit page shows it (a ledger with a fields column)
-    fields_same = "fields" not in old.column_names or old.column("fields").combine_chunks().equals(
-        row_fields(spec, batch.table))
     if not fields_same:
         result.notes.append("the rows' field values recorded in the ledger (the text the audit page shows) "
                             "differ from the data's")
     result.identical = (spec_ok and data_ok and result.n_vote_differences == 0 and
                         result.n_label_differences == 0 and contrib_same and ledger.labels == labels and
-                        not _model_differs(ledger.model, new.model) and fields_same)
+                        not _model_differs(ledger.model, new_model) and fields_same)
     return result
+
+
+class _LedgerRows:
+    """A ledger's rows (``columns`` of them), handed out in slices of the lengths asked for:
+    a ledger file is read a batch at a time; a partitioned one is already in memory."""
+
+    def __init__(self, ledger: Ledger, columns: list, batch_rows: int):
+        if ledger.streamed:
+            self.batches = parquet_batches(ledger.path, columns, batch_rows)
+        else:
+            self.batches = iter(ledger.table.select(columns).to_batches(max_chunksize=batch_rows))
+        self.pending, self.rows = [], 0
+
+    def take(self, n: int) -> Optional[pa.Table]:
+        """The next ``n`` rows (fewer at the ledger's end; None past it)."""
+        held = sum(b.num_rows for b in self.pending)
+        while held < n:
+            batch = next(self.batches, None)
+            if batch is None:
+                break
+            self.pending.append(batch)
+            held += batch.num_rows
+            self.rows += batch.num_rows
+        if not held:
+            return None
+        table = pa.Table.from_batches(self.pending)
+        self.pending = table.slice(n).to_batches() if held > n else []
+        return table.slice(0, n)
+
+    def count_all(self) -> int:
+        """The ledger's rows: those handed out or held, and the rest, read to count them."""
+        for batch in self.batches:
+            self.rows += batch.num_rows
+        return self.rows
+
+
+def _columns(ledger: Ledger) -> list:
+    """The ledger's column names (a streamed one's from its file's footer)."""
+    return pq.read_schema(ledger.path).names if ledger.streamed else ledger.table.column_names
+
+
+def _same_ids(recorded, now) -> bool:
+    return len(recorded) == len(now) and pc.all(pc.equal(pc.cast(recorded, pa.string()),
+                                                          pc.cast(now, pa.string()))).as_py() is True
+
+
+def _gold_indices(gold, labels) -> np.ndarray:
+    """The ledger's gold label names as label indices (-1 unknown)."""
+    gold = gold.combine_chunks() if isinstance(gold, pa.ChunkedArray) else gold
+    idx = pc.index_in(gold, value_set=pa.array(list(labels), pa.string()))
+    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _p(x):
