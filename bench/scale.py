@@ -26,13 +26,17 @@ on the replicated data at each size, each in a fresh process that prints its own
 (VmHWM) and wall time: rows/s, the ratio of the peaks (goal <= 1.5) and of predict's time
 to apply's (goal <= 3).
 
-stream: ``apply`` (the baseline), ``label``, ``label --model``, ``predict`` and ``train`` on the
+stream: ``apply`` (the baseline), ``label``, ``label --model``, ``predict``, ``train``, ``verify``
+(of label's ledger; label runs first), ``diff`` (two git revisions of the spec in a temporary
+repository: `money` removed, `short` stricter) and ``predict --gold`` (a gold file of the 1,586
+rows of the first replicate, the same at every size) on the
 replicated data at each size, each in a fresh process: peak RSS (VmHWM), rows/s, the ratio of
 the peaks between the largest and the smallest size (goal <= 1.5) and each verb's time over
 apply's at the same size (goal <= 3 for predict and label --model). The model is trained
 once on the YouTube train split with the settings of ``STREAM_CONFIG`` (printed); ``train``
 on the replicated data uses them too ([end_model] max_rows caps the rows it keeps).
-``--verbs label predict``: only those verbs (and apply, the baseline, at each size).
+``--verbs label predict``: only those verbs (and apply, the baseline, at each size); quote a
+verb of two words: ``--verbs verify diff "predict --gold"``.
 ``--big-csv``: also a CSV of over 2 GB in one string column (long documents made of YouTube
 comments, written to the temporary folder and deleted after), through every verb (or those
 of ``--verbs``): each must finish (no ArrowCapacityError).
@@ -230,7 +234,46 @@ def _verbs(data, model, tmp: Path, config: Path) -> dict:
             "label --model": ["label", SPEC, data, "-o", tmp / "ledger_m.parquet", "--id", ID, "-q",
                               "--model", model],
             "predict": ["predict", model, data, "-o", tmp / "pred.parquet", "--id", ID],
-            "train": ["train", SPEC, data, "-o", tmp / "model_big", "--id", ID, "-q", "--config", config]}
+            "train": ["train", SPEC, data, "-o", tmp / "model_big", "--id", ID, "-q", "--config", config],
+            # label's ledger of this data, re-run and compared
+            "verify": ["verify", tmp / "ledger.parquet", data, "--spec", SPEC],
+            # two revisions of the spec (_spec_revisions): a rule removed, another's threshold changed
+            "diff": ["diff", tmp / "repo" / "specs" / SPEC.name, data, "--from", "HEAD~1", "--to", "HEAD", "--id", ID,
+                     "--config", config],
+            # gold labels of the first replicate's rows (the same 1,586 at every size: _gold_file)
+            "predict --gold": ["predict", model, data, "-o", tmp / "pred_gold.parquet", "--id", ID,
+                               "--gold", tmp / "gold.csv"]}
+
+
+NEEDS = {"verify": "label"}  # verify reads the ledger label writes (run first, also when not asked for)
+
+
+def _spec_revisions(tmp: Path) -> None:
+    """A git repository in ``tmp/repo`` with the bench spec at two commits: the second drops
+    the `money` rule and makes `short` stricter (words <= 4 instead of 5)."""
+    import shutil
+    repo = tmp / "repo"
+    shutil.copytree(SPEC.parent, repo / SPEC.parent.name)
+    spec = repo / SPEC.parent.name / SPEC.name
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org", "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q"], cwd=repo, check=True)
+    subprocess.run(git + ["add", "."], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "before"], cwd=repo, check=True)
+    text = spec.read_text(encoding="utf-8").splitlines(keepends=True)
+    text = [line.replace("words(text) <= 5 unless selling", "words(text) <= 4 unless selling")
+            for line in text if not line.startswith("rule money")]
+    spec.write_text("".join(text), encoding="utf-8")
+    subprocess.run(git + ["commit", "-q", "-a", "-m", "after"], cwd=repo, check=True)
+
+
+def _gold_file(tmp: Path) -> None:
+    """Gold labels (CLASS 1 = SPAM) of the YouTube train comments' first replicate
+    ("<COMMENT_ID>#0"), which every replicated file starts with."""
+    from _common import train_table
+    t = train_table()
+    ids = [f"{i}#0" for i in t.column(ID).to_pylist()]
+    labels = ["SPAM" if c == 1 else "HAM" for c in t.column("CLASS").to_pylist()]
+    pacsv.write_csv(pa.table({"id": ids, "label": labels}), tmp / "gold.csv")
 
 
 def bench_stream(sizes: list, big_csv: bool, verbs=None) -> None:
@@ -241,12 +284,15 @@ def bench_stream(sizes: list, big_csv: bool, verbs=None) -> None:
         print("settings: " + STREAM_CONFIG.replace("\n", " ").strip())
         model = tmp / "model"
         run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+        _spec_revisions(tmp)
+        _gold_file(tmp)
         figures = {}
+        wanted = set(verbs or ()) | {NEEDS[v] for v in verbs or () if v in NEEDS}
         for rows in sizes if big_csv != "only" else ():
             data = replicated_parquet(rows)
             figures[rows] = {}
             for verb, argv in _verbs(data, model, tmp, config).items():
-                if verbs and verb not in verbs and verb != "apply":  # apply: the baseline of time / apply
+                if verbs and verb not in wanted and verb != "apply":  # apply: the baseline of time / apply
                     continue
                 f = figures[rows][verb] = run_child(argv)
                 base = figures[rows]["apply"]["seconds"]
@@ -282,7 +328,7 @@ def bench_big_csv(tmp: Path, model: Path, config: Path, docs: int = 110_000, cha
     print(f"big CSV: {docs:,} rows, {size / 2**30:.2f} GiB, {written / 2**31:.2f} x 2^31 bytes of text in {TEXT}")
     try:
         for verb, argv in _verbs(path, model, tmp, config).items():
-            if verbs and verb not in verbs:
+            if verbs and verb not in verbs and verb not in {NEEDS[v] for v in verbs if v in NEEDS}:
                 continue
             f = run_child(argv)
             print(f"big CSV: {verb:<14} {f['seconds']:8.1f} s  peak {f['peak_mib']:>7,.0f} MiB  "

@@ -312,7 +312,10 @@ def hint_effect(model, featurizer, table: pa.Table, hint: HintConstraint,
         X1 = X1.tocsr()
         direction_sign = 1
     else:
-        X1 = sp.csr_matrix(X.toarray() + step * hint.direction[None, :].astype(np.float32))
+        # each row moved by d, kept sparse (a dense copy is rows x every hashed bucket)
+        d = sp.csr_matrix(step * hint.direction[None, :].astype(np.float32))
+        X1 = (X + sp.csr_matrix(np.ones((X.shape[0], 1), np.float32)) @ d).tocsr()
+        X1.sort_indices()  # in column order, as the dense road gave them: the same sums to the bit
         pa_ = model.predict_proba(sp.csr_matrix(np.stack([hint.x_a, hint.x_b]).astype(np.float32)))
         pair_gap = float(pa_[1, hint.label_index] - pa_[0, hint.label_index])
         direction_sign = 1
