@@ -593,8 +593,9 @@ class HintEffects:
     """``hint_effects`` accumulated over batches of rows (in data order), so ``predict`` with
     gold labels measures each hint on data of any length: per hint, the counts and sums of the
     probability changes on the rows no rule covers, the flipped rows and the gold rows each
-    model gets right. Rows are measured on all rows too only while fewer than
-    ``MIN_HINT_ROWS`` uncovered rows have been seen (afterwards the uncovered rows decide)."""
+    model gets right. Hints are measured on all the rows of a batch too only while fewer than
+    ``MIN_HINT_ROWS`` uncovered rows have been seen, this batch's included (past that, the
+    uncovered rows decide)."""
 
     def __init__(self, model: TrainedModel, hints: Optional[list] = None, positions: bool = False):
         self.model = model
@@ -614,8 +615,8 @@ class HintEffects:
             return
         model, featurizer = self.model, self.model.featurizer
         uncovered = ~np.asarray(covered, dtype=bool)
-        on_all = self.uncovered < MIN_HINT_ROWS  # all rows may still be the ones measured
         self.uncovered += int(uncovered.sum())
+        on_all = self.uncovered < MIN_HINT_ROWS  # all rows may still be the ones measured
         held = ftable if on_all else ftable.filter(pa.array(uncovered))
         X = featurizer.transform(ftable)
         pred = model.end_model.predict(X)
