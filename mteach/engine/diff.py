@@ -15,7 +15,7 @@ from .gitfacts import resolve_commit, spec_at_revision, spec_repo_path
 from .datasets import open_source
 from .io import DEFAULT_BATCH_ROWS
 from .ledger import label_model_params, rule_content_key
-from .votes import vote_batches
+from .votes import VoteSpool, vote_batches
 
 
 def _labels_of(spec: Spec, votes: np.ndarray, seed: int, label_model_settings=None) -> np.ndarray:
@@ -59,9 +59,10 @@ def diff_revisions(spec_path, rev_from: str, rev_to: str, data, id_column: Optio
     whose label flips, counted by the rule changes responsible; labels from the label model of
     ``label_model_settings`` (``[label_model]`` of mteach.toml; None: its defaults).
 
-    The data is streamed twice, both revisions' votes batch by batch: the first pass fits
-    each revision's label model on its vote-pattern counts, the second counts the rows that
-    flip (and keeps the first ``sample`` of them), so memory is bounded by the batch."""
+    Streamed, memory bounded by the batch: a pass over the data applies both revisions batch
+    by batch, fits each one's label model on its vote-pattern counts and spools the votes to
+    disk (``VoteSpool``); a second pass over the spooled votes counts the rows that flip; the
+    first ``sample`` of them are then read back (id and text) from the data."""
     root, rel = spec_repo_path(spec_path)
     source = open_source(data)
     id_column = resolve_id_column(source, id_column)
@@ -69,27 +70,25 @@ def diff_revisions(spec_path, rev_from: str, rev_to: str, data, id_column: Optio
         s0, s1 = (load_spec(stack.enter_context(spec_at_revision(root, rel, rev)), source.schema)
                   for rev in (rev_from, rev_to))
         c0, c1 = resolve_commit(root, rev_from), resolve_commit(root, rev_to)
-        text_field = (s1.text_fields or s0.text_fields or [None])[0]
-        spec_for_text = s1 if s1.text_fields else s0
-        text_column = spec_for_text.column(text_field) if text_field is not None else None
-
-        def both_votes():
-            """Each batch's votes under both revisions (the data read once for each)."""
-            return zip(*(vote_batches(spec, source, id_column, threads=threads, batch_rows=batch_rows,
-                                      columns=(text_column,) if text_column and spec is s1 else ())
-                         for spec in (s0, s1)))
         fits = _LabelModelFit(s0, seed, label_model_settings), _LabelModelFit(s1, seed, label_model_settings)
-        for batches in both_votes():
-            for fit, batch in zip(fits, batches):
+        spools = [stack.enter_context(contextlib.closing(VoteSpool(len(spec.rules)))) for spec in (s0, s1)]
+        # each batch's votes under both revisions (the data read once for each)
+        for batches in zip(*(vote_batches(spec, source, id_column, threads=threads, batch_rows=batch_rows)
+                             for spec in (s0, s1))):
+            for fit, spool, batch in zip(fits, spools, batches):
                 fit.add(batch.votes)
+                spool.add(batch.votes)
         if not fits[0].counts.rows:
             raise DataError(f"{source.path}: the file has a header but no rows")
         fit0, fit1 = (fit.fitted() for fit in fits)
         changes, renamed = _rule_changes(s0, s1)
         flips = _Flips(s0, s1, changes, sample)
-        for b0, b1 in both_votes():
-            texts = b1.table.column(text_column) if text_column else None
-            flips.add(b0.ids, b0.votes, b1.votes, fit0.labels(b0.votes), fit1.labels(b1.votes), texts)
+        for v0, v1 in zip(*spools):
+            flips.add(v0, v1, fit0.labels(v0), fit1.labels(v1))
+    text_field = (s1.text_fields or s0.text_fields or [None])[0]
+    spec_for_text = s1 if s1.text_fields else s0
+    flips.read_kept(source, id_column, spec_for_text.column(text_field) if text_field is not None else None,
+                    batch_rows)
     if list(s0.labels) != list(s1.labels):
         labels_note = f"the labels changed: {', '.join(s0.labels)} → {', '.join(s1.labels)}"
     else:
@@ -149,9 +148,10 @@ class _Flips:
         self.hits = np.zeros(len(changes), np.int64)
         self.moved = np.zeros(len(changes), np.int64)
         self.transitions: dict = {}
-        self.kept: list = []  # (id, from, to, which changes moved it, text) of the first flips
+        self.kept: list = []  # the first flips: row, from, to, which changes moved it (then id, text)
 
-    def add(self, ids, v0, v1, lab0, lab1, texts=None) -> None:
+    def add(self, v0, v1, lab0, lab1) -> None:
+        """The next rows' votes and label indices under both revisions."""
         n = len(v0)
         none = np.full(n, -1, np.int8)
         col0 = lambda name: v0[:, self.s0.rule_names.index(name)] if name in self.s0.rule_names else none
@@ -166,7 +166,6 @@ class _Flips:
         self.hits += hits.sum(axis=1)
         self.moved += moved.sum(axis=1)
         self.reweighted += int((flipped & ~hits.any(axis=0)).sum())
-        self.rows += n
         flip_rows = np.flatnonzero(flipped)
         self.flipped += len(flip_rows)
         if len(flip_rows):
@@ -176,13 +175,28 @@ class _Flips:
             values, counts = np.unique(keys, return_counts=True)
             for value, count in zip(values.tolist(), counts.tolist()):
                 self.transitions[value] = self.transitions.get(value, 0) + count
-        take = flip_rows[: max(0, self.sample - len(self.kept))]
-        if len(take):
-            id_list = ids.take(pa.array(take)).to_pylist()
-            text_list = texts.take(pa.array(take)).to_pylist() if texts is not None else [None] * len(take)
-            for i, r in enumerate(take):
-                self.kept.append((id_list[i], names_0[r] or None, names_1[r] or None, moved[:, r].copy(),
-                                  text_list[i]))
+        for r in flip_rows[: max(0, self.sample - len(self.kept))]:
+            self.kept.append({"row": self.rows + int(r), "from": names_0[r] or None, "to": names_1[r] or None,
+                              "moved": moved[:, r].copy(), "id": None, "text": None})
+        self.rows += n
+
+    def read_kept(self, source, id_column: Optional[str], text_column: Optional[str], batch_rows: int) -> None:
+        """The id and text of each flipped row kept, read from the data (those columns only,
+        up to the last row kept)."""
+        wanted = np.array([k["row"] for k in self.kept], dtype=np.int64)
+        columns = list(dict.fromkeys(c for c in (id_column, text_column) if c))
+        start = 0
+        for batch in (source.batches(columns=columns, batch_rows=batch_rows) if len(wanted) else ()):
+            inside = wanted[(wanted >= start) & (wanted < start + batch.num_rows)]
+            if len(inside):
+                take = pa.array(inside - start)
+                ids = batch.column(id_column).take(take).to_pylist() if id_column else inside.tolist()
+                texts = batch.column(text_column).take(take).to_pylist() if text_column else [None] * len(inside)
+                for row, row_id, text in zip(inside.tolist(), ids, texts):
+                    self.kept[int(np.searchsorted(wanted, row))].update({"id": row_id, "text": text})
+            start += batch.num_rows
+            if start > wanted[-1]:
+                break
 
     def by_rule_change(self) -> list:
         """Per rule change: flipped rows it votes differently on, and all rows it votes differently on."""
@@ -193,9 +207,6 @@ class _Flips:
     def samples(self, counted: list) -> list:
         """The flipped rows kept, each with the rule changes responsible (in ``counted``'s order)."""
         index = {name: i for i, (_, name) in enumerate(self.changes)}
-        out = []
-        for row_id, before, after, moved, text in self.kept:
-            why = [c["rule"] for c in counted if c["flipped_rows"] and moved[index[c["rule"]]]]
-            out.append({"id": row_id, "from": before, "to": after, "rules": why or ["(label model re-weighting)"],
-                        "text": text})
-        return out
+        return [{"id": k["id"], "from": k["from"], "to": k["to"],
+                 "rules": [c["rule"] for c in counted if c["flipped_rows"] and k["moved"][index[c["rule"]]]]
+                 or ["(label model re-weighting)"], "text": k["text"]} for k in self.kept]

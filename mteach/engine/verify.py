@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..compiler.checker import load_spec
+from ..compiler.evaluator import columns_needed
 from ..errors import DataError
 from .apply import ROW_NUMBER, resolve_id_column
 from .gitfacts import repo_root, resolve_commit, spec_at_revision
@@ -19,7 +20,7 @@ from .datasets import open_source, source_fingerprint
 from .io import DEFAULT_BATCH_ROWS, parquet_batches
 from .ledger import (Ledger, LedgerError, LedgerFacts, canonical_json, label_model_params, ledger_metadata, ledger_rows,
                      row_fields)
-from .votes import vote_batches
+from .votes import VoteSpool, vote_batches
 
 
 @dataclass
@@ -96,11 +97,11 @@ def recorded_label_model(run: dict):
 
 def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> Verification:
     """Re-apply the spec batch by batch and compare with the ledger's rows, read in step (the
-    ledger's rows are in the data's row order): a first pass fits the label model on the
-    vote-pattern counts (as ``label`` does, with the ledger's gold labels) and checks the ids,
-    a second compares votes, labels, probabilities, contributions and field values batch by
-    batch, keeping the first ``limit`` differences; memory is bounded by the batch."""
-    from .label_model import VoteCounts, fit_counted  # scikit-learn is slow to import
+    ledger's rows are in the data's row order): a first pass counts the vote patterns (as
+    ``label`` does, with the ledger's gold labels), checks the ids and spools the votes to
+    disk; then the label model is refitted on the counts and a second pass compares votes,
+    labels, probabilities, contributions and field values batch by batch, keeping the first
+    ``limit`` differences; memory is bounded by the batch."""
     run = ledger.run
     source = open_source(data)
     spec = load_spec(spec_path, source.schema)
@@ -114,37 +115,63 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
     id_column = run.get("id_column")
     id_column = None if id_column == ROW_NUMBER and id_column not in source.schema.names else id_column
     id_column = resolve_id_column(source, id_column)
-    labels = list(spec.labels)
+    result = Verification(False, 0, spec_ok, data_ok, notes=notes)
+    with contextlib.closing(VoteSpool(len(spec.rules))) as spool:
+        first = _first_pass(ledger, spec, source, id_column, spool, threads, batch_rows)
+        result.rows = first.rows
+        return _compare(ledger, spec, source, id_column, first, result, limit, batch_rows)
 
-    def in_step(recorded: _LedgerRows):
-        """Each data batch's votes with the ledger's rows of the same positions (None past its end)."""
-        for batch in vote_batches(spec, source, id_column, batch_rows=batch_rows, threads=threads):
-            yield batch, recorded.take(batch.num_rows)
-    # pass 1: the label model's counts (with the ledger's gold labels, as ``label`` fitted it),
-    # and whether the rows are those of the ledger, in order
-    recorded_columns = _columns(ledger)
-    has_gold, has_fields = "gold" in recorded_columns, "fields" in recorded_columns
-    counts, facts = VoteCounts(len(spec.rules)), LedgerFacts()
-    recorded = _LedgerRows(ledger, ["id"] + (["gold"] if has_gold else []), batch_rows)
-    rows, same_rows = 0, True
-    for batch, old in in_step(recorded):
-        rows += batch.num_rows
-        same_rows = same_rows and old is not None and old.num_rows == batch.num_rows and \
+
+@dataclass
+class _FirstPass:
+    """What the first pass over the data found: the vote-pattern counts (with the ledger's
+    gold labels, as ``label`` fitted the label model), the ledger's facts, the data's and the
+    ledger's rows, whether they line up (same ids, same order), the votes spooled to disk."""
+    counts: object
+    facts: LedgerFacts
+    spool: VoteSpool
+    rows: int = 0
+    ledger_rows: int = 0
+    same_rows: bool = True
+    has_gold: bool = False
+    has_fields: bool = False
+
+
+def _first_pass(ledger, spec, source, id_column, spool, threads, batch_rows) -> _FirstPass:
+    from .label_model import VoteCounts  # scikit-learn is slow to import
+    labels, names = list(spec.labels), _columns(ledger)
+    first = _FirstPass(VoteCounts(len(spec.rules)), LedgerFacts(), spool, has_gold="gold" in names,
+                       has_fields="fields" in names)
+    recorded = _InStep(_ledger_batches(ledger, ["id"] + (["gold"] if first.has_gold else []), batch_rows))
+    for batch in vote_batches(spec, source, id_column, batch_rows=batch_rows, threads=threads):
+        old = recorded.take(batch.num_rows)
+        first.rows += batch.num_rows
+        first.same_rows = first.same_rows and old is not None and old.num_rows == batch.num_rows and \
             _same_ids(old.column("id"), batch.ids)
-        gold = _gold_indices(old.column("gold"), labels) if has_gold and same_rows else None
-        counts.add(batch.votes, gold)
-        facts.add(batch.votes, gold)
-    if rows == 0:
+        gold = _gold_indices(old.column("gold"), labels) if first.has_gold and first.same_rows else None
+        first.counts.add(batch.votes, gold)
+        first.facts.add(batch.votes, gold)
+        spool.add(batch.votes)
+    if first.rows == 0:
         raise DataError(f"{source.path}: the file has a header but no rows")
-    ledger_rows_count = recorded.count_all()
+    first.ledger_rows = recorded.count_all()
+    first.same_rows = first.same_rows and first.ledger_rows == first.rows
+    return first
+
+
+def _compare(ledger, spec, source, id_column, first: _FirstPass, result, limit, batch_rows) -> Verification:
+    """The second pass: the label model refitted on the counts, then the spooled votes, the
+    ledger's rows and (for its ``fields`` column) the data's, batch by batch in step."""
+    from .label_model import fit_counted  # scikit-learn is slow to import
+    run, labels = ledger.run, list(spec.labels)
+    has_gold, has_fields = first.has_gold, first.has_fields
     seed = run.get("settings", {}).get("seed", 0)
-    model = fit_counted(spec, counts, **label_model_params(recorded_label_model(run), seed))
-    result = Verification(False, rows, spec_ok, data_ok, notes=notes)
-    if not same_rows or ledger_rows_count != rows:
-        result.notes.append(f"the rows differ: the ledger has {ledger_rows_count:,} rows, the data {rows:,} "
+    model = fit_counted(spec, first.counts, **label_model_params(recorded_label_model(run), seed))
+    if not first.same_rows:
+        result.notes.append(f"the rows differ: the ledger has {first.ledger_rows:,} rows, the data {first.rows:,} "
                             "(or their ids differ in order)")
         return result
-    new_model = ledger_metadata(spec, model, facts, git=False)[2]
+    new_model = ledger_metadata(spec, model, first.facts, git=False)[2]
     if ledger.labels != labels:
         result.notes.append(f"the labels differ: ledger {ledger.labels}, spec {labels}")
     # pass 2: votes rule by rule (by name: a rule missing on one side counts as abstaining
@@ -155,10 +182,15 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
     end_model_rows, contrib_same, fields_same = False, True, True
     columns = ["id", "votes", "contributions", "label", "probability", "decided_by"]
     columns += (["gold"] if has_gold else []) + (["fields"] if has_fields else [])
-    for batch, old in in_step(_LedgerRows(ledger, columns, batch_rows)):
-        votes, n = batch.votes, batch.num_rows
+    recorded = _InStep(_ledger_batches(ledger, columns, batch_rows))
+    # the data's columns as the votes' batches held them, for the fields the ledger records
+    wanted = list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else [])))
+    data = _InStep(source.batches(columns=wanted, batch_rows=batch_rows)) if has_fields else None
+    for votes in first.spool:
+        n = len(votes)
+        old = recorded.take(n)
         gold = _gold_indices(old.column("gold"), labels) if has_gold else None
-        new = ledger_rows(spec, model, batch.ids, votes, gold=gold)
+        new = ledger_rows(spec, model, old.column("id"), votes, gold=gold)
         id_strings = pc.cast(old.column("id"), pa.string()).combine_chunks()
         old_votes = Ledger(old, ledger.run, ledger.rules, ledger.model, ledger.path).votes_matrix()
 
@@ -195,7 +227,7 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
             pc.all(pc.equal(old_c, new_c)).as_py() in (True, None)
         # the rows' text as the audit page shows it (a ledger with a fields column)
         fields_same = fields_same and (not has_fields or old.column("fields").combine_chunks().equals(
-            row_fields(spec, batch.table)))
+            row_fields(spec, data.take(n))))
     result.vote_differences = [d for name in all_names for d in first_votes[name]][:limit]
     if end_model_rows:
         result.notes.append("rows decided by the end model are not re-checked (verify re-runs the rules "
@@ -207,25 +239,29 @@ def _verify_with(ledger, data, spec_path, threads, limit, batch_rows, notes) -> 
     if not fields_same:
         result.notes.append("the rows' field values recorded in the ledger (the text the audit page shows) "
                             "differ from the data's")
-    result.identical = (spec_ok and data_ok and result.n_vote_differences == 0 and
+    result.identical = (result.spec_hash_ok and result.data_ok and result.n_vote_differences == 0 and
                         result.n_label_differences == 0 and contrib_same and ledger.labels == labels and
                         not _model_differs(ledger.model, new_model) and fields_same)
     return result
 
 
-class _LedgerRows:
-    """A ledger's rows (``columns`` of them), handed out in slices of the lengths asked for:
-    a ledger file is read a batch at a time; a partitioned one is already in memory."""
+def _ledger_batches(ledger: Ledger, columns: list, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """A ledger's rows (``columns`` of them) in batches: a ledger file's read a batch at a time,
+    a partitioned one's already in memory."""
+    if ledger.streamed:
+        return parquet_batches(ledger.path, columns, batch_rows)
+    return iter(ledger.table.select(columns).to_batches(max_chunksize=batch_rows))
 
-    def __init__(self, ledger: Ledger, columns: list, batch_rows: int):
-        if ledger.streamed:
-            self.batches = parquet_batches(ledger.path, columns, batch_rows)
-        else:
-            self.batches = iter(ledger.table.select(columns).to_batches(max_chunksize=batch_rows))
-        self.pending, self.rows = [], 0
+
+class _InStep:
+    """Rows from ``batches``, handed out in slices of the lengths asked for (the data's batches
+    and the ledger's row groups fall at different rows)."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]):
+        self.batches, self.pending, self.rows = iter(batches), [], 0
 
     def take(self, n: int) -> Optional[pa.Table]:
-        """The next ``n`` rows (fewer at the ledger's end; None past it)."""
+        """The next ``n`` rows (fewer at the end; None past it)."""
         held = sum(b.num_rows for b in self.pending)
         while held < n:
             batch = next(self.batches, None)
@@ -241,7 +277,7 @@ class _LedgerRows:
         return table.slice(0, n)
 
     def count_all(self) -> int:
-        """The ledger's rows: those handed out or held, and the rest, read to count them."""
+        """The rows: those handed out or held, and the rest, read to count them."""
         for batch in self.batches:
             self.rows += batch.num_rows
         return self.rows

@@ -15,6 +15,7 @@ evaluating partitions on workers and yielding them back in order: that is
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Protocol, Sequence, Union
@@ -143,4 +144,27 @@ def collect_votes(spec: Spec, source, id_column: Optional[str] = None, *, column
                                        else p.table for p in parts]))
 
 
-__all__ = ["VoteBatch", "Engine", "LocalEngine", "vote_batches", "collect_votes", "batch_ids", "open_engine"]
+class VoteSpool:
+    """Vote matrices kept on disk batch by batch (int8, one byte a vote, in a temporary file)
+    and read back in the same batches, so a verb's second pass over the votes need not apply
+    the rules again; memory holds one batch."""
+
+    def __init__(self, n_rules: int):
+        self.n_rules, self.sizes = n_rules, []
+        self.file = tempfile.TemporaryFile()
+
+    def add(self, votes: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(votes, dtype=np.int8).tobytes())
+        self.sizes.append(len(votes))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.file.seek(0)
+        for n in self.sizes:
+            yield np.frombuffer(self.file.read(n * self.n_rules), dtype=np.int8).reshape(n, self.n_rules)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+__all__ = ["VoteBatch", "Engine", "LocalEngine", "vote_batches", "collect_votes", "batch_ids", "open_engine",
+           "VoteSpool"]
