@@ -1,6 +1,7 @@
 """train and predict."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -328,8 +329,6 @@ def predict_with_gold(model, loaded, gold, output=None, quiet: bool = False,
     evaluation (``Evaluation``) and each hint's effect (``engine.train.HintEffects``) are
     accumulated from the batch's counts. Returns (rows, rows covered, the evaluation, the
     hint effects) — the same as ``evaluate`` and ``hint_effects`` on all rows at once."""
-    import contextlib
-
     from ..engine.io import atomic_path
     from ..engine.ledger import batch_gold
     from ..engine.train import HintEffects, _feature_table

@@ -59,3 +59,16 @@ def test_diff_of_a_file_with_no_rows_is_a_clear_error(repo, tmp_path):
     empty.write_text("id,text\n", encoding="utf-8")
     with pytest.raises(DataError, match="header but no rows"):
         diff.diff_revisions(spec_path, sha1, sha2, empty, "id")
+
+
+def test_the_vote_spool_gives_back_each_batch_as_it_was_written():
+    from mteach.engine.votes import VoteSpool
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(-1, 2, (n, 5)).astype(np.int8) for n in (7, 0, 3, 64)]
+    spool = VoteSpool(5)
+    for votes in batches:
+        spool.add(votes)
+    for _ in range(2):  # read twice: each reading starts at the first batch
+        back = list(spool)
+        assert len(back) == 4 and all(np.array_equal(a, b) for a, b in zip(back, batches))
+    spool.close()
