@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..compiler.checker import load_spec
+from ..compiler.evaluator import columns_needed, vote_matrix
 from ..compiler.spec import Spec
 from ..errors import DataError
 from .apply import resolve_id_column
@@ -72,12 +73,12 @@ def diff_revisions(spec_path, rev_from: str, rev_to: str, data, id_column: Optio
         c0, c1 = resolve_commit(root, rev_from), resolve_commit(root, rev_to)
         fits = _LabelModelFit(s0, seed, label_model_settings), _LabelModelFit(s1, seed, label_model_settings)
         spools = [stack.enter_context(contextlib.closing(VoteSpool(len(spec.rules)))) for spec in (s0, s1)]
-        # each batch's votes under both revisions (the data read once for each)
-        for batches in zip(*(vote_batches(spec, source, id_column, threads=threads, batch_rows=batch_rows)
-                             for spec in (s0, s1))):
-            for fit, spool, batch in zip(fits, spools, batches):
-                fit.add(batch.votes)
-                spool.add(batch.votes)
+        # each batch's votes under both revisions, from one read of the data
+        for batch in vote_batches(s0, source, id_column, columns=columns_needed(s1), threads=threads,
+                                  batch_rows=batch_rows):
+            for fit, spool, votes in zip(fits, spools, (batch.votes, vote_matrix(s1, batch.table))):
+                fit.add(votes)
+                spool.add(votes)
         if not fits[0].counts.rows:
             raise DataError(f"{source.path}: the file has a header but no rows")
         fit0, fit1 = (fit.fitted() for fit in fits)
