@@ -142,7 +142,9 @@ def add_engine_options(p, output: str = ""):
     g = p.add_argument_group("engine (optional; default: [engine] in mteach.toml, else local)")
     g.add_argument("--engine", choices=("local", "dask"), default=None,
                    help="local: threads on this machine; dask: a Dask cluster (pip install 'mteach[dask]'), "
-                        "the data a Parquet file or dataset" + (f"; {output}" if output else ""))
+                        "the data a Parquet file or dataset" + (f"; {output}" if output else "") +
+                        ("; an -o folder is replaced whole once the new one is complete (a previous output of "
+                         "mteach's; any other non-empty folder is refused)" if "folder" in output else ""))
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --engine dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local "
                         "cluster of 2 workers)")

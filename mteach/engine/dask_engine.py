@@ -8,11 +8,19 @@ with pyarrow, so no pandas conversion changes a type), and yields the results ba
 file order, holding at most a few partitions in flight. Every verb that reads votes
 through ``engine.votes`` (apply, stats, label, predict, the label model of train) runs
 on it unchanged, so the labels equal a local run's: the label model fits on the unique
-vote patterns with their counts either way.
+vote patterns with their counts either way. Only the ids, the votes and the columns a
+verb asks for come back (the rules' text columns too unless it says ``rule_columns=False``).
+
+Verbs whose output is as long as the data do their per-row work where the rows are:
+``map_partitions`` runs a function on each partition's vote batches on a worker and
+brings back only its result (``for_each_partition`` runs it here on other engines). The
+partitioned ledger (``ledger.label_partitioned``) and predictions (``predict_partitioned``)
+are written that way, a part per partition, by the workers.
 
 The spec is shipped with the tasks (scattered once), never read from the workers' disks;
-the data is read by the workers from its path, so on a real cluster the path must be on
-storage every worker sees. Without a scheduler address a ``LocalCluster`` is started.
+the data is read by the workers from its path, and partitioned outputs are written by
+them, so on a real cluster both must be on storage every worker sees. Without a
+scheduler address a ``LocalCluster`` is started.
 
 Refused with a clear message, before any work: a scheduler that does not answer within
 ``timeout`` seconds, and workers that run another mteach version (both versions named).

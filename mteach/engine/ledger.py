@@ -69,7 +69,7 @@ from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest, align_gold, gold_from_column, parse_mapping, read_gold_file
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, combined, parquet_batches
-from .votes import collect_votes, vote_batches
+from .votes import vote_batches
 
 LEDGER_FORMAT = "mteach-ledger/1"
 META_RUN, META_RULES, META_MODEL, META_HASH = (b"mteach.run", b"mteach.rules", b"mteach.label_model",

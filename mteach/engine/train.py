@@ -46,7 +46,7 @@ from .apply import apply_table, rules_table
 from .calibration import ece, f1_score, fit_temperature, log_scores, tempered
 from .end_model import EndModel, top_attributions
 from .features import Featurizer
-from .io import atomic_folder, check_output, file_fingerprint
+from .io import atomic_folder, check_output
 from .hints import HintError, compile_hints, hint_effect
 from .label_model import LABEL_MODELS, LabelModelProtocol, fit_for_spec, label_model_kind
 from .ledger import label_model_params
@@ -631,12 +631,13 @@ def _json_params(estimator) -> dict:
 
 
 def save_model(model: TrainedModel, folder, report: dict, data=None) -> Path:
-    """Write the model folder atomically (``engine.io.atomic_folder``). ``data``: the file it
-    was trained on; its path and sha256 go into report.json (a ledger labelled with the model
+    """Write the model folder atomically (``engine.io.atomic_folder``). ``data``: the file (or
+    Parquet dataset) it was trained on; its path and sha256 go into report.json (a ledger labelled with the model
     records them, for the audit page)."""
+    from .datasets import open_source, source_fingerprint
     folder = Path(folder)
-    if data is not None:
-        report = {**report, "data": {"path": Path(data).as_posix(), "sha256": file_fingerprint(data)}}
+    if data is not None:  # a file, or a Parquet dataset's parts
+        report = {**report, "data": {"path": Path(data).as_posix(), "sha256": source_fingerprint(open_source(data))}}
     check_output(folder, [model.spec.root / rel for rel in model.spec.files], kind="model")
     with atomic_folder(folder) as tmp:
         spec = model.spec

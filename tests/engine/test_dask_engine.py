@@ -4,6 +4,7 @@ carry a manifest, and a folder without one is reported incomplete; bad input is 
 before any work (parts that disagree on schema, a scheduler that does not answer,
 workers of another mteach version)."""
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -130,6 +131,11 @@ def test_label_and_predict_with_a_model_on_the_workers_equal_the_local_ones(data
     result = model.predict(batch.table, batch.votes)
     assert read_dataset(tmp_path / "predicted").equals(prediction_table(batch.ids, result, list(spec.labels)))
     assert (rows, covered) == (batch.num_rows, int(result["covered"].sum()))
+    # a model trained on a dataset records the dataset's fingerprint (its parts' bytes)
+    from mteach.engine.train import save_model
+    save_model(model, tmp_path / "model", {}, data=dataset)
+    recorded = json.loads((tmp_path / "model" / "report.json").read_text())["data"]
+    assert recorded == {"path": dataset.as_posix(), "sha256": open_source(dataset).fingerprint()}
 
 
 def _parts(folder):
