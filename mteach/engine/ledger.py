@@ -621,17 +621,24 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
         return vote_batches(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
                             progress=progress, engine=engine)
     if model is None:
-        from .label_model import VoteCounts, fit_counted  # scikit-learn is slow to import
+        from .label_model import VoteCounts  # scikit-learn is slow to import
         counts = VoteCounts(len(spec.rules))
         for batch in passes():
             counts.add(batch.votes, gold_of(batch))
-        if counts.rows == 0:
-            raise DataError(f"{source.path}: the file has a header but no rows")
-        gold_of.check(counts.gold_rows()[1].shape[0] if counts.has_gold else None)
-        label_model = fit_counted(spec, counts, **label_model_params(label_model_settings, seed))
+        label_model = _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed)
     else:
         label_model = model.label_model
     return _write_streamed(spec, label_model, passes(), gold_of, output, model, seed, facts)
+
+
+def _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed):
+    """The label model fitted on the first pass's vote-pattern counts (``fit_counted``), once
+    the data had rows and a gold file matched some."""
+    from .label_model import fit_counted
+    if counts.rows == 0:
+        raise DataError(f"{source.path}: the file has a header but no rows")
+    gold_of.check(counts.gold_rows()[1].shape[0] if counts.has_gold else None)
+    return fit_counted(spec, counts, **label_model_params(label_model_settings, seed))
 
 
 def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, run_facts) -> Ledger:
@@ -735,14 +742,11 @@ def label_partitioned(spec, source, output, id_column, gold, seed, batch_rows, p
         return for_each_partition(engine, fn, spec, source, id_column, columns=gold.columns, batch_rows=batch_rows,
                                   progress=progress, **shared)
     if model is None:
-        from .label_model import VoteCounts, fit_counted  # scikit-learn is slow to import
+        from .label_model import VoteCounts  # scikit-learn is slow to import
         counts = VoteCounts(len(spec.rules))
         for part in each_partition(_count_part, gold_of=gold_of):
             counts.absorb(part)
-        if counts.rows == 0:
-            raise DataError(f"{source.path}: the file has a header but no rows")
-        gold_of.check(counts.gold_rows()[1].shape[0] if counts.has_gold else None)
-        label_model = fit_counted(spec, counts, **label_model_params(label_model_settings, seed))
+        label_model = _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed)
     else:
         label_model = model.label_model
     features = model is not None and not model.uncovered_by_rules

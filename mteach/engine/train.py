@@ -342,12 +342,13 @@ def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Setti
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
 
-    def passes():
+    def passes(rule_columns: bool = True):  # the first needs only votes and gold: on Dask the text stays there
         return vote_batches(spec, source, id_column, columns=gold_request.columns, threads=threads, engine=engine,
-                            batch_rows=batch_rows or DEFAULT_BATCH_ROWS, progress=read_progress)
+                            batch_rows=batch_rows or DEFAULT_BATCH_ROWS, progress=read_progress,
+                            rule_columns=rule_columns)
     log(f"applying {len(spec.rules)} rules (first pass: vote counts for the label model)")
     counts, covered, golds = VoteCounts(len(spec.rules)), [], []
-    for batch in passes():
+    for batch in passes(rule_columns=False):
         gold = gold_of(batch)
         counts.add(batch.votes, gold)
         covered.append((batch.votes != -1).any(axis=1))
