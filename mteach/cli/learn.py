@@ -293,18 +293,24 @@ def cmd_predict(args) -> int:
     source = open_source(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
-    if not writes_parts(args):
-        if not gold_asked(args):  # predictions only
+    if not gold_asked(args) or not writes_parts(args):  # streamed, batch by batch
+        evaluation = effects = None
+        if not gold_asked(args) and writes_parts(args):  # --engine dask: made and written on the workers
+            from ..engine.dask_engine import predict_partitioned
+            with progress_bar(source.num_rows, "predicting", True) as advance, engine_for(args) as engine:
+                rows, covered = predict_partitioned(engine, model, source, args.output, prediction_table,
+                                                    loaded.id_column, progress=advance)
+        elif not gold_asked(args):
             rows, covered = predict_streaming(model, loaded, args.output)
         else:
             rows, covered, evaluation, effects = predict_with_gold(model, loaded, gold_request(args), args.output)
         if args.output:
             print(f"wrote {args.output}: {rows:,} rows ({covered:,} decided by the rules, "
                   f"{rows - covered:,} by the end model)", file=sys.stderr)
-        if gold_asked(args):
+        if evaluation is not None:
             print_scores(evaluation, effects, list(model.spec.labels), args.format)
         return 0
-    # Partitioned output (--engine dask): every row gathered, then written a part per partition.
+    # Partitioned output with gold labels: every row gathered, then written a part per partition.
     batch, gold = votes_and_gold(args, loaded, quiet=True)
     table, votes, ids = batch.table, batch.votes, batch.ids
     result = model.predict(table, votes)

@@ -120,7 +120,7 @@ def cmd_label(args) -> int:
     settings = settings_from(args)
     loaded = load(args.spec, args.data, args.id_column)
     rows = loaded.source.num_rows
-    passes = 1 if args.model or writes_parts(args) else 2  # fit on vote counts, then write
+    passes = 1 if args.model else 2  # fit on vote counts, then write (on Dask too)
     with progress_bar(rows * passes if rows is not None else None,
                       "labelling" if passes == 1 else "labelling (2 passes: fit, write)", not args.quiet) as advance, \
             engine_for(args, args.threads) as engine:

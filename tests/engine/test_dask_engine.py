@@ -138,6 +138,24 @@ def test_label_and_predict_with_a_model_on_the_workers_equal_the_local_ones(data
     assert recorded == {"path": dataset.as_posix(), "sha256": open_source(dataset).fingerprint()}
 
 
+def test_cli_predict_on_dask_makes_the_parts_on_the_workers(dataset, engine, tmp_path, monkeypatch):
+    """predict --engine dask (no gold): each part is predicted and written where its partition
+    is evaluated, so only manifest entries come back; the parts equal a local predict."""
+    import contextlib
+    from mteach.cli import learn, main
+    config = tmp_path / "mteach.toml"
+    config.write_text("[features]\nchar_ngrams = false\n[end_model]\nepochs = 3\n")
+    model = tmp_path / "model"
+    assert main(["train", str(SPEC), str(dataset), "-o", str(model), "--id", ID, "--config", str(config), "-q"]) == 0
+    monkeypatch.setattr(learn, "engine_for", lambda args, threads=2: contextlib.nullcontext(engine))
+    engine.shipped_bytes = 0
+    assert main(["predict", str(model), str(dataset), "-o", str(tmp_path / "parts"), "--id", ID,
+                 "--engine", "dask"]) == 0
+    assert 0 < engine.shipped_bytes < 20_000  # the engine did the work; manifest entries, not rows
+    assert main(["predict", str(model), str(dataset), "-o", str(tmp_path / "local.parquet"), "--id", ID]) == 0
+    assert read_dataset(tmp_path / "parts").equals(pq.read_table(tmp_path / "local.parquet"))
+
+
 def _parts(folder):
     return sorted(p.name for p in Path(folder).iterdir())
 
