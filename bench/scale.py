@@ -198,6 +198,43 @@ def run_child(argv: list) -> dict:
     return out
 
 
+def transform_speed(model: Path, data: Path, rows: int = 200_000) -> None:
+    """In this process: the model's featurizer on the first ``rows`` rows of ``data``, in the
+    chunks predict uses, through the compiled kernel and through the numpy path
+    (MTEACH_NO_NUMBA=1); then the kernel's first call in a fresh process, with an empty
+    numba cache (compiling) and with the cache that left (loading)."""
+    from mteach.engine import features
+    from mteach.engine.train import END_MODEL_CHUNK_ROWS, _feature_table, load_model
+    trained = load_model(model)
+    table = _feature_table(trained.spec, pq.read_table(data).slice(0, rows))
+    trained.featurizer.transform(table.slice(0, 1000))  # the kernel compiled or loaded, the character tables built
+    speeds = {}
+    for path, env in (("kernel", "0"), ("numpy", "1")):
+        os.environ["MTEACH_NO_NUMBA"] = env
+        t, c = time.perf_counter(), cpu()
+        for start in range(0, table.num_rows, END_MODEL_CHUNK_ROWS):
+            trained.featurizer.transform(table.slice(start, END_MODEL_CHUNK_ROWS))
+        speeds[path] = (table.num_rows / (time.perf_counter() - t), cpu() - c)
+    os.environ.pop("MTEACH_NO_NUMBA")
+    if features.compiled_kernel() is None:
+        print("transform: numba is not installed: the numpy path only "
+              f"({speeds['numpy'][0]:,.0f} rows/s)")
+        return
+    print(f"transform of {table.num_rows:,} rows (load {os.getloadavg()[0]:.1f}): kernel {speeds['kernel'][0]:,.0f} "
+          f"rows/s ({speeds['kernel'][1]:.1f} CPU-s), numpy path {speeds['numpy'][0]:,.0f} rows/s "
+          f"({speeds['numpy'][1]:.1f} CPU-s): {speeds['kernel'][0] / speeds['numpy'][0]:.1f}x")
+    code = ("import time, pyarrow as pa; t = time.perf_counter(); from mteach.engine.features import Featurizer; "
+            "f = Featurizer(['text']).fit(pa.table({'text': ['a first text', 'another one']})); "
+            "t1 = time.perf_counter(); f.transform(pa.table({'text': ['a text']})); "
+            "print(time.perf_counter() - t1)")
+    with tempfile.TemporaryDirectory(prefix="mteach-numba-") as cache:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": cache}
+        first, cached = (float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                              check=True).stdout) for _ in range(2))
+    print(f"kernel's first call in a process: {first:.1f} s with an empty numba cache (compiling), "
+          f"{cached:.2f} s with it cached")
+
+
 def bench_predict(sizes: list) -> None:
     with tempfile.TemporaryDirectory(prefix="mteach-scale-") as tmp:
         tmp = Path(tmp)
@@ -205,6 +242,7 @@ def bench_predict(sizes: list) -> None:
         config.write_text("")
         model = tmp / "model"
         run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+        transform_speed(model, replicated_parquet(min(sizes)))
         figures = {}
         for rows in sizes:
             data = replicated_parquet(rows)
@@ -214,7 +252,8 @@ def bench_predict(sizes: list) -> None:
             print(f"predict: {rows:,} rows: apply {a['seconds']:.1f} s ({rows / a['seconds']:,.0f} rows/s, "
                   f"peak {a['peak_mib']:,.0f} MiB); predict {p['seconds']:.1f} s "
                   f"({rows / p['seconds']:,.0f} rows/s, peak {p['peak_mib']:,.0f} MiB); "
-                  f"predict / apply time {p['seconds'] / a['seconds']:.2f}")
+                  f"predict / apply time {p['seconds'] / a['seconds']:.2f} (load {os.getloadavg()[0]:.1f})",
+                  flush=True)
         lo, hi = min(sizes), max(sizes)
         print(f"peak RSS {hi:,} / {lo:,} rows: apply {figures[hi][0]['peak_mib'] / figures[lo][0]['peak_mib']:.2f}, "
               f"predict {figures[hi][1]['peak_mib'] / figures[lo][1]['peak_mib']:.2f} (goal <= 1.5)")
