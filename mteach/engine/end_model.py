@@ -112,29 +112,33 @@ def _train_embed(first, indices, rows, values, n_rows: int):
 
 
 class _EpochBatches:
-    """One epoch's mini-batches: the rows permuted once (one CSR row gather), the whole
-    matrix handed to torch once, each batch a contiguous slice of it (views, no Python
-    per row)."""
+    """The mini-batches of epochs: the matrix handed to torch once; each batch gathers its
+    rows' entries (the rows of ``perm`` in order, each row's entries in order) by one index
+    computed from the row pointers, so no epoch copies or permutes the whole matrix."""
 
-    def __init__(self, X: sp.csr_matrix, Y, W, perm: np.ndarray, batch_size: int, device):
+    def __init__(self, X: sp.csr_matrix, Y, W, batch_size: int, device):
         import torch
-        Xp = X[perm]
-        self.indptr = Xp.indptr.astype(np.int64)
-        lengths = np.diff(self.indptr)
-        self.rows = torch.from_numpy(np.repeat(np.arange(len(perm)) % batch_size, lengths)).to(device)
-        self.indices = torch.from_numpy(Xp.indices.astype(np.int64)).to(device)
-        self.values = torch.from_numpy(Xp.data.astype(np.float32, copy=False)).to(device)
-        index = torch.from_numpy(perm)
-        self.Y, self.W = Y[index].to(device), W[index].to(device)
-        self.n, self.bs = len(perm), batch_size
+        self.indptr = X.indptr.astype(np.int64)
+        self.indices = torch.from_numpy(X.indices.astype(np.int64)).to(device)
+        self.values = torch.from_numpy(X.data.astype(np.float32, copy=False)).to(device)
+        self.Y, self.W = Y, W
+        self.bs, self.device = batch_size, device
 
-    def __iter__(self):
-        """(indices, row in the batch, values, soft labels, weights) of each batch."""
-        for start in range(0, self.n, self.bs):
-            stop = min(start + self.bs, self.n)
-            lo, hi = int(self.indptr[start]), int(self.indptr[stop])
-            yield (self.indices[lo:hi], self.rows[lo:hi], self.values[lo:hi],
-                   self.Y[start:stop], self.W[start:stop])
+    def epoch(self, perm: np.ndarray):
+        """(indices, row in the batch, values, soft labels, weights) of each batch of ``perm``."""
+        import torch
+        for start in range(0, len(perm), self.bs):
+            rows = perm[start:start + self.bs]
+            first = self.indptr[rows]
+            lengths = self.indptr[rows + 1] - first
+            ends = np.cumsum(lengths)
+            at = np.repeat(first - ends + lengths, lengths)
+            at += np.arange(len(at))
+            at = torch.from_numpy(at).to(self.device)
+            in_batch = torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)).to(self.device)
+            index = torch.from_numpy(rows)
+            yield (torch.index_select(self.indices, 0, at), in_batch, torch.index_select(self.values, 0, at),
+                   self.Y[index].to(self.device), self.W[index].to(self.device))
 
 
 def forward_sparse(net, X: sp.csr_matrix, device):
@@ -409,13 +413,14 @@ class EndModel(ClassifierMixin, BaseEstimator):
             total_steps = max(1, steps_per_epoch * epochs)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda step: 0.5 * (1.0 + float(np.cos(np.pi * min(step, total_steps) / total_steps))))
+            batches = _EpochBatches(X, Yt, Wt, bs, device)
             for epoch in range(epochs):
                 perm = torch.randperm(n, generator=gen).numpy()
                 tot = ce_sum = 0.0
                 pen_sum = [0.0] * len(hints)
                 nb = 0
                 net.train()
-                for indices, rows, values, yb, wb in _EpochBatches(X, Yt, Wt, perm, bs, device):
+                for indices, rows, values, yb, wb in batches.epoch(perm):
                     # the wide layer, from the sparse rows, computed once for the loss and every hint
                     z = _train_embed(first, indices, rows, values, len(yb))
                     logp = torch.log_softmax(rest(z), dim=1)
