@@ -477,10 +477,21 @@ class EndModel(ClassifierMixin, BaseEstimator):
         return np.concatenate(out) if out else np.zeros((0, self.n_classes_))
 
     def predict_proba(self, X) -> np.ndarray:
-        z = self.decision_function(X)
+        return self.proba_from_logits(self.decision_function(X))
+
+    @staticmethod
+    def proba_from_logits(z: np.ndarray) -> np.ndarray:
+        """Class probabilities (float64) from logits: the softmax of each row."""
+        z = np.asarray(z, dtype=np.float64)
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def linear_weights(self) -> Optional[tuple]:
+        """A linear model's (W^T as float32 features × classes, b): its logits are X W^T + b
+        in float32, as ``decision_function`` computes them; None for an MLP."""
+        self._check_fitted()
+        return self.__dict__.get("_linear")
 
     def predict(self, X) -> np.ndarray:
         return np.argmax(self.decision_function(X), axis=1)

@@ -635,18 +635,55 @@ class Featurizer(BaseEstimator):
                 cols, values = cols[:ptr[-1]], values[:ptr[-1]]
         return sp.csr_matrix((values, cols, ptr), shape=(n_rows, self.n_features_))
 
+    def _numeric_block(self, table: pa.Table):
+        """The standardized numeric features as a float32 CSR block, or None."""
+        if not self._numeric_names():
+            return None
+        raw = self._numeric_raw(table)
+        filled = np.where(np.isnan(raw), self.numeric_mean_, raw)
+        # float32 already: hstack casting float64 to float32 would merge the text blocks'
+        # repeated entries (scipy's astype sums duplicates), and the kernel keeps them
+        return sp.csr_matrix((filled - self.numeric_mean_) / self.numeric_std_).astype(np.float32)
+
+    def _text_arrays(self, table: pa.Table) -> dict:
+        return {f: _column_array(table, f, self.lowercase) for f in dict.fromkeys(f for f, _ in self._block_specs())}
+
+    def dot(self, table: pa.Table, dense: np.ndarray) -> np.ndarray:
+        """``transform(table) @ dense`` (float32, rows × dense's columns; ``dense``: float32,
+        one row per feature), for a linear model's scores. With the compiled kernel and hashed
+        n-grams the matrix is never made: each n-gram's value is multiplied in where it is
+        found, in the order the product adds the matrix's entries, so the result is the same."""
+        self._check_fitted()
+        if dense.shape[0] != self.n_features_:
+            raise ValueError(f"dense has {dense.shape[0]} rows for {self.n_features_} features")
+        dense = np.ascontiguousarray(dense, dtype=np.float32)
+        kernel = compiled_kernel()
+        if self.buckets_ is None or kernel is None:
+            return self.transform(table) @ dense  # scipy adds each row's entries in order, in float32
+        numeric, arrays = self._numeric_block(table), self._text_arrays(table)
+        out = np.zeros((table.num_rows, dense.shape[1]), dtype=np.float32)
+        ranges = {"w": self.ngram_range, "c": self.char_ngram_range}
+        word_table, space_table = char_table("word"), char_table("space")
+        with kernel.lock:
+            for b, (field, kind) in enumerate(self._block_specs()):
+                data, offsets, _ = utf8_views(arrays[field])
+                sub_tf = np.zeros(0)
+                if self.sublinear_tf:  # up to the most n-grams a row of these can have
+                    lo, hi = ranges[kind]
+                    top = 3 * (hi - lo + 1) * (int(np.diff(offsets).max(initial=0)) + 3)
+                    sub_tf = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, top + 1, dtype=np.float64))])
+                kernel.score(data, offsets.astype(np.int64), kind, *ranges[kind], int(self.hash_bits), word_table,
+                             space_table, self._columns[b], self.idfs_[b], sub_tf, self.block_offsets_[b], dense, out)
+            if numeric is not None:
+                kernel.sparse_dot(numeric, dense, out, self.numeric_offset_)
+        return out
+
     def transform(self, table: pa.Table) -> sp.csr_matrix:
         self._check_fitted()
-        numeric = None
-        if self._numeric_names():
-            raw = self._numeric_raw(table)
-            filled = np.where(np.isnan(raw), self.numeric_mean_, raw)
-            # float32 already: hstack casting float64 to float32 would merge the text blocks'
-            # repeated entries (scipy's astype sums duplicates), and the kernel keeps them
-            numeric = sp.csr_matrix((filled - self.numeric_mean_) / self.numeric_std_).astype(np.float32)
+        numeric = self._numeric_block(table)
         if self.buckets_ is not None:  # hashed: every block of a slice of rows at a time
             specs = self._block_specs()
-            arrays = {f: _column_array(table, f, self.lowercase) for f in dict.fromkeys(f for f, _ in specs)}
+            arrays = self._text_arrays(table)
             kernel = compiled_kernel()
             if kernel is not None:
                 return self._compiled_transform(kernel, arrays, numeric, table.num_rows)

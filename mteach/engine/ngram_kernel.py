@@ -232,6 +232,53 @@ def _count(data, offsets, char_kind, lo, hi, word_table, space_table, parts):
     return out
 
 
+@njit(cache=True)
+def _row(data, s, e, char_kind, lo, hi, shift, word_table, space_table, columns, idf, sub_tf, scratch, cols, vals):
+    """One row's fitted n-grams: their columns into ``cols`` and their values into ``vals``,
+    idf / |row| as float32 (with ``sub_tf``: each distinct column once, increasing, tf idf /
+    |row|); how many. ``scratch``: (starts, ends, token hashes / prefix, powers, character
+    starts), each as long as the row's bytes + 3."""
+    starts, ends, th, tp, at = scratch
+    if char_kind:
+        k = _char_row(data, s, e, lo, hi, shift, space_table, columns, starts, ends, th, tp, at, cols)
+    else:
+        k = _word_row(data, s, e, lo, hi, shift, word_table, columns, starts, ends, th, tp, cols)
+    total = 0.0
+    if len(sub_tf):  # sublinear tf: each distinct column once, increasing, 1 + log(count)
+        found = cols[:k]
+        found.sort()
+        m = 0
+        for i in range(k):
+            if m > 0 and found[i] == found[m - 1]:
+                vals[m - 1] += 1
+            else:
+                found[m] = found[i]
+                vals[m] = 1
+                m += 1
+        k = m
+        for i in range(k):
+            v = sub_tf[np.int64(vals[i])] * idf[cols[i]]
+            total += v * v
+        norm = np.sqrt(total)
+        for i in range(k):
+            vals[i] = np.float32(sub_tf[np.int64(vals[i])] * idf[cols[i]] / norm)
+    else:  # each occurrence idf / |row|; |row|^2 added up in entry order, as numpy's bincount does
+        for i in range(k):
+            v = idf[cols[i]]
+            total += v * v
+        norm = np.sqrt(total)
+        for i in range(k):
+            vals[i] = np.float32(idf[cols[i]] / norm)
+    return k
+
+
+@njit(cache=True)
+def _scratch(offsets, r0, r1):
+    size = _longest(offsets, r0, r1) + 3
+    return (np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.uint64),
+            np.empty(size, np.uint64), np.empty(size, np.int64))
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def _fill(data, offsets, char_kind, lo, hi, shift, word_table, space_table, columns, idf, sub_tf, col_offset,
           dest, out_cols, out_vals, parts):
@@ -239,52 +286,35 @@ def _fill(data, offsets, char_kind, lo, hi, shift, word_table, space_table, colu
     kept = np.zeros(n, np.int64)
     bounds = _chunks(offsets, parts)
     for c in prange(len(bounds) - 1):
-        r0, r1 = bounds[c], bounds[c + 1]
-        size = _longest(offsets, r0, r1) + 3
-        starts = np.empty(size, np.int64)
-        ends = np.empty(size, np.int64)
-        th = np.empty(size, np.uint64)
-        tp = np.empty(size, np.uint64)
-        at = np.empty(size, np.int64)
-        for r in range(r0, r1):
+        scratch = _scratch(offsets, bounds[c], bounds[c + 1])
+        for r in range(bounds[c], bounds[c + 1]):
             a = dest[r]
-            out = out_cols[a:]
-            if char_kind:
-                k = _char_row(data, offsets[r], offsets[r + 1], lo, hi, shift, space_table, columns, starts, ends,
-                              th, tp, at, out)
-            else:
-                k = _word_row(data, offsets[r], offsets[r + 1], lo, hi, shift, word_table, columns, starts, ends,
-                              th, tp, out)
-            s = 0.0
-            if len(sub_tf):  # sublinear tf: each distinct column once, increasing, 1 + log(count)
-                found = out[:k]
-                found.sort()
-                m = 0
-                for i in range(k):
-                    if m > 0 and found[i] == found[m - 1]:
-                        out_vals[a + m - 1] += 1
-                    else:
-                        found[m] = found[i]
-                        out_vals[a + m] = 1
-                        m += 1
-                k = m
-                for i in range(k):
-                    v = sub_tf[np.int64(out_vals[a + i])] * idf[out[i]]
-                    s += v * v
-                norm = np.sqrt(s)
-                for i in range(k):
-                    out_vals[a + i] = np.float32(sub_tf[np.int64(out_vals[a + i])] * idf[out[i]] / norm)
-            else:  # each occurrence idf / |row|; |row|^2 added up in entry order, as numpy's bincount does
-                for i in range(k):
-                    v = idf[out[i]]
-                    s += v * v
-                norm = np.sqrt(s)
-                for i in range(k):
-                    out_vals[a + i] = np.float32(idf[out[i]] / norm)
-            for i in range(k):
-                out[i] += col_offset
+            k = _row(data, offsets[r], offsets[r + 1], char_kind, lo, hi, shift, word_table, space_table, columns,
+                     idf, sub_tf, scratch, out_cols[a:], out_vals[a:])
+            for i in range(a, a + k):
+                out_cols[i] += col_offset
             kept[r] = k
     return kept
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _score(data, offsets, char_kind, lo, hi, shift, word_table, space_table, columns, idf, sub_tf, col_offset,
+           dense, out, parts):
+    n = len(offsets) - 1
+    bounds = _chunks(offsets, parts)
+    for c in prange(len(bounds) - 1):
+        scratch = _scratch(offsets, bounds[c], bounds[c + 1])
+        size = 3 * (hi - lo + 1) * len(scratch[0])  # n-grams a row of that many bytes can have
+        cols = np.empty(size, np.int32)
+        vals = np.empty(size, np.float32)
+        for r in range(bounds[c], bounds[c + 1]):
+            k = _row(data, offsets[r], offsets[r + 1], char_kind, lo, hi, shift, word_table, space_table, columns,
+                     idf, sub_tf, scratch, cols, vals)
+            for i in range(k):  # as _sparse_dot adds the matrix's entries
+                a = vals[i]
+                for j in range(dense.shape[1]):
+                    out[r, j] += a * dense[cols[i] + col_offset, j]
+    return out
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -318,14 +348,12 @@ def _compact(dest, kept, out_cols, out_vals):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _sparse_dot(ptr, cols, vals, dense):
-    n, k = len(ptr) - 1, dense.shape[1]
-    out = np.zeros((n, k), np.float32)
-    for r in prange(n):
+def _sparse_dot(ptr, cols, vals, col_offset, dense, out):
+    for r in prange(len(ptr) - 1):
         for i in range(ptr[r], ptr[r + 1]):
             a = vals[i]
-            for j in range(k):
-                out[r, j] += a * dense[cols[i], j]
+            for j in range(dense.shape[1]):
+                out[r, j] += a * dense[cols[i] + col_offset, j]
     return out
 
 
@@ -366,8 +394,22 @@ def compact(dest: np.ndarray, kept: np.ndarray, out_cols, out_vals) -> np.ndarra
         return _compact(dest, kept, out_cols, out_vals)
 
 
-def sparse_dot(X, dense: np.ndarray) -> np.ndarray:
-    """``X @ dense`` for a float32 CSR ``X`` and a float32 C-ordered ``dense``, over rows in
-    parallel: each row's products added in entry order in float32, as scipy's does."""
+def sparse_dot(X, dense: np.ndarray, out=None, col_offset: int = 0) -> np.ndarray:
+    """``X @ dense`` for a float32 CSR ``X`` and a float32 C-ordered ``dense`` (X's column j
+    is row j + ``col_offset`` of ``dense``), over rows in parallel: each row's products added
+    in entry order in float32, as scipy's are; added to ``out`` when given."""
+    if out is None:
+        out = np.zeros((X.shape[0], dense.shape[1]), np.float32)
     with lock:
-        return _sparse_dot(X.indptr, X.indices, X.data, dense)
+        return _sparse_dot(X.indptr, X.indices, X.data, np.int32(col_offset), dense, out)
+
+
+def score(data, offsets, kind: str, lo: int, hi: int, bits: int, word_table, space_table, columns, idf, sub_tf,
+          col_offset: int, dense, out) -> np.ndarray:
+    """``fill``'s entries multiplied into ``dense`` and added to ``out`` (rows x dense's
+    columns, float32) instead of written: ``out`` += the block's rows @ ``dense`` (block
+    columns from row ``col_offset``), in the order ``sparse_dot`` adds them, so the
+    matrix is never made."""
+    with lock:
+        return _score(data, offsets, kind == "c", int(lo), int(hi), _u64(64 - int(bits)), word_table, space_table,
+                      columns, idf, sub_tf, np.int32(col_offset), dense, out, _parts())

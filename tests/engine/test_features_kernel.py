@@ -174,3 +174,36 @@ def test_threads_may_featurize_and_score_at_once(kernel):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": ROOT})
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sublinear_tf", [False, True])
+def test_scores_without_the_matrix_are_the_products_with_it(kernel, monkeypatch, sublinear_tf):
+    """A linear model's scores straight from the text (Featurizer.dot) are transform(X) @ W to
+    the bit, through the kernel and through the numpy path."""
+    table = pa.table({"text": pa.array(random_texts(400, 5), pa.string()),
+                      "title": pa.array(random_texts(400, 6), pa.large_string()), "n": np.arange(400.0) % 5})
+    f = Featurizer(["text", "title"], numeric={"n": lambda t: np.asarray(t.column("n"), dtype=float)},
+                   sublinear_tf=sublinear_tf).fit(table.slice(0, 150))  # later rows have n-grams not fitted
+    W = np.random.default_rng(0).standard_normal((f.n_features_, 3)).astype(np.float32)
+    product = f.transform(table) @ W
+    assert f.dot(table, W).tobytes() == product.tobytes()
+    with monkeypatch.context() as m:
+        m.setenv("MTEACH_NO_NUMBA", "1")
+        assert f.dot(table, W).tobytes() == product.tobytes()
+    assert f.dot(table.slice(0, 0), W).shape == (0, 3)
+    with pytest.raises(ValueError, match="rows for"):
+        f.dot(table, W[:-1])
+
+
+def test_predict_path_scores_a_linear_model_as_its_predict_proba():
+    """predict's end-model probabilities (scores from the text) are predict_proba of the
+    features, chunk by chunk, for a linear model; an MLP goes through the matrix."""
+    from mteach.engine.end_model import EndModel
+    from mteach.engine.train import end_model_raw_proba
+    table = pa.table({"text": pa.array(random_texts(500, 7), pa.string())})
+    f = Featurizer(["text"]).fit(table)
+    X = f.transform(table)
+    y = np.arange(500) % 2
+    for model in (EndModel(epochs=2, device="cpu").fit(X, y), EndModel(hidden=3, epochs=2, device="cpu").fit(X, y)):
+        got = end_model_raw_proba(f, model, table, chunk_rows=128)
+        assert got.tobytes() == model.predict_proba(X).tobytes()
