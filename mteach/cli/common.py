@@ -102,6 +102,8 @@ def guard_output(args) -> None:
     kind, output = getattr(args, "output_kind", None), getattr(args, "output", None)
     if not kind or not output:
         return
+    if kind == "file" and writes_parts(args):  # a folder of parts, replaced whole
+        kind = "parts"
     def given(name):
         value = getattr(args, name, None)
         return value if isinstance(value, list) else [value] if value else []
@@ -140,7 +142,9 @@ def add_engine_options(p, output: str = ""):
     g = p.add_argument_group("engine (optional; default: [engine] in mteach.toml, else local)")
     g.add_argument("--engine", choices=("local", "dask"), default=None,
                    help="local: threads on this machine; dask: a Dask cluster (pip install 'mteach[dask]'), "
-                        "the data a Parquet file or dataset" + (f"; {output}" if output else ""))
+                        "the data a Parquet file or dataset" + (f"; {output}" if output else "") +
+                        ("; an -o folder is replaced whole once the new one is complete (a previous output of "
+                         "mteach's; any other non-empty folder is refused)" if "folder" in output else ""))
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --engine dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local "
                         "cluster of 2 workers)")
@@ -173,8 +177,8 @@ def engine_for(args, threads: int = 2):
 
 
 def writes_parts(args) -> bool:
-    """Whether this run's outputs are partitioned folders (a part per partition and a manifest):
-    on the Dask engine."""
+    """Whether this run's outputs are partitioned folders (a part per partition and a manifest,
+    replacing a previous output of mteach's whole): on the Dask engine."""
     return engine_choice(args)[0] == "dask"
 
 
@@ -226,16 +230,17 @@ def gold_asked(args) -> bool:
     return any(getattr(args, flag, None) for flag in ("gold", "gold_column", "gold_map"))
 
 
-def votes_and_gold(args, loaded: Loaded, columns=(), threads=2, quiet=False, description="applying rules"):
-    """All rows' votes (a ``VoteBatch`` holding the rules' columns, the gold column and
-    ``columns``) and the gold labels the flags ask for (None without), from one read of the
-    data, with a progress bar."""
+def votes_and_gold(args, loaded: Loaded, columns=(), threads=2, quiet=False, description="applying rules",
+                   rule_columns=True):
+    """All rows' votes (a ``VoteBatch`` holding the gold column, ``columns`` and, with
+    ``rule_columns``, the rules' columns) and the gold labels the flags ask for (None without),
+    from one read of the data, with a progress bar."""
     gold = gold_request(args)
     gold.check(loaded.source.schema, loaded.id_column, loaded.source.path)
     with progress_bar(loaded.source.num_rows, description, not quiet) as advance, \
             engine_for(args, threads) as engine:
         batch = collect_votes(loaded.spec, loaded.source, loaded.id_column, columns=gold.columns + tuple(columns),
-                              threads=threads, progress=advance, engine=engine)
+                              threads=threads, progress=advance, engine=engine, rule_columns=rule_columns)
     return batch, gold.resolve(loaded.spec.labels, batch.ids, batch.table, loaded.source.path, loaded.id_column)
 
 

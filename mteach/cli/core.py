@@ -152,11 +152,13 @@ def compute_stats(args):
     loaded = load(args.spec, args.data, args.id_column)
     spec = loaded.spec
     if gold_asked(args):
-        batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False))
+        batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False), rule_columns=False)
         votes = batch.votes
     else:  # no gold: stream, keeping only the votes (rows × rules, int8), not the data
-        with progress_bar(loaded.source.num_rows, "applying rules", not getattr(args, "quiet", False)) as advance:
-            parts = [b.votes for b in vote_batches(spec, loaded.source, loaded.id_column, progress=advance)]
+        with progress_bar(loaded.source.num_rows, "applying rules", not getattr(args, "quiet", False)) as advance, \
+                engine_for(args) as engine:
+            parts = [b.votes for b in vote_batches(spec, loaded.source, loaded.id_column, progress=advance,
+                                                   engine=engine, rule_columns=False)]
         if not parts:
             raise DataError(f"{loaded.source.path}: the file has a header but no rows")
         votes, gold = np.concatenate(parts).astype(np.int8), None

@@ -125,7 +125,7 @@ def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] =
     rows = 0
     coverage = np.zeros(len(names), dtype=np.int64)
     batches = vote_batches(spec, source, id_column, batch_rows=batch_rows, threads=threads, progress=progress,
-                           engine=engine)
+                           engine=engine, rule_columns=False)
 
     def write_all(write) -> None:
         nonlocal rows, coverage
@@ -138,9 +138,8 @@ def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] =
             raise DataError(f"{data}: the file has a header but no rows")
 
     if partitioned:
-        writer = DatasetWriter(output, schema)
-        write_all(writer.write)
-        writer.close()
+        with DatasetWriter(output, schema) as writer:
+            write_all(writer.write)
     else:
         with atomic_path(output) as tmp:
             with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:

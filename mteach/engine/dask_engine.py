@@ -8,11 +8,19 @@ with pyarrow, so no pandas conversion changes a type), and yields the results ba
 file order, holding at most a few partitions in flight. Every verb that reads votes
 through ``engine.votes`` (apply, stats, label, predict, the label model of train) runs
 on it unchanged, so the labels equal a local run's: the label model fits on the unique
-vote patterns with their counts either way.
+vote patterns with their counts either way. Only the ids, the votes and the columns a
+verb asks for come back (the rules' text columns too unless it says ``rule_columns=False``).
+
+Verbs whose output is as long as the data do their per-row work where the rows are:
+``map_partitions`` runs a function on each partition's vote batches on a worker and
+brings back only its result (``for_each_partition`` runs it here on other engines). The
+partitioned ledger (``ledger.label_partitioned``) and predictions (``predict_partitioned``)
+are written that way, a part per partition, by the workers.
 
 The spec is shipped with the tasks (scattered once), never read from the workers' disks;
-the data is read by the workers from its path, so on a real cluster the path must be on
-storage every worker sees. Without a scheduler address a ``LocalCluster`` is started.
+the data is read by the workers from its path, and partitioned outputs are written by
+them, so on a real cluster both must be on storage every worker sees. Without a
+scheduler address a ``LocalCluster`` is started.
 
 Refused with a clear message, before any work: a scheduler that does not answer within
 ``timeout`` seconds, and workers that run another mteach version (both versions named).
@@ -27,6 +35,7 @@ from collections import deque
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._version import __version__
@@ -35,19 +44,38 @@ from ..compiler.spec import Spec
 from ..errors import DataError
 from .datasets import DatasetSource, open_source
 from .io import DEFAULT_BATCH_ROWS, DataSource
-from .votes import Progress, VoteBatch, batch_ids
+from .votes import Progress, VoteBatch, batch_ids, vote_batches
 
 DEFAULT_TIMEOUT = 10.0  # seconds to wait for a scheduler
 
 
-def evaluate_partition(spec: Spec, path: str, row_groups: list, columns: list, id_column: Optional[str],
-                       offset: int, batch_rows: int) -> tuple:
-    """On a worker: read the partition's columns and evaluate the rules over it in batches.
-    Returns (ids, votes, table)."""
+def read_partition(spec: Spec, path: str, row_groups: list, columns: list, id_column: Optional[str],
+                   offset: int, batch_rows: int) -> Iterator[VoteBatch]:
+    """On a worker: the partition's rows (its ``columns``) and the rules' votes on them, in
+    ``VoteBatch``es of at most ``batch_rows`` rows."""
     table = pq.ParquetFile(path).read_row_groups(row_groups, columns=columns)
-    votes = [vote_matrix(spec, batch) for batch in table.to_batches(max_chunksize=batch_rows)]
-    votes = np.concatenate(votes) if votes else np.zeros((0, len(spec.rules)), np.int8)
-    return batch_ids(table, id_column, path, offset), votes, table
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        yield VoteBatch(batch_ids(batch, id_column, path, offset), vote_matrix(spec, batch), batch)
+        offset += batch.num_rows
+
+
+def evaluate_partition(spec: Spec, path: str, row_groups: list, columns: list, id_column: Optional[str],
+                       offset: int, batch_rows: int, keep: Sequence[str] = ()) -> tuple:
+    """On a worker: the partition's (ids, votes, table of the ``keep`` columns): what goes back
+    to the client, so the text the rules read stays on the worker unless a verb asks for it."""
+    parts = list(read_partition(spec, path, row_groups, columns, id_column, offset, batch_rows))
+    if not parts:
+        return pa.array([], pa.int64()), np.zeros((0, len(spec.rules)), np.int8), pa.table({})
+    table = pa.Table.from_batches([p.table for p in parts]).select(list(keep))
+    return (pa.concat_arrays([p.ids for p in parts]), np.concatenate([p.votes for p in parts]), table)
+
+
+def run_partition(fn, spec: Spec, path: str, row_groups: list, columns: list, id_column: Optional[str],
+                  offset: int, batch_rows: int, index: int, shared: dict):
+    """On a worker: ``fn(spec, index, offset, vote_batches, **shared)`` over the partition's
+    ``VoteBatch``es (``read_partition``); its result goes back to the client."""
+    return fn(spec, index, offset, read_partition(spec, path, row_groups, columns, id_column, offset, batch_rows),
+              **shared)
 
 
 def worker_version() -> str:
@@ -110,6 +138,7 @@ class DaskEngine:
         self.in_flight = in_flight
         self._client = client
         self._own = []  # what this engine started, closed by close()
+        self.shipped_bytes = 0  # the size of what the workers' results brought back to the client
 
     # -- the cluster ------------------------------------------------------------------
     @property
@@ -166,27 +195,124 @@ class DaskEngine:
     # -- the Engine seam ----------------------------------------------------------------
     def vote_batches(self, spec: Spec, source, id_column: Optional[str] = None, *,
                      columns: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
-                     progress: Progress = None) -> Iterator[VoteBatch]:
+                     progress: Progress = None, rule_columns: bool = True) -> Iterator[VoteBatch]:
+        """Each partition's ``VoteBatch``, in order. Its table holds the columns asked for, and
+        (``rule_columns``) the columns the rules read: without them only ids, votes and the
+        asked columns come back from the workers, not the text."""
         source = source if isinstance(source, DataSource) else open_source(source)
-        wanted = list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else []) + list(columns)))
-        todo = deque(partitions(source, batch_rows))
+        keep = list(dict.fromkeys((columns_needed(spec) if rule_columns else []) + list(columns)))
+        tasks = [(evaluate_partition, spec, path, groups, self._wanted(spec, id_column, columns), id_column, offset,
+                  batch_rows, keep) for path, groups, offset in partitions(source, batch_rows)]
+        for ids, votes, table in self._run(tasks, {}):
+            if progress:
+                progress(len(ids))
+            yield VoteBatch(ids, votes, table)
+
+    def map_partitions(self, fn, spec: Spec, source, id_column: Optional[str] = None, *,
+                       columns: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
+                       progress: Progress = None, **shared) -> Iterator:
+        """``fn(spec, index, offset, vote_batches, **shared)`` run on a worker for each partition
+        (its index, first row and ``VoteBatch``es, with the columns the rules read and
+        ``columns``), the results yielded in partition order. ``shared`` values (a label model,
+        a trained model) are sent to the workers once. A verb that writes its output where the
+        rows are (a part per partition) gets back only what ``fn`` returns."""
+        source = source if isinstance(source, DataSource) else open_source(source)
+        wanted = self._wanted(spec, id_column, columns)
+        plan = partitions(source, batch_rows)
+        ends = [offset for _, _, offset in plan[1:]] + [source.num_rows]
+        tasks = [(run_partition, fn, spec, path, groups, wanted, id_column, offset, batch_rows, i)
+                 for i, (path, groups, offset) in enumerate(plan)]
+        for (_, _, offset), end, result in zip(plan, ends, self._run(tasks, shared, with_shared=True)):
+            if progress:
+                progress(end - offset)
+            yield result
+
+    @staticmethod
+    def _wanted(spec: Spec, id_column: Optional[str], columns: Sequence[str]) -> list:
+        return list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else []) + list(columns)))
+
+    def _run(self, tasks: list, shared: dict, with_shared: bool = False) -> Iterator:
+        """Submit ``tasks`` ((function, args...) each; the spec, and ``shared``, scattered once),
+        at most ``in_flight`` at a time, and yield their results in order, counting their
+        bytes in ``shipped_bytes``."""
+        from dask.sizeof import sizeof
         client = self.client
-        [shipped] = client.scatter([spec], broadcast=True, hash=False)
+        todo = deque(tasks)
+        scattered = {}
+        if todo:
+            spec = todo[0][2] if with_shared else todo[0][1]
+            [scattered["spec"]] = client.scatter([spec], broadcast=True, hash=False)
+            for name, value in shared.items():
+                [scattered[name]] = client.scatter([value], broadcast=True, hash=False)
         limit = self.in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})) or self.workers)
         pending: deque = deque()
         try:
             while todo or pending:
                 while todo and len(pending) < limit:
-                    path, groups, offset = todo.popleft()
-                    pending.append(client.submit(evaluate_partition, shipped, path, groups, wanted, id_column,
-                                                 offset, batch_rows, retries=self.retries, pure=False))
-                ids, votes, table = pending.popleft().result()
-                if progress:
-                    progress(table.num_rows)
-                yield VoteBatch(ids, votes, table)
+                    task = list(todo.popleft())
+                    if with_shared:  # (run_partition, fn, spec, ..., index) + the shared values
+                        task[2] = scattered["spec"]
+                        task.append({name: scattered[name] for name in shared})
+                    else:
+                        task[1] = scattered["spec"]
+                    pending.append(client.submit(*task, retries=self.retries, pure=False))
+                result = pending.popleft().result()
+                self.shipped_bytes += sizeof(result)
+                yield result
         finally:
             for future in pending:
                 future.cancel()
 
 
-__all__ = ["DaskEngine", "evaluate_partition", "partitions"]
+def for_each_partition(engine, fn, spec: Spec, source, id_column: Optional[str] = None, *,
+                       columns: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
+                       progress: Progress = None, **shared) -> Iterator:
+    """``fn(spec, index, offset, vote_batches, **shared)`` per partition, results in order:
+    on the workers of an engine that maps partitions (``DaskEngine.map_partitions``), else
+    here, a partition per batch the engine (None: the local one) yields."""
+    if hasattr(engine, "map_partitions"):
+        yield from engine.map_partitions(fn, spec, source, id_column, columns=columns, batch_rows=batch_rows,
+                                         progress=progress, **shared)
+        return
+    offset = 0
+    for index, batch in enumerate(vote_batches(spec, source, id_column, columns=columns, batch_rows=batch_rows,
+                                               progress=progress, engine=engine)):
+        yield fn(spec, index, offset, iter([batch]), **shared)
+        offset += batch.num_rows
+
+
+def predict_partitioned(engine, model, source, output, table_of, id_column: Optional[str] = None, *,
+                        batch_rows: int = DEFAULT_BATCH_ROWS, progress: Progress = None) -> tuple:
+    """``predict``'s partitioned output: each partition's rows featurised, predicted by ``model``
+    (a ``train.TrainedModel``) and written as a part where the partition is evaluated (on the
+    Dask workers: no text comes back here), then the manifest; the folder replaces ``output``
+    only once complete (``datasets.replacing_folder``). ``table_of(ids, result, labels)``:
+    the output's rows from ``model.predict``'s result. Returns (rows, rows the rules decided)."""
+    from .datasets import replacing_folder, write_manifest
+    with replacing_folder(output) as folder:
+        parts = list(for_each_partition(engine, _predict_part, model.spec, source, id_column, batch_rows=batch_rows,
+                                        progress=progress, folder=str(folder), model=model, table_of=table_of))
+        if not parts:
+            raise DataError(f"{source.path}: the file has a header but no rows")
+        covered = sum(part.pop("covered") for part in parts)
+        write_manifest(folder, parts)
+    return sum(part["rows"] for part in parts), covered
+
+
+def _predict_part(spec: Spec, index: int, offset: int, batches, folder: str, model, table_of) -> dict:
+    """On a worker: a partition's predictions written as part ``index`` of ``folder``; its
+    manifest entry and how many rows the rules decided."""
+    from .datasets import write_part
+    covered = 0
+
+    def tables():
+        nonlocal covered
+        for batch in batches:
+            result = model.predict(batch.table, batch.votes)
+            covered += int(result["covered"].sum())
+            yield table_of(batch.ids, result, list(spec.labels))
+    return {**write_part(folder, index, tables()), "covered": covered}
+
+
+__all__ = ["DaskEngine", "evaluate_partition", "for_each_partition", "partitions", "predict_partitioned",
+           "read_partition"]

@@ -7,15 +7,20 @@ joined by commas. Its parts must agree on the schema; the first part and field t
 differ are named before any work starts. A ``DatasetSource`` streams its parts in
 order, so every engine (local or Dask) reads it like one file.
 
-Output: ``DatasetWriter`` writes one Parquet file per partition into a folder, each
-through a temporary name and renamed into place, and ``MANIFEST`` last: every part, its
-rows and its sha256. A folder without a manifest is a run that did not finish;
+Output: one Parquet file per partition (``write_part``: through a temporary name, on the
+Dask worker that made it, or here by ``DatasetWriter``) and ``MANIFEST`` last
+(``write_manifest``): every part, its rows and its sha256. The parts are written into a
+temporary folder beside the output, put in its place only once complete
+(``replacing_folder``), so re-running over a previous output replaces it whole and an
+interrupted re-run leaves the previous one readable; a folder that is not an output of
+mteach's is refused. A folder without a manifest is a run that did not finish;
 ``read_dataset`` refuses it (and a part whose bytes changed) with a message that says
 so, which is how ``explain``, ``audit`` and ``verify`` tell a partial output from a
 complete one.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -27,9 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .io import DataSource, _explain_arrow_error, atomic_path, file_fingerprint, open_data, parquet_batches
+from .io import (PARTS_MANIFEST, DataSource, _explain_arrow_error, atomic_folder, atomic_path, check_parts_folder,
+                 file_fingerprint, open_data, parquet_batches, write_text_atomic)
 
-MANIFEST = "_manifest.json"
+MANIFEST = PARTS_MANIFEST
 PART = "part-{:05d}.parquet"
 
 
@@ -69,7 +75,7 @@ def dataset_parts(path) -> list:
     if p.is_dir():
         manifest = p / MANIFEST
         if manifest.exists():
-            return [p / part["file"] for part in _read_manifest(p)["parts"]]
+            return [p / part["file"] for part in read_manifest(p)["parts"]]
         return sorted(q for q in p.iterdir() if q.suffix.lower() in (".parquet", ".pq") and not q.name.startswith("."))
     return sorted(Path(q) for q in glob.glob(text))
 
@@ -121,54 +127,102 @@ def source_fingerprint(source: DataSource) -> str:
 
 
 # -- outputs -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def replacing_folder(target):
+    """A temporary folder beside ``target`` to write a partitioned output into, put in
+    ``target``'s place only when the block ends without an error (``io.atomic_folder``): a
+    run that fails or is killed leaves a previous output whole, never a mix of old and new
+    parts. ``target`` must be new, empty, or a previous output of mteach's (``io.check_parts_folder``)."""
+    check_parts_folder(target)
+    with atomic_folder(target) as tmp:
+        yield Path(tmp)
+
+
+def write_part(folder, index: int, tables, schema: Optional[pa.Schema] = None) -> dict:
+    """Part ``index`` of a partitioned output: ``tables`` (Tables or RecordBatches, cast to
+    ``schema`` when given) written to ``folder/part-NNNNN.parquet`` through a temporary name.
+    Runs wherever the part is made (on a Dask worker for the engine's outputs). Returns its
+    manifest entry: file, rows, sha256."""
+    path = Path(folder) / PART.format(index)
+    rows, writer = 0, None
+    with atomic_path(path) as tmp:
+        try:
+            for table in tables:
+                if isinstance(table, pa.RecordBatch):
+                    table = pa.Table.from_batches([table])
+                if schema is not None and table.schema != schema:
+                    table = table.cast(schema)
+                writer = writer or pq.ParquetWriter(tmp, schema or table.schema, compression="zstd")
+                writer.write_table(table)
+                rows += table.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            if schema is None:
+                raise DataError(f"{path}: a part with no rows and no schema")
+            pq.write_table(schema.empty_table(), tmp, compression="zstd")
+    return {"file": path.name, "rows": rows, "sha256": file_fingerprint(path)}
+
+
+def write_manifest(folder, parts: list, facts: Optional[dict] = None) -> Path:
+    """The manifest, written last: every part (its entry from ``write_part``, in order), the rows
+    in all, and ``facts``."""
+    manifest = {"format": "mteach dataset 1", "rows": sum(p["rows"] for p in parts), "parts": parts,
+                **(facts or {})}
+    write_text_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return Path(folder)
+
+
 class DatasetWriter:
-    """Writes a partitioned Parquet output: ``write(table)`` adds a part (atomically),
-    ``close()`` writes the manifest, last. An old manifest in the folder is removed first,
-    so an interrupted rewrite is never taken for the previous complete output."""
+    """Writes a partitioned Parquet output from this process: ``write(table)`` adds a part,
+    ``close()`` writes the manifest, last, and puts the folder in place (``replacing_folder``);
+    ``abort()`` (or an error inside ``with DatasetWriter(...) as writer:``) leaves ``folder`` as
+    it was."""
 
     def __init__(self, folder, schema: pa.Schema, facts: Optional[dict] = None):
         self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise DataError(f"{self.folder}: is a file; a partitioned output needs a folder name "
-                            "(give a new name, or remove the file)")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / MANIFEST).unlink(missing_ok=True)
-        for old in self.folder.glob("part-*.parquet"):
-            old.unlink()
         self.schema = schema
         self.facts = facts or {}
         self.parts: list = []
+        self._place = replacing_folder(self.folder)
+        self.tmp = self._place.__enter__()
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
-        if isinstance(table, pa.RecordBatch):
-            table = pa.Table.from_batches([table])
-        name = PART.format(len(self.parts))
-        with atomic_path(self.folder / name) as tmp:
-            pq.write_table(table.cast(self.schema) if table.schema != self.schema else table, tmp,
-                           compression="zstd")
-        self.parts.append({"file": name, "rows": table.num_rows, "sha256": file_fingerprint(self.folder / name)})
+        self.parts.append(write_part(self.tmp, len(self.parts), [table], self.schema))
 
     def close(self) -> Path:
-        manifest = {"format": "mteach dataset 1", "rows": sum(p["rows"] for p in self.parts),
-                    "parts": self.parts, **self.facts}
-        with atomic_path(self.folder / MANIFEST) as tmp:
-            Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        write_manifest(self.tmp, self.parts, self.facts)
+        self._place.__exit__(None, None, None)
         return self.folder
+
+    def abort(self) -> None:
+        err = DataError("aborted")
+        self._place.__exit__(DataError, err, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_dataset(folder, table: pa.Table, part_rows: list, facts: Optional[dict] = None) -> Path:
     """``table`` written as parts of ``part_rows`` rows each (the input's partitions), manifest last."""
-    writer = DatasetWriter(folder, table.schema, facts)
-    start = 0
-    for rows in part_rows or [table.num_rows]:
-        writer.write(table.slice(start, rows))
-        start += rows
-    if start < table.num_rows:
-        writer.write(table.slice(start))
-    return writer.close()
+    with DatasetWriter(folder, table.schema, facts) as writer:
+        start = 0
+        for rows in part_rows or [table.num_rows]:
+            writer.write(table.slice(start, rows))
+            start += rows
+        if start < table.num_rows:
+            writer.write(table.slice(start))
+    return Path(folder)
 
 
-def _read_manifest(folder: Path) -> dict:
+def read_manifest(folder: Path) -> dict:
     manifest = folder / MANIFEST
     if not manifest.exists():
         parts = sorted(folder.glob("part-*.parquet"))
@@ -183,8 +237,14 @@ def _read_manifest(folder: Path) -> dict:
 def read_dataset(folder, check: bool = True) -> pa.Table:
     """A partitioned output as one table; raises ``DataError`` when it is incomplete (no
     manifest), a part is missing, or (with ``check``) a part's sha256 differs from the manifest's."""
+    tables = read_parts(folder, check)
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def read_parts(folder, check: bool = True) -> list:
+    """A partitioned output's parts as tables, in order (``read_dataset``'s checks)."""
     folder = Path(folder)
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     tables = []
     for part in manifest["parts"]:
         path = folder / part["file"]
@@ -196,8 +256,9 @@ def read_dataset(folder, check: bool = True) -> pa.Table:
         tables.append(pq.read_table(path))
     if not tables:
         raise DataError(f"{folder}: the manifest lists no parts")
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return tables
 
 
 __all__ = ["DatasetSource", "DatasetWriter", "MANIFEST", "open_source", "read_dataset", "write_dataset",
+           "replacing_folder", "write_part", "write_manifest", "read_manifest", "read_parts",
            "source_fingerprint", "is_dataset_path", "dataset_parts"]

@@ -159,7 +159,7 @@ class IncrementalVotes:
         return out
 
     def vote_batches(self, spec: Spec, source=None, id_column: Optional[str] = None, *, columns=(),
-                     batch_rows: Optional[int] = None, progress=None) -> Iterator[VoteBatch]:
+                     batch_rows: Optional[int] = None, progress=None, rule_columns: bool = True) -> Iterator[VoteBatch]:
         """``engine.votes.Engine``'s method, so code written against the seam runs on the
         studio's cache too. The data is the table this cache was made with: ``source`` names
         it for the caller and is not read."""

@@ -10,6 +10,7 @@ import codecs
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -416,6 +417,29 @@ def _inside(path: Path, folder: Path) -> bool:
     return _key(folder) in _key(path).parents
 
 
+# The manifest of a partitioned output (``engine.datasets``), written last: a folder holding one
+# is a complete output of mteach's; its parts are named ``PART_NAME``.
+PARTS_MANIFEST = "_manifest.json"
+PART_NAME = re.compile(r"^part-\d{5}\.parquet$")
+
+
+def is_partitioned_output(folder) -> bool:
+    """Whether ``folder`` is an output mteach wrote as parts: complete (its manifest) or
+    left incomplete by an interrupted run (only parts and mteach's temporaries)."""
+    folder = Path(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    if PARTS_MANIFEST in names:
+        try:
+            with open(folder / PARTS_MANIFEST, encoding="utf-8") as f:
+                return str(json.load(f).get("format", "")).startswith("mteach dataset")
+        except (OSError, ValueError, AttributeError):
+            return False
+    return bool(names) and all(PART_NAME.match(n) or _TMP_NAME.match(n) for n in names)
+
+
 def check_output(target, inputs=(), kind: str = "file", writes=()) -> None:
     """Refuse an output, before any work, that would overwrite one of ``inputs`` (files or
     folders, symlinks and hard links followed) or is the wrong kind of thing.
@@ -423,27 +447,42 @@ def check_output(target, inputs=(), kind: str = "file", writes=()) -> None:
     ``kind``: "file" — ``target`` is a file to write (not an existing folder, nor a file of an
     input folder such as a model); "model" — a model folder replaced whole (not an existing
     file, nor a folder that is not a model, nor one holding an input); "folder" — a folder the
-    files named in ``writes`` are written into.
+    files named in ``writes`` are written into; "parts" — a partitioned output (parts and a
+    manifest, ``engine.datasets``) replaced whole: new, empty, or a previous one of mteach's.
     """
     target = Path(target)
     inputs = [Path(p) for p in inputs if p]
     if kind == "file" and target.is_dir():
         raise DataError(f"{target}: is a folder; -o needs a file name (e.g. {target / 'out.parquet'})")
-    if kind in ("model", "folder") and target.exists() and not target.is_dir():
+    if kind in ("model", "folder", "parts") and target.exists() and not target.is_dir():
         raise DataError(f"{target}: is a file; -o needs a folder here — choose another name")
     if kind == "model" and target.is_dir() and not (target / "model.json").is_file() and any(target.iterdir()):
         raise DataError(f"{target}: exists and is not a model folder (no model.json); `train` replaces its -o "
                         "folder whole, so choose a new or empty folder, or an old model to replace")
+    if kind == "parts":
+        check_parts_folder(target)
     written = [target / name for name in writes] if kind == "folder" else [target]
     for out in written:
         for given in inputs:
-            if _same(out, given) or (kind == "model" and _inside(given, out)):
+            if _same(out, given) or (kind in ("model", "parts") and _inside(given, out)):
                 what = "is" if _same(out, given) else "holds"
                 raise DataError(f"{out}: -o {what} an input ({given}); writing there would destroy it — "
                                 "choose another output")
             if given.is_dir() and _inside(out, given) and out.exists():
                 raise DataError(f"{out}: -o names a file of the input folder {given}; writing there would "
                                 "damage it — choose another output")
+
+
+def check_parts_folder(target) -> None:
+    """Refuse a partitioned output's folder that holds anything but a previous output of
+    mteach's: it is replaced whole."""
+    target = Path(target)
+    if target.is_dir() and any(target.iterdir()) and not is_partitioned_output(target):
+        other = sorted(n for n in os.listdir(target) if not (PART_NAME.match(n) or _TMP_NAME.match(n)))
+        raise DataError(f"{target}: a folder that is not an output of mteach's (no {PARTS_MANIFEST}; it holds "
+                        f"{other[0]!r}{f' and {len(other) - 1} more' if len(other) > 1 else ''}); a partitioned "
+                        "output replaces its folder whole, so choose a new or empty folder, or a previous output "
+                        "to replace")
 
 
 # -- columns past 2 GB ---------------------------------------------------------------------------

@@ -895,6 +895,15 @@ class VoteCounts:
         self._counts = np.bincount(inverse, weights=np.concatenate([self._counts, counts]),
                                    minlength=uniq.shape[0]).astype(np.int64)
 
+    def absorb(self, other: "VoteCounts") -> None:
+        """Add the counts of the rows that follow these (another partition's, counted alone):
+        the same counts as adding its batches here, in order."""
+        self._merge(other._keys, other._first + self.rows, other._counts)
+        self._gold_votes += other._gold_votes
+        self._gold += other._gold
+        self.has_gold = self.has_gold or other.has_gold
+        self.rows += other.rows
+
     def patterns(self) -> tuple:
         """(votes (p × m int8), gold (p,) with -1 unknown, counts (p,) float64), p distinct rows
         in order of first appearance."""

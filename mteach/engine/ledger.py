@@ -43,6 +43,7 @@ re-running a ledger ``engine.verify``, comparing two spec revisions ``engine.dif
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import io
@@ -68,7 +69,7 @@ from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest, align_gold, gold_from_column, parse_mapping, read_gold_file
 from .io import DEFAULT_BATCH_ROWS, DataSource, atomic_path, combined, parquet_batches
-from .votes import collect_votes, vote_batches
+from .votes import vote_batches
 
 LEDGER_FORMAT = "mteach-ledger/1"
 META_RUN, META_RULES, META_MODEL, META_HASH = (b"mteach.run", b"mteach.rules", b"mteach.label_model",
@@ -390,6 +391,15 @@ class LedgerFacts:
         if gold is not None:
             self.gold_rows = (self.gold_rows or 0) + int((gold >= 0).sum())
 
+    def merge(self, other: "LedgerFacts") -> None:
+        """Add another part's facts (counted alone)."""
+        self.rows += other.rows
+        self.covered += other.covered
+        if other.vote_counts is not None:
+            self.vote_counts = other.vote_counts if self.vote_counts is None else self.vote_counts + other.vote_counts
+        if other.gold_rows is not None:
+            self.gold_rows = (self.gold_rows or 0) + other.gold_rows
+
 
 def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
                 model_output: Optional[ModelOutput] = None, fields: Optional[pa.StructArray] = None,
@@ -550,18 +560,12 @@ def _source_lines(spec: Spec, file: str, first: int, last: int) -> str:
     return "\n".join(lines[first - 1:last])
 
 
-def write_ledger(ledger: Ledger, output, part_rows: Optional[list] = None) -> Path:
-    """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input.
-    With ``part_rows``, a partitioned ledger: a folder of parts of those sizes, manifest last."""
+def write_ledger(ledger: Ledger, output) -> Path:
+    """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input."""
     run, rules, model = (canonical_json(x) for x in (ledger.run, ledger.rules, ledger.model))
     digest = ledger_sha256(ledger.table, run, rules, model)
     table = ledger.table.replace_schema_metadata({META_RUN: run, META_RULES: rules, META_MODEL: model,
                                                   META_HASH: digest})
-    if part_rows is not None:
-        from .datasets import write_dataset
-        write_dataset(output, table, part_rows)
-        ledger.path = Path(output)
-        return Path(output)
     with atomic_path(output) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False, row_group_size=LEDGER_ROW_GROUP)
     ledger.path = Path(output)
@@ -588,8 +592,9 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     label model is used as trained (one pass), its end model decides the rows no rule
     covers (with their top features) and joins covered rows with the model's blend.
     ``engine``: who computes the votes (``engine.votes``); ``partitioned``: write the ledger
-    as a folder with a part per batch the engine yielded and a manifest (``engine.datasets``;
-    gathered in memory). ``label_model_settings``: ``[label_model]`` of mteach.toml.
+    as a folder with a part per partition, written where the partition is evaluated (on the
+    Dask workers), and a manifest (``label_partitioned``). ``label_model_settings``:
+    ``[label_model]`` of mteach.toml.
     ``progress(rows)`` is called for the rows of each batch of each pass (two without ``model``).
     The returned ledger reads its rows back from ``output`` only when ``table`` is used.
     """
@@ -608,25 +613,32 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
         facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings,
                           **(model.provenance or {})}
     if partitioned:
-        return _label_in_memory(spec, source, output, id_column, gold, seed, batch_rows, threads, progress, model,
-                                engine, facts, label_model_settings)
+        return label_partitioned(spec, source, output, id_column, gold, seed, batch_rows, progress, model, engine,
+                                 facts, label_model_settings)
     gold_of = batch_gold(gold, spec.labels, source.path, id_column)
 
     def passes():
         return vote_batches(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
                             progress=progress, engine=engine)
     if model is None:
-        from .label_model import VoteCounts, fit_counted  # scikit-learn is slow to import
+        from .label_model import VoteCounts  # scikit-learn is slow to import
         counts = VoteCounts(len(spec.rules))
         for batch in passes():
             counts.add(batch.votes, gold_of(batch))
-        if counts.rows == 0:
-            raise DataError(f"{source.path}: the file has a header but no rows")
-        gold_of.check(counts.gold_rows()[1].shape[0] if counts.has_gold else None)
-        label_model = fit_counted(spec, counts, **label_model_params(label_model_settings, seed))
+        label_model = _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed)
     else:
         label_model = model.label_model
     return _write_streamed(spec, label_model, passes(), gold_of, output, model, seed, facts)
+
+
+def _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed):
+    """The label model fitted on the first pass's vote-pattern counts (``fit_counted``), once
+    the data had rows and a gold file matched some."""
+    from .label_model import fit_counted
+    if counts.rows == 0:
+        raise DataError(f"{source.path}: the file has a header but no rows")
+    gold_of.check(counts.gold_rows()[1].shape[0] if counts.has_gold else None)
+    return fit_counted(spec, counts, **label_model_params(label_model_settings, seed))
 
 
 def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, run_facts) -> Ledger:
@@ -712,24 +724,113 @@ def _rewrite(spool: Path, target, meta: dict, drop=()) -> None:
             writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
 
 
-def _label_in_memory(spec, source, output, id_column, gold, seed, batch_rows, threads, progress, model, engine,
-                     facts, label_model_settings) -> Ledger:
-    """A partitioned ledger (a part per batch the engine yields): all rows gathered, then written."""
-    part_rows = []
+def label_partitioned(spec, source, output, id_column, gold, seed, batch_rows, progress, model, engine, facts,
+                      label_model_settings) -> Ledger:
+    """A partitioned ledger: a folder with a part per partition, each written where the partition
+    is evaluated (on the Dask workers: ``dask_engine.for_each_partition``), so no row comes back
+    here. A first pass sums each partition's vote-pattern counts and the label model is fitted on
+    them, as ``label`` does (with a trained ``model``: its label model, no first pass); a second
+    writes each partition's ledger rows — the rows a local ``label`` writes — as a part; the
+    manifest, written last, lists the parts with their sha256 and holds the ledger's metadata and
+    hash (over each part's ``rows_sha256``). The parts go to a folder beside ``output`` that
+    replaces it only once complete (``datasets.replacing_folder``)."""
+    from .dask_engine import for_each_partition
+    from .datasets import replacing_folder, write_manifest
+    gold_of = batch_gold(gold, spec.labels, source.path, id_column)
 
-    def counted(rows):
-        part_rows.append(rows)
-        if progress:
-            progress(rows)
-    batch = collect_votes(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
-                          progress=counted, engine=engine)
-    gold_index = gold.resolve(spec.labels, batch.ids, batch.table, source.path, id_column)
-    output_of_model = model_output(model, batch.table, batch.votes) if model is not None else None
-    ledger = build_ledger(spec, batch.ids, batch.votes, gold=gold_index, seed=seed, run_facts=facts,
-                          model_output=output_of_model, fields=row_fields(spec, batch.table),
-                          label_model_settings=label_model_settings)
-    write_ledger(ledger, output, part_rows)
+    def each_partition(fn, **shared):
+        return for_each_partition(engine, fn, spec, source, id_column, columns=gold.columns, batch_rows=batch_rows,
+                                  progress=progress, **shared)
+    if model is None:
+        from .label_model import VoteCounts  # scikit-learn is slow to import
+        counts = VoteCounts(len(spec.rules))
+        for part in each_partition(_count_part, gold_of=gold_of):
+            counts.absorb(part)
+        label_model = _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed)
+    else:
+        label_model = model.label_model
+    features = model is not None and not model.uncovered_by_rules
+    counted, labels_seen, ids = LedgerFacts(), {}, RepeatedIds()
+    try:
+        with replacing_folder(output) as folder:
+            parts = []
+            for part in each_partition(_ledger_part, folder=str(folder), label_model=label_model, model=model,
+                                       gold_of=gold_of, features=features):
+                parts.append(part)
+                counted.merge(part.pop("facts"))
+                for label, n in part.pop("labels").items():
+                    labels_seen[label] = labels_seen.get(label, 0) + n
+                ids.add_hashes(part.pop("id_hashes"))
+            if counted.rows == 0:
+                raise DataError(f"{source.path}: the file has a header but no rows")
+            if model is not None:
+                gold_of.check(counted.gold_rows)
+            run, rules, params = (canonical_json(x) for x in ledger_metadata(
+                spec, label_model, counted, seed=seed, run_facts=facts, blend=None if model is None else model.blend))
+            drop = ["end_model_features"] if features and counted.covered == counted.rows else []
+            digests = [part.pop("rows_sha256_less" if drop else "rows_sha256") for part in parts]
+            for part in parts:
+                part.pop("rows_sha256_less", None)
+            meta = {META_RUN.decode(): run, META_RULES.decode(): rules, META_MODEL.decode(): params,
+                    META_HASH.decode(): _ledger_digest(parts_rows_sha256(digests), run, rules, params), "drop": drop}
+            write_manifest(folder, parts, {"ledger": meta})
+            repeated = ids.repeated([Path(folder) / part["file"] for part in parts])
+    finally:
+        ids.close()
+    ledger = Ledger(None, json.loads(run), json.loads(rules), json.loads(params), Path(output),
+                    counts=labels_seen, repeated=repeated, streamed=True)
+    del ledger.table  # read back from ``output`` when asked for (Ledger.__getattr__)
     return ledger
+
+
+def _count_part(spec, index, offset, batches, gold_of):
+    """On a worker: a partition's vote-pattern counts (``label_model.VoteCounts``)."""
+    from .label_model import VoteCounts
+    gold_of = gold_of.starting_at(offset)
+    counts = VoteCounts(len(spec.rules))
+    for batch in batches:
+        counts.add(batch.votes, gold_of(batch))
+    return counts
+
+
+def _ledger_part(spec, index, offset, batches, folder, label_model, model, gold_of, features):
+    """On a worker: a partition's ledger rows (``ledger_rows``, as ``label`` builds them batch by
+    batch) written as part ``index`` of ``folder``; returns its manifest entry, with what the
+    ledger's metadata counts (``facts``, rows per label), the 64-bit hashes of its ids
+    (``RepeatedIds``) and its ``rows_sha256`` (with and without ``end_model_features``)."""
+    from .datasets import write_part
+    gold_of = gold_of.starting_at(offset)
+    facts, labels, hashes, digest = LedgerFacts(), {}, [], None
+
+    def rows():
+        nonlocal digest
+        for batch in batches:
+            gold = gold_of(batch)
+            out = model_output(model, batch.table, batch.votes) if model is not None else None
+            table = ledger_rows(spec, label_model, batch.ids, batch.votes, gold=gold, model_output=out,
+                                fields=row_fields(spec, batch.table), features_column=features)
+            digest = digest or RowsHash(table.schema)
+            digest.add(table)
+            facts.add(batch.votes, gold)
+            hashes.append(id_hashes(table.column("id").combine_chunks()))
+            for entry in pc.value_counts(table.column("label")).to_pylist():
+                labels[entry["values"]] = labels.get(entry["values"], 0) + entry["counts"]
+            yield table
+    try:
+        entry = write_part(folder, index, rows())
+        return {**entry, "facts": facts, "labels": labels, "id_hashes": np.concatenate(hashes),
+                "rows_sha256": digest.hexdigest(), "rows_sha256_less": digest.hexdigest(["end_model_features"])}
+    finally:
+        if digest is not None:
+            digest.close()
+
+
+def parts_rows_sha256(digests: list) -> str:
+    """The row digest of a partitioned ledger: sha256 over its parts' ``rows_sha256``, in order."""
+    h = hashlib.sha256(f"mteach ledger parts:{len(digests)}\0".encode())
+    for digest in digests:
+        h.update(digest.encode() + b"\0")
+    return h.hexdigest()
 
 
 class batch_gold:
@@ -753,6 +854,12 @@ class batch_gold:
                                     first_row=offset)
         return None
 
+    def starting_at(self, offset: int) -> "batch_gold":
+        """A copy for the rows from ``offset`` on (a partition's, on a worker)."""
+        other = copy.copy(self)
+        other.offset = offset
+        return other
+
     def check(self, known_rows: Optional[int]) -> None:
         """After all rows: a gold file none of whose ids is in the data is an error."""
         if self.file is not None and not known_rows:
@@ -773,7 +880,10 @@ class RepeatedIds:
         self.spools = [tempfile.TemporaryFile() for _ in range(self.BUCKETS)]
 
     def add(self, ids) -> None:
-        hashes = id_hashes(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+        self.add_hashes(id_hashes(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids))
+
+    def add_hashes(self, hashes: np.ndarray) -> None:
+        """Add ids by their ``id_hashes`` (computed where the ids are)."""
         bucket = (hashes >> np.uint64(64 - self.BITS)).astype(np.intp)
         order = np.argsort(bucket, kind="stable")
         hashes = hashes[order]
@@ -782,8 +892,9 @@ class RepeatedIds:
             if end > start:
                 spool.write(hashes[start:end].tobytes())
 
-    def repeated(self, ledger_file) -> Optional[tuple]:
-        """(rows repeating an earlier row's id, ids repeated, the first such id, its rows) or None."""
+    def repeated(self, ledger_files) -> Optional[tuple]:
+        """(rows repeating an earlier row's id, ids repeated, the first such id, its rows) or None;
+        ``ledger_files``: the written ledger, or its parts in order."""
         found = []
         for spool in self.spools:  # in order of the top bits: the suspects come out sorted
             spool.seek(0)
@@ -795,9 +906,10 @@ class RepeatedIds:
         if not len(suspects):
             return None
         kept = []
-        for batch in parquet_batches(ledger_file, ["id"]):
-            ids = batch.column(0)
-            kept.append(ids.filter(pa.array(np.isin(id_hashes(ids), suspects))))
+        for ledger_file in ledger_files if isinstance(ledger_files, list) else [ledger_files]:
+            for batch in parquet_batches(ledger_file, ["id"]):
+                ids = batch.column(0)
+                kept.append(ids.filter(pa.array(np.isin(id_hashes(ids), suspects))))
         return repeated_ids(pa.concat_arrays(kept))
 
     def close(self) -> None:
@@ -867,13 +979,10 @@ def read_ledger(path, check: bool = True) -> Ledger:
     path = Path(path)
     if not path.exists():
         raise LedgerError(f"{path}: no such ledger file (write one with `mteach label SPEC DATA -o {path.name}`)")
+    rows_digest = None
     try:
         if path.is_dir():  # a partitioned ledger (label --engine dask): complete only with its manifest
-            from .datasets import read_dataset
-            try:
-                table = read_dataset(path)
-            except DataError as err:
-                raise LedgerError(str(err)) from None
+            table, rows_digest = _read_partitioned(path, check)
         else:
             table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
@@ -892,13 +1001,33 @@ def read_ledger(path, check: bool = True) -> Ledger:
     ledger = Ledger(table.replace_schema_metadata(None), run, rules, model, path)
     if check:
         recorded = meta.get(META_HASH, b"").decode()
-        actual = ledger_sha256(ledger.table, meta[META_RUN].decode(), meta[META_RULES].decode(),
-                               meta[META_MODEL].decode())
+        actual = _ledger_digest(rows_digest or rows_sha256(ledger.table), meta[META_RUN].decode(),
+                                meta[META_RULES].decode(), meta[META_MODEL].decode())
         if recorded != actual:
             raise LedgerError(f"{path}: the ledger was modified after it was written: its content sha256 is "
                               f"{actual[:16]}…, the one recorded when it was written is "
                               f"{(recorded or 'missing')[:16]}…; do not trust its labels — re-run `mteach label`")
     return ledger
+
+
+def _read_partitioned(path: Path, check: bool) -> tuple:
+    """A partitioned ledger's rows with its metadata (kept in its manifest) and, with ``check``,
+    the digest of its rows (``parts_rows_sha256``). One written before the manifest held the
+    metadata carries it in each part and is hashed whole: (rows, None)."""
+    from .datasets import read_manifest, read_parts
+    try:
+        manifest, tables = read_manifest(path), read_parts(path)
+    except DataError as err:
+        raise LedgerError(str(err)) from None
+    meta = manifest.get("ledger")
+    if not isinstance(meta, dict):
+        return pa.concat_tables(tables), None
+    drop = [c for c in meta.get("drop") or [] if c in tables[0].column_names]
+    tables = [t.drop_columns(drop) for t in tables] if drop else tables
+    digest = parts_rows_sha256([rows_sha256(t) for t in tables]) if check else None
+    table = pa.concat_tables(tables).replace_schema_metadata(
+        {k.encode(): str(v).encode() for k, v in meta.items() if k.startswith("mteach.")})
+    return table, digest
 
 
 def repeated_ids(ids: pa.Array) -> Optional[tuple]:

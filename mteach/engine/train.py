@@ -46,7 +46,7 @@ from .apply import apply_table, rules_table
 from .calibration import ece, f1_score, fit_temperature, log_scores, tempered
 from .end_model import EndModel, top_attributions
 from .features import Featurizer
-from .io import atomic_folder, check_output, file_fingerprint
+from .io import atomic_folder, check_output
 from .hints import HintError, compile_hints, hint_effect
 from .label_model import LABEL_MODELS, LabelModelProtocol, fit_for_spec, label_model_kind
 from .ledger import label_model_params
@@ -342,12 +342,13 @@ def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Setti
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
 
-    def passes():
+    def passes(rule_columns: bool = True):  # the first needs only votes and gold: on Dask the text stays there
         return vote_batches(spec, source, id_column, columns=gold_request.columns, threads=threads, engine=engine,
-                            batch_rows=batch_rows or DEFAULT_BATCH_ROWS, progress=read_progress)
+                            batch_rows=batch_rows or DEFAULT_BATCH_ROWS, progress=read_progress,
+                            rule_columns=rule_columns)
     log(f"applying {len(spec.rules)} rules (first pass: vote counts for the label model)")
     counts, covered, golds = VoteCounts(len(spec.rules)), [], []
-    for batch in passes():
+    for batch in passes(rule_columns=False):
         gold = gold_of(batch)
         counts.add(batch.votes, gold)
         covered.append((batch.votes != -1).any(axis=1))
@@ -638,12 +639,13 @@ def _json_params(estimator) -> dict:
 
 
 def save_model(model: TrainedModel, folder, report: dict, data=None) -> Path:
-    """Write the model folder atomically (``engine.io.atomic_folder``). ``data``: the file it
-    was trained on; its path and sha256 go into report.json (a ledger labelled with the model
+    """Write the model folder atomically (``engine.io.atomic_folder``). ``data``: the file (or
+    Parquet dataset) it was trained on; its path and sha256 go into report.json (a ledger labelled with the model
     records them, for the audit page)."""
+    from .datasets import open_source, source_fingerprint
     folder = Path(folder)
-    if data is not None:
-        report = {**report, "data": {"path": Path(data).as_posix(), "sha256": file_fingerprint(data)}}
+    if data is not None:  # a file, or a Parquet dataset's parts
+        report = {**report, "data": {"path": Path(data).as_posix(), "sha256": source_fingerprint(open_source(data))}}
     check_output(folder, [model.spec.root / rel for rel in model.spec.files], kind="model")
     with atomic_folder(folder) as tmp:
         spec = model.spec

@@ -3,7 +3,10 @@
 ``vote_batches(spec, source, id_column)`` yields a ``VoteBatch`` per record batch, in file
 order: the row ids, the vote matrix (rows × rules, int8, -1 = abstain) and the data
 columns the rules read plus any ``columns`` the caller asks for (a gold column, a text
-column), so a verb reads its data once. ``collect_votes`` gathers all rows in one batch.
+column), so a verb reads its data once. A verb that needs only the votes and the columns
+it asks for says ``rule_columns=False``: an engine whose rows live elsewhere (Dask) then
+leaves the rules' columns (the text) where they are. ``collect_votes`` gathers all rows in
+one batch.
 
 Who computes the votes is an ``Engine``: anything with this ``vote_batches`` method.
 ``LocalEngine`` evaluates batches on a pool of threads on this machine; the studio's
@@ -37,7 +40,8 @@ class VoteBatch:
     """The rules' votes on some rows of a data source."""
     ids: pa.Array            # the id column's values, or row numbers from 0 when there is no id column
     votes: np.ndarray        # rows × rules, int8, -1 = abstain, else the index of the rule's label
-    table: Union[pa.RecordBatch, pa.Table]  # the columns the rules read plus those asked for
+    table: Union[pa.RecordBatch, pa.Table]  # the columns asked for plus (unless the caller said
+                                            # rule_columns=False) those the rules read
                                             # (a Table for ``collect_votes``)
 
     @property
@@ -50,7 +54,7 @@ class Engine(Protocol):
 
     def vote_batches(self, spec: Spec, source, id_column: Optional[str] = None, *,
                      columns: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
-                     progress: Progress = None) -> Iterator[VoteBatch]: ...
+                     progress: Progress = None, rule_columns: bool = True) -> Iterator[VoteBatch]: ...
 
 
 class LocalEngine:
@@ -62,7 +66,8 @@ class LocalEngine:
 
     def vote_batches(self, spec: Spec, source, id_column: Optional[str] = None, *,
                      columns: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
-                     progress: Progress = None) -> Iterator[VoteBatch]:
+                     progress: Progress = None, rule_columns: bool = True) -> Iterator[VoteBatch]:
+        # the rules' columns are read here anyway: kept whatever ``rule_columns`` says
         source = source if isinstance(source, DataSource) else open_source(source)
         wanted = list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else []) + list(columns)))
         offset = 0
@@ -120,21 +125,22 @@ def batch_ids(batch, id_column: Optional[str], path, offset: int) -> pa.Array:
 
 def vote_batches(spec: Spec, source, id_column: Optional[str] = None, *, columns: Sequence[str] = (),
                  batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress: Progress = None,
-                 engine: Optional[Engine] = None) -> Iterator[VoteBatch]:
+                 engine: Optional[Engine] = None, rule_columns: bool = True) -> Iterator[VoteBatch]:
     """The votes of ``spec`` on ``source`` (a ``DataSource`` or a path), one ``VoteBatch`` per
     record batch in file order; by default on a ``LocalEngine`` of ``threads`` threads."""
     engine = engine or LocalEngine(threads)
-    return engine.vote_batches(spec, source, id_column, columns=columns, batch_rows=batch_rows, progress=progress)
+    return engine.vote_batches(spec, source, id_column, columns=columns, batch_rows=batch_rows, progress=progress,
+                               rule_columns=rule_columns)
 
 
 def collect_votes(spec: Spec, source, id_column: Optional[str] = None, *, columns: Sequence[str] = (),
                   batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 2, progress: Progress = None,
-                  engine: Optional[Engine] = None) -> VoteBatch:
+                  engine: Optional[Engine] = None, rule_columns: bool = True) -> VoteBatch:
     """All rows' votes in one ``VoteBatch`` (its ``table`` a ``pa.Table``); a file with a
     header but no rows is a ``DataError``."""
     source = source if isinstance(source, DataSource) else open_source(source)
     parts = list(vote_batches(spec, source, id_column, columns=columns, batch_rows=batch_rows, threads=threads,
-                              progress=progress, engine=engine))
+                              progress=progress, engine=engine, rule_columns=rule_columns))
     if not parts:
         raise DataError(f"{source.path}: the file has a header but no rows")
     return VoteBatch(pa.concat_arrays([p.ids for p in parts]),

@@ -4,6 +4,7 @@ carry a manifest, and a folder without one is reported incomplete; bad input is 
 before any work (parts that disagree on schema, a scheduler that does not answer,
 workers of another mteach version)."""
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -74,22 +75,134 @@ def test_votes_and_stats_equal_the_local_engine(dataset, engine, spec):
 
 def test_labels_equal_the_local_engine_and_the_ledger_is_partitioned(dataset, engine, spec, tmp_path):
     local = label_data(spec, dataset, tmp_path / "local.parquet", ID)
+    engine.shipped_bytes = 0
     parts = label_data(spec, dataset, tmp_path / "ledger", ID, engine=engine, partitioned=True, batch_rows=200)
     assert (tmp_path / "ledger" / MANIFEST).exists()
     assert len(list((tmp_path / "ledger").glob("part-*.parquet"))) > 3  # a part per partition
     assert parts.table.equals(local.table)
+    assert parts.run == local.run and parts.rules == local.rules and parts.model == local.model
     assert read_ledger(tmp_path / "ledger").table.equals(read_ledger(tmp_path / "local.parquet").table)
+    # each part was written on a worker: the text of the comments never came back to the client
+    text = pa.Table.from_batches(open_source(dataset).batches(["CONTENT"])).nbytes
+    assert 0 < engine.shipped_bytes < text / 4, (engine.shipped_bytes, text)
+
+
+def test_a_partitioned_ledger_with_gold_equals_the_local_one_and_its_hash_is_checked(dataset, engine, spec, tmp_path):
+    from mteach.engine.gold import GoldRequest
+    from mteach.engine.ledger import LedgerError
+    gold = GoldRequest(None, "CLASS", "1=SPAM,0=HAM")
+    local = label_data(spec, dataset, tmp_path / "local.parquet", ID, gold=gold)
+    parts = label_data(spec, dataset, tmp_path / "ledger", ID, gold=gold, engine=engine, partitioned=True,
+                       batch_rows=300)
+    assert "gold" in parts.table.column_names
+    assert parts.table.equals(local.table) and parts.model == local.model
+    manifest = tmp_path / "ledger" / MANIFEST
+    rows = open_source(dataset).num_rows
+    forged = manifest.read_text().replace(f'\\"rows\\":{rows}', f'\\"rows\\":{rows + 1}')
+    assert forged != manifest.read_text()
+    manifest.write_text(forged)  # the run facts changed after the ledger was written
+    with pytest.raises(LedgerError, match="modified after it was written"):
+        read_ledger(tmp_path / "ledger")
+
+
+def test_the_text_stays_on_the_workers_unless_asked_for(dataset, engine, spec):
+    votes_only = collect_votes(spec, dataset, ID, columns=["CLASS"], engine=engine, rule_columns=False)
+    assert votes_only.table.column_names == ["CLASS"]
+    assert "CONTENT" in collect_votes(spec, dataset, ID, engine=engine).table.column_names
+
+
+def test_label_and_predict_with_a_model_on_the_workers_equal_the_local_ones(dataset, engine, spec, tmp_path):
+    from mteach.cli.learn import prediction_table
+    from mteach.engine.train import train
+    from mteach.settings import load_settings
+    config = tmp_path / "mteach.toml"
+    config.write_text("[features]\nchar_ngrams = false\n[end_model]\nepochs = 3\n")
+    batch = collect_votes(spec, dataset, ID)
+    model, _ = train(spec, batch.table, load_settings(config), None, votes=batch.votes, hint_effects=False)
+    local = label_data(spec, dataset, tmp_path / "local.parquet", ID, model=model)
+    parts = label_data(spec, dataset, tmp_path / "ledger", ID, model=model, engine=engine, partitioned=True,
+                       batch_rows=300)
+    assert "end_model" in local.table.column("decided_by").to_pylist()
+    assert parts.table.equals(local.table)
+    engine.shipped_bytes = 0
+    rows, covered = dask_engine.predict_partitioned(engine, model, open_source(dataset), tmp_path / "predicted",
+                                                    prediction_table, ID, batch_rows=300)
+    assert engine.shipped_bytes < 20_000  # manifest entries, not rows
+    result = model.predict(batch.table, batch.votes)
+    assert read_dataset(tmp_path / "predicted").equals(prediction_table(batch.ids, result, list(spec.labels)))
+    assert (rows, covered) == (batch.num_rows, int(result["covered"].sum()))
+    # a model trained on a dataset records the dataset's fingerprint (its parts' bytes)
+    from mteach.engine.train import save_model
+    save_model(model, tmp_path / "model", {}, data=dataset)
+    recorded = json.loads((tmp_path / "model" / "report.json").read_text())["data"]
+    assert recorded == {"path": dataset.as_posix(), "sha256": open_source(dataset).fingerprint()}
+
+
+def _parts(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+def test_a_rerun_over_a_previous_output_replaces_it_whole(dataset, engine, spec, tmp_path):
+    out = tmp_path / "ledger"
+    label_data(spec, dataset, out, ID, engine=engine, partitioned=True, batch_rows=150)
+    assert len(_parts(out)) == 12 + 1  # 3 parts of 4 row groups each, and the manifest
+    again = label_data(spec, dataset, out, ID, engine=engine, partitioned=True, batch_rows=600)
+    assert _parts(out) == [MANIFEST, "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert read_ledger(out).table.equals(again.table)
+    assert [p.name for p in tmp_path.iterdir()] == ["ledger"]  # no temporary folder left beside it
+
+
+def test_an_interrupted_rerun_leaves_the_previous_output_whole(dataset, engine, spec, tmp_path, monkeypatch):
+    from mteach.engine import ledger as led
+    out = tmp_path / "ledger"
+    label_data(spec, dataset, out, ID, engine=engine, partitioned=True, batch_rows=600)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = led._ledger_part
+
+    def fails_at_part_2(spec, index, *args, **kwargs):
+        if index == 2:
+            raise OSError("worker lost mid-run")
+        return real(spec, index, *args, **kwargs)
+    monkeypatch.setattr(led, "_ledger_part", fails_at_part_2)
+    with pytest.raises(Exception, match="worker lost mid-run"):
+        label_data(spec, dataset, out, ID, engine=engine, partitioned=True, batch_rows=150)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert read_ledger(out).table.num_rows == open_source(dataset).num_rows
+    assert [p.name for p in tmp_path.iterdir()] == ["ledger"]
+
+    # a run killed outright leaves its temporary folder beside the output: the output stays whole,
+    # and the next run removes what the killed one left
+    monkeypatch.undo()
+    killed = tmp_path / ".ledger.999999999-dead.mteach.tmp"
+    killed.mkdir()
+    (killed / "part-00000.parquet").write_bytes(b"half a part")
+    assert read_ledger(out).table.num_rows == open_source(dataset).num_rows
+    label_data(spec, dataset, out, ID, engine=engine, partitioned=True, batch_rows=150)
+    assert [p.name for p in tmp_path.iterdir()] == ["ledger"]
+    assert len(_parts(out)) == 13
+
+
+def test_a_folder_that_is_not_an_output_of_mteachs_is_refused_untouched(dataset, engine, spec, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match=r"mine: a folder that is not an output of mteach's .*'notes\.txt'"):
+        label_data(spec, dataset, mine, ID, engine=engine, partitioned=True)
+    assert _parts(mine) == ["notes.txt"]
+    r = run_cli("apply", SPEC, dataset, "--id", ID, "-o", mine, "--engine", "dask", cwd=tmp_path)
+    assert r.returncode == 2 and "not an output of mteach's" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert _parts(mine) == ["notes.txt"]
 
 
 def test_a_failed_partition_task_is_retried_with_the_same_result(dataset, engine, spec, monkeypatch, tmp_path):
     real, log = dask_engine.evaluate_partition, tmp_path / "calls"  # tasks are shipped pickled: count in a file
 
-    def flaky(spec, path, groups, columns, id_column, offset, batch_rows):
+    def flaky(spec, path, groups, columns, id_column, offset, batch_rows, keep):
         with open(log, "a") as f:
             f.write(f"{offset}\n")
         if offset == 450 and log.read_text().split().count("450") == 1:
             raise OSError("worker lost mid-task")  # what a killed worker's task looks like to the client
-        return real(spec, path, groups, columns, id_column, offset, batch_rows)
+        return real(spec, path, groups, columns, id_column, offset, batch_rows, keep)
 
     monkeypatch.setattr(dask_engine, "evaluate_partition", flaky)
     again = collect_votes(spec, dataset, ID, engine=engine, batch_rows=150)
@@ -97,12 +210,12 @@ def test_a_failed_partition_task_is_retried_with_the_same_result(dataset, engine
     assert np.array_equal(again.votes, collect_votes(spec, dataset, ID).votes)
 
 
-def _dies_once(marker: str, at_offset: int, spec, path, groups, columns, id_column, offset, batch_rows):
+def _dies_once(marker: str, at_offset: int, spec, path, groups, columns, id_column, offset, batch_rows, keep):
     """A partition task that kills its worker process the first time it meets ``at_offset``."""
     if offset == at_offset and not os.path.exists(marker):
         open(marker, "w").close()
         os._exit(1)  # the worker process dies mid-task, as a killed machine's would
-    return dask_engine.evaluate_partition(spec, path, groups, columns, id_column, offset, batch_rows)
+    return dask_engine.evaluate_partition(spec, path, groups, columns, id_column, offset, batch_rows, keep)
 
 
 def test_a_task_whose_worker_is_killed_runs_again_with_the_same_result(dataset, spec, monkeypatch, tmp_path):
@@ -150,8 +263,14 @@ def test_cli_apply_on_a_local_cluster_writes_a_partitioned_output(dataset, tmp_p
     r = run_cli("apply", SPEC, dataset, "--id", ID, "-o", tmp_path / "votes", "--engine", "dask", "--batch-rows", "300",
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert len(list((tmp_path / "votes").glob("part-*.parquet"))) == 6  # 3 parts of 529 rows, ≥ 300 rows each
+    assert len(list((tmp_path / "votes").glob("part-*.parquet"))) == 6  # 3 parts of 529 rows (the last 528), ≥ 300 rows each
     mteach.apply_file(SPEC, dataset, tmp_path / "votes.parquet", ID)
+    assert read_dataset(tmp_path / "votes").equals(pq.read_table(tmp_path / "votes.parquet"))
+    # run again over its own output: replaced whole (fewer, larger parts now)
+    r = run_cli("apply", SPEC, dataset, "--id", ID, "-o", tmp_path / "votes", "--engine", "dask", "--batch-rows",
+                "600", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert _parts(tmp_path / "votes") == [MANIFEST, "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     assert read_dataset(tmp_path / "votes").equals(pq.read_table(tmp_path / "votes.parquet"))
 
 
