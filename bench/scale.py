@@ -2,7 +2,7 @@
 
     python bench/scale.py train   [--rows 100000]          # end-model training time and accuracy
     python bench/scale.py longdoc [--docs 10000]           # ~1,300-character documents
-    python bench/scale.py predict [--sizes 50000 200000 1000000]  # peak RSS and rows/s of predict vs apply
+    python bench/scale.py predict [--sizes 50000 200000 1000000] [--repeat 1]  # peak RSS and rows/s of predict vs apply
     python bench/scale.py stream  [--sizes 1000000 10000000] [--big-csv]  # every streaming verb
 
 train: the YouTube train comments replicated to ``--rows`` rows (bench/_common.py), the
@@ -24,7 +24,9 @@ predict: a model trained on the YouTube train split (spec defaults: its hints tr
 torch); then ``mteach predict MODEL DATA -o OUT`` (streaming, no gold) and ``mteach apply``
 on the replicated data at each size, each in a fresh process that prints its own peak RSS
 (VmHWM) and wall time: rows/s, the ratio of the peaks (goal <= 1.5) and of predict's time
-to apply's (goal <= 3).
+to apply's (goal <= 3); ``--repeat N``: each N times, interleaved, the fastest kept. First, in
+this process, the featurizer's transform through the compiled kernel and through the numpy
+path (rows/s), and the kernel's first call in a fresh process (compiling, then cached).
 
 stream: ``apply`` (the baseline), ``label``, ``label --model``, ``predict``, ``train``, ``verify``
 (of label's ledger; label runs first), ``diff`` (two git revisions of the spec in a temporary
@@ -202,23 +204,73 @@ def run_child(argv: list) -> dict:
     return out
 
 
-def bench_predict(sizes: list) -> None:
+def transform_speed(model: Path, data: Path, rows: int = 200_000) -> None:
+    """In this process: the model's featurizer on the first ``rows`` rows of ``data``, in the
+    chunks predict uses, through the compiled kernel and through the numpy path
+    (MTEACH_NO_NUMBA=1); then the kernel's first call in a fresh process, with an empty
+    numba cache (compiling) and with the cache that left (loading)."""
+    from mteach.engine import features
+    from mteach.engine.train import END_MODEL_CHUNK_ROWS, _feature_table, load_model
+    trained = load_model(model)
+    table = _feature_table(trained.spec, pq.read_table(data).slice(0, rows))
+    trained.featurizer.transform(table.slice(0, 1000))  # the kernel compiled or loaded, the character tables built
+    speeds = {}
+    for path, env in (("kernel", "0"), ("numpy", "1")):
+        os.environ["MTEACH_NO_NUMBA"] = env
+        t, c = time.perf_counter(), cpu()
+        for start in range(0, table.num_rows, END_MODEL_CHUNK_ROWS):
+            trained.featurizer.transform(table.slice(start, END_MODEL_CHUNK_ROWS))
+        speeds[path] = (table.num_rows / (time.perf_counter() - t), cpu() - c)
+    os.environ.pop("MTEACH_NO_NUMBA")
+    weights = trained.end_model.linear_weights()
+    if weights is not None:  # what predict runs for a linear model: scores from the text, no matrix
+        t, c = time.perf_counter(), cpu()
+        for start in range(0, table.num_rows, END_MODEL_CHUNK_ROWS):
+            trained.featurizer.dot(table.slice(start, END_MODEL_CHUNK_ROWS), weights[0])
+        speeds["scores"] = (table.num_rows / (time.perf_counter() - t), cpu() - c)
+    if features.compiled_kernel() is None:
+        print("transform: numba is not installed: the numpy path only "
+              f"({speeds['numpy'][0]:,.0f} rows/s)")
+        return
+    print(f"transform of {table.num_rows:,} rows (load {os.getloadavg()[0]:.1f}): kernel {speeds['kernel'][0]:,.0f} "
+          f"rows/s ({speeds['kernel'][1]:.1f} CPU-s), numpy path {speeds['numpy'][0]:,.0f} rows/s "
+          f"({speeds['numpy'][1]:.1f} CPU-s): {speeds['kernel'][0] / speeds['numpy'][0]:.1f}x" +
+          (f"; the linear end model's scores from the text (Featurizer.dot, what predict runs) "
+           f"{speeds['scores'][0]:,.0f} rows/s ({speeds['scores'][1]:.1f} CPU-s)" if "scores" in speeds else ""))
+    code = ("import time, pyarrow as pa; t = time.perf_counter(); from mteach.engine.features import Featurizer; "
+            "f = Featurizer(['text']).fit(pa.table({'text': ['a first text', 'another one']})); "
+            "t1 = time.perf_counter(); f.transform(pa.table({'text': ['a text']})); "
+            "print(time.perf_counter() - t1)")
+    with tempfile.TemporaryDirectory(prefix="mteach-numba-") as cache:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": cache}
+        first, cached = (float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                              check=True).stdout) for _ in range(2))
+    print(f"kernel's first call in a process: {first:.1f} s with an empty numba cache (compiling), "
+          f"{cached:.2f} s with it cached")
+
+
+def bench_predict(sizes: list, repeat: int = 1) -> None:
     with tempfile.TemporaryDirectory(prefix="mteach-scale-") as tmp:
         tmp = Path(tmp)
         config = tmp / "mteach.toml"
         config.write_text("")
         model = tmp / "model"
         run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+        transform_speed(model, replicated_parquet(min(sizes)))
         figures = {}
         for rows in sizes:
             data = replicated_parquet(rows)
-            a = run_child(["apply", SPEC, data, "-o", tmp / "votes.parquet", "--id", ID, "-q"])
-            p = run_child(["predict", model, data, "-o", tmp / "pred.parquet", "--id", ID])
+            runs = [(run_child(["apply", SPEC, data, "-o", tmp / "votes.parquet", "--id", ID, "-q"]),
+                     run_child(["predict", model, data, "-o", tmp / "pred.parquet", "--id", ID]))
+                    for _ in range(repeat)]  # interleaved; the fastest of each (the least disturbed)
+            a, p = (min((r[i] for r in runs), key=lambda f: f["seconds"]) for i in (0, 1))
             figures[rows] = (a, p)
-            print(f"predict: {rows:,} rows: apply {a['seconds']:.1f} s ({rows / a['seconds']:,.0f} rows/s, "
+            best = f"best of {repeat}: " if repeat > 1 else ""
+            print(f"predict: {rows:,} rows, {best}apply {a['seconds']:.1f} s ({rows / a['seconds']:,.0f} rows/s, "
                   f"peak {a['peak_mib']:,.0f} MiB); predict {p['seconds']:.1f} s "
                   f"({rows / p['seconds']:,.0f} rows/s, peak {p['peak_mib']:,.0f} MiB); "
-                  f"predict / apply time {p['seconds'] / a['seconds']:.2f}")
+                  f"predict / apply time {p['seconds'] / a['seconds']:.2f} (load {os.getloadavg()[0]:.1f})",
+                  flush=True)
         lo, hi = min(sizes), max(sizes)
         print(f"peak RSS {hi:,} / {lo:,} rows: apply {figures[hi][0]['peak_mib'] / figures[lo][0]['peak_mib']:.2f}, "
               f"predict {figures[hi][1]['peak_mib'] / figures[lo][1]['peak_mib']:.2f} (goal <= 1.5)")
@@ -346,6 +398,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--docs", type=int, default=10_000)
     ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000, 1_000_000])
+    ap.add_argument("--repeat", type=int, default=1, help="predict: run apply and predict this many times at each "
+                    "size, interleaved, and keep the fastest of each (a shared machine's noise)")
     ap.add_argument("--big-csv", action="store_true", help="stream: also a CSV of over 2 GB through every verb")
     ap.add_argument("--big-csv-only", action="store_true", help="stream: only the CSV of over 2 GB")
     ap.add_argument("--verbs", nargs="+", help="stream: these verbs only (at each size apply too, the baseline; "
@@ -353,7 +407,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
     {"train": lambda: bench_train(args.rows), "longdoc": lambda: bench_longdoc(args.docs),
-     "predict": lambda: bench_predict(args.sizes), "stream": lambda: bench_stream(args.sizes, "only" if args.big_csv_only else args.big_csv, args.verbs)}[args.what]()
+     "predict": lambda: bench_predict(args.sizes, args.repeat), "stream": lambda: bench_stream(args.sizes, "only" if args.big_csv_only else args.big_csv, args.verbs)}[args.what]()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

@@ -112,29 +112,33 @@ def _train_embed(first, indices, rows, values, n_rows: int):
 
 
 class _EpochBatches:
-    """One epoch's mini-batches: the rows permuted once (one CSR row gather), the whole
-    matrix handed to torch once, each batch a contiguous slice of it (views, no Python
-    per row)."""
+    """The mini-batches of epochs: the matrix handed to torch once; each batch gathers its
+    rows' entries (the rows of ``perm`` in order, each row's entries in order) by one index
+    computed from the row pointers, so no epoch copies or permutes the whole matrix."""
 
-    def __init__(self, X: sp.csr_matrix, Y, W, perm: np.ndarray, batch_size: int, device):
+    def __init__(self, X: sp.csr_matrix, Y, W, batch_size: int, device):
         import torch
-        Xp = X[perm]
-        self.indptr = Xp.indptr.astype(np.int64)
-        lengths = np.diff(self.indptr)
-        self.rows = torch.from_numpy(np.repeat(np.arange(len(perm)) % batch_size, lengths)).to(device)
-        self.indices = torch.from_numpy(Xp.indices.astype(np.int64)).to(device)
-        self.values = torch.from_numpy(Xp.data.astype(np.float32, copy=False)).to(device)
-        index = torch.from_numpy(perm)
-        self.Y, self.W = Y[index].to(device), W[index].to(device)
-        self.n, self.bs = len(perm), batch_size
+        self.indptr = X.indptr.astype(np.int64)
+        self.indices = torch.from_numpy(X.indices.astype(np.int64)).to(device)
+        self.values = torch.from_numpy(X.data.astype(np.float32, copy=False)).to(device)
+        self.Y, self.W = Y, W
+        self.bs, self.device = batch_size, device
 
-    def __iter__(self):
-        """(indices, row in the batch, values, soft labels, weights) of each batch."""
-        for start in range(0, self.n, self.bs):
-            stop = min(start + self.bs, self.n)
-            lo, hi = int(self.indptr[start]), int(self.indptr[stop])
-            yield (self.indices[lo:hi], self.rows[lo:hi], self.values[lo:hi],
-                   self.Y[start:stop], self.W[start:stop])
+    def epoch(self, perm: np.ndarray):
+        """(indices, row in the batch, values, soft labels, weights) of each batch of ``perm``."""
+        import torch
+        for start in range(0, len(perm), self.bs):
+            rows = perm[start:start + self.bs]
+            first = self.indptr[rows]
+            lengths = self.indptr[rows + 1] - first
+            ends = np.cumsum(lengths)
+            at = np.repeat(first - ends + lengths, lengths)
+            at += np.arange(len(at))
+            at = torch.from_numpy(at).to(self.device)
+            in_batch = torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)).to(self.device)
+            index = torch.from_numpy(rows)
+            yield (torch.index_select(self.indices, 0, at), in_batch, torch.index_select(self.values, 0, at),
+                   self.Y[index].to(self.device), self.W[index].to(self.device))
 
 
 def forward_sparse(net, X: sp.csr_matrix, device):
@@ -355,6 +359,25 @@ class EndModel(ClassifierMixin, BaseEstimator):
         self.n_classes_ = k
         self.classes_ = np.arange(k)
         self.history_ = history
+        if int(self.hidden) == 0:
+            layer = net[0]
+            self._linear = (np.ascontiguousarray(layer.weight.detach().cpu().numpy().T),
+                            layer.bias.detach().cpu().numpy().copy())
+
+    def __getattr__(self, name):
+        """``net_`` / ``device_`` of a linear model loaded without torch: the torch layer is
+        built from its weights when first asked for (explanations, hints, saving)."""
+        if name in ("net_", "device_") and "_linear" in self.__dict__:
+            import torch
+            Wt, b = self.__dict__["_linear"]
+            net = _build_net(Wt.shape[0], Wt.shape[1], 0)
+            with torch.no_grad():
+                net[0].weight.copy_(torch.from_numpy(Wt.T.copy()))
+                net[0].bias.copy_(torch.from_numpy(b))
+            device = resolve_device(self.device)
+            self.__dict__["net_"], self.__dict__["device_"] = net.to(device).eval(), device
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _fit(self, X, Y, w, hints, keys, device, progress) -> "EndModel":
         import torch
@@ -390,13 +413,14 @@ class EndModel(ClassifierMixin, BaseEstimator):
             total_steps = max(1, steps_per_epoch * epochs)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda step: 0.5 * (1.0 + float(np.cos(np.pi * min(step, total_steps) / total_steps))))
+            batches = _EpochBatches(X, Yt, Wt, bs, device)
             for epoch in range(epochs):
                 perm = torch.randperm(n, generator=gen).numpy()
                 tot = ce_sum = 0.0
                 pen_sum = [0.0] * len(hints)
                 nb = 0
                 net.train()
-                for indices, rows, values, yb, wb in _EpochBatches(X, Yt, Wt, perm, bs, device):
+                for indices, rows, values, yb, wb in batches.epoch(perm):
                     # the wide layer, from the sparse rows, computed once for the loss and every hint
                     z = _train_embed(first, indices, rows, values, len(yb))
                     logp = torch.log_softmax(rest(z), dim=1)
@@ -429,15 +453,22 @@ class EndModel(ClassifierMixin, BaseEstimator):
 
     # ---- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        check_is_fitted(self, "net_", msg="this EndModel is not fitted yet: call fit(X, soft_labels) first")
+        check_is_fitted(self, "n_classes_", msg="this EndModel is not fitted yet: call fit(X, soft_labels) first")
 
     def decision_function(self, X) -> np.ndarray:
-        """Logits, shape (n, k)."""
-        import torch
+        """Logits, shape (n, k). A linear model's are X W^T + b in float32, without torch (scipy, or
+        the compiled kernel in parallel: the same sums)."""
         self._check_fitted()
         X = _as_csr(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the model was fitted on {self.n_features_in_}")
+        linear = self.__dict__.get("_linear")
+        if linear is not None:
+            from mteach.engine.features import compiled_kernel
+            Wt, b = linear
+            kernel = compiled_kernel()
+            return ((X @ Wt if kernel is None else kernel.sparse_dot(X, Wt)) + b).astype(np.float64)
+        import torch
         out = []
         with torch.no_grad(), _threads(getattr(self, "num_threads", 1)):
             for start in range(0, X.shape[0], _PREDICT_BATCH):
@@ -446,10 +477,21 @@ class EndModel(ClassifierMixin, BaseEstimator):
         return np.concatenate(out) if out else np.zeros((0, self.n_classes_))
 
     def predict_proba(self, X) -> np.ndarray:
-        z = self.decision_function(X)
+        return self.proba_from_logits(self.decision_function(X))
+
+    @staticmethod
+    def proba_from_logits(z: np.ndarray) -> np.ndarray:
+        """Class probabilities (float64) from logits: the softmax of each row."""
+        z = np.asarray(z, dtype=np.float64)
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def linear_weights(self) -> Optional[tuple]:
+        """A linear model's (W^T as float32 features × classes, b): its logits are X W^T + b
+        in float32, as ``decision_function`` computes them; None for an MLP."""
+        self._check_fitted()
+        return self.__dict__.get("_linear")
 
     def predict(self, X) -> np.ndarray:
         return np.argmax(self.decision_function(X), axis=1)
@@ -458,9 +500,8 @@ class EndModel(ClassifierMixin, BaseEstimator):
         """Gradient × input of each row's class margin f_c (class ``classes[i]``'s logit minus
         logsumexp of the others) for every non-zero feature of the row: a CSR matrix with the
         sparsity of ``X`` (exact for the linear model). Computed on the sparse batch — the
-        gradient is taken with respect to the non-zero values — so nothing is densified."""
-        import torch
-        import torch.nn.functional as F
+        gradient is taken with respect to the non-zero values — so nothing is densified. A linear
+        model's is computed without torch: x_j (W_cj - sum over the others o of softmax_o W_oj)."""
         self._check_fitted()
         X = _as_csr(X)
         X = X if X.has_canonical_format else X.copy()
@@ -468,6 +509,19 @@ class EndModel(ClassifierMixin, BaseEstimator):
         classes = np.asarray(classes, dtype=np.int64).reshape(-1)
         if classes.shape[0] != X.shape[0]:
             raise ValueError(f"attributions need one class per row: {classes.shape[0]} for {X.shape[0]} rows")
+        linear = self.__dict__.get("_linear")
+        if linear is not None:
+            rows, n = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)), np.arange(X.shape[0])
+            z = self.decision_function(X)
+            z[n, classes] = -np.inf
+            others = np.exp(z - z.max(axis=1, keepdims=True))
+            weights = -others / others.sum(axis=1, keepdims=True)  # d f_c / d logits: 1 for c, -softmax_o
+            weights[n, classes] = 1.0
+            grad = (linear[0][X.indices] * weights.astype(np.float32)[rows]).sum(axis=1)
+            return sp.csr_matrix(((grad * X.data).astype(np.float64), X.indices.copy(), X.indptr.copy()),
+                                 shape=X.shape)
+        import torch
+        import torch.nn.functional as F
         first, rest = first_layer(self.net_)
         out = np.zeros(X.nnz, dtype=np.float64)
         with _threads(getattr(self, "num_threads", 1)):
@@ -531,8 +585,9 @@ class EndModel(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, folder, device: Optional[str] = None) -> "EndModel":
-        """Read a model written by :meth:`save`. ``device`` overrides the saved one."""
-        import torch
+        """Read a model written by :meth:`save`. ``device`` overrides the saved one. A linear
+        model on the CPU ("auto" or "cpu") is read without importing torch (``_numpy_state``):
+        it predicts with scipy, and builds its torch layer only when asked for one."""
         folder = Path(folder)
         meta_path, w_path = folder / META_FILE, folder / WEIGHTS_FILE
         for p in (meta_path, w_path):
@@ -559,6 +614,18 @@ class EndModel(ClassifierMixin, BaseEstimator):
             self = cls(**params)
         except TypeError as e:
             raise EndModelLoadError(f"cannot load end model: unknown parameters in {meta_path} ({e})") from None
+        self.n_features_in_ = n_features
+        self.n_classes_ = n_classes
+        self.classes_ = np.arange(n_classes)
+        self.history_ = meta.get("history", [])
+        if int(self.hidden) == 0 and self.device in (None, "auto", "cpu"):
+            state = _numpy_state(raw)
+            W, b = (state or {}).get("0.weight"), (state or {}).get("0.bias")
+            if state is not None and set(state) == {"0.weight", "0.bias"} and W.shape == (n_classes, n_features) \
+                    and b.shape == (n_classes,) and W.dtype == b.dtype == np.float32:
+                self._linear = (np.ascontiguousarray(W.T), b)
+                return self
+        import torch
         dev = resolve_device(self.device)
         try:
             state = torch.load(str(w_path), map_location="cpu", weights_only=True)
@@ -570,11 +637,56 @@ class EndModel(ClassifierMixin, BaseEstimator):
         net.to(dev).eval()
         self.net_ = net
         self.device_ = dev
-        self.n_features_in_ = n_features
-        self.n_classes_ = n_classes
-        self.classes_ = np.arange(n_classes)
-        self.history_ = meta.get("history", [])
         return self
+
+
+def _numpy_state(raw: bytes) -> Optional[dict]:
+    """The tensors of a ``torch.save``d state dict, as numpy arrays, read without torch: the
+    file is a zip of a pickle whose tensors point at raw little-endian storages (the layout
+    torch has written since 1.6). Only the few names such a pickle uses are accepted (no
+    code runs); anything else gives None, and torch reads the file instead."""
+    import collections
+    import pickle
+    import zipfile
+    dtypes = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "LongStorage": np.int64}
+
+    def rebuild(storage, offset, size, stride, *_):
+        itemsize = storage.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), tuple(s * itemsize for s in stride))
+        return np.array(view)
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            names = z.namelist()
+            pickles = [n for n in names if n.endswith("/data.pkl")]
+            if len(pickles) != 1:
+                return None
+            prefix = pickles[0][:-len("data.pkl")]
+            if prefix + "byteorder" in names and z.read(prefix + "byteorder").strip() != b"little":
+                return None
+
+            class Unpickler(pickle.Unpickler):
+                def find_class(self, module, name):
+                    if (module, name) == ("collections", "OrderedDict"):
+                        return collections.OrderedDict
+                    if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                        return rebuild
+                    if module == "torch" and name in dtypes:
+                        return dtypes[name]
+                    raise pickle.UnpicklingError(f"{module}.{name} is not part of a plain state dict")
+
+                def persistent_load(self, pid):
+                    kind, dtype, key, location, numel = pid
+                    if kind != "storage" or location != "cpu":
+                        raise pickle.UnpicklingError(f"storage {pid!r}")
+                    return np.frombuffer(z.read(f"{prefix}data/{key}"), dtype=dtype, count=numel)
+
+            state = Unpickler(io.BytesIO(z.read(pickles[0]))).load()
+    except Exception:  # not the layout above: torch reads it (and names what is wrong)
+        return None
+    if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
+        return None
+    return dict(state)
 
 
 @contextlib.contextmanager

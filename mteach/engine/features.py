@@ -14,6 +14,11 @@ Two ways to find a text's n-grams (the ``hashed`` parameter):
   n-gram, so a batch's features depend on that batch alone and prediction streams. Each
   occurrence of an n-gram is one entry (a repeated n-gram is several entries of one
   column; products sum them, ``sum_duplicates`` merges them), so no batch is sorted.
+  ``transform`` runs a compiled kernel (:mod:`mteach.engine.ngram_kernel`, numba: the
+  n-grams of each row hashed, looked up and scaled in one pass, rows in parallel) when numba
+  is installed (the ``train`` extra) and ``MTEACH_NO_NUMBA=1`` is not set; otherwise the
+  numpy path. Both give the same matrix, bit for bit; ``fit`` uses the numpy path (it
+  names the buckets).
 * vocabulary (``hashed=False``, and every model saved before hashing, FORMAT_VERSION 1):
   scikit-learn ``CountVectorizer`` over Python strings, exact n-gram vocabulary; several
   times slower (bench/README.md).
@@ -37,6 +42,7 @@ featurizer, the numeric callables being supplied again by the caller.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -317,6 +323,33 @@ def _count_matrix(ptr: np.ndarray, cols: np.ndarray, width: int) -> sp.csr_matri
     return m
 
 
+def _row_normalised(ptr: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (float64) divided by their row's L2 norm, as float32. Each row's sum of
+    squares is added up in entry order (``bincount``), as the compiled kernel adds it."""
+    lengths = np.diff(ptr)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    norm = np.sqrt(np.bincount(rows, weights=values * values, minlength=len(lengths)))
+    return (values / np.repeat(np.where(norm > 0, norm, 1.0), lengths)).astype(np.float32)
+
+
+_KERNEL = None
+
+
+def compiled_kernel():
+    """The compiled kernel (``mteach.engine.ngram_kernel``), or None when numba is not
+    installed or ``MTEACH_NO_NUMBA=1`` asks for the numpy path (read at each call)."""
+    global _KERNEL
+    if os.environ.get("MTEACH_NO_NUMBA", "") not in ("", "0"):
+        return None
+    if _KERNEL is None:
+        try:
+            from mteach.engine import ngram_kernel
+        except ImportError:
+            ngram_kernel = False
+        _KERNEL = ngram_kernel
+    return _KERNEL or None
+
+
 class Featurizer(BaseEstimator):
     """Text n-gram TF-IDF + standardized numeric features, from a ``pyarrow.Table``.
 
@@ -555,27 +588,105 @@ class Featurizer(BaseEstimator):
         kept = np.zeros(len(cols) + 1, dtype=np.int64)
         np.cumsum(cols >= 0, out=kept[1:])
         ptr, cols = kept[ptr], cols[cols >= 0]
-        if self.sublinear_tf:
+        if self.sublinear_tf:  # each row's distinct columns and their counts
             m = _count_matrix(ptr, cols, width)
-            m.data = 1.0 + np.log(m.data)
-            return normalize(m @ sp.diags(idf), norm="l2", axis=1, copy=False).tocsr()
-        values = idf[cols]
-        squares = np.zeros(len(values) + 1)
-        np.cumsum(values * values, out=squares[1:])
-        norm = np.sqrt(np.maximum(squares[ptr[1:]] - squares[ptr[:-1]], 0.0))
-        values /= np.repeat(np.where(norm > 0, norm, 1.0), np.diff(ptr))
-        return sp.csr_matrix((values.astype(np.float32), cols, ptr), shape=(len(arr), width))
+            ptr, cols = m.indptr, m.indices
+            values = _row_normalised(ptr, (1.0 + np.log(m.data)) * idf[cols])
+        else:
+            values = _row_normalised(ptr, idf[cols])
+        return sp.csr_matrix((values, cols, ptr), shape=(len(arr), width))
+
+    def _compiled_transform(self, kernel, arrays: dict, numeric, n_rows: int) -> sp.csr_matrix:
+        """``transform`` of the hashed blocks by the compiled kernel (``ngram_kernel``): each
+        block's n-grams counted per row, then every block of every row written in place into
+        one CSR (no stacking), the gaps of n-grams not fitted closed at the end. The same
+        matrix as the numpy path (``_hashed_block`` per block, stacked), bit for bit."""
+        specs = self._block_specs()
+        views = {}
+        for field, arr in arrays.items():
+            data, offsets, _ = utf8_views(arr)
+            views[field] = (data, offsets.astype(np.int64))
+        word_table, space_table = char_table("word"), char_table("space")
+        ranges = {"w": self.ngram_range, "c": self.char_ngram_range}
+        with kernel.lock:
+            counts = [kernel.count(*views[f], kind, *ranges[kind], word_table, space_table) for f, kind in specs]
+            if numeric is not None:
+                counts.append(np.diff(numeric.indptr).astype(np.int64))
+            per_block = np.stack(counts) if counts else np.zeros((0, n_rows), dtype=np.int64)
+            ptr = np.zeros(n_rows + 1, dtype=np.int64)
+            np.cumsum(per_block.sum(axis=0), out=ptr[1:])
+            dest = np.ascontiguousarray(ptr[:-1] + np.cumsum(per_block, axis=0) - per_block)
+            cols = np.empty(ptr[-1], dtype=np.int32)
+            values = np.empty(ptr[-1], dtype=np.float32)
+            sub_tf = np.zeros(0)
+            if self.sublinear_tf:  # 1 + log(count) of every count a row can have
+                top = int(per_block.max(initial=0))
+                sub_tf = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, top + 1, dtype=np.float64))])
+            kept = per_block.copy()
+            for b, (field, kind) in enumerate(specs):
+                kept[b] = kernel.fill(*views[field], kind, *ranges[kind], int(self.hash_bits), word_table, space_table,
+                                      self._columns[b], self.idfs_[b], sub_tf, self.block_offsets_[b], dest[b],
+                                      cols, values)
+            if numeric is not None:
+                kernel.copy_rows(numeric.indptr, numeric.indices, numeric.data, self.numeric_offset_, dest[-1], cols,
+                                 values)
+            if (kept != per_block).any():
+                ptr = kernel.compact(dest, kept, cols, values)
+                cols, values = cols[:ptr[-1]], values[:ptr[-1]]
+        return sp.csr_matrix((values, cols, ptr), shape=(n_rows, self.n_features_))
+
+    def _numeric_block(self, table: pa.Table):
+        """The standardized numeric features as a float32 CSR block, or None."""
+        if not self._numeric_names():
+            return None
+        raw = self._numeric_raw(table)
+        filled = np.where(np.isnan(raw), self.numeric_mean_, raw)
+        # float32 already: hstack casting float64 to float32 would merge the text blocks'
+        # repeated entries (scipy's astype sums duplicates), and the kernel keeps them
+        return sp.csr_matrix((filled - self.numeric_mean_) / self.numeric_std_).astype(np.float32)
+
+    def _text_arrays(self, table: pa.Table) -> dict:
+        return {f: _column_array(table, f, self.lowercase) for f in dict.fromkeys(f for f, _ in self._block_specs())}
+
+    def dot(self, table: pa.Table, dense: np.ndarray) -> np.ndarray:
+        """``transform(table) @ dense`` (float32, rows × dense's columns; ``dense``: float32,
+        one row per feature), for a linear model's scores. With the compiled kernel and hashed
+        n-grams the matrix is never made: each n-gram's value is multiplied in where it is
+        found, in the order the product adds the matrix's entries, so the result is the same."""
+        self._check_fitted()
+        if dense.shape[0] != self.n_features_:
+            raise ValueError(f"dense has {dense.shape[0]} rows for {self.n_features_} features")
+        dense = np.ascontiguousarray(dense, dtype=np.float32)
+        kernel = compiled_kernel()
+        if self.buckets_ is None or kernel is None:
+            return self.transform(table) @ dense  # scipy adds each row's entries in order, in float32
+        numeric, arrays = self._numeric_block(table), self._text_arrays(table)
+        out = np.zeros((table.num_rows, dense.shape[1]), dtype=np.float32)
+        ranges = {"w": self.ngram_range, "c": self.char_ngram_range}
+        word_table, space_table = char_table("word"), char_table("space")
+        with kernel.lock:
+            for b, (field, kind) in enumerate(self._block_specs()):
+                data, offsets, _ = utf8_views(arrays[field])
+                sub_tf = np.zeros(0)
+                if self.sublinear_tf:  # up to the most n-grams a row of these can have
+                    lo, hi = ranges[kind]
+                    top = 3 * (hi - lo + 1) * (int(np.diff(offsets).max(initial=0)) + 3)
+                    sub_tf = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, top + 1, dtype=np.float64))])
+                kernel.score(data, offsets.astype(np.int64), kind, *ranges[kind], int(self.hash_bits), word_table,
+                             space_table, self._columns[b], self.idfs_[b], sub_tf, self.block_offsets_[b], dense, out)
+            if numeric is not None:
+                kernel.sparse_dot(numeric, dense, out, self.numeric_offset_)
+        return out
 
     def transform(self, table: pa.Table) -> sp.csr_matrix:
         self._check_fitted()
-        numeric = None
-        if self._numeric_names():
-            raw = self._numeric_raw(table)
-            filled = np.where(np.isnan(raw), self.numeric_mean_, raw)
-            numeric = sp.csr_matrix((filled - self.numeric_mean_) / self.numeric_std_)
+        numeric = self._numeric_block(table)
         if self.buckets_ is not None:  # hashed: every block of a slice of rows at a time
             specs = self._block_specs()
-            arrays = {f: _column_array(table, f, self.lowercase) for f in dict.fromkeys(f for f, _ in specs)}
+            arrays = self._text_arrays(table)
+            kernel = compiled_kernel()
+            if kernel is not None:
+                return self._compiled_transform(kernel, arrays, numeric, table.num_rows)
             parts = []
             for lo, hi in _row_slices(list(arrays.values()), table.num_rows):
                 blocks = [self._hashed_block(b, arrays[f].slice(lo, hi - lo)) for b, (f, _) in enumerate(specs)]

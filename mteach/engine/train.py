@@ -420,9 +420,16 @@ END_MODEL_CHUNK_ROWS = 65_536
 def end_model_raw_proba(featurizer: Featurizer, end_model: EndModel, ftable: pa.Table,
                         chunk_rows: int = END_MODEL_CHUNK_ROWS) -> np.ndarray:
     """The end model's uncalibrated probabilities on every row of ``ftable`` (feature
-    fields), featurised chunk by chunk so only one chunk's features are held at a time."""
-    parts = [end_model.predict_proba(featurizer.transform(ftable.slice(start, chunk_rows)))
-             for start in range(0, ftable.num_rows, chunk_rows)]
+    fields), featurised chunk by chunk so only one chunk's features are held at a time; a
+    linear model's scores straight from the text (``Featurizer.dot``: the same numbers,
+    without making the feature matrix)."""
+    linear = end_model.linear_weights()
+    if linear is not None and linear[0].shape[0] != featurizer.n_features_:
+        raise ValueError(f"the end model was fitted on {linear[0].shape[0]} features, "
+                         f"the featurizer gives {featurizer.n_features_}")
+    parts = [end_model.predict_proba(featurizer.transform(chunk)) if linear is None else
+             end_model.proba_from_logits((featurizer.dot(chunk, linear[0]) + linear[1]).astype(np.float64))
+             for chunk in (ftable.slice(start, chunk_rows) for start in range(0, ftable.num_rows, chunk_rows))]
     return np.concatenate(parts) if parts else np.zeros((0, end_model.n_classes_))
 
 

@@ -210,3 +210,101 @@ def test_torch_path_sums_duplicate_entries(toy):
     kw = dict(hidden=0, epochs=4, seed=1, device="cpu", solver="torch")
     np.testing.assert_allclose(EndModel(**kw).fit(doubled, soft).decision_function(X),
                                EndModel(**kw).fit(X, soft).decision_function(X), rtol=1e-5, atol=1e-5)
+
+
+# ---- a linear model predicts without torch ---------------------------------------------------------
+def test_saved_linear_model_loads_and_predicts_without_torch(tmp_path, toy):
+    """predict and label --model on a linear end model do not import torch (1.5 s): the weights
+    are read from the torch file by a restricted unpickler and the logits are X W^T + b. The
+    probabilities are those of the model that was saved, bit for bit."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    X, y, soft = toy
+    m = EndModel(epochs=3, seed=0, device="cpu", solver="torch").fit(X, soft)  # trained by torch, as with hints
+    m.save(tmp_path / "m")
+    sp.save_npz(tmp_path / "X.npz", X)
+    code = ("import sys, scipy.sparse as sp; from mteach.engine.end_model import EndModel\n"
+            f"m = EndModel.load({str(tmp_path / 'm')!r}); p = m.predict_proba(sp.load_npz({str(tmp_path / 'X.npz')!r}))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "print(p.tobytes().hex())")
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": root}).stdout.strip()
+    assert out == m.predict_proba(X).tobytes().hex()
+    # the torch layer's own product agrees (float32 sums, maybe in another order)
+    import torch
+    from mteach.engine.end_model import forward_sparse
+    with torch.no_grad():
+        logits = forward_sparse(m.net_, X, torch.device("cpu")).double().numpy()
+    np.testing.assert_allclose(m.decision_function(X), logits, rtol=1e-6, atol=1e-6)
+
+
+def test_loaded_linear_model_builds_its_torch_layer_when_asked(tmp_path, toy):
+    X, y, soft = toy
+    m = EndModel(epochs=3, seed=0, device="cpu").fit(X, soft)
+    m.save(tmp_path / "m")
+    back = EndModel.load(tmp_path / "m")
+    assert "net_" not in vars(back) and back.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(back.predict_proba(X), m.predict_proba(X))
+    assert np.array_equal(back.net_[0].weight.detach().numpy(), m.net_[0].weight.detach().numpy())
+    np.testing.assert_array_equal(back.attributions(X[:5], [0] * 5).toarray(), m.attributions(X[:5], [0] * 5).toarray())
+    back.save(tmp_path / "again")  # the same bytes: a loaded model saves what it read
+    assert (tmp_path / "again" / "weights.pt").read_bytes() == (tmp_path / "m" / "weights.pt").read_bytes()
+    mlp = EndModel(hidden=3, epochs=2, device="cpu").fit(X, soft)
+    mlp.save(tmp_path / "mlp")
+    assert "net_" in vars(EndModel.load(tmp_path / "mlp"))  # an MLP is torch's to run
+
+
+def test_weights_that_are_not_a_plain_state_dict_run_no_code(tmp_path, toy):
+    """The torch-free reader accepts only the names a plain state dict's pickle uses: any other
+    global gives the file to torch's own weights_only loader, which refuses it too."""
+    import hashlib
+    import io
+    import pickle
+    import zipfile
+
+    from mteach.engine.end_model import _numpy_state
+    X, y, soft = toy
+    folder = tmp_path / "m"
+    EndModel(epochs=1, device="cpu").fit(X, soft).save(folder)
+    good = (folder / "weights.pt").read_bytes()
+    assert set(_numpy_state(good)) == {"0.weight", "0.bias"}
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(buffer, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, pickle.dumps({"0.weight": Boom()}, protocol=2) if name.endswith("data.pkl")
+                         else src.read(name))
+    bad = buffer.getvalue()
+    assert _numpy_state(bad) is None
+    meta = json.loads((folder / "end_model.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256(bad).hexdigest()
+    (folder / "end_model.json").write_text(json.dumps(meta))
+    (folder / "weights.pt").write_bytes(bad)
+    with pytest.raises(EndModelLoadError, match="could not be read as weights"):
+        EndModel.load(folder)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_linear_attributions_without_torch_equal_torchs(toy, k):
+    """label --model's top features of a linear model come without torch, and are torch's."""
+    X, y, soft = toy
+    labels = np.arange(X.shape[0]) % k if k > 2 else y
+    m = EndModel(epochs=3, seed=0, device="cpu").fit(X, labels)
+    classes = np.arange(X.shape[0]) % k
+    fast = m.attributions(X, classes)
+    linear = m.__dict__.pop("_linear")  # the torch path, as for an MLP
+    try:
+        slow = m.attributions(X, classes)
+    finally:
+        m._linear = linear
+    np.testing.assert_array_equal(fast.indptr, slow.indptr)
+    np.testing.assert_array_equal(fast.indices, slow.indices)
+    if k == 2:  # the same float32 operations: bit for bit
+        np.testing.assert_array_equal(fast.data, slow.data)
+    np.testing.assert_allclose(fast.data, slow.data, rtol=1e-5, atol=1e-7)

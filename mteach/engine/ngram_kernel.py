@@ -1,0 +1,415 @@
+"""A compiled kernel for the hashed featurizer's transform (numba): the feature matrix's CSR.
+
+The numpy path in :mod:`mteach.engine.features` hashes n-grams in many full-array passes
+(flags, runs, prefix sums, sliding windows, lookups, cumulative sums), each as large as the
+n-grams: hashing is a loop over bytes, which numpy can only do that way. These kernels do
+the same work per row, fused, and over row chunks in parallel: read the row's UTF-8 bytes,
+find its words (for ``char_wb``, its whitespace-separated words, padded) with the same
+character tables, hash each n-gram with the same polynomial hash (``features.ngram_bucket``
+is its definition), look the bucket up in the fitted column table and write the entry —
+column and idf / |row| as float32 — straight into the whole matrix's CSR arrays, every
+block of a row side by side, so no block is stacked afterwards. The matrix is the numpy
+path's, bit for bit: the same entries in the same order, the same float64 sums in the same
+order (tests/engine/test_features_kernel.py checks it).
+
+``features.Featurizer.transform`` drives them: ``count`` gives each row's n-grams per block
+(the word / character structure only, no hashing), so every row of every block knows where
+its entries go; ``fill`` hashes, looks up and writes them (``copy_rows`` writes the numeric
+block); ``compact`` closes the gaps left by n-grams of buckets not fitted. Each row's entries
+depend on that row alone, so the result does not depend on the number of threads.
+``sparse_dot`` is the linear end model's product with that matrix, over rows in parallel.
+The kernels release the GIL (the batches' votes are computed on other threads meanwhile).
+
+This module needs numba (``pip install mteach[train]``); ``features`` imports it only when
+numba is installed and ``MTEACH_NO_NUMBA`` is not set, and uses its numpy path otherwise.
+Compiled code is cached on disk (``cache=True``): a process loads it rather than compiling
+again (bench/README.md gives both costs).
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+if not os.environ.get("NUMBA_THREADING_LAYER"):
+    # fork-safe and needs no other library; it runs one parallel kernel at a time: ``lock``
+    numba.config.THREADING_LAYER = "workqueue"
+# Every call holds it (a transform holds it around all of its calls): the workqueue layer
+# aborts the process when two threads run parallel kernels at once.
+lock = threading.RLock()
+
+_u64 = np.uint64
+_B = _u64(0x100000001B3)  # features._B and its inverse mod 2^64
+_B_INV = _u64(pow(0x100000001B3, -1, 1 << 64))
+_MIX = _u64(0x9E3779B97F4A7C15)  # features._MIX
+_SPACE = _u64(32)
+
+
+@njit(cache=True)
+def _char(data, i, table):
+    """(whether the UTF-8 character at ``data[i]`` is in ``table``, its length in bytes)."""
+    c = data[i]
+    if c < 0x80:
+        return table[c], 1
+    if c >= 0xF0:
+        cp = ((np.int64(c) & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12) \
+            | ((np.int64(data[i + 2]) & 0x3F) << 6) | (np.int64(data[i + 3]) & 0x3F)
+        return table[cp], 4
+    if c >= 0xE0:
+        cp = ((np.int64(c) & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F)
+        return table[cp], 3
+    return table[((np.int64(c) & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)], 2
+
+
+@njit(cache=True)
+def _runs(data, s, e, table, want, starts, ends):
+    """The maximal runs of characters of class ``want`` in bytes [s, e) (``tokens.flag_runs``):
+    their number; their bounds go into ``starts`` / ``ends``."""
+    n = 0
+    inside = False
+    i = s
+    while i < e:
+        cls, size = _char(data, i, table)
+        if cls == want:
+            if not inside:
+                starts[n] = i
+                inside = True
+        elif inside:
+            ends[n] = i
+            n += 1
+            inside = False
+        i += size
+    if inside:
+        ends[n] = e
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def _per_length(units, lo, hi):
+    """How many runs of lo..hi consecutive units a sequence of ``units`` has."""
+    total = 0
+    for n in range(lo, hi + 1):
+        if units >= n:
+            total += units - n + 1
+    return total
+
+
+@njit(cache=True)
+def _count_row(data, s, e, char_kind, lo, hi, word_table, space_table, starts, ends):
+    if not char_kind:
+        return _per_length(_runs(data, s, e, word_table, True, starts, ends), lo, hi)
+    total = 0
+    for j in range(_runs(data, s, e, space_table, False, starts, ends)):
+        c = 2  # the padded word's characters
+        for i in range(starts[j], ends[j]):
+            if (data[i] & 0xC0) != 0x80:
+                c += 1
+        total += 1 if c < lo else _per_length(c, lo, hi)
+    return total
+
+
+@njit(cache=True)
+def _word_row(data, s, e, lo, hi, shift, word_table, columns, starts, ends, th, tp, out):
+    """The row's word n-grams' columns (fitted ones) into ``out`` in the numpy path's order
+    (by first token, then length); their number."""
+    t = _runs(data, s, e, word_table, True, starts, ends)
+    for j in range(t):  # each token's hash H and B^-length
+        h = _u64(0)
+        p = _u64(1)
+        for i in range(starts[j], ends[j]):
+            h += _u64(data[i]) * p
+            p *= _B_INV
+        th[j] = h
+        tp[j] = p
+    k = 0
+    for j in range(t):
+        h = th[j]
+        p = tp[j]
+        for n in range(1, min(hi, t - j) + 1):
+            if n > 1:  # H(a + " " + b) = H(a) + 32 B^-|a| + B^-(|a|+1) H(b)
+                q = p * _B_INV
+                h += _SPACE * p + q * th[j + n - 1]
+                p = q * tp[j + n - 1]
+            if n >= lo:
+                col = columns[np.int64((h * _MIX) >> shift)]
+                if col >= 0:
+                    out[k] = col
+                    k += 1
+    return k
+
+
+@njit(cache=True)
+def _char_row(data, s, e, lo, hi, shift, space_table, columns, starts, ends, prefix, mixed, at, out):
+    """The row's char_wb n-grams' columns (fitted ones) into ``out``: per whitespace-separated
+    word padded with a space each side, per first character, per length (a padded word
+    shorter than ``lo``: once, whole); their number. Over a padded word's bytes x_0..x_m-1,
+    prefix[i] = sum_{j<i} x_j B^-j, so the span [a, b) hashes to (prefix[b] - prefix[a]) B^a
+    and its bucket is the top bits of that times M: mixed[a] = B^a M."""
+    k = 0
+    for j in range(_runs(data, s, e, space_table, False, starts, ends)):
+        ws, we = starts[j], ends[j]
+        m = we - ws + 2
+        prefix[0] = 0
+        prefix[1] = _SPACE
+        mixed[0] = _MIX
+        mixed[1] = _MIX * _B
+        p = _B_INV
+        at[0] = 0  # where each character starts: the pad, the word's characters, the pad, the end
+        c = 1
+        for i in range(ws, we):
+            x = i - ws + 1
+            byte = data[i]
+            if (byte & 0xC0) != 0x80:
+                at[c] = x
+                c += 1
+            prefix[x + 1] = prefix[x] + _u64(byte) * p
+            mixed[x + 1] = mixed[x] * _B
+            p *= _B_INV
+        prefix[m] = prefix[m - 1] + _SPACE * p
+        at[c] = m - 1
+        c += 1
+        at[c] = m
+        if c < lo:
+            col = columns[np.int64((prefix[m] * _MIX) >> shift)]
+            if col >= 0:
+                out[k] = col
+                k += 1
+            continue
+        for g in range(c - lo + 1):
+            a = at[g]
+            base, mix = prefix[a], mixed[a]
+            for n in range(lo, min(hi, c - g) + 1):
+                col = columns[np.int64(((prefix[at[g + n]] - base) * mix) >> shift)]
+                if col >= 0:
+                    out[k] = col
+                    k += 1
+    return k
+
+
+@njit(cache=True)
+def _chunks(offsets, parts):
+    """Row bounds of ``parts`` chunks of about equal bytes."""
+    n = len(offsets) - 1
+    parts = max(1, min(n, parts))
+    bounds = np.empty(parts + 1, np.int64)
+    bounds[0] = 0
+    row = 0
+    total = offsets[n] - offsets[0]
+    for c in range(1, parts):
+        target = offsets[0] + (total * c) // parts
+        while row < n and offsets[row] < target:
+            row += 1
+        bounds[c] = row
+    bounds[parts] = n
+    return bounds
+
+
+@njit(cache=True)
+def _longest(offsets, r0, r1):
+    m = 0
+    for r in range(r0, r1):
+        m = max(m, offsets[r + 1] - offsets[r])
+    return m
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _count(data, offsets, char_kind, lo, hi, word_table, space_table, parts):
+    n = len(offsets) - 1
+    out = np.zeros(n, np.int64)
+    bounds = _chunks(offsets, parts)
+    for c in prange(len(bounds) - 1):
+        r0, r1 = bounds[c], bounds[c + 1]
+        size = _longest(offsets, r0, r1) + 1
+        starts = np.empty(size, np.int64)
+        ends = np.empty(size, np.int64)
+        for r in range(r0, r1):
+            out[r] = _count_row(data, offsets[r], offsets[r + 1], char_kind, lo, hi, word_table, space_table,
+                                starts, ends)
+    return out
+
+
+@njit(cache=True)
+def _row(data, s, e, char_kind, lo, hi, shift, word_table, space_table, columns, idf, sub_tf, scratch, cols, vals):
+    """One row's fitted n-grams: their columns into ``cols`` and their values into ``vals``,
+    idf / |row| as float32 (with ``sub_tf``: each distinct column once, increasing, tf idf /
+    |row|); how many. ``scratch``: (starts, ends, token hashes / prefix, powers, character
+    starts), each as long as the row's bytes + 3."""
+    starts, ends, th, tp, at = scratch
+    if char_kind:
+        k = _char_row(data, s, e, lo, hi, shift, space_table, columns, starts, ends, th, tp, at, cols)
+    else:
+        k = _word_row(data, s, e, lo, hi, shift, word_table, columns, starts, ends, th, tp, cols)
+    total = 0.0
+    if len(sub_tf):  # sublinear tf: each distinct column once, increasing, 1 + log(count)
+        found = cols[:k]
+        found.sort()
+        m = 0
+        for i in range(k):
+            if m > 0 and found[i] == found[m - 1]:
+                vals[m - 1] += 1
+            else:
+                found[m] = found[i]
+                vals[m] = 1
+                m += 1
+        k = m
+        for i in range(k):
+            v = sub_tf[np.int64(vals[i])] * idf[cols[i]]
+            total += v * v
+        norm = np.sqrt(total)
+        for i in range(k):
+            vals[i] = np.float32(sub_tf[np.int64(vals[i])] * idf[cols[i]] / norm)
+    else:  # each occurrence idf / |row|; |row|^2 added up in entry order, as numpy's bincount does
+        for i in range(k):
+            v = idf[cols[i]]
+            total += v * v
+        norm = np.sqrt(total)
+        for i in range(k):
+            vals[i] = np.float32(idf[cols[i]] / norm)
+    return k
+
+
+@njit(cache=True)
+def _scratch(offsets, r0, r1):
+    size = _longest(offsets, r0, r1) + 3
+    return (np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.uint64),
+            np.empty(size, np.uint64), np.empty(size, np.int64))
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _fill(data, offsets, char_kind, lo, hi, shift, word_table, space_table, columns, idf, sub_tf, col_offset,
+          dest, out_cols, out_vals, parts):
+    n = len(offsets) - 1
+    kept = np.zeros(n, np.int64)
+    bounds = _chunks(offsets, parts)
+    for c in prange(len(bounds) - 1):
+        scratch = _scratch(offsets, bounds[c], bounds[c + 1])
+        for r in range(bounds[c], bounds[c + 1]):
+            a = dest[r]
+            k = _row(data, offsets[r], offsets[r + 1], char_kind, lo, hi, shift, word_table, space_table, columns,
+                     idf, sub_tf, scratch, out_cols[a:], out_vals[a:])
+            for i in range(a, a + k):
+                out_cols[i] += col_offset
+            kept[r] = k
+    return kept
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _score(data, offsets, char_kind, lo, hi, shift, word_table, space_table, columns, idf, sub_tf, col_offset,
+           dense, out, parts):
+    n = len(offsets) - 1
+    bounds = _chunks(offsets, parts)
+    for c in prange(len(bounds) - 1):
+        scratch = _scratch(offsets, bounds[c], bounds[c + 1])
+        size = 3 * (hi - lo + 1) * len(scratch[0])  # n-grams a row of that many bytes can have
+        cols = np.empty(size, np.int32)
+        vals = np.empty(size, np.float32)
+        for r in range(bounds[c], bounds[c + 1]):
+            k = _row(data, offsets[r], offsets[r + 1], char_kind, lo, hi, shift, word_table, space_table, columns,
+                     idf, sub_tf, scratch, cols, vals)
+            for i in range(k):  # as _sparse_dot adds the matrix's entries
+                a = vals[i]
+                for j in range(dense.shape[1]):
+                    out[r, j] += a * dense[cols[i] + col_offset, j]
+    return out
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _copy_rows(ptr, cols, vals, col_offset, dest, out_cols, out_vals, parts):
+    n = len(ptr) - 1
+    bounds = _chunks(ptr, parts)
+    for c in prange(len(bounds) - 1):
+        for r in range(bounds[c], bounds[c + 1]):
+            for i in range(ptr[r], ptr[r + 1]):
+                out_cols[dest[r] + i - ptr[r]] = cols[i] + col_offset
+                out_vals[dest[r] + i - ptr[r]] = vals[i]
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _compact(dest, kept, out_cols, out_vals):
+    """Each row's blocks' kept entries moved to be consecutive, rows in order (in place: an
+    entry only ever moves left); the row pointers."""
+    blocks, n = dest.shape
+    ptr = np.zeros(n + 1, np.int64)
+    w = 0
+    for r in range(n):
+        for b in range(blocks):
+            src = dest[b, r]
+            for i in range(kept[b, r]):
+                out_cols[w + i] = out_cols[src + i]
+                out_vals[w + i] = out_vals[src + i]
+            w += kept[b, r]
+        ptr[r + 1] = w
+    return ptr
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _sparse_dot(ptr, cols, vals, col_offset, dense, out):
+    for r in prange(len(ptr) - 1):
+        for i in range(ptr[r], ptr[r + 1]):
+            a = vals[i]
+            for j in range(dense.shape[1]):
+                out[r, j] += a * dense[cols[i] + col_offset, j]
+    return out
+
+
+def _parts() -> int:
+    return 8 * numba.get_num_threads()
+
+
+def count(data, offsets, kind: str, lo: int, hi: int, word_table, space_table) -> np.ndarray:
+    """Per row of ``offsets`` (int64, into ``data``, the case-folded UTF-8 bytes): how many
+    n-grams it has — ``kind`` "w": word n-grams of ``lo``..``hi`` tokens, "c": char_wb n-grams
+    of ``lo``..``hi`` characters (``word_table`` / ``space_table``: a bool per code point,
+    ``tokens.char_table``)."""
+    with lock:
+        return _count(data, offsets, kind == "c", int(lo), int(hi), word_table, space_table, _parts())
+
+
+def fill(data, offsets, kind: str, lo: int, hi: int, bits: int, word_table, space_table, columns, idf, sub_tf,
+         col_offset: int, dest, out_cols, out_vals) -> np.ndarray:
+    """Write each row's fitted n-grams (``columns``: bucket of 2^``bits`` -> column, -1: not
+    fitted) from ``out_cols[dest[r]]`` on: its column plus ``col_offset`` and its value,
+    idf / |row| as float32 — with ``sub_tf`` (1 + log(count) for counts 0, 1, 2...; empty:
+    raw counts) each distinct column once, in increasing order, tf idf / |row|. Returns how
+    many each row kept."""
+    with lock:
+        return _fill(data, offsets, kind == "c", int(lo), int(hi), _u64(64 - int(bits)), word_table, space_table,
+                     columns, idf, sub_tf, np.int32(col_offset), dest, out_cols, out_vals, _parts())
+
+
+def copy_rows(ptr, cols, vals, col_offset: int, dest, out_cols, out_vals) -> None:
+    """Copy a CSR block's rows (``vals`` float32) to ``dest``, columns shifted by ``col_offset``."""
+    with lock:
+        _copy_rows(ptr.astype(np.int64), cols, vals, np.int32(col_offset), dest, out_cols, out_vals, _parts())
+
+
+def compact(dest: np.ndarray, kept: np.ndarray, out_cols, out_vals) -> np.ndarray:
+    """``dest`` / ``kept``: (blocks, rows); see ``_compact``."""
+    with lock:
+        return _compact(dest, kept, out_cols, out_vals)
+
+
+def sparse_dot(X, dense: np.ndarray, out=None, col_offset: int = 0) -> np.ndarray:
+    """``X @ dense`` for a float32 CSR ``X`` and a float32 C-ordered ``dense`` (X's column j
+    is row j + ``col_offset`` of ``dense``), over rows in parallel: each row's products added
+    in entry order in float32, as scipy's are; added to ``out`` when given."""
+    if out is None:
+        out = np.zeros((X.shape[0], dense.shape[1]), np.float32)
+    with lock:
+        return _sparse_dot(X.indptr, X.indices, X.data, np.int32(col_offset), dense, out)
+
+
+def score(data, offsets, kind: str, lo: int, hi: int, bits: int, word_table, space_table, columns, idf, sub_tf,
+          col_offset: int, dense, out) -> np.ndarray:
+    """``fill``'s entries multiplied into ``dense`` and added to ``out`` (rows x dense's
+    columns, float32) instead of written: ``out`` += the block's rows @ ``dense`` (block
+    columns from row ``col_offset``), in the order ``sparse_dot`` adds them, so the
+    matrix is never made."""
+    with lock:
+        return _score(data, offsets, kind == "c", int(lo), int(hi), _u64(64 - int(bits)), word_table, space_table,
+                      columns, idf, sub_tf, np.int32(col_offset), dense, out, _parts())
