@@ -259,6 +259,15 @@ class DaskEngine:
                 result = pending.popleft().result()
                 self.shipped_bytes += sizeof(result)
                 yield result
+        except Exception:
+            # A task failed. distributed cannot stop the tasks already running, and they write into
+            # the output's temporary folder, which the caller removes next: let them end first.
+            from distributed import wait
+            try:
+                wait(list(pending), timeout=self.timeout)
+            except Exception:  # they failed too, or took longer: the error raised is the first one
+                pass
+            raise
         finally:
             for future in pending:
                 future.cancel()
