@@ -184,6 +184,32 @@ def test_attributions_equal_the_dense_input_gradient_and_rank_per_row(toy):
     assert list(features[:counts[0]]) == list(best) and (weights > 0).all()
 
 
+def test_top_attributions_are_each_rows_largest_positive_entries_in_order():
+    """top_attributions (k rounds of a per-row maximum) gives what sorting every entry gives:
+    per row, its k largest positive entries, largest first, of equal ones the first; no zero,
+    negative or NaN entry; rows without entries give none."""
+    from mteach.engine.end_model import top_attributions
+
+    def by_sorting(A, k):
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        order = np.lexsort((-A.data, rows))  # by row, then largest first (stable: ties in order)
+        rank = np.arange(A.nnz) - A.indptr[rows[order]]
+        chosen = order[(rank < k) & (A.data[order] > 0)]
+        return A.indices[chosen], A.data[chosen], np.bincount(rows[chosen], minlength=A.shape[0])
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        lengths = rng.integers(0, 12, int(rng.integers(0, 25)))
+        ptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        data = np.round(rng.normal(size=int(ptr[-1])), int(rng.integers(0, 2)))  # ties and zeros
+        if trial % 3 == 0 and len(data):
+            data[rng.integers(0, len(data), 2)] = np.nan
+        A = sp.csr_matrix((data, rng.integers(0, 9, len(data)), ptr), shape=(len(lengths), 9))
+        for k in (1, 3, 20):
+            got, want = top_attributions(A, k), by_sorting(A, k)
+            assert all(np.array_equal(g, w, equal_nan=True) for g, w in zip(got, want)), (trial, k)
+
+
 def test_torch_path_is_deterministic_and_budgets_row_visits(toy):
     """Contiguous batches of a once-per-epoch permutation: the same seed gives the same model;
     max_row_visits shrinks the epochs on large data, and the progress still adds up to epochs."""
