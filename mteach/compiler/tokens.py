@@ -102,6 +102,22 @@ def _build_char_tables() -> None:
         _tables[key] = table
 
 
+_POWERS: dict = {}
+
+
+def powers(base: int, n: int) -> np.ndarray:
+    """base^0 .. base^(n-1) mod 2^64 (uint64), for polynomial hashes of byte spans (the
+    featurizer's n-grams, the ledger's ids): from a table grown as needed, read-only."""
+    table = _POWERS.get(base)
+    if table is None or len(table) < n:
+        out = np.full(max(n, 1 << 16, 2 * len(table) if table is not None else 0), base, dtype=np.uint64)
+        out[0] = 1
+        table = np.cumprod(out, dtype=np.uint64)
+        table.flags.writeable = False
+        _POWERS[base] = table
+    return table[:n]
+
+
 def utf8_views(arr: pa.Array) -> tuple:
     """(bytes, offsets, base): numpy views of a string array's UTF-8 bytes and its
     offsets rebased to them; ``base`` is where the bytes start in the data buffer."""

@@ -54,7 +54,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from mteach.compiler.tokens import char_class, char_table, flag_runs, fold_case, utf8_views
+from mteach.compiler.tokens import char_class, char_table, flag_runs, fold_case, powers, utf8_views
 
 FORMAT_VERSION = 2          # hashed n-grams; version 1 (vocabulary) still loads
 VOCABULARY_FORMAT_VERSION = 1
@@ -117,29 +117,14 @@ def ngram_bucket(text: str, bits: int) -> int:
     return ((h * int(_MIX)) & m) >> (64 - bits)
 
 
-_POWERS: dict = {}
-
-
-def _powers(base: int, n: int) -> np.ndarray:
-    """base^0 .. base^(n-1) mod 2^64, from a table grown as needed (read-only)."""
-    table = _POWERS.get(base)
-    if table is None or len(table) < n:
-        out = np.full(max(n, 1 << 16, 2 * len(table) if table is not None else 0), base, dtype=_U64)
-        out[0] = 1
-        table = np.cumprod(out, dtype=_U64)
-        table.flags.writeable = False
-        _POWERS[base] = table
-    return table[:n]
-
-
 class _Bytes:
     """Consecutive UTF-8 texts as one byte array, with the prefix sums that hash any span."""
 
     def __init__(self, b: np.ndarray, extra: int = 0):
         self.b = b
         n = len(b)
-        self.inv = _powers(_B_INV, n + 3)  # B^-j
-        self.pow = _powers(_B, n + 1)      # B^j
+        self.inv = powers(_B_INV, n + 3)  # B^-j
+        self.pow = powers(_B, n + 1)      # B^j
         self.prefix = np.empty(n + 1 + extra, dtype=_U64)  # ``extra`` copies of the total at the end
         self.prefix[0] = 0
         np.cumsum(b.astype(_U64) * self.inv[:n], out=self.prefix[1:n + 1])

@@ -63,6 +63,7 @@ import pyarrow.parquet as pq
 from .._version import __version__
 from ..compiler.checker import load_spec
 from ..compiler.spec import Spec
+from ..compiler.tokens import powers
 from ..errors import DataError, MteachError
 from ..grammar import ast
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
@@ -929,13 +930,9 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
     starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
     with np.errstate(over="ignore"):
         # sum of byte_i * P^i over the whole buffer, per id, then shifted to start at P^0
-        power = np.cumprod(np.full(len(data), _P, dtype=np.uint64)) if len(data) else np.zeros(0, np.uint64)
-        power = np.concatenate([np.ones(1, np.uint64), power[:-1]]) if len(data) else power
-        prefix = np.concatenate([np.zeros(1, np.uint64), np.cumsum(data * power, dtype=np.uint64)])
+        prefix = np.concatenate([np.zeros(1, np.uint64), np.cumsum(data * powers(_P, len(data)), dtype=np.uint64)])
         sums = prefix[starts + lengths] - prefix[starts]
-        inverse = np.cumprod(np.full(len(data) + 1, _P_INVERSE, dtype=np.uint64))
-        inverse = np.concatenate([np.ones(1, np.uint64), inverse[:-1]])
-        h = sums * inverse[starts] + lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        h = sums * powers(_P_INVERSE, len(data) + 1)[starts] + lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         h ^= h >> np.uint64(33)  # a finaliser (murmur3's) spreads the bits
         h *= np.uint64(0xFF51AFD7ED558CCD)
         h ^= h >> np.uint64(33)
