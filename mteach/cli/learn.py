@@ -220,6 +220,7 @@ class Evaluation:
     def figures(self) -> dict:
         """``evaluate``'s figures over the rows added so far."""
         from ..engine.analysis import wilson_interval
+        from ..engine.calibration import f1_from_counts
         out = {}
         for method in METHODS:
             out[method] = {}
@@ -227,12 +228,9 @@ class Evaluation:
                 c = self.counts[method, scope]
                 n = c["rows"]
                 low, high = wilson_interval(c["right"], n)
-                classes = [self.positive] if self.k == 2 else range(self.k)
-                f1 = [2 * float(c["true_positive"][x]) / float(c["predicted"][x] + c["gold"][x])
-                      if c["predicted"][x] + c["gold"][x] else 0.0 for x in classes]
                 out[method][scope] = {
                     "accuracy": c["right"] / n if n else None, "low": low if n else None, "high": high if n else None,
-                    "f1": float(np.mean(f1)) if n else None,
+                    "f1": f1_from_counts(c["true_positive"], c["predicted"], c["gold"], self.positive) if n else None,
                     "ece": float(np.abs(c["gap"]).sum() / c["in_bin"].sum()) if n else None, "rows": n}
         return out
 
@@ -284,6 +282,11 @@ def predict_streaming(model, loaded, output, quiet: bool = False, batch_rows: in
     return rows, covered
 
 
+def say_predicted(output, rows: int, covered: int) -> None:
+    print(f"wrote {output}: {rows:,} rows ({covered:,} decided by the rules, {rows - covered:,} by the end model)",
+          file=sys.stderr)
+
+
 def cmd_predict(args) -> int:
     from ..engine.apply import resolve_id_column
     from ..engine.datasets import open_source, write_dataset
@@ -305,8 +308,7 @@ def cmd_predict(args) -> int:
         else:
             rows, covered, evaluation, effects = predict_with_gold(model, loaded, gold_request(args), args.output)
         if args.output:
-            print(f"wrote {args.output}: {rows:,} rows ({covered:,} decided by the rules, "
-                  f"{rows - covered:,} by the end model)", file=sys.stderr)
+            say_predicted(args.output, rows, covered)
         if evaluation is not None:
             print_scores(evaluation, effects, list(model.spec.labels), args.format)
         return 0
@@ -319,8 +321,7 @@ def cmd_predict(args) -> int:
         from ..engine.dask_engine import partition_rows
         out = prediction_table(ids, result, labels)
         write_dataset(args.output, out, partition_rows(source))
-        print(f"wrote {args.output}: {out.num_rows:,} rows ({int(result['covered'].sum()):,} decided by the rules, "
-              f"{int((~result['covered']).sum()):,} by the end model)", file=sys.stderr)
+        say_predicted(args.output, out.num_rows, int(result["covered"].sum()))
     if gold is not None:
         from ..engine.train import _feature_table, hint_effects
         effects = hint_effects(model, _feature_table(model.spec, table), result["covered"], gold)

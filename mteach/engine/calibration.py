@@ -55,11 +55,18 @@ def f1_score(pred: np.ndarray, gold: np.ndarray, k: int, positive: int = 1) -> f
     if not known.any():
         return float("nan")
     pred, gold = np.asarray(pred)[known], np.asarray(gold)[known]
+    return f1_from_counts(np.bincount(gold[pred == gold], minlength=k)[:k], np.bincount(pred, minlength=k)[:k],
+                          np.bincount(gold, minlength=k)[:k], positive)
+
+
+def f1_from_counts(true_positive, predicted, gold, positive: int = 1) -> float:
+    """``f1_score`` from per-class counts (rows right, predicted and gold of each class), so
+    rows can be counted batch by batch (``cli.learn.Evaluation``)."""
+    k = len(true_positive)
     f1 = []
     for c in ([positive] if k == 2 else range(k)):
-        tp = float(((pred == c) & (gold == c)).sum())
-        denom = float((pred == c).sum() + (gold == c).sum())
-        f1.append(2 * tp / denom if denom else 0.0)
+        denom = float(predicted[c] + gold[c])
+        f1.append(2 * float(true_positive[c]) / denom if denom else 0.0)
     return float(np.mean(f1))
 
 
