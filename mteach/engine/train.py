@@ -330,29 +330,34 @@ def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Setti
     of them); a second pass keeps only the training rows, every gold row (calibration and the
     blend are judged on them) and a seeded sample of the rows no rule covers, as many as the
     training rows (the featurizer's vocabulary and each hint's effect are measured on them).
+    Those rows are taken where each partition is read (``dask_engine.for_each_partition``: on
+    the Dask workers, so only they come back), chosen here from the first pass's notes, so
+    every engine keeps the same rows for the same seed and data.
     Memory: those rows and a batch. ``read_progress(rows)``: called per batch of each pass."""
     from .gold import GoldRequest
     from .io import DEFAULT_BATCH_ROWS, large_where_needed
     from .label_model import VoteCounts, fit_counted
     from .ledger import batch_gold
-    from .votes import vote_batches
+    from .dask_engine import for_each_partition
+    from .votes import LocalEngine
     gold_request = gold_request or GoldRequest()
     gold_request.check(source.schema, id_column, source.path)
     gold_of = batch_gold(gold_request, spec.labels, source.path, id_column)
+    engine = engine or LocalEngine(threads)
     if not spec.rules:
         raise DataError(f"{spec.path}: the spec has no rules to learn from")
 
-    def passes(rule_columns: bool = True):  # the first needs only votes and gold: on Dask the text stays there
-        return vote_batches(spec, source, id_column, columns=gold_request.columns, threads=threads, engine=engine,
-                            batch_rows=batch_rows or DEFAULT_BATCH_ROWS, progress=read_progress,
-                            rule_columns=rule_columns)
+    batch_rows = batch_rows or DEFAULT_BATCH_ROWS
+
+    def each_partition(fn, **shared):  # run where each partition is read (on Dask: the workers)
+        return for_each_partition(engine, fn, spec, source, id_column, columns=gold_request.columns,
+                                  batch_rows=batch_rows, progress=read_progress, **shared)
     log(f"applying {len(spec.rules)} rules (first pass: vote counts for the label model)")
     counts, covered, golds = VoteCounts(len(spec.rules)), [], []
-    for batch in passes(rule_columns=False):
-        gold = gold_of(batch)
-        counts.add(batch.votes, gold)
-        covered.append((batch.votes != -1).any(axis=1))
-        golds.append(np.full(batch.num_rows, -1, np.int8) if gold is None else gold.astype(np.int8))
+    for part_counts, part_covered, part_gold in each_partition(_first_pass_part, gold_of=gold_of):
+        counts.absorb(part_counts)
+        covered.append(part_covered)
+        golds.append(part_gold)
     if counts.rows == 0:
         raise DataError(f"{source.path}: the file has a header but no rows")
     covered, gold = np.concatenate(covered), np.concatenate(golds)
@@ -376,20 +381,44 @@ def train_streamed(spec: Spec, source, id_column: Optional[str], settings: Setti
                     f"seed {settings.end_model.seed}: the featurizer's vocabulary and the hints' effects)"
                     + (f" and the {int(known.sum()):,} gold rows" if known is not None else ""))
     log(f"gathering {gathered} (second pass)")
-    tables, votes, offset = [], [], 0
-    for batch in passes():
-        local = keep[(keep >= offset) & (keep < offset + batch.num_rows)] - offset
-        offset += batch.num_rows
-        if local.shape[0]:
-            picked = pa.array(local)
-            tables.append(pa.Table.from_batches([batch.table.take(picked)]) if isinstance(batch.table, pa.RecordBatch)
-                          else batch.table.take(picked))
-            votes.append(batch.votes[local])
+    tables, votes = [], []
+    for table, kept_votes in each_partition(_kept_rows, keep=keep):
+        if table.num_rows:
+            tables.append(table)
+            votes.append(kept_votes)
     table = large_where_needed(pa.concat_tables(tables))  # text past 2 GB: large_string, not ArrowCapacityError
     sampled = {"rows": int(counts.rows), "covered": int(covered.sum()), "training_rows": note, "gathered": gathered}
     return train(spec, table, settings, None if known is None else gold[keep].astype(np.int64), log=log,
                  votes=np.concatenate(votes), hint_effects=hint_effects, progress=progress, label_model=label_model,
                  sampled=sampled)
+
+
+def _first_pass_part(spec: Spec, index: int, offset: int, batches, gold_of) -> tuple:
+    """A partition's vote-pattern counts (``label_model.VoteCounts``) and, per row, whether a
+    rule covers it and its gold label (int8, -1 unknown): 2 bytes a row go back, not the rows."""
+    from .label_model import VoteCounts
+    gold_of = gold_of.starting_at(offset)
+    counts, covered, golds = VoteCounts(len(spec.rules)), [np.zeros(0, bool)], [np.zeros(0, np.int8)]
+    for batch in batches:
+        gold = gold_of(batch)
+        counts.add(batch.votes, gold)
+        covered.append((batch.votes != -1).any(axis=1))
+        golds.append(np.full(batch.num_rows, -1, np.int8) if gold is None else gold.astype(np.int8))
+    return counts, np.concatenate(covered), np.concatenate(golds)
+
+
+def _kept_rows(spec: Spec, index: int, offset: int, batches, keep: np.ndarray) -> tuple:
+    """A partition's rows among ``keep`` (sorted row numbers of the whole data): (their table,
+    their votes); run where the partition is read."""
+    tables, votes = [], []
+    for batch in batches:
+        lo, hi = np.searchsorted(keep, [offset, offset + batch.num_rows])
+        local = keep[lo:hi] - offset
+        offset += batch.num_rows
+        table = batch.table if isinstance(batch.table, pa.Table) else pa.Table.from_batches([batch.table])
+        tables.append(table.take(pa.array(local)))
+        votes.append(batch.votes[local])
+    return pa.concat_tables(tables), np.concatenate(votes)
 
 
 def _sample(idx: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -326,3 +326,26 @@ def test_the_engine_comes_from_the_flags_else_mteach_toml(tmp_path, monkeypatch)
     with pytest.raises(DataError, match="--scheduler needs --engine dask"):
         with engine_for(argparse.Namespace(engine="local", scheduler="tcp://x:1", config=None)):
             pass
+
+
+# -- what used to come back to the client whole -------------------------------------------------
+def test_train_on_dask_draws_the_same_sample_and_only_the_sampled_rows_come_back(dataset, engine, spec, tmp_path):
+    """train's second pass on Dask: each partition sends back only its rows among those chosen
+    from the first pass (the training sample, a sample of the uncovered rows, the gold rows),
+    so the client holds about 2 × max_rows rows, and the model and report equal the local run's."""
+    from mteach.engine.train import train_streamed
+    from mteach.settings import load_settings
+    config = tmp_path / "mteach.toml"
+    config.write_text("[features]\nchar_ngrams = false\n[end_model]\nepochs = 3\nmax_rows = 100\n")
+    settings, source = load_settings(config), open_source(dataset)
+    local_model, local_report = train_streamed(spec, source, ID, settings, hint_effects=False)
+    engine.shipped_bytes = 0
+    model, report = train_streamed(spec, source, ID, settings, engine=engine, batch_rows=200, hint_effects=False)
+    assert json.dumps(report, sort_keys=True, default=str) == json.dumps(local_report, sort_keys=True, default=str)
+    assert report["end_model"]["training_rows"]["chosen"].startswith("100 of 1,341 covered rows")
+    batch = collect_votes(spec, dataset, ID)
+    assert np.array_equal(model.predict(batch.table, batch.votes)["proba"],
+                          local_model.predict(batch.table, batch.votes)["proba"])
+    # 200 of the 1,586 rows came back (and 2 bytes a row of notes): far less than the comments' text
+    text = pa.Table.from_batches(source.batches(["CONTENT"])).nbytes
+    assert 0 < engine.shipped_bytes < text / 3, (engine.shipped_bytes, text)
