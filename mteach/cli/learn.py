@@ -15,7 +15,7 @@ from ..errors import DataError
 from ..settings import SettingsError, load_settings
 from .common import (Loaded, add_data_argument, add_data_options, add_engine_options, add_run_options,
                      add_spec_data_arguments, dump_json, engine_for, gold_asked, gold_request, load, print_table,
-                     progress_bar, votes_and_gold, writes_parts)
+                     progress_bar, writes_parts)
 
 
 def register(sub):
@@ -40,7 +40,8 @@ def register(sub):
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the training report (json: the report.json written in MODEL_DIR)")
     add_run_options(p, quiet="no progress lines or report")
-    add_engine_options(p, "the rules' votes for the label model are computed there")
+    add_engine_options(p, "both passes run on the workers: only the vote counts, 2 bytes a row and the chosen "
+                          "training rows come back")
     p.set_defaults(run=cmd_train, output_kind="model")
 
     p = sub.add_parser("predict", help="label rows with a trained model",
@@ -65,7 +66,9 @@ def register(sub):
     add_data_options(p)
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="format of the evaluation (json: {\"accuracy\": [...], \"hints\": [...]})")
-    add_engine_options(p, "OUT is then a folder: a Parquet part per partition and _manifest.json, written last")
+    add_engine_options(p, "each partition is predicted, written and (with gold labels) scored on a worker: OUT is "
+                          "then a folder, a Parquet part per partition and _manifest.json, written last, and only "
+                          "the scores' counts come back")
     p.set_defaults(run=cmd_predict, output_kind="file")
 
 
@@ -217,6 +220,22 @@ class Evaluation:
                                        weights=np.concatenate([c["gap"], conf - (p.argmax(axis=1) == g).astype(np.float64)]),
                                        minlength=self.BINS)
 
+    def starting_at(self, row: int) -> "Evaluation":
+        """An empty copy for the rows from ``row`` on (a partition's, scored on a worker): its
+        tie-break generator advanced past the draws the rows before it take (``MajorityVote.predict``
+        draws one number per row and label), so ties break as in one pass over all rows."""
+        other = Evaluation([None] * self.k, self.positive, self.seed)
+        other.rng.bit_generator.advance(row * self.k)
+        return other
+
+    def merge(self, other: "Evaluation") -> None:
+        """Add the counts of the rows that follow these (``starting_at``'s, scored apart). The
+        counts are exact; ECE's sums of confidence minus correctness are added per bin, so ECE
+        can differ from one pass's in the last digits."""
+        for key, c in self.counts.items():
+            for name, value in other.counts[key].items():
+                c[name] = c[name] + value
+
     def figures(self) -> dict:
         """``evaluate``'s figures over the rows added so far."""
         from ..engine.analysis import wilson_interval
@@ -289,43 +308,31 @@ def say_predicted(output, rows: int, covered: int) -> None:
 
 def cmd_predict(args) -> int:
     from ..engine.apply import resolve_id_column
-    from ..engine.datasets import open_source, write_dataset
+    from ..engine.datasets import open_source
     from ..engine.train import load_model
     if not (args.output or args.gold or args.gold_column):
         raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
     source = open_source(args.data)
     model = load_model(args.model, args.spec, source.schema)
     loaded = Loaded(model.spec, source, resolve_id_column(source, args.id_column))
-    if not gold_asked(args) or not writes_parts(args):  # streamed, batch by batch
-        evaluation = effects = None
-        if not gold_asked(args) and writes_parts(args):  # --engine dask: made and written on the workers
-            from ..engine.dask_engine import predict_partitioned
-            with progress_bar(source.num_rows, "predicting", True) as advance, engine_for(args) as engine:
-                rows, covered = predict_partitioned(engine, model, source, args.output, prediction_table,
-                                                    loaded.id_column, progress=advance)
-        elif not gold_asked(args):
-            rows, covered = predict_streaming(model, loaded, args.output)
-        else:
-            rows, covered, evaluation, effects = predict_with_gold(model, loaded, gold_request(args), args.output)
-        if args.output:
-            say_predicted(args.output, rows, covered)
-        if evaluation is not None:
-            print_scores(evaluation, effects, list(model.spec.labels), args.format)
-        return 0
-    # Partitioned output with gold labels: every row gathered, then written a part per partition.
-    batch, gold = votes_and_gold(args, loaded, quiet=True)
-    table, votes, ids = batch.table, batch.votes, batch.ids
-    result = model.predict(table, votes)
-    labels = list(model.spec.labels)
+    evaluation = effects = None
+    if writes_parts(args):  # --engine dask: predicted, written and scored on the workers
+        from ..engine.dask_engine import predict_partitioned
+        gold = gold_request(args) if gold_asked(args) else None
+        with progress_bar(source.num_rows, "predicting", True) as advance, engine_for(args) as engine:
+            rows, covered, evaluation, effects = predict_partitioned(
+                engine, model, source, args.output, prediction_table, loaded.id_column, gold=gold,
+                evaluation=Evaluation(list(model.spec.labels)) if gold else None, progress=advance)
+        if gold:
+            evaluation, effects = evaluation.figures(), effects.result()
+    elif not gold_asked(args):  # streamed, batch by batch
+        rows, covered = predict_streaming(model, loaded, args.output)
+    else:
+        rows, covered, evaluation, effects = predict_with_gold(model, loaded, gold_request(args), args.output)
     if args.output:
-        from ..engine.dask_engine import partition_rows
-        out = prediction_table(ids, result, labels)
-        write_dataset(args.output, out, partition_rows(source))
-        say_predicted(args.output, out.num_rows, int(result["covered"].sum()))
-    if gold is not None:
-        from ..engine.train import _feature_table, hint_effects
-        effects = hint_effects(model, _feature_table(model.spec, table), result["covered"], gold)
-        print_scores(evaluate(result, votes, gold, labels), effects, labels, args.format)
+        say_predicted(args.output, rows, covered)
+    if evaluation is not None:
+        print_scores(evaluation, effects, list(model.spec.labels), args.format)
     return 0
 
 

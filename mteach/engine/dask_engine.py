@@ -29,6 +29,7 @@ tasks of a worker that dies.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 from collections import deque
@@ -114,12 +115,6 @@ def partitions(source: DataSource, batch_rows: int) -> list:
             out.append((str(part), groups, offset))
             offset += rows
     return out
-
-
-def partition_rows(source: DataSource, batch_rows: int = DEFAULT_BATCH_ROWS) -> list:
-    """The number of rows of each partition, in order."""
-    starts = [offset for _, _, offset in partitions(source, batch_rows)] + [source.num_rows]
-    return [b - a for a, b in zip(starts, starts[1:])]
 
 
 class DaskEngine:
@@ -291,36 +286,75 @@ def for_each_partition(engine, fn, spec: Spec, source, id_column: Optional[str] 
 
 
 def predict_partitioned(engine, model, source, output, table_of, id_column: Optional[str] = None, *,
-                        batch_rows: int = DEFAULT_BATCH_ROWS, progress: Progress = None) -> tuple:
-    """``predict``'s partitioned output: each partition's rows featurised, predicted by ``model``
-    (a ``train.TrainedModel``) and written as a part where the partition is evaluated (on the
-    Dask workers: no text comes back here), then the manifest; the folder replaces ``output``
-    only once complete (``datasets.replacing_folder``). ``table_of(ids, result, labels)``:
-    the output's rows from ``model.predict``'s result. Returns (rows, rows the rules decided)."""
+                        gold=None, evaluation=None, batch_rows: int = DEFAULT_BATCH_ROWS,
+                        progress: Progress = None) -> tuple:
+    """``predict`` where each partition is evaluated (on the Dask workers: no text comes back
+    here): its rows featurised and predicted by ``model`` (a ``train.TrainedModel``) and, with
+    ``output``, written as a part, then the manifest; the folder replaces ``output`` only once
+    complete (``datasets.replacing_folder``). ``table_of(ids, result, labels)``: the output's
+    rows from ``model.predict``'s result. With ``gold`` (an ``engine.gold.GoldRequest``) and
+    ``evaluation`` (an empty ``cli.learn.Evaluation``), each partition also scores its rows and
+    measures the hints (``train.HintEffects``) and sends back only those counts, summed here
+    in partition order. Returns (rows, rows the rules decided, the evaluation, the hint
+    effects); the last two None without gold."""
     from .datasets import replacing_folder, write_manifest
-    with replacing_folder(output) as folder:
-        parts = list(for_each_partition(engine, _predict_part, model.spec, source, id_column, batch_rows=batch_rows,
-                                        progress=progress, folder=str(folder), model=model, table_of=table_of))
-        if not parts:
+    from .ledger import batch_gold
+    from .train import HintEffects
+    gold_of = None
+    if gold is not None:
+        gold.check(source.schema, id_column, source.path)
+        gold_of = batch_gold(gold, model.spec.labels, source.path, id_column)
+    with (replacing_folder(output) if output else contextlib.nullcontext()) as folder:
+        parts = list(for_each_partition(engine, _predict_part, model.spec, source, id_column,
+                                        columns=gold.columns if gold is not None else (), batch_rows=batch_rows,
+                                        progress=progress, folder=folder and str(folder), model=model,
+                                        table_of=table_of, gold_of=gold_of, evaluation=evaluation))
+        rows = sum(part["rows"] for part in parts)
+        if not rows:
             raise DataError(f"{source.path}: the file has a header but no rows")
-        covered = sum(part.pop("covered") for part in parts)
-        write_manifest(folder, parts)
-    return sum(part["rows"] for part in parts), covered
+        effects = None
+        if gold_of is not None:
+            effects = HintEffects(model)
+            for part in parts:
+                evaluation.merge(part["evaluation"])
+                effects.merge(part["effects"])
+            gold_of.check(evaluation.counts["combined", "all"]["rows"])
+        if folder is not None:
+            write_manifest(folder, [part["entry"] for part in parts])
+    return rows, sum(part["covered"] for part in parts), evaluation, effects
 
 
-def _predict_part(spec: Spec, index: int, offset: int, batches, folder: str, model, table_of) -> dict:
-    """On a worker: a partition's predictions written as part ``index`` of ``folder``; its
-    manifest entry and how many rows the rules decided."""
+def _predict_part(spec: Spec, index: int, offset: int, batches, folder: Optional[str], model, table_of,
+                  gold_of=None, evaluation=None) -> dict:
+    """On a worker: a partition's predictions, written as part ``index`` of ``folder`` when
+    given (``entry``: its manifest entry); its ``rows``, how many the rules decided and, with
+    ``gold_of``, its ``evaluation`` and hint ``effects``: counts, not rows."""
     from .datasets import write_part
-    covered = 0
+    from .train import HintEffects, _feature_table
+    out = {"rows": 0, "covered": 0}
+    if gold_of is not None:
+        gold_of, evaluation, effects = gold_of.starting_at(offset), evaluation.starting_at(offset), HintEffects(model)
 
     def tables():
-        nonlocal covered
         for batch in batches:
             result = model.predict(batch.table, batch.votes)
-            covered += int(result["covered"].sum())
-            yield table_of(batch.ids, result, list(spec.labels))
-    return {**write_part(folder, index, tables()), "covered": covered}
+            out["rows"] += batch.num_rows
+            out["covered"] += int(result["covered"].sum())
+            if gold_of is not None:
+                known = gold_of(batch)
+                evaluation.add(result, batch.votes, known)
+                effects.add(_feature_table(spec, batch.table), result["covered"], known)
+            if folder is not None:
+                yield table_of(batch.ids, result, list(spec.labels))
+    if folder is None:
+        for _ in tables():
+            pass
+    else:
+        out["entry"] = write_part(folder, index, tables())
+    if gold_of is not None:
+        effects.model = None  # the counts go back, not the model
+        out.update(evaluation=evaluation, effects=effects)
+    return out
 
 
 __all__ = ["DaskEngine", "evaluate_partition", "for_each_partition", "partitions", "predict_partitioned",

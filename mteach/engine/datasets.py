@@ -210,18 +210,6 @@ class DatasetWriter:
             self.abort()
 
 
-def write_dataset(folder, table: pa.Table, part_rows: list, facts: Optional[dict] = None) -> Path:
-    """``table`` written as parts of ``part_rows`` rows each (the input's partitions), manifest last."""
-    with DatasetWriter(folder, table.schema, facts) as writer:
-        start = 0
-        for rows in part_rows or [table.num_rows]:
-            writer.write(table.slice(start, rows))
-            start += rows
-        if start < table.num_rows:
-            writer.write(table.slice(start))
-    return Path(folder)
-
-
 def read_manifest(folder: Path) -> dict:
     manifest = folder / MANIFEST
     if not manifest.exists():
@@ -259,6 +247,6 @@ def read_parts(folder, check: bool = True) -> list:
     return tables
 
 
-__all__ = ["DatasetSource", "DatasetWriter", "MANIFEST", "open_source", "read_dataset", "write_dataset",
+__all__ = ["DatasetSource", "DatasetWriter", "MANIFEST", "open_source", "read_dataset",
            "replacing_folder", "write_part", "write_manifest", "read_manifest", "read_parts",
            "source_fingerprint", "is_dataset_path", "dataset_parts"]

@@ -677,6 +677,22 @@ class HintEffects:
                 self.right_without[i] += int((pred_without[known] == gold[known]).sum())
         self.rows += ftable.num_rows
 
+    def merge(self, other: "HintEffects") -> None:
+        """Add the counts of the rows that follow these (another partition's, measured apart: a
+        scope's counts are used only when every batch counted it, see ``result``); the sums of
+        the moves are added, so ``mean_change`` can differ from one pass's in the last digits."""
+        for scope, moves in self.moves.items():
+            moves += other.moves[scope]
+        if self.positions is not None:
+            for mine, theirs in zip(self.positions, other.positions):
+                mine.extend(p + self.rows for p in theirs)
+        self.flipped += other.flipped
+        self.right_without += other.right_without
+        self.uncovered += other.uncovered
+        self.rows += other.rows
+        self.gold_rows += other.gold_rows
+        self.right += other.right
+
     def _count(self, scope: str, i: int, moves: list) -> None:
         row = self.moves[scope][i]
         row[0] += len(moves[0])

@@ -125,8 +125,9 @@ def test_label_and_predict_with_a_model_on_the_workers_equal_the_local_ones(data
     assert "end_model" in local.table.column("decided_by").to_pylist()
     assert parts.table.equals(local.table)
     engine.shipped_bytes = 0
-    rows, covered = dask_engine.predict_partitioned(engine, model, open_source(dataset), tmp_path / "predicted",
-                                                    prediction_table, ID, batch_rows=300)
+    rows, covered, evaluation, _ = dask_engine.predict_partitioned(
+        engine, model, open_source(dataset), tmp_path / "predicted", prediction_table, ID, batch_rows=300)
+    assert evaluation is None  # no gold: nothing scored
     assert engine.shipped_bytes < 20_000  # manifest entries, not rows
     result = model.predict(batch.table, batch.votes)
     assert read_dataset(tmp_path / "predicted").equals(prediction_table(batch.ids, result, list(spec.labels)))
@@ -349,3 +350,43 @@ def test_train_on_dask_draws_the_same_sample_and_only_the_sampled_rows_come_back
     # 200 of the 1,586 rows came back (and 2 bytes a row of notes): far less than the comments' text
     text = pa.Table.from_batches(source.batches(["CONTENT"])).nbytes
     assert 0 < engine.shipped_bytes < text / 3, (engine.shipped_bytes, text)
+
+
+def test_cli_predict_with_gold_on_dask_scores_on_the_workers_as_the_local_run(dataset, engine, tmp_path, monkeypatch,
+                                                                            capsys):
+    """predict --engine dask with gold labels: each partition is predicted, written and scored
+    on a worker, which sends back its evaluation and hint-effect counts, not its rows; the
+    evaluation equals the local run's (ECE and a hint's mean change to the last digits: they
+    are sums added in another order), and so do the predictions."""
+    import contextlib
+    from mteach.cli import learn, main
+    config = tmp_path / "mteach.toml"
+    config.write_text("[features]\nchar_ngrams = false\n[end_model]\nepochs = 3\n")
+    model = tmp_path / "model"
+    assert main(["train", str(SPEC), str(dataset), "-o", str(model), "--id", ID, "--config", str(config), "-q"]) == 0
+    monkeypatch.setattr(learn, "engine_for", lambda args, threads=2: contextlib.nullcontext(engine))
+    gold = ["--gold-column", "CLASS", "--gold-map", "1=SPAM,0=HAM"]
+    capsys.readouterr()
+    assert main(["predict", str(model), str(dataset), "--id", ID, *gold, "--format", "json"]) == 0
+    local = json.loads(capsys.readouterr().out)
+    for output in ([], ["-o", str(tmp_path / "parts")]):
+        engine.shipped_bytes = 0
+        assert main(["predict", str(model), str(dataset), "--id", ID, *gold, "--format", "json", "--engine", "dask",
+                     *output]) == 0
+        assert 0 < engine.shipped_bytes < 20_000, engine.shipped_bytes  # counts per partition, not rows
+        distributed = json.loads(capsys.readouterr().out)
+        assert _same_figures(distributed, local)
+        assert local["hints"] and local["combined"]["all"]["rows"] == open_source(dataset).num_rows
+    assert main(["predict", str(model), str(dataset), "-o", str(tmp_path / "local.parquet"), "--id", ID]) == 0
+    assert read_dataset(tmp_path / "parts").equals(pq.read_table(tmp_path / "local.parquet"))
+
+
+def _same_figures(a, b) -> bool:
+    """Equal, floats to 12 digits (sums added in another order)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_figures(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same_figures, a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-12, abs=1e-15)
+    return a == b
