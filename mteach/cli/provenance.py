@@ -12,7 +12,7 @@ from ..engine.report import MAX_ROWS
 from ..engine.ledger import (check_spec_matches, duplicate_ids_warning, label_counts, label_data, open_ledger,
                              read_ledger)
 from ..engine.verify import verify_ledger
-from ..engine.io import open_data
+from ..engine.datasets import open_source
 from ..errors import DataError
 from .common import (add_data_argument, add_data_options, add_engine_options, add_format_option, add_run_options,
                      add_spec_data_arguments, dump_json, engine_for, gold_request, load, print_table, progress_bar,
@@ -184,7 +184,7 @@ def cmd_audit(args) -> int:
 def cmd_verify(args) -> int:
     ledger = open_ledger(args.ledger)  # its rows are read batch by batch, in step with the data
     if args.spec:
-        spec = load_spec(args.spec, open_data(args.data).schema)
+        spec = load_spec(args.spec, open_source(args.data).schema)  # a file or a Parquet dataset
         check_spec_matches(ledger, spec)
     result = verify_ledger(ledger, args.data, spec_path=args.spec, repo=args.repo, limit=args.limit)
     if args.format == "json":

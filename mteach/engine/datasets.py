@@ -231,9 +231,16 @@ def read_dataset(folder, check: bool = True) -> pa.Table:
 
 def read_parts(folder, check: bool = True) -> list:
     """A partitioned output's parts as tables, in order (``read_dataset``'s checks)."""
+    return [pq.read_table(path) for path in part_paths(folder, check)]
+
+
+def part_paths(folder, check: bool = True) -> list:
+    """A partitioned output's part files, in order, without reading their rows; raises
+    ``DataError`` as ``read_dataset`` does (no manifest, a part missing, with ``check`` a part
+    whose sha256 differs from the manifest's, naming it)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    tables = []
+    paths = []
     for part in manifest["parts"]:
         path = folder / part["file"]
         if not path.exists():
@@ -241,12 +248,12 @@ def read_parts(folder, check: bool = True) -> list:
         if check and file_fingerprint(path) != part["sha256"]:
             raise DataError(f"{path}: its bytes changed after it was written (sha256 differs from {MANIFEST}); "
                             "do not trust it — re-run the command")
-        tables.append(pq.read_table(path))
-    if not tables:
+        paths.append(path)
+    if not paths:
         raise DataError(f"{folder}: the manifest lists no parts")
-    return tables
+    return paths
 
 
 __all__ = ["DatasetSource", "DatasetWriter", "MANIFEST", "open_source", "read_dataset",
-           "replacing_folder", "write_part", "write_manifest", "read_manifest", "read_parts",
+           "replacing_folder", "write_part", "write_manifest", "read_manifest", "read_parts", "part_paths",
            "source_fingerprint", "is_dataset_path", "dataset_parts"]

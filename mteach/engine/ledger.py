@@ -53,7 +53,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -1023,8 +1023,11 @@ def open_ledger(path, check: bool = True, batch_rows: int = DEFAULT_BATCH_ROWS) 
     """A ledger file's facts without its rows (``read_ledger`` reads them all): the metadata
     from the file's footer, the rows left on disk (read back only if ``table`` is used); with
     ``check``, the sha256 recomputed a batch at a time (``RowsHash``), so memory is bounded by
-    the batch. A partitioned ledger (a folder) is read whole by ``read_ledger``."""
+    the batch. A partitioned ledger (a folder) is opened the same way, part by part
+    (``_open_partitioned``)."""
     path = Path(path)
+    if path.is_dir():
+        return _open_partitioned(path, check, batch_rows)
     if not path.is_file():
         return read_ledger(path, check)
     try:
@@ -1043,6 +1046,62 @@ def open_ledger(path, check: bool = True, batch_rows: int = DEFAULT_BATCH_ROWS) 
     ledger = Ledger(None, *facts, path, streamed=True)
     del ledger.table  # read back from ``path`` when asked for (Ledger.__getattr__)
     return ledger
+
+
+def _open_partitioned(path: Path, check: bool, batch_rows: int) -> Ledger:
+    """``open_ledger`` of a partitioned ledger: its facts from the manifest; with ``check``, each
+    part's file sha256 (a changed part is named) and its ``rows_sha256`` recomputed a batch at
+    a time, so memory is bounded by the batch, not the ledger. One written before the manifest
+    held the metadata is read whole (``read_ledger``)."""
+    from .datasets import part_paths, read_manifest
+    try:
+        manifest = read_manifest(path)
+        parts = part_paths(path, check) if isinstance(manifest.get("ledger"), dict) else None
+    except DataError as err:
+        raise LedgerError(str(err)) from None
+    if parts is None:
+        return read_ledger(path, check)
+    meta = {k.encode(): str(v).encode() for k, v in manifest["ledger"].items() if k.startswith("mteach.")}
+    kept = ledger_columns(path)
+    facts = _ledger_facts(path, pa.schema([pq.read_schema(parts[0]).field(name) for name in kept], metadata=meta))
+    if check:
+        digests = []
+        for part in parts:
+            schema = pq.read_schema(part)
+            digest = RowsHash(pa.schema([schema.field(name) for name in kept]))
+            try:
+                for batch in parquet_batches(part, kept, batch_rows):
+                    digest.add(batch)
+                digests.append(digest.hexdigest())
+            finally:
+                digest.close()
+        _check_digest(path, meta, parts_rows_sha256(digests))
+    ledger = Ledger(None, *facts, path, streamed=True)
+    del ledger.table  # read back from ``path`` when asked for (Ledger.__getattr__)
+    return ledger
+
+
+def ledger_columns(path) -> list:
+    """A ledger's column names, read from a file's footer or a partitioned ledger's first part
+    (less the columns its manifest says to leave out)."""
+    path = Path(path)
+    if not path.is_dir():
+        return pq.read_schema(path).names
+    from .datasets import part_paths, read_manifest
+    drop = (read_manifest(path).get("ledger") or {}).get("drop") or []
+    return [name for name in pq.read_schema(part_paths(path, check=False)[0]).names if name not in drop]
+
+
+def ledger_batches(path, columns=None, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """A ledger's rows (``columns`` of them) a batch at a time: a file's, or a partitioned
+    ledger's parts in order (each part's last batch shorter)."""
+    path = Path(path)
+    if not path.is_dir():
+        yield from parquet_batches(path, columns, batch_rows)
+        return
+    from .datasets import part_paths
+    for part in part_paths(path, check=False):
+        yield from parquet_batches(part, columns, batch_rows)
 
 
 def _read_partitioned(path: Path, check: bool) -> tuple:

@@ -9,7 +9,6 @@ from typing import Iterator, Optional
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..compiler.checker import load_spec
 from ..compiler.evaluator import columns_needed
@@ -17,9 +16,9 @@ from ..errors import DataError
 from .apply import ROW_NUMBER, resolve_id_column
 from .gitfacts import repo_root, resolve_commit, spec_at_revision
 from .datasets import open_source, source_fingerprint
-from .io import DEFAULT_BATCH_ROWS, parquet_batches
-from .ledger import (Ledger, LedgerError, LedgerFacts, canonical_json, label_model_params, ledger_metadata, ledger_rows,
-                     row_fields)
+from .io import DEFAULT_BATCH_ROWS
+from .ledger import (Ledger, LedgerError, LedgerFacts, canonical_json, label_model_params, ledger_batches,
+                     ledger_columns, ledger_metadata, ledger_rows, row_fields)
 from .votes import VoteSpool, vote_batches
 
 
@@ -246,10 +245,10 @@ def _compare(ledger, spec, source, id_column, first: _FirstPass, result, limit, 
 
 
 def _ledger_batches(ledger: Ledger, columns: list, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """A ledger's rows (``columns`` of them) in batches: a ledger file's read a batch at a time,
-    a partitioned one's already in memory."""
+    """A ledger's rows (``columns`` of them) in batches: an opened ledger's (a file or a
+    partitioned one) read a batch at a time, one in memory sliced."""
     if ledger.streamed:
-        return parquet_batches(ledger.path, columns, batch_rows)
+        return ledger_batches(ledger.path, columns, batch_rows)
     return iter(ledger.table.select(columns).to_batches(max_chunksize=batch_rows))
 
 
@@ -285,7 +284,7 @@ class _InStep:
 
 def _columns(ledger: Ledger) -> list:
     """The ledger's column names (a streamed one's from its file's footer)."""
-    return pq.read_schema(ledger.path).names if ledger.streamed else ledger.table.column_names
+    return ledger_columns(ledger.path) if ledger.streamed else ledger.table.column_names
 
 
 def _same_ids(recorded, now) -> bool:

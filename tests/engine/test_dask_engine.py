@@ -390,3 +390,34 @@ def _same_figures(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == pytest.approx(b, rel=1e-12, abs=1e-15)
     return a == b
+
+
+def test_verify_reads_a_partitioned_ledger_part_by_part_and_names_a_changed_part(dataset, engine, spec, tmp_path,
+                                                                               monkeypatch, capsys):
+    """verify on a partitioned ledger: its parts are hashed and compared a batch at a time (the
+    ledger is never read whole), with the same report and exit codes as for a ledger file; a
+    part whose bytes changed is named."""
+    from mteach.cli import main
+    from mteach.engine import datasets, ledger as led
+    label_data(spec, dataset, tmp_path / "local.parquet", ID)
+    label_data(spec, dataset, tmp_path / "ledger", ID, engine=engine, partitioned=True, batch_rows=300)
+
+    def gathers(*args, **kwargs):
+        raise AssertionError("the whole ledger was read")
+    monkeypatch.setattr(led, "_read_partitioned", gathers)
+    monkeypatch.setattr(datasets, "read_parts", gathers)
+    reports = []
+    for ledger in ("local.parquet", "ledger"):
+        assert main(["verify", str(tmp_path / ledger), str(dataset), "--spec", str(SPEC), "--format", "json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[1] == reports[0] and reports[1]["identical"]
+    assert reports[1]["rows"] == open_source(dataset).num_rows
+
+    part = sorted((tmp_path / "ledger").glob("part-*.parquet"))[2]
+    table = pq.read_table(part)
+    labels = table.column("label").to_pylist()
+    labels[0] = "HAM" if labels[0] == "SPAM" else "SPAM"
+    pq.write_table(table.set_column(table.column_names.index("label"), "label", pa.array(labels)), part)
+    assert main(["verify", str(tmp_path / "ledger"), str(dataset), "--spec", str(SPEC)]) == 2
+    err = capsys.readouterr().err
+    assert f"{part.name}: its bytes changed after it was written" in err and "Traceback" not in err, err
