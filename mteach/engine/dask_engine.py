@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import resource
+import sys
 from collections import deque
 from typing import Iterator, Optional, Sequence
 
@@ -252,7 +253,7 @@ class DaskEngine:
                         task[1] = scattered["spec"]
                     pending.append(client.submit(*task, retries=self.retries, pure=False))
                 result = pending.popleft().result()
-                self.shipped_bytes += sizeof(result)
+                self.shipped_bytes += _result_bytes(result, sizeof)
                 yield result
         except Exception:
             # A task failed. distributed cannot stop the tasks already running, and they write into
@@ -266,6 +267,19 @@ class DaskEngine:
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _result_bytes(result, sizeof) -> int:
+    """The size of a task's result: dask's ``sizeof``, except that an object of a class it does
+    not know (which it counts by ``sys.getsizeof``: the shell, not what it holds, e.g. a
+    ``VoteCounts``'s arrays) is counted by its attributes."""
+    if isinstance(result, dict):
+        return sizeof(list(result)) + sum(_result_bytes(v, sizeof) for v in result.values())
+    if isinstance(result, (list, tuple)):
+        return sum(_result_bytes(v, sizeof) for v in result)
+    if hasattr(result, "__dict__"):
+        return sys.getsizeof(result) + _result_bytes(vars(result), sizeof)
+    return sizeof(result)
 
 
 def for_each_partition(engine, fn, spec: Spec, source, id_column: Optional[str] = None, *,
@@ -352,7 +366,7 @@ def _predict_part(spec: Spec, index: int, offset: int, batches, folder: Optional
     else:
         out["entry"] = write_part(folder, index, tables())
     if gold_of is not None:
-        effects.model = None  # the counts go back, not the model
+        effects.model = effects.hints = None  # the counts go back, not the model and its hints
         out.update(evaluation=evaluation, effects=effects)
     return out
 
