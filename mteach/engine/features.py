@@ -508,12 +508,10 @@ class Featurizer(BaseEstimator):
                 self._vectorizer(kind, vocabulary=vocab) if vocab else None
                 for (field, kind), vocab in zip(self._block_specs(), self.vocabularies_)
             ]
-        else:  # bucket -> column (-1: not a feature)
-            self._columns = []
-            for buckets in self.buckets_:
-                table = np.full(1 << int(self.hash_bits), -1, dtype=np.int32)
-                table[buckets] = np.arange(len(buckets), dtype=np.int32)
-                self._columns.append(table)
+        else:  # bucket -> column (-1: not a feature), a row per block
+            self._columns = np.full((len(self.buckets_), 1 << int(self.hash_bits)), -1, dtype=np.int32)
+            for b, buckets in enumerate(self.buckets_):
+                self._columns[b, buckets] = np.arange(len(buckets), dtype=np.int32)
         names, offsets = [], []
         pos = 0
         for (field, kind), terms in zip(self._block_specs(), self.terms_):
@@ -662,6 +660,51 @@ class Featurizer(BaseEstimator):
             if numeric is not None:
                 kernel.sparse_dot(numeric, dense, out, self.numeric_offset_)
         return out
+
+    def scores_and_top(self, table: pa.Table, dense: np.ndarray, bias: np.ndarray, explain: np.ndarray,
+                       k: int) -> Optional[tuple]:
+        """A linear model's logits on every row (``dot(table, dense) + bias``, float32: the same
+        numbers) and, for the rows where ``explain`` is True, its top ``k`` attributions toward
+        its largest logit: (columns, values, counts per explained row) as
+        ``end_model.top_attributions(EndModel.attributions(X, classes), k)`` gives them on those
+        rows' features X (``classes``: the argmax of the model's probabilities). One pass of the
+        compiled kernel over the text: the rows' n-grams are found once and no matrix is made.
+        None where that kernel cannot run (no numba, the vocabulary featurizer, ``dense`` of 8
+        classes or more, whose numpy sums add in another order): use ``dot`` and ``transform``."""
+        self._check_fitted()
+        kernel = compiled_kernel()
+        if self.buckets_ is None or kernel is None or not 2 <= dense.shape[1] < 8:
+            return None
+        if dense.shape[0] != self.n_features_:
+            raise ValueError(f"dense has {dense.shape[0]} rows for {self.n_features_} features")
+        dense = np.ascontiguousarray(dense, dtype=np.float32)
+        n, specs = table.num_rows, self._block_specs()
+        numeric, arrays = self._numeric_block(table), self._text_arrays(table)
+        views = [utf8_views(arr)[:2] for arr in arrays.values()] or [(np.zeros(0, np.uint8), np.zeros(n + 1, np.int32))]
+        starts = np.cumsum([0] + [len(data) for data, _ in views[:-1]])  # the fields' bytes end to end
+        data = views[0][0] if len(views) == 1 else np.concatenate([data for data, _ in views])
+        offsets = np.stack([o.astype(np.int64) + s for (_, o), s in zip(views, starts)])
+        field = {f: i for i, f in enumerate(arrays)}
+        ranges = {"w": self.ngram_range, "c": self.char_ngram_range}
+        blocks = np.array([[field[f], kind == "c", *ranges[kind], self.block_offsets_[b]]
+                           for b, (f, kind) in enumerate(specs)], dtype=np.int64).reshape(len(specs), 5)
+        idf_at = np.cumsum([0] + [len(idf) for idf in self.idfs_]).astype(np.int64)
+        idf = np.concatenate(self.idfs_) if self.idfs_ else np.zeros(0)
+        sub_tf = np.zeros(0)
+        if self.sublinear_tf:  # up to the most n-grams a row can have, as ``dot``
+            lo, hi = min(ranges[kind][0] for _, kind in specs), max(ranges[kind][1] for _, kind in specs)
+            top = 3 * (hi - lo + 1) * (int(np.diff(offsets, axis=1).max(initial=0)) + 3)
+            sub_tf = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, top + 1, dtype=np.float64))])
+        slots = np.full(n, -1, dtype=np.int64)
+        slots[explain] = np.arange(int(np.count_nonzero(explain)))
+        out = np.zeros((n, dense.shape[1]), dtype=np.float32)
+        bias = np.ascontiguousarray(bias, dtype=np.float32)
+        columns = self._columns if len(specs) else np.zeros((0, 1), np.int32)
+        top_cols, top_vals, top_n = kernel.score_top(
+            data, offsets, blocks, int(self.hash_bits), char_table("word"), char_table("space"), columns, idf,
+            idf_at, sub_tf, numeric, self.numeric_offset_, dense, bias, slots, int(k), out)
+        kept = np.arange(int(k))[None, :] < top_n[:, None]
+        return out + bias, (top_cols[kept], top_vals[kept], top_n)
 
     def transform(self, table: pa.Table) -> sp.csr_matrix:
         self._check_fitted()

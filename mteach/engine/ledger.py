@@ -306,10 +306,11 @@ class ModelOutput:
 def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
     """A trained model's say on ``table``: its end model's probabilities on every row, the top
     features of the rows no rule covers, its label model and blend."""
-    em = model.end_model_proba(table)
-    uncovered = np.flatnonzero(~(votes != -1).any(axis=1))
-    features = (model.top_features(table.take(pa.array(uncovered)), em[uncovered].argmax(axis=1))
-                if len(uncovered) and not model.uncovered_by_rules else None)
+    uncovered = ~(votes != -1).any(axis=1)
+    if uncovered.any() and not model.uncovered_by_rules:
+        em, features = model.end_model_output(table, uncovered)
+    else:
+        em, features = model.end_model_proba(table), None
     return ModelOutput(em, model.label_model, model.blend, features, model.uncovered_proba(em),
                        model.uncovered_by_rules)
 

@@ -317,6 +317,144 @@ def _score(data, offsets, char_kind, lo, hi, shift, word_table, space_table, col
     return out
 
 
+@njit(cache=True)
+def _merged(cols, vals, bits, s, e, keys, one, w):
+    """The entries [s, e) of one block of a row, in the order ``sum_duplicates`` leaves them:
+    sorted by column, each column once, its entries added in float32 (a block's entries of one
+    column all hold the same value: sorting (column, value bits) sorts by column). Written from
+    ``w`` on (w <= s); returns where they end."""
+    m = e - s
+    for i in range(m):
+        keys[i] = (np.int64(cols[s + i]) << 32) | np.int64(bits[s + i])
+    keys[:m].sort()
+    ones = one.view(np.uint32)
+    for i in range(m):
+        c = np.int32(keys[i] >> 32)
+        ones[0] = np.uint32(keys[i] & 0xFFFFFFFF)
+        if i > 0 and cols[w - 1] == c:
+            vals[w - 1] += one[0]
+        else:
+            cols[w] = c
+            vals[w] = one[0]
+            w += 1
+    return w
+
+
+@njit(cache=True)
+def _top(cols, vals, w, dense, w32, top, top_cols, top_vals):
+    """Gradient x input of each of the row's ``w`` canonical entries (the gradient: the rows of
+    ``dense`` times the class weights ``w32``, in float32, as ``EndModel.attributions``); its
+    ``top`` largest positive ones into ``top_cols`` / ``top_vals``, largest first (of equal
+    ones the first, as ``end_model.top_attributions``); their number."""
+    got = 0
+    for i in range(w):
+        g = dense[cols[i], 0] * w32[0]
+        for j in range(1, dense.shape[1]):
+            g += dense[cols[i], j] * w32[j]
+        v = np.float64(g * vals[i])
+        if not v > 0:
+            continue
+        if got == top:
+            if not v > top_vals[top - 1]:
+                continue
+            at = top - 1  # the smallest kept makes room
+        else:
+            at = got
+            got += 1
+        while at > 0 and top_vals[at - 1] < v:
+            top_vals[at] = top_vals[at - 1]
+            top_cols[at] = top_cols[at - 1]
+            at -= 1
+        top_vals[at] = v
+        top_cols[at] = cols[i]
+    return got
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _score_top(data, offsets, blocks, shift, word_table, space_table, columns, idf, idf_at, sub_tf,
+               num_ptr, num_cols, num_vals, num_offset, dense, bias, explain, top, out, top_cols, top_vals, top_n,
+               parts):
+    nb = blocks.shape[0]
+    k_classes = dense.shape[1]
+    bounds = _chunks(offsets[0], parts)
+    for c in prange(len(bounds) - 1):
+        r0, r1 = bounds[c], bounds[c + 1]
+        longest = 0
+        for f in range(offsets.shape[0]):
+            longest = max(longest, _longest(offsets[f], r0, r1))
+        scratch = (np.empty(longest + 3, np.int64), np.empty(longest + 3, np.int64), np.empty(longest + 3, np.uint64),
+                   np.empty(longest + 3, np.uint64), np.empty(longest + 3, np.int64))
+        size = 1
+        for b in range(nb):  # n-grams a row of that many bytes can have, per block (as ``_score``)
+            size += 3 * (blocks[b, 3] - blocks[b, 2] + 1) * (longest + 3)
+        most = 0
+        for r in range(r0, r1):
+            most = max(most, num_ptr[r + 1] - num_ptr[r])
+        size += most
+        cols = np.empty(size, np.int32)
+        vals = np.empty(size, np.float32)
+        bits = vals.view(np.uint32)
+        keys = np.empty(size, np.int64)
+        one = np.empty(1, np.float32)
+        seg = np.empty(nb + 1, np.int64)
+        z = np.empty(k_classes, np.float32)
+        w64 = np.empty(k_classes, np.float64)
+        w32 = np.empty(k_classes, np.float32)
+        for r in range(r0, r1):
+            pos = 0
+            for b in range(nb):  # each block's entries multiplied in where found, as ``_score`` adds them
+                f, char_kind, lo, hi, off = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3], blocks[b, 4]
+                seg[b] = pos
+                k = _row(data, offsets[f, r], offsets[f, r + 1], char_kind == 1, lo, hi, shift, word_table,
+                         space_table, columns[b], idf[idf_at[b]:idf_at[b + 1]], sub_tf, scratch, cols[pos:],
+                         vals[pos:])
+                for i in range(pos, pos + k):
+                    cols[i] += off
+                    a = vals[i]
+                    for j in range(k_classes):
+                        out[r, j] += a * dense[cols[i], j]
+                pos += k
+            seg[nb] = pos
+            for i in range(num_ptr[r], num_ptr[r + 1]):  # then the numeric block's, as ``_sparse_dot``
+                cols[pos] = num_cols[i] + num_offset
+                vals[pos] = num_vals[i]
+                for j in range(k_classes):
+                    out[r, j] += vals[pos] * dense[cols[pos], j]
+                pos += 1
+            slot = explain[r]
+            if slot < 0:
+                continue
+            w = 0  # the row as ``EndModel.attributions`` takes it: canonical
+            for b in range(nb):
+                w = _merged(cols, vals, bits, seg[b], seg[b + 1], keys, one, w)
+            for i in range(seg[nb], pos):  # the numeric block is canonical already
+                cols[w] = cols[i]
+                vals[w] = vals[i]
+                w += 1
+            best = 0  # the class explained: the largest logit, the first of equal ones (argmax of the probabilities)
+            for j in range(k_classes):
+                if out[r, j] + bias[j] > out[r, best] + bias[best]:
+                    best = j
+            # d margin / d logits: 1 for the class, -softmax of the others (decision_function's logits)
+            for j in range(k_classes):
+                z[j] = 0
+            for i in range(w):
+                for j in range(k_classes):
+                    z[j] += vals[i] * dense[cols[i], j]
+            top_z = -np.inf
+            for j in range(k_classes):
+                if j != best:
+                    top_z = max(top_z, np.float64(z[j] + bias[j]))
+            total = 0.0
+            for j in range(k_classes):
+                w64[j] = 0.0 if j == best else np.exp(np.float64(z[j] + bias[j]) - top_z)
+                total += w64[j]
+            for j in range(k_classes):
+                w32[j] = np.float32(1.0) if j == best else np.float32(-w64[j] / total)
+            top_n[slot] = _top(cols, vals, w, dense, w32, top, top_cols[slot], top_vals[slot])
+    return out
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def _copy_rows(ptr, cols, vals, col_offset, dest, out_cols, out_vals, parts):
     n = len(ptr) - 1
@@ -413,3 +551,31 @@ def score(data, offsets, kind: str, lo: int, hi: int, bits: int, word_table, spa
     with lock:
         return _score(data, offsets, kind == "c", int(lo), int(hi), _u64(64 - int(bits)), word_table, space_table,
                       columns, idf, sub_tf, np.int32(col_offset), dense, out, _parts())
+
+
+def score_top(data, offsets, blocks, bits: int, word_table, space_table, columns, idf, idf_at, sub_tf, numeric,
+              num_offset: int, dense, bias, explain, top: int, out) -> tuple:
+    """``score`` of every block of every row in one pass (``out`` += the rows @ ``dense``, added
+    in the order ``Featurizer.dot`` adds them) and, for the rows with ``explain[r]`` >= 0, a
+    linear model's (``dense``, ``bias``) attributions toward its largest logit, the ``top``
+    largest positive ones: what ``end_model.top_attributions(EndModel.attributions(X, argmax))``
+    gives on their feature matrix X, which is never made. ``data``: the text fields' bytes
+    end to end, ``offsets`` (fields x rows + 1) into it; ``blocks`` (blocks x 5, int64): field,
+    1 for char_wb n-grams, lo, hi, first column; ``columns`` (blocks x 2^``bits``); ``idf``:
+    the blocks' end to end, block b's from ``idf_at[b]``; ``numeric``: a float32 CSR block
+    (or None) whose column j is feature ``num_offset`` + j. Returns (columns, values, counts)
+    per explained row (``explain[r]``: its slot), each row's largest first."""
+    slots = int(explain.max(initial=-1)) + 1
+    top_cols = np.zeros((slots, top), np.int32)
+    top_vals = np.zeros((slots, top), np.float64)
+    top_n = np.zeros(slots, np.int64)
+    n = offsets.shape[1] - 1
+    if numeric is None:
+        num_ptr, num_cols, num_vals = np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    else:
+        num_ptr, num_cols, num_vals = numeric.indptr.astype(np.int64), numeric.indices, numeric.data
+    with lock:
+        _score_top(data, offsets, blocks, _u64(64 - int(bits)), word_table, space_table, columns, idf, idf_at, sub_tf,
+                   num_ptr, num_cols, num_vals, np.int32(num_offset), dense, bias, explain, int(top), out, top_cols,
+                   top_vals, top_n, _parts())
+    return top_cols, top_vals, top_n

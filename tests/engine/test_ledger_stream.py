@@ -133,3 +133,28 @@ def test_label_with_a_model_streams_the_same_file_as_in_memory(youtube, tmp_path
         out = tmp_path / f"streamed{batch_rows}.parquet"
         led.label_data(spec, test, out, "COMMENT_ID", model=model, batch_rows=batch_rows)
         assert out.read_bytes() == (tmp_path / "memory.parquet").read_bytes(), batch_rows
+
+
+def test_label_with_a_model_writes_the_matrix_paths_ledger_from_one_kernel_pass(youtube, tmp_path, monkeypatch):
+    """The end model's probabilities and top features of the rows no rule covers, taken from the
+    text in one kernel pass (``Featurizer.scores_and_top``), give the same ledger, byte for byte,
+    as the numpy path (the uncovered rows' feature matrix made, then their attributions)."""
+    kernel = pytest.importorskip("mteach.engine.ngram_kernel")
+    from mteach.engine.train import train
+    from mteach.settings import load_settings
+    spec, source, batch, _ = youtube
+    config = tmp_path / "mteach.toml"
+    config.write_text("[end_model]\nepochs = 3\n")  # the default featurizer: word and char_wb n-grams
+    model, _ = train(spec, batch.table, load_settings(config), None, votes=batch.votes, hint_effects=False)
+    test = open_source(ROOT / "data" / "youtube" / "test.csv")
+    spec = load_spec(SPEC, test.schema)
+    calls = []
+    score_top = kernel.score_top
+    monkeypatch.setattr(kernel, "score_top", lambda *a: calls.append(1) or score_top(*a))
+    led.label_data(spec, test, tmp_path / "kernel.parquet", "COMMENT_ID", model=model, batch_rows=100)
+    assert calls, "the kernel's pass was not used"
+    monkeypatch.setenv("MTEACH_NO_NUMBA", "1")
+    ledger = led.label_data(spec, test, tmp_path / "numpy.parquet", "COMMENT_ID", model=model, batch_rows=100)
+    assert (tmp_path / "kernel.parquet").read_bytes() == (tmp_path / "numpy.parquet").read_bytes()
+    features = ledger.table.column("end_model_features").to_pylist()
+    assert sum(1 for f in features if f) > 10  # rows the end model decided, with their features
