@@ -927,6 +927,11 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
     text = pa.concat_arrays([text]) if text.offset else text
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[: len(text) + 1]
     data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None else np.zeros(0, np.uint8)
+    if offsets[-1] - offsets[0] >= _KERNEL_ID_BYTES:
+        from .features import compiled_kernel  # numba's import is worth it past this many bytes
+        kernel = compiled_kernel()
+        if kernel is not None:
+            return kernel.id_hashes(data, offsets)
     data = data[offsets[0]:offsets[-1]].astype(np.uint64)
     starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
     with np.errstate(over="ignore"):
@@ -942,6 +947,7 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
 
 _P = np.uint64(0x100000001B3)                      # odd: invertible modulo 2^64
 _P_INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
+_KERNEL_ID_BYTES = 1 << 20  # ids of more bytes than this hashed by the compiled kernel (the same numbers)
 
 
 # What explain, verify, diff and the audit read without checking: a ledger lacking one is refused.

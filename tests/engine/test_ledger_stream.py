@@ -94,6 +94,25 @@ def test_id_hashes_tell_ids_apart_and_agree_across_batches():
     assert led.id_hashes(pa.array([5, 7, 5])).tolist() == [5, 7, 5]
 
 
+def test_the_compiled_id_hashes_are_the_numpy_ones(monkeypatch):
+    """Past ``_KERNEL_ID_BYTES`` of ids the kernel hashes them: the same numbers, on any text
+    and on a slice of an array (its bytes not starting at 0)."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(0)
+    pieces = ["a", "Z", "0", "#", "é", "日本", "🎵", " ", ""]
+    ids = pa.array([None if rng.random() < 0.05 else "".join(rng.choice(pieces, int(rng.integers(0, 40))))
+                    for _ in range(3000)], pa.string())
+    ngram_kernel = pytest.importorskip("mteach.engine.ngram_kernel")
+    hashes, calls = ngram_kernel.id_hashes, []
+    for arr in (ids, ids.slice(17, 2000), pa.array(ids.to_pylist(), pa.large_string())):
+        numpy_ones = led.id_hashes(arr)
+        with monkeypatch.context() as m:
+            m.setattr(led, "_KERNEL_ID_BYTES", 0)
+            m.setattr(ngram_kernel, "id_hashes", lambda *a: calls.append(1) or hashes(*a))
+            assert led.id_hashes(arr).tolist() == numpy_ones.tolist()
+    assert len(calls) == 3
+
+
 def test_repeated_ids_found_batch_by_batch_equal_those_of_the_whole_column(tmp_path):
     # hashes spread over every bucket file; repeats within and across batches, text and integer ids
     rng = np.random.default_rng(0)
