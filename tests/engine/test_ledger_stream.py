@@ -177,3 +177,18 @@ def test_label_with_a_model_writes_the_matrix_paths_ledger_from_one_kernel_pass(
     assert (tmp_path / "kernel.parquet").read_bytes() == (tmp_path / "numpy.parquet").read_bytes()
     features = ledger.table.column("end_model_features").to_pylist()
     assert sum(1 for f in features if f) > 10  # rows the end model decided, with their features
+
+
+def test_ids_of_a_dictionary_column_stream_to_the_same_file(youtube, tmp_path):
+    """Each batch of a dictionary-encoded id column brings its own dictionary: the spool (an
+    Arrow IPC stream) takes them, and the file equals the one built in memory."""
+    table = pa.csv.read_csv(TRAIN)
+    table = table.set_column(table.schema.get_field_index("COMMENT_ID"), "COMMENT_ID",
+                             table.column("COMMENT_ID").dictionary_encode())
+    pq.write_table(table, tmp_path / "data.parquet", row_group_size=500)
+    source = open_source(tmp_path / "data.parquet")
+    assert pa.types.is_dictionary(source.schema.field("COMMENT_ID").type)
+    spec = load_spec(SPEC, source.schema)
+    _in_memory(spec, source, tmp_path / "memory.parquet", GoldRequest())
+    led.label_data(spec, source, tmp_path / "streamed.parquet", "COMMENT_ID", batch_rows=333)
+    assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "memory.parquet").read_bytes()
