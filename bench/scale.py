@@ -259,13 +259,19 @@ def transform_speed(model: Path, data: Path, rows: int = 200_000) -> None:
           f"{cached:.2f} s with it cached")
 
 
+def default_model(tmp: Path) -> tuple:
+    """(an empty mteach.toml, the model trained with it on the YouTube train split) in ``tmp``."""
+    config = tmp / "mteach.toml"
+    config.write_text("")
+    model = tmp / "model"
+    run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+    return config, model
+
+
 def bench_predict(sizes: list, repeat: int = 1) -> None:
     with tempfile.TemporaryDirectory(prefix="mteach-scale-") as tmp:
         tmp = Path(tmp)
-        config = tmp / "mteach.toml"
-        config.write_text("")
-        model = tmp / "model"
-        run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+        config, model = default_model(tmp)
         transform_speed(model, replicated_parquet(min(sizes)))
         figures = {}
         for rows in sizes:
@@ -292,10 +298,7 @@ def bench_label_model(sizes: list, repeat: int = 1) -> None:
     (an empty mteach.toml: the default featurizer, word 1-2 + char_wb 2-4 n-grams)."""
     with tempfile.TemporaryDirectory(prefix="mteach-scale-") as tmp:
         tmp = Path(tmp)
-        config = tmp / "mteach.toml"
-        config.write_text("")
-        model = tmp / "model"
-        run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+        config, model = default_model(tmp)
         verbs = {"apply": lambda data: ["apply", SPEC, data, "-o", tmp / "votes.parquet", "--id", ID, "-q"],
                  "label --model": lambda data: ["label", SPEC, data, "-o", tmp / "ledger_m.parquet", "--id", ID, "-q",
                                                 "--model", model],
