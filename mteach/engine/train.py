@@ -65,7 +65,7 @@ BLEND_CONFIDENCE = 0.95
 BOOTSTRAP_DRAWS = 1000
 MIN_GOLD_FOR_BLEND = 20
 MIN_COVERED_ROWS = 10
-TOP_FEATURES = 5  # features shown per row the end model decides (ledger, explain)
+TOP_FEATURES = 5  # features a ledger keeps per row the end model decides (end_model_features)
 
 
 class ModelError(MteachError):
