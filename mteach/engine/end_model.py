@@ -105,12 +105,13 @@ _SPARSE_FIRST_LAYER = None
 
 def _sparse_first_layer():
     """The autograd function of the first layer's weight product on a CSR batch (built on first
-    use: this module is imported without torch). Forward: ``embedding_bag``, as prediction
-    computes it (each row's sum in one pass over its entries); backward: each entry's row
-    gradient times its value, added into its feature's column of the weight's gradient by one
-    ``index_add``. Autograd's own backward of ``embedding_bag`` sorts the indices, and a
-    gather + ``index_add`` forward adds each row's entries into one accumulator in turn: both
-    several times slower on the CPU."""
+    use: this module is imported without torch). Training stores the weight feature-major
+    (``_feature_major``), so both passes go through it one feature's row at a time. Forward:
+    ``embedding_bag`` (each row's sum in one pass over its entries; torch's fast path needs the
+    contiguous table). Backward: the weight's gradient, batch.T @ grad, made feature-major (the
+    parameter's own layout: autograd keeps it without a copy): scipy's sparse product on the
+    CPU, one ``index_add`` of each entry's row gradient elsewhere. Autograd's own backward of
+    ``embedding_bag`` sorts the indices: several times slower."""
     global _SPARSE_FIRST_LAYER
     if _SPARSE_FIRST_LAYER is None:
         import torch
@@ -119,23 +120,35 @@ def _sparse_first_layer():
         class SparseFirstLayer(torch.autograd.Function):
             @staticmethod
             def forward(ctx, weight, indices, offsets, values, rows):
-                ctx.save_for_backward(indices, values, rows)
-                ctx.weight_shape = weight.shape
+                ctx.batch, ctx.n_features = (indices, values, rows), weight.shape[1]
                 return F.embedding_bag(indices, weight.detach().t(), offsets, mode="sum", per_sample_weights=values)
 
             @staticmethod
             def backward(ctx, grad):
-                indices, values, rows = ctx.saved_tensors
-                per_entry = torch.index_select(grad.t().contiguous(), 1, rows) * values
-                return per_entry.new_zeros(ctx.weight_shape).index_add_(1, indices, per_entry), None, None, None, None
+                indices, values, rows = ctx.batch
+                if isinstance(rows, sp.csr_matrix):  # on the CPU, the batch itself
+                    by_feature = torch.from_numpy(rows.T @ grad.contiguous().numpy())
+                else:
+                    per_entry = torch.index_select(grad, 0, rows) * values[:, None]
+                    by_feature = grad.new_zeros(ctx.n_features, grad.shape[1]).index_add_(0, indices, per_entry)
+                return by_feature.t(), None, None, None, None
 
         _SPARSE_FIRST_LAYER = SparseFirstLayer
     return _SPARSE_FIRST_LAYER
 
 
+def _feature_major(layer, on: bool) -> None:
+    """Store ``layer``'s (units × features) weight feature-major (its transpose contiguous), as
+    the sparse first layer reads and writes it, or back in torch's usual layout; the same
+    values either way. Before the optimizer is made: its moments take the weight's layout."""
+    import torch
+    w = layer.weight.detach()
+    layer.weight = torch.nn.Parameter(w.t().contiguous().t() if on else w.contiguous())
+
+
 def _train_embed(first, batch):
-    """``first`` on a CSR batch for training (``_EpochBatches``: indices, row offsets, values
-    and each entry's row in the batch), with gradients for its weight and bias."""
+    """``first`` on a CSR batch for training (``_EpochBatches``), with gradients for its weight
+    (stored feature-major) and bias."""
     return _sparse_first_layer().apply(first.weight, *batch) + first.bias
 
 
@@ -149,16 +162,19 @@ class _EpochBatches:
         self.bs, self.device = batch_size, device
 
     def epoch(self, perm: np.ndarray):
-        """((indices, row offsets, values, each entry's row in the batch), soft labels, weights)
-        of each batch of ``perm``, on the device."""
+        """((indices, row offsets, values, for the backward the batch itself on the CPU or each
+        entry's row in the batch elsewhere), soft labels, weights) of each batch of ``perm``,
+        on the device."""
         import torch
         for start in range(0, len(perm), self.bs):
             rows = perm[start:start + self.bs]
             xb = self.X[rows]
-            batch = (xb.indices.astype(np.int64), xb.indptr[:-1].astype(np.int64), xb.data,
-                     np.repeat(np.arange(len(rows)), np.diff(xb.indptr)))  # int64: torch's fast index kernels
+            tensors = [xb.indices.astype(np.int64), xb.indptr[:-1].astype(np.int64), xb.data]  # int64: torch's
+            if self.device.type != "cpu":                                                       # fast index kernels
+                tensors.append(np.repeat(np.arange(len(rows)), np.diff(xb.indptr)))
+            batch = [torch.from_numpy(a).to(self.device) for a in tensors]
             index = torch.from_numpy(rows)
-            yield (tuple(torch.from_numpy(a).to(self.device) for a in batch),
+            yield ((*batch, xb) if self.device.type == "cpu" else tuple(batch),
                    self.Y[index].to(self.device), self.W[index].to(self.device))
 
 
@@ -432,6 +448,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 torch.manual_seed(int(self.seed))
                 net = _build_net(dim, k, int(self.hidden)).to(device)
             first, rest = first_layer(net)
+            _feature_major(first, True)
             gen = torch.Generator().manual_seed(int(self.seed))
             decay = [p for nme, p in net.named_parameters() if nme.endswith("weight")]
             no_decay = [p for nme, p in net.named_parameters() if not nme.endswith("weight")]
@@ -491,6 +508,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 progress(int(self.epochs) - epochs)  # the epochs the row budget skipped
         finally:
             torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        _feature_major(first, False)
         self._fitted(net, device, dim, k, history)
         return self
 

@@ -6,7 +6,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from mteach.engine.end_model import EndModel, _build_net, _duplicates_summed, _EpochBatches, _train_embed
+from mteach.engine.end_model import (EndModel, _build_net, _duplicates_summed, _EpochBatches, _feature_major,
+                                     _train_embed)
 
 
 def _with_repeats_and_empty_rows(seed: int) -> sp.csr_matrix:
@@ -25,8 +26,9 @@ def _with_repeats_and_empty_rows(seed: int) -> sp.csr_matrix:
     return X
 
 
+@pytest.mark.parametrize("backward", ["scipy (CPU)", "index_add (other devices)"])
 @pytest.mark.parametrize("units", [2, 3, 7])
-def test_sparse_first_layer_equals_a_dense_linear_layer_forward_and_backward(units):
+def test_sparse_first_layer_equals_a_dense_linear_layer_forward_and_backward(units, backward):
     X = _with_repeats_and_empty_rows(units)
     net = _build_net(40, units, 0)
     first = net[0]
@@ -40,8 +42,12 @@ def test_sparse_first_layer_equals_a_dense_linear_layer_forward_and_backward(uni
 
     batches = _EpochBatches(X, torch.zeros(9, units), torch.ones(9), 9, torch.device("cpu"))
     (batch, _, _), = list(batches.epoch(np.arange(9)))
+    if backward != "scipy (CPU)":  # each entry's row in the batch, as batches on a GPU carry
+        batch = (*batch[:3], torch.from_numpy(np.repeat(np.arange(9), np.diff(X.indptr))))
+    _feature_major(first, True)
     z = _train_embed(first, batch)
     (z * g).sum().backward()
+    assert first.weight.grad.stride() == first.weight.stride() == (1, units)  # kept in the weight's layout
     torch.testing.assert_close(z.detach(), want_z, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(first.weight.grad, want_w, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(first.bias.grad, want_b, rtol=1e-5, atol=1e-6)
@@ -54,15 +60,13 @@ def test_batches_are_the_permutations_rows_in_order():
     Y = torch.arange(9, dtype=torch.float32)[:, None].repeat(1, 2)
     got = list(_EpochBatches(X, Y, torch.arange(9.0), 4, torch.device("cpu")).epoch(perm))
     assert [len(yb) for _, yb, _ in got] == [4, 4, 1]
-    for (indices, offsets, values, rows), yb, wb in got:
-        assert indices.dtype == rows.dtype == torch.int64  # torch's index kernels are slow on int32
-    for k, ((indices, offsets, values, rows), yb, wb) in enumerate(got):
+    for k, ((indices, offsets, values, csr), yb, wb) in enumerate(got):
+        assert indices.dtype == offsets.dtype == torch.int64  # torch's index kernels are slow on int32
         part = perm[4 * k:4 * k + 4]
         assert wb.tolist() == part.tolist() and yb[:, 0].tolist() == part.tolist()
         rebuilt = sp.csr_matrix((values.numpy(), indices.numpy(), np.append(offsets.numpy(), len(values))),
                                 shape=(len(part), 40))
-        assert (rebuilt != X[part]).nnz == 0
-        assert rows.tolist() == np.repeat(np.arange(len(part)), np.diff(X[part].indptr)).tolist()
+        assert (rebuilt != X[part]).nnz == 0 and (csr != X[part]).nnz == 0
 
 
 def test_duplicates_summed_is_the_summed_matrix():
