@@ -105,13 +105,15 @@ _SPARSE_FIRST_LAYER = None
 
 def _sparse_first_layer():
     """The autograd function of the first layer's weight product on a CSR batch (built on first
-    use: this module is imported without torch). Training stores the weight feature-major
-    (``_feature_major``), so both passes go through it one feature's row at a time. Forward:
-    ``embedding_bag`` (each row's sum in one pass over its entries; torch's fast path needs the
-    contiguous table). Backward: the weight's gradient, batch.T @ grad, made feature-major (the
-    parameter's own layout: autograd keeps it without a copy): scipy's sparse product on the
-    CPU, one ``index_add`` of each entry's row gradient elsewhere. Autograd's own backward of
-    ``embedding_bag`` sorts the indices: several times slower."""
+    use: this module is imported without torch). Any layout of the weight gives the same
+    values; training on the CPU stores it feature-major (``_feature_major``), so both passes go
+    through it one feature's row at a time:
+    - forward: ``embedding_bag``, each row's sum in one pass over its entries (torch's fast
+      path when the table, the weight's transpose, is contiguous);
+    - backward: the weight's gradient batch.T @ grad, made feature-major (on the CPU the
+      parameter's own layout, so autograd keeps it without a copy): scipy's sparse product on
+      the CPU, one ``index_add`` of each entry's row gradient elsewhere. Autograd's own
+      backward of ``embedding_bag`` sorts the indices: several times slower."""
     global _SPARSE_FIRST_LAYER
     if _SPARSE_FIRST_LAYER is None:
         import torch
@@ -148,7 +150,7 @@ def _feature_major(layer, on: bool) -> None:
 
 def _train_embed(first, batch):
     """``first`` on a CSR batch for training (``_EpochBatches``), with gradients for its weight
-    (stored feature-major) and bias."""
+    and bias."""
     return _sparse_first_layer().apply(first.weight, *batch) + first.bias
 
 
@@ -448,7 +450,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 torch.manual_seed(int(self.seed))
                 net = _build_net(dim, k, int(self.hidden)).to(device)
             first, rest = first_layer(net)
-            _feature_major(first, True)
+            _feature_major(first, device.type == "cpu")  # not checked on a GPU: there, torch's layout
             gen = torch.Generator().manual_seed(int(self.seed))
             decay = [p for nme, p in net.named_parameters() if nme.endswith("weight")]
             no_decay = [p for nme, p in net.named_parameters() if not nme.endswith("weight")]
