@@ -32,8 +32,9 @@ path (rows/s), and the kernel's first call in a fresh process (compiling, then c
 
 stream: ``apply`` (the baseline), ``label``, ``label --model``, ``predict``, ``train``, ``verify``
 (of label's ledger; label runs first), ``diff`` (two git revisions of the spec in a temporary
-repository: `money` removed, `short` stricter) and ``predict --gold`` (a gold file of the 1,586
-rows of the first replicate, the same at every size) on the
+repository: `money` removed, `short` stricter), ``predict --gold``, ``stats --gold`` and
+``rows --gold`` (``--wrong``; all three with a gold file of the 1,586 rows of the first
+replicate, the same at every size) on the
 replicated data at each size, each in a fresh process: peak RSS (VmHWM), rows/s, the ratio of
 the peaks between the largest and the smallest size (goal <= 1.5) and each verb's time over
 apply's at the same size (goal <= 3 for predict and label --model). The model is trained
@@ -312,7 +313,9 @@ def _verbs(data, model, tmp: Path, config: Path) -> dict:
                      "--config", config],
             # gold labels of the first replicate's rows (the same 1,586 at every size: _gold_file)
             "predict --gold": ["predict", model, data, "-o", tmp / "pred_gold.parquet", "--id", ID,
-                               "--gold", tmp / "gold.csv"]}
+                               "--gold", tmp / "gold.csv"],
+            "stats --gold": ["stats", SPEC, data, "--id", ID, "--gold", tmp / "gold.csv", "-q"],
+            "rows --gold": ["rows", SPEC, data, "--id", ID, "--gold", tmp / "gold.csv", "--wrong", "-q"]}
 
 
 NEEDS = {"verify": "label"}  # verify reads the ledger label writes (run first, also when not asked for)

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..compiler.checker import load_spec
-from ..engine.analysis import majority_vote, rule_stats, select_rows, summarize, wilson_interval
+from ..engine.analysis import StatsCounts, majority_vote, select_rows, wilson_interval
 from ..engine.apply import apply_file
 from ..engine.examples import run_examples
 from ..engine.gold import gold_from_column, parse_mapping
@@ -17,8 +17,8 @@ from ..engine.votes import vote_batches
 from ..errors import DataError, SpecError, did_you_mean
 from ..examples import EXAMPLES, copy_example
 from .common import (add_data_options, add_engine_options, add_format_option, add_run_options,
-                     add_spec_data_arguments, clip, dump_json, engine_for, flow, gold_asked, load, print_table,
-                     progress_bar, terminal_width, votes_and_gold, writes_parts)
+                     add_spec_data_arguments, clip, dump_json, engine_for, flow, gold_request, load,
+                     print_table, progress_bar, terminal_width, writes_parts)
 
 
 def register(sub):
@@ -149,21 +149,24 @@ def cmd_apply(args) -> int:
 
 # -- stats -------------------------------------------------------------------------------
 def compute_stats(args):
+    """The spec, its per-rule table and summary, counted batch by batch (``StatsCounts``):
+    memory follows a batch, not the data, with or without gold."""
+    from ..engine.ledger import batch_gold
     loaded = load(args.spec, args.data, args.id_column)
     spec = loaded.spec
-    if gold_asked(args):
-        batch, gold = votes_and_gold(args, loaded, quiet=getattr(args, "quiet", False), rule_columns=False)
-        votes = batch.votes
-    else:  # no gold: stream, keeping only the votes (rows × rules, int8), not the data
-        with progress_bar(loaded.source.num_rows, "applying rules", not getattr(args, "quiet", False)) as advance, \
-                engine_for(args) as engine:
-            parts = [b.votes for b in vote_batches(spec, loaded.source, loaded.id_column, progress=advance,
-                                                   engine=engine, rule_columns=False)]
-        if not parts:
-            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
-        votes, gold = np.concatenate(parts).astype(np.int8), None
-    table = rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels), gold)
-    return spec, table, summarize(votes, list(spec.labels), gold)
+    request = gold_request(args)
+    request.check(loaded.source.schema, loaded.id_column, loaded.source.path)
+    gold_of = batch_gold(request, spec.labels, loaded.source.path, loaded.id_column)
+    counts = StatsCounts(len(spec.rules), list(spec.labels), bool(request))
+    with progress_bar(loaded.source.num_rows, "applying rules", not getattr(args, "quiet", False)) as advance, \
+            engine_for(args) as engine:
+        for batch in vote_batches(spec, loaded.source, loaded.id_column, columns=request.columns, progress=advance,
+                                  engine=engine, rule_columns=False):
+            counts.add(batch.votes, gold_of(batch))
+    if counts.totals[0] == 0:
+        raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+    gold_of.check(int(counts.totals[4]) if request else None)
+    return spec, counts.rules(spec.rule_names, [r.rule.label for r in spec.rules]), counts.summary()
 
 
 def interval_text(low, high) -> str:
@@ -248,13 +251,14 @@ def _matching_rows(spec, batch, gold, mode, rule, label, text_column, keep) -> t
 
 
 def cmd_rows(args) -> int:
+    """The matching rows, batch by batch: only the rows it prints are kept, gold or not."""
+    from ..engine.ledger import batch_gold
     loaded = load(args.spec, args.data, args.id_column)
     spec = loaded.spec
     text_fields = spec.text_fields
     text_column = spec.column(text_fields[0]) if text_fields else None
-    columns = (text_column,) if text_column else ()
-    stream = not gold_asked(args)
-    batch, gold = (None, None) if stream else votes_and_gold(args, loaded, columns=columns, quiet=args.quiet)
+    request = gold_request(args)
+    request.check(loaded.source.schema, loaded.id_column, loaded.source.path)
     labels = list(spec.labels)
     mode, rule, label = args.mode, None, None
     if args.rule is not None:
@@ -265,22 +269,24 @@ def cmd_rows(args) -> int:
         if args.label not in labels:
             raise DataError(f"no label {args.label!r} in {spec.path}{did_you_mean(args.label, labels)}")
         mode, label = "label", labels.index(args.label)
-    if mode == "wrong" and gold is None:
+    if mode == "wrong" and not request:
         raise DataError("--wrong compares with gold labels: give --gold FILE or --gold-column COLUMN")
-    if stream:  # no gold labels: keep only the rows it prints, batch by batch
-        matched, total, out = 0, 0, []
-        with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance:
-            for batch in vote_batches(spec, loaded.source, loaded.id_column, columns=columns, progress=advance):
-                room = None if args.limit <= 0 else max(args.limit - len(out), 0)
-                count, shown = _matching_rows(spec, batch, None, mode, rule, label, text_column, room)
-                matched, total = matched + count, total + batch.num_rows
-                out.extend(shown)
-        if not total:
-            raise DataError(f"{loaded.source.path}: the file has a header but no rows")
-    else:
-        matched, out = _matching_rows(spec, batch, gold, mode, rule, label, text_column,
-                                      None if args.limit <= 0 else args.limit)
-        total = batch.num_rows
+    gold_of = batch_gold(request, labels, loaded.source.path, loaded.id_column)
+    columns = ((text_column,) if text_column else ()) + tuple(c for c in request.columns if c != text_column)
+    matched, total, known, out = 0, 0, 0, []
+    with progress_bar(loaded.source.num_rows, "applying rules", not args.quiet) as advance:
+        for batch in vote_batches(spec, loaded.source, loaded.id_column, columns=columns, progress=advance):
+            gold = gold_of(batch)
+            if request and gold is None:
+                gold = np.full(batch.num_rows, -1, np.int64)
+            room = None if args.limit <= 0 else max(args.limit - len(out), 0)
+            count, shown = _matching_rows(spec, batch, gold, mode, rule, label, text_column, room)
+            matched, total = matched + count, total + batch.num_rows
+            known += 0 if gold is None else int((gold >= 0).sum())
+            out.extend(shown)
+    if not total:
+        raise DataError(f"{loaded.source.path}: the file has a header but no rows")
+    gold_of.check(known if request else None)
     if args.format == "json":
         dump_json({"rows": int(matched), "shown": out})
         return 0
@@ -289,7 +295,7 @@ def cmd_rows(args) -> int:
         row["rules"] = ", ".join(row["rules"]) or "-"
         row["text"] = _one_line(row["text"], 70)
     # at the terminal's width the text gives way first, then the rules; never the id (explain takes it)
-    print_table(out, ["id", "verdict"] + (["gold"] if gold is not None else []) + ["rules", "text"],
+    print_table(out, ["id", "verdict"] + (["gold"] if request else []) + ["rules", "text"],
                 width=terminal_width(), shrink={"text": 12, "rules": 10})
     return 0
 

@@ -16,14 +16,29 @@ def register(sub):
     p.add_argument("--queue", metavar="FILE", help="open review mode on exactly the rows of this queue file "
                                                    "(an id column, e.g. the spot check `mteach drift -o` writes), "
                                                    "in its order")
+    p.add_argument("--max-rows", type=_row_count, default=None, metavar="N",
+                   help="hold at most N rows: past that, a random sample of N (seeded by --seed) plus every reviewed, "
+                        "queued and gold row; 0 = every row (default 1,000,000)")
     p.set_defaults(run=cmd_tui)
 
 
+def _row_count(text: str) -> int:
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rows (0 for every row)")
+    return n
+
+
 def cmd_tui(args) -> int:
-    from ..tui.session import Session
+    from ..tui.session import DEFAULT_MAX_ROWS, Session
+    max_rows = DEFAULT_MAX_ROWS if args.max_rows is None else args.max_rows
     session = Session.open(args.spec, args.data, id_column=args.id_column, gold=args.gold,
                            gold_column=args.gold_column, gold_map=args.gold_map,
-                           reviewer=args.reviewer, seed=args.seed, queue=args.queue)  # DataError: exit 2 before the app starts
+                           reviewer=args.reviewer, seed=args.seed, queue=args.queue, max_rows=max_rows)  # DataError: exit 2 before the app starts
     from ..tui.app import StudioApp
     StudioApp(session).run()
     return 0

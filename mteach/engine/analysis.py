@@ -100,9 +100,58 @@ def rule_stats(votes: np.ndarray, rule_names: list, rule_labels: list, labels: l
         votes = mteach.apply_table(spec, table)
         stats = mteach.rule_stats(votes, spec.rule_names, [r.rule.label for r in spec.rules], list(spec.labels))
     """
-    n_voting = (votes != ABSTAIN).sum(axis=1)
-    counts = _column_counts(votes, n_voting > 1, conflicted_rows(votes), gold)
-    return _stats_table(counts, len(votes), rule_names, rule_labels, labels, gold)
+    return StatsCounts(votes.shape[1], labels, gold is not None).add(votes, gold).rules(rule_names, rule_labels)
+
+
+def summarize(votes: np.ndarray, labels: list, gold: Optional[np.ndarray] = None) -> Summary:
+    return StatsCounts(votes.shape[1], labels, gold is not None).add(votes, gold).summary()
+
+
+class StatsCounts:
+    """``rule_stats`` and ``summarize`` summed batch by batch: every figure is a count over
+    rows, so ``stats`` on data of any length holds these counts, never all rows' votes.
+    ``gold``: whether gold labels are given (a batch's ``None`` then means none known)."""
+
+    def __init__(self, n_rules: int, labels: list, gold: bool = False):
+        self.labels, self.gold = list(labels), gold
+        self.columns = np.zeros((n_rules, 5), dtype=np.int64)  # _column_counts
+        # rows, covered, overlapped, conflicted, gold rows, majority vote correct, decided
+        self.totals = np.zeros(7, dtype=np.int64)
+        self.per_class = np.zeros((len(self.labels), 3), dtype=np.int64)  # true positives, predicted, gold
+
+    def add(self, votes: np.ndarray, gold: Optional[np.ndarray] = None) -> "StatsCounts":
+        if self.gold and gold is None:
+            gold = np.full(len(votes), ABSTAIN, dtype=np.int64)
+        n_voting = (votes != ABSTAIN).sum(axis=1)
+        conflicted = conflicted_rows(votes)
+        self.columns += _column_counts(votes, n_voting > 1, conflicted, gold if self.gold else None)
+        self.add_rows(n_voting, conflicted, majority_vote(votes, len(self.labels)), gold if self.gold else None)
+        return self
+
+    def add_rows(self, n_voting: np.ndarray, conflicted: np.ndarray, mv: np.ndarray,
+                 gold: Optional[np.ndarray]) -> None:
+        """The summary's counts from per-row facts: rules voting, conflicted, majority vote."""
+        self.totals[:4] += (len(n_voting), (n_voting > 0).sum(), (n_voting > 1).sum(), conflicted.sum())
+        if gold is None:
+            return
+        known = gold != ABSTAIN
+        decided = known & (mv != ABSTAIN)
+        self.totals[4:] += (known.sum(), (mv[decided] == gold[decided]).sum(), decided.sum())
+        for k in range(len(self.labels)):
+            self.per_class[k] += (((mv == k) & (gold == k)).sum(), ((mv == k) & known).sum(), (gold == k).sum())
+
+    def rules(self, rule_names: list, rule_labels: list) -> pa.Table:
+        return _stats_table(self.columns, int(self.totals[0]), rule_names, rule_labels, self.labels,
+                            self.per_class[:, 2] if self.gold else None)
+
+    def summary(self) -> Summary:
+        per_class = []
+        for lab, (tp, predicted, actual) in zip(self.labels, self.per_class.tolist()) if self.gold else ():
+            per_class.append({"label": lab, "gold": actual, "predicted": predicted,
+                              "precision": tp / predicted if predicted else float("nan"),
+                              "recall": tp / actual if actual else float("nan")})
+        rows, covered, overlapped, conflicted, gold_rows, mv_correct, mv_decided = self.totals.tolist()
+        return Summary(rows, covered, overlapped, conflicted, gold_rows, mv_correct, mv_decided, per_class)
 
 
 def _column_counts(votes: np.ndarray, overlapped: np.ndarray, conflicted: np.ndarray,
@@ -122,8 +171,8 @@ def _column_counts(votes: np.ndarray, overlapped: np.ndarray, conflicted: np.nda
 
 
 def _stats_table(counts: np.ndarray, n: int, rule_names: list, rule_labels: list, labels: list,
-                 gold: Optional[np.ndarray]) -> pa.Table:
-    """``rule_stats``'s table from ``_column_counts``."""
+                 gold_per_label: Optional[np.ndarray]) -> pa.Table:
+    """``rule_stats``'s table from ``_column_counts`` and, with gold, the gold rows of each label."""
     denom = max(n, 1)
     counts = counts.reshape(-1, 5)
     cols = {
@@ -135,9 +184,9 @@ def _stats_table(counts: np.ndarray, n: int, rule_names: list, rule_labels: list
         "overlaps": counts[:, 1] / denom,
         "conflicts": counts[:, 2] / denom,
     }
-    if gold is not None:
+    if gold_per_label is not None:
         correct, total = counts[:, 3], counts[:, 4]
-        gold_of_label = np.array([(gold == labels.index(lab)).sum() for lab in rule_labels], dtype=np.int64)
+        gold_of_label = np.array([gold_per_label[labels.index(lab)] for lab in rule_labels], dtype=np.int64)
         low, high = wilson_interval(correct, total)
         with np.errstate(invalid="ignore", divide="ignore"):
             cols.update({
@@ -148,32 +197,6 @@ def _stats_table(counts: np.ndarray, n: int, rule_names: list, rule_labels: list
                 "recall": np.where(gold_of_label > 0, correct / np.maximum(gold_of_label, 1), np.nan),
             })
     return pa.table(cols)
-
-
-def summarize(votes: np.ndarray, labels: list, gold: Optional[np.ndarray] = None) -> Summary:
-    n_voting = (votes != ABSTAIN).sum(axis=1)
-    return _summary(n_voting, conflicted_rows(votes), majority_vote(votes, len(labels)), labels, gold)
-
-
-def _summary(n_voting: np.ndarray, conflicted: np.ndarray, mv: np.ndarray, labels: list,
-             gold: Optional[np.ndarray]) -> Summary:
-    """``summarize`` from the per-row facts: rules voting, conflicted, majority vote."""
-    per_class, mv_correct, mv_decided, gold_rows = [], 0, 0, 0
-    if gold is not None:
-        known = gold != ABSTAIN
-        gold_rows = int(known.sum())
-        decided = known & (mv != ABSTAIN)
-        mv_decided = int(decided.sum())
-        mv_correct = int((mv[decided] == gold[decided]).sum())
-        for k, lab in enumerate(labels):
-            tp = int(((mv == k) & (gold == k) & known).sum())
-            predicted = int(((mv == k) & known).sum())
-            actual = int((gold == k).sum())
-            per_class.append({"label": lab, "gold": actual, "predicted": predicted,
-                              "precision": tp / predicted if predicted else float("nan"),
-                              "recall": tp / actual if actual else float("nan")})
-    return Summary(len(n_voting), int((n_voting > 0).sum()), int((n_voting > 1).sum()), int(conflicted.sum()),
-                   gold_rows, mv_correct, mv_decided, per_class)
 
 
 @dataclass
@@ -217,10 +240,10 @@ class IncrementalStats:
         else:
             state = self._moved(old, votes, keys, gone, came, gold)
         self._state = state
-        counts = np.array([state["columns"][k] for k in keys], dtype=np.int64).reshape(m, 5)
-        return Stats(_stats_table(counts, n, rule_names, rule_labels, labels, gold),
-                     _summary(state["n_voting"], state["conflicted"], state["verdict"], labels, gold),
-                     state["conflicted"], state["verdict"])
+        totals = StatsCounts(m, labels, gold is not None)
+        totals.columns[:] = np.array([state["columns"][k] for k in keys], dtype=np.int64).reshape(m, 5)
+        totals.add_rows(state["n_voting"], state["conflicted"], state["verdict"], gold)
+        return Stats(totals.rules(rule_names, rule_labels), totals.summary(), state["conflicted"], state["verdict"])
 
     @staticmethod
     def _per_row(per_label: np.ndarray) -> tuple:

@@ -135,6 +135,10 @@ class StudioApp(App):
         self.query_one(SpecEditor).focus()
         if self.session.queue_path is not None:
             self.action_pane("review")
+        if self.session.sample_of:
+            self.notify(f"{self.session.table.num_rows:,} of the {self.session.sample_of:,} rows: a random sample "
+                        f"(seed {self.session.seed}) and every reviewed, queued or gold row; "
+                        "--max-rows sets how many", title="sample", timeout=10)
         problems = self.session.review.problems
         if problems:
             self.notify(f"{self.session.review.path.name}: {problems.describe()}", title="gold file",

@@ -170,3 +170,29 @@ def test_incremental_stats_equal_the_full_ones_through_a_run_of_edits(seed):
         votes = np.asfortranarray(votes.astype(np.int8))
         g = gold if step % 5 else None
         _equal_stats(inc.update(votes, keys, names, rule_labels, labels, g), votes, names, rule_labels, labels, g)
+
+
+def test_stats_counted_batch_by_batch_equal_the_whole_matrix():
+    """``stats`` streams: counts added batch by batch (a batch may have no gold known, given
+    as None) give the same table and summary as the whole matrix at once."""
+    from mteach.engine.analysis import StatsCounts
+    rng = np.random.default_rng(5)
+    n, labels = 700, ["A", "B", "C"]
+    rule_labels = ["A", "B", "C", "A"]
+    votes = np.full((n, 4), -1, np.int8)
+    for j, lab in enumerate(rule_labels):
+        votes[rng.random(n) < 0.3, j] = labels.index(lab)
+    gold = rng.integers(-1, 3, n)
+    gold[300:400] = -1  # a batch without any gold known
+    names = ["r0", "r1", "r2", "r3"]
+    for g in (None, gold):
+        counts = StatsCounts(4, labels, g is not None)
+        for start in range(0, n, 100):
+            counts.add(votes[start:start + 100], None if g is None or start == 300 else g[start:start + 100])
+        want = rule_stats(votes, names, rule_labels, labels, g)
+        got = counts.rules(names, rule_labels)
+        assert got.column_names == want.column_names
+        for name in want.column_names:
+            a, b = got.column(name).to_pylist(), want.column(name).to_pylist()
+            assert [x if x == x else "nan" for x in a] == [x if x == x else "nan" for x in b], name
+        assert repr(counts.summary()) == repr(summarize(votes, labels, g))

@@ -113,6 +113,8 @@ class CoveragePane(Vertical):
         n = max(sm.rows, 1)
         t = Text()
         t.append(f"{sm.rows:,} rows  ", style="bold")
+        if a.sample_of:
+            t.append(f"(a sample of {a.sample_of:,}: --max-rows)  ", style="yellow")
         t.append(f"covered {sm.covered:,} ({sm.covered / n:.1%})  ")
         t.append(f"conflicted {sm.conflicted:,}  ", style="red" if sm.conflicted else "")
         t.append(f"uncovered {sm.rows - sm.covered:,}")
