@@ -282,7 +282,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
         large data the epochs shrink (at least one), each epoch there being already many
         steps; 0 = always ``epochs``.
     max_steps_per_epoch: on large data the mini-batch grows so an epoch takes at most
-        this many steps (each step updates every weight, so steps, not rows, cost time).
+        this many steps (each step has a fixed cost: the optimizer updates every weight).
     """
 
     def __init__(self, hidden: int = 0, epochs: int = 30, lr: float = 0.1,
