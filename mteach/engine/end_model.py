@@ -456,7 +456,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 torch.manual_seed(int(self.seed))
                 net = _build_net(dim, k, int(self.hidden)).to(device)
             first, rest = first_layer(net)
-            _feature_major(first, device.type == "cpu")  # not checked on a GPU: there, torch's layout
+            _feature_major(first, device.type == "cpu")  # CPU only: fused Adam on a strided weight is unchecked on a GPU
             gen = torch.Generator().manual_seed(int(self.seed))
             decay = [p for nme, p in net.named_parameters() if nme.endswith("weight")]
             no_decay = [p for nme, p in net.named_parameters() if not nme.endswith("weight")]
