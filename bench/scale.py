@@ -3,6 +3,7 @@
     python bench/scale.py train   [--rows 100000] [--repeat 1]  # end-model training time and accuracy
     python bench/scale.py longdoc [--docs 10000]           # ~1,300-character documents
     python bench/scale.py predict [--sizes 50000 200000 1000000] [--repeat 1]  # peak RSS and rows/s of predict vs apply
+    python bench/scale.py label-model [--sizes 1000000] [--repeat 3]  # label --model and label vs apply
     python bench/scale.py stream  [--sizes 1000000 10000000] [--big-csv]  # every streaming verb
 
 train: the YouTube train comments replicated to ``--rows`` rows (bench/_common.py), the
@@ -29,6 +30,11 @@ on the replicated data at each size, each in a fresh process that prints its own
 to apply's (goal <= 3); ``--repeat N``: each N times, interleaved, the fastest kept. First, in
 this process, the featurizer's transform through the compiled kernel and through the numpy
 path (rows/s), and the kernel's first call in a fresh process (compiling, then cached).
+
+label-model: the model trained as predict's (the default featurizer); then ``mteach apply``,
+``mteach label --model MODEL`` and plain ``mteach label`` on the replicated data at each size,
+each in a fresh process, ``--repeat N`` times interleaved, the fastest of each kept: wall
+time, rows/s, peak RSS and time over apply's (goal <= 3 for label --model).
 
 stream: ``apply`` (the baseline), ``label``, ``label --model``, ``predict``, ``train``, ``verify``
 (of label's ledger; label runs first), ``diff`` (two git revisions of the spec in a temporary
@@ -268,13 +274,19 @@ def transform_speed(model: Path, data: Path, rows: int = 200_000) -> None:
           f"{cached:.2f} s with it cached")
 
 
+def default_model(tmp: Path) -> tuple:
+    """(an empty mteach.toml, the model trained with it on the YouTube train split) in ``tmp``."""
+    config = tmp / "mteach.toml"
+    config.write_text("")
+    model = tmp / "model"
+    run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+    return config, model
+
+
 def bench_predict(sizes: list, repeat: int = 1) -> None:
     with tempfile.TemporaryDirectory(prefix="mteach-scale-") as tmp:
         tmp = Path(tmp)
-        config = tmp / "mteach.toml"
-        config.write_text("")
-        model = tmp / "model"
-        run_child(["train", SPEC, TRAIN, "-o", model, "--id", ID, "--config", config, "-q"])
+        config, model = default_model(tmp)
         transform_speed(model, replicated_parquet(min(sizes)))
         figures = {}
         for rows in sizes:
@@ -293,6 +305,31 @@ def bench_predict(sizes: list, repeat: int = 1) -> None:
         lo, hi = min(sizes), max(sizes)
         print(f"peak RSS {hi:,} / {lo:,} rows: apply {figures[hi][0]['peak_mib'] / figures[lo][0]['peak_mib']:.2f}, "
               f"predict {figures[hi][1]['peak_mib'] / figures[lo][1]['peak_mib']:.2f} (goal <= 1.5)")
+
+
+def bench_label_model(sizes: list, repeat: int = 1) -> None:
+    """``apply``, ``label --model`` and plain ``label`` at each size, each in a fresh process,
+    ``repeat`` times interleaved, the fastest of each kept; the model trained as ``predict``'s
+    (an empty mteach.toml: the default featurizer, word 1-2 + char_wb 2-4 n-grams)."""
+    with tempfile.TemporaryDirectory(prefix="mteach-scale-") as tmp:
+        tmp = Path(tmp)
+        config, model = default_model(tmp)
+        verbs = {"apply": lambda data: ["apply", SPEC, data, "-o", tmp / "votes.parquet", "--id", ID, "-q"],
+                 "label --model": lambda data: ["label", SPEC, data, "-o", tmp / "ledger_m.parquet", "--id", ID, "-q",
+                                                "--model", model],
+                 "label": lambda data: ["label", SPEC, data, "-o", tmp / "ledger.parquet", "--id", ID, "-q",
+                                        "--config", config]}
+        for rows in sizes:
+            data = replicated_parquet(rows)
+            runs = [{verb: run_child(argv(data)) for verb, argv in verbs.items()} for _ in range(repeat)]
+            best = {verb: min((r[verb] for r in runs), key=lambda f: f["seconds"]) for verb in verbs}
+            base = best["apply"]["seconds"]
+            for verb, f in best.items():
+                every = ", ".join(f"{r[verb]['seconds']:.1f}" for r in runs)
+                print(f"label-model: {rows:>11,} rows  {verb:<14} best of {repeat}: {f['seconds']:6.1f} s  "
+                      f"{rows / f['seconds']:>9,.0f} rows/s  peak {f['peak_mib']:>6,.0f} MiB  "
+                      f"time / apply {f['seconds'] / base:5.2f}  (each run: {every} s)", flush=True)
+            print(f"label-model: load average {os.getloadavg()[0]:.1f} after {rows:,} rows", flush=True)
 
 
 STREAM_CONFIG = "[features]\nchar_ngrams = false\n[end_model]\nmax_rows = 20000\nepochs = 5\n"
@@ -415,12 +452,12 @@ def main(argv=None) -> int:
         child_run(sys.argv[2:])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("train", "longdoc", "predict", "stream"))
+    ap.add_argument("what", choices=("train", "longdoc", "predict", "label-model", "stream"))
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--docs", type=int, default=10_000)
     ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000, 1_000_000])
-    ap.add_argument("--repeat", type=int, default=1, help="predict: run apply and predict this many times at each "
-                    "size, interleaved, and keep the fastest of each (a shared machine's noise); train: each "
+    ap.add_argument("--repeat", type=int, default=1, help="predict, label-model: run each verb this many times at "
+                    "each size, interleaved, and keep the fastest of each (a shared machine's noise); train: each "
                     "fit this many times, interleaved, the fastest kept")
     ap.add_argument("--big-csv", action="store_true", help="stream: also a CSV of over 2 GB through every verb")
     ap.add_argument("--big-csv-only", action="store_true", help="stream: only the CSV of over 2 GB")
@@ -429,7 +466,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
     {"train": lambda: bench_train(args.rows, args.repeat), "longdoc": lambda: bench_longdoc(args.docs),
-     "predict": lambda: bench_predict(args.sizes, args.repeat), "stream": lambda: bench_stream(args.sizes, "only" if args.big_csv_only else args.big_csv, args.verbs)}[args.what]()
+     "predict": lambda: bench_predict(args.sizes, args.repeat),
+     "label-model": lambda: bench_label_model(args.sizes, args.repeat), "stream": lambda: bench_stream(args.sizes, "only" if args.big_csv_only else args.big_csv, args.verbs)}[args.what]()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

@@ -308,6 +308,20 @@ def _count_matrix(ptr: np.ndarray, cols: np.ndarray, width: int) -> sp.csr_matri
     return m
 
 
+def _log_counts(top: int) -> np.ndarray:
+    """Sublinear tf's table for the kernel: 1 + log(count) at index count, for counts up to
+    ``top`` (index 0 unused; -1: an empty table, sublinear tf off)."""
+    if top < 0:
+        return np.zeros(0)
+    return np.concatenate([[0.0], 1.0 + np.log(np.arange(1, top + 1, dtype=np.float64))])
+
+
+def _most_ngrams(lo: int, hi: int, byte_lengths: np.ndarray) -> int:
+    """An upper bound on the n-grams of sizes ``lo``..``hi`` a row of these byte lengths can
+    have (what ``_log_counts`` must cover when the counts are not known beforehand)."""
+    return 3 * (hi - lo + 1) * (int(byte_lengths.max(initial=0)) + 3)
+
+
 def _row_normalised(ptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values`` (float64) divided by their row's L2 norm, as float32. Each row's sum of
     squares is added up in entry order (``bincount``), as the compiled kernel adds it."""
@@ -508,12 +522,10 @@ class Featurizer(BaseEstimator):
                 self._vectorizer(kind, vocabulary=vocab) if vocab else None
                 for (field, kind), vocab in zip(self._block_specs(), self.vocabularies_)
             ]
-        else:  # bucket -> column (-1: not a feature)
-            self._columns = []
-            for buckets in self.buckets_:
-                table = np.full(1 << int(self.hash_bits), -1, dtype=np.int32)
-                table[buckets] = np.arange(len(buckets), dtype=np.int32)
-                self._columns.append(table)
+        else:  # bucket -> column (-1: not a feature), a row per block
+            self._columns = np.full((len(self.buckets_), 1 << int(self.hash_bits)), -1, dtype=np.int32)
+            for b, buckets in enumerate(self.buckets_):
+                self._columns[b, buckets] = np.arange(len(buckets), dtype=np.int32)
         names, offsets = [], []
         pos = 0
         for (field, kind), terms in zip(self._block_specs(), self.terms_):
@@ -592,7 +604,7 @@ class Featurizer(BaseEstimator):
             data, offsets, _ = utf8_views(arr)
             views[field] = (data, offsets.astype(np.int64))
         word_table, space_table = char_table("word"), char_table("space")
-        ranges = {"w": self.ngram_range, "c": self.char_ngram_range}
+        ranges = self._ngram_ranges
         with kernel.lock:
             counts = [kernel.count(*views[f], kind, *ranges[kind], word_table, space_table) for f, kind in specs]
             if numeric is not None:
@@ -603,10 +615,7 @@ class Featurizer(BaseEstimator):
             dest = np.ascontiguousarray(ptr[:-1] + np.cumsum(per_block, axis=0) - per_block)
             cols = np.empty(ptr[-1], dtype=np.int32)
             values = np.empty(ptr[-1], dtype=np.float32)
-            sub_tf = np.zeros(0)
-            if self.sublinear_tf:  # 1 + log(count) of every count a row can have
-                top = int(per_block.max(initial=0))
-                sub_tf = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, top + 1, dtype=np.float64))])
+            sub_tf = _log_counts(int(per_block.max(initial=0)) if self.sublinear_tf else -1)
             kept = per_block.copy()
             for b, (field, kind) in enumerate(specs):
                 kept[b] = kernel.fill(*views[field], kind, *ranges[kind], int(self.hash_bits), word_table, space_table,
@@ -630,6 +639,10 @@ class Featurizer(BaseEstimator):
         # repeated entries (scipy's astype sums duplicates), and the kernel keeps them
         return sp.csr_matrix((filled - self.numeric_mean_) / self.numeric_std_).astype(np.float32)
 
+    @property
+    def _ngram_ranges(self) -> dict:
+        return {"w": self.ngram_range, "c": self.char_ngram_range}
+
     def _text_arrays(self, table: pa.Table) -> dict:
         return {f: _column_array(table, f, self.lowercase) for f in dict.fromkeys(f for f, _ in self._block_specs())}
 
@@ -647,21 +660,61 @@ class Featurizer(BaseEstimator):
             return self.transform(table) @ dense  # scipy adds each row's entries in order, in float32
         numeric, arrays = self._numeric_block(table), self._text_arrays(table)
         out = np.zeros((table.num_rows, dense.shape[1]), dtype=np.float32)
-        ranges = {"w": self.ngram_range, "c": self.char_ngram_range}
+        ranges = self._ngram_ranges
         word_table, space_table = char_table("word"), char_table("space")
         with kernel.lock:
             for b, (field, kind) in enumerate(self._block_specs()):
                 data, offsets, _ = utf8_views(arrays[field])
-                sub_tf = np.zeros(0)
-                if self.sublinear_tf:  # up to the most n-grams a row of these can have
-                    lo, hi = ranges[kind]
-                    top = 3 * (hi - lo + 1) * (int(np.diff(offsets).max(initial=0)) + 3)
-                    sub_tf = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, top + 1, dtype=np.float64))])
+                sub_tf = _log_counts(_most_ngrams(*ranges[kind], np.diff(offsets)) if self.sublinear_tf else -1)
                 kernel.score(data, offsets.astype(np.int64), kind, *ranges[kind], int(self.hash_bits), word_table,
                              space_table, self._columns[b], self.idfs_[b], sub_tf, self.block_offsets_[b], dense, out)
             if numeric is not None:
                 kernel.sparse_dot(numeric, dense, out, self.numeric_offset_)
         return out
+
+    def scores_and_top(self, table: pa.Table, dense: np.ndarray, bias: np.ndarray, explain: np.ndarray,
+                       k: int) -> Optional[tuple]:
+        """A linear model's logits on every row (``dot(table, dense) + bias``, float32: the same
+        numbers) and, for the rows where ``explain`` is True, its top ``k`` attributions toward
+        its largest logit: (columns, values, counts per explained row) as
+        ``end_model.top_attributions(EndModel.attributions(X, classes), k)`` gives them on those
+        rows' features X (``classes``: the argmax of the model's probabilities). One pass of the
+        compiled kernel over the text: the rows' n-grams are found once and no matrix is made.
+        None where that kernel cannot run (no numba, the vocabulary featurizer, ``dense`` of 8
+        classes or more, whose numpy sums add in another order): use ``dot`` and ``transform``."""
+        self._check_fitted()
+        kernel = compiled_kernel()
+        if self.buckets_ is None or kernel is None or not 2 <= dense.shape[1] < 8:
+            return None
+        if dense.shape[0] != self.n_features_:
+            raise ValueError(f"dense has {dense.shape[0]} rows for {self.n_features_} features")
+        dense = np.ascontiguousarray(dense, dtype=np.float32)
+        n, specs = table.num_rows, self._block_specs()
+        numeric, arrays = self._numeric_block(table), self._text_arrays(table)
+        views = [utf8_views(arr)[:2] for arr in arrays.values()] or [(np.zeros(0, np.uint8), np.zeros(n + 1, np.int32))]
+        starts = np.cumsum([0] + [len(data) for data, _ in views[:-1]])  # the fields' bytes end to end
+        data = views[0][0] if len(views) == 1 else np.concatenate([data for data, _ in views])
+        offsets = np.stack([o.astype(np.int64) + s for (_, o), s in zip(views, starts)])
+        field = {f: i for i, f in enumerate(arrays)}
+        ranges = self._ngram_ranges
+        blocks = np.array([[field[f], kind == "c", *ranges[kind], self.block_offsets_[b]]
+                           for b, (f, kind) in enumerate(specs)], dtype=np.int64).reshape(len(specs), 5)
+        idf_at = np.cumsum([0] + [len(idf) for idf in self.idfs_]).astype(np.int64)
+        idf = np.concatenate(self.idfs_) if self.idfs_ else np.zeros(0)
+        sub_tf = np.zeros(0)
+        if self.sublinear_tf:
+            lo, hi = min(ranges[kind][0] for _, kind in specs), max(ranges[kind][1] for _, kind in specs)
+            sub_tf = _log_counts(_most_ngrams(lo, hi, np.diff(offsets, axis=1)))
+        slots = np.full(n, -1, dtype=np.int64)
+        slots[explain] = np.arange(int(np.count_nonzero(explain)))
+        out = np.zeros((n, dense.shape[1]), dtype=np.float32)
+        bias = np.ascontiguousarray(bias, dtype=np.float32)
+        columns = self._columns if len(specs) else np.zeros((0, 1), np.int32)
+        top_cols, top_vals, top_n = kernel.score_top(
+            data, offsets, blocks, int(self.hash_bits), char_table("word"), char_table("space"), columns, idf,
+            idf_at, sub_tf, numeric, self.numeric_offset_, dense, bias, slots, int(k), out)
+        kept = np.arange(int(k))[None, :] < top_n[:, None]
+        return out + bias, (top_cols[kept], top_vals[kept], top_n)
 
     def transform(self, table: pa.Table) -> sp.csr_matrix:
         self._check_fitted()

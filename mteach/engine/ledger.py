@@ -51,6 +51,7 @@ import json
 import math
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -306,10 +307,11 @@ class ModelOutput:
 def model_output(model, table: pa.Table, votes: np.ndarray) -> ModelOutput:
     """A trained model's say on ``table``: its end model's probabilities on every row, the top
     features of the rows no rule covers, its label model and blend."""
-    em = model.end_model_proba(table)
-    uncovered = np.flatnonzero(~(votes != -1).any(axis=1))
-    features = (model.top_features(table.take(pa.array(uncovered)), em[uncovered].argmax(axis=1))
-                if len(uncovered) and not model.uncovered_by_rules else None)
+    uncovered = ~(votes != -1).any(axis=1)
+    if uncovered.any() and not model.uncovered_by_rules:
+        em, features = model.end_model_output(table, uncovered)
+    else:
+        em, features = model.end_model_proba(table), None
     return ModelOutput(em, model.label_model, model.blend, features, model.uncovered_proba(em),
                        model.uncovered_by_rules)
 
@@ -643,8 +645,9 @@ def _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed):
 
 
 def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, run_facts) -> Ledger:
-    """The second pass: each batch's ledger rows spooled to a Parquet file beside ``output``
-    and hashed; then the metadata (which holds the hash) and the rows rewritten into ``output``."""
+    """The second pass: each batch's ledger rows spooled to a file beside ``output`` (an Arrow IPC
+    stream, zstd-compressed buffers: cheaper to write and read back than Parquet) and hashed; then the
+    metadata (which holds the hash) and the rows rewritten into ``output``."""
     from .io import _temporary_name
     output = Path(output)
     counted, labels_seen = LedgerFacts(), {}
@@ -652,14 +655,15 @@ def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, ru
     features = model is not None and not model.uncovered_by_rules
     digest, spool, writer, ids = None, _temporary_name(output), None, RepeatedIds()
     try:
-        for batch in batches:
+        for batch, out in _with_model_output(batches, model):
             gold = gold_of(batch)
-            out = model_output(model, batch.table, batch.votes) if model is not None else None
             rows = ledger_rows(spec, label_model, batch.ids, batch.votes, gold=gold, model_output=out,
                                fields=row_fields(spec, batch.table), features_column=features)
             if writer is None:
                 digest = RowsHash(rows.schema)
-                writer = pq.ParquetWriter(spool, rows.schema, compression="lz4")
+                # a stream, not an IPC file: each batch may bring its own dictionaries (dictionary ids)
+                writer = pa.ipc.new_stream(str(spool), rows.schema,
+                                           options=pa.ipc.IpcWriteOptions(compression="zstd"))
             writer.write_table(rows)
             digest.add(rows)
             counted.add(batch.votes, gold)
@@ -680,7 +684,7 @@ def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, ru
         with atomic_path(output) as tmp:
             _rewrite(spool, tmp, meta, drop)
         ledger = Ledger(None, json.loads(run), json.loads(rules), json.loads(params), output,
-                        counts=labels_seen, repeated=ids.repeated(spool), streamed=True)
+                        counts=labels_seen, repeated=ids.repeated(output), streamed=True)
         del ledger.table  # read back from ``output`` when asked for (Ledger.__getattr__)
         return ledger
     finally:
@@ -691,38 +695,64 @@ def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, ru
         ids.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(spool)
+
+
+def _with_model_output(batches, model):
+    """(batch, ``model_output`` of it) for each batch, in order; with a model, each batch's
+    output is computed on a thread of its own while the caller writes the batch before it
+    (the end model's kernel releases the GIL), so the two overlap; one batch ahead at most."""
+    if model is None:
+        yield from ((batch, None) for batch in batches)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = None
+        for batch in batches:
+            coming = (batch, pool.submit(model_output, model, batch.table, batch.votes))
+            if ahead is not None:
+                yield ahead[0], ahead[1].result()
+            ahead = coming
+        if ahead is not None:
+            yield ahead[0], ahead[1].result()
+
+
 def _rewrite(spool: Path, target, meta: dict, drop=()) -> None:
-    """The spooled rows (less the columns in ``drop``) written to ``target`` with ``meta`` as
-    schema metadata, in row groups of ``LEDGER_ROW_GROUP`` rows: the bytes ``write_ledger``
-    writes. Each group is made of chunks of ``DEFAULT_BATCH_ROWS`` rows (a multiple of the
-    Parquet writer's 1,024-row steps, so its pages fall where one whole array's would), so no
-    column is ever combined past a chunk."""
-    source = pq.ParquetFile(spool)
-    columns = [name for name in source.schema_arrow.names if name not in drop]
-    kept = pa.schema([source.schema_arrow.field(name) for name in columns])
-    with pq.ParquetWriter(target, kept.with_metadata(meta), compression="zstd", write_statistics=False) as writer:
-        pieces, chunks, rows = [], [], 0
-        step = min(DEFAULT_BATCH_ROWS, LEDGER_ROW_GROUP)
+    """The spooled rows (an Arrow IPC stream, less the columns in ``drop``) written to ``target``
+    with ``meta`` as schema metadata, in row groups of ``LEDGER_ROW_GROUP`` rows: the bytes
+    ``write_ledger`` writes. Each group is made of chunks of ``DEFAULT_BATCH_ROWS`` rows (a
+    multiple of the Parquet writer's 1,024-row steps, so its pages fall where one whole array's
+    would), so no column is ever combined past a chunk."""
+    with pa.OSFile(str(spool)) as spooled, pa.ipc.open_stream(spooled) as source:  # a batch at a time
+        columns = [name for name in source.schema.names if name not in drop]
+        kept = pa.schema([source.schema.field(name) for name in columns])
+        with pq.ParquetWriter(target, kept.with_metadata(meta), compression="zstd",
+                              write_statistics=False) as writer:
+            _regroup((batch.select(columns) for batch in source), kept, meta, writer)
 
-        def flush_chunk(size):
-            nonlocal pieces
-            table = pa.Table.from_batches(pieces, schema=kept)
-            chunks.extend(table.slice(0, size).combine_chunks().to_batches())
-            pieces = table.slice(size).to_batches()
 
-        for batch in parquet_batches(spool, columns, DEFAULT_BATCH_ROWS):
-            pieces.append(batch)
-            rows += batch.num_rows
-            while rows >= step:
-                flush_chunk(step)
-                rows -= step
-                if sum(c.num_rows for c in chunks) >= LEDGER_ROW_GROUP:
-                    writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
-                    chunks = []
-        if rows:
-            flush_chunk(rows)
-        if chunks:
-            writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
+def _regroup(batches, kept: pa.Schema, meta: dict, writer) -> None:
+    """``_rewrite``'s chunks and row groups."""
+    pieces, chunks, rows = [], [], 0
+    step = min(DEFAULT_BATCH_ROWS, LEDGER_ROW_GROUP)
+
+    def flush_chunk(size):
+        nonlocal pieces
+        table = pa.Table.from_batches(pieces, schema=kept)
+        chunks.extend(table.slice(0, size).combine_chunks().to_batches())
+        pieces = table.slice(size).to_batches()
+
+    for batch in batches:
+        pieces.append(batch)
+        rows += batch.num_rows
+        while rows >= step:
+            flush_chunk(step)
+            rows -= step
+            if sum(c.num_rows for c in chunks) >= LEDGER_ROW_GROUP:
+                writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
+                chunks = []
+    if rows:
+        flush_chunk(rows)
+    if chunks:
+        writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
 
 
 def label_partitioned(spec, source, output, id_column, gold, seed, batch_rows, progress, model, engine, facts,
@@ -926,6 +956,11 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
     text = pa.concat_arrays([text]) if text.offset else text
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[: len(text) + 1]
     data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None else np.zeros(0, np.uint8)
+    if offsets[-1] - offsets[0] >= _KERNEL_ID_BYTES:
+        from .features import compiled_kernel  # numba's import is worth it past this many bytes
+        kernel = compiled_kernel()
+        if kernel is not None:
+            return kernel.id_hashes(data, offsets)
     data = data[offsets[0]:offsets[-1]].astype(np.uint64)
     starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
     with np.errstate(over="ignore"):
@@ -941,6 +976,7 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
 
 _P = np.uint64(0x100000001B3)                      # odd: invertible modulo 2^64
 _P_INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
+_KERNEL_ID_BYTES = 1 << 20  # ids of more bytes than this hashed by the compiled kernel (the same numbers)
 
 
 # What explain, verify, diff and the audit read without checking: a ledger lacking one is refused.

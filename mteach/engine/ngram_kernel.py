@@ -317,6 +317,161 @@ def _score(data, offsets, char_kind, lo, hi, shift, word_table, space_table, col
     return out
 
 
+@njit(cache=True)
+def _distinct(cols, vals, n, count, out_cols, out_vals):
+    """The row's ``n`` entries as ``sum_duplicates`` merges them: each column once (in order of
+    first occurrence here; ``count``: zeros, one per feature, left zeros), its entries added up
+    in float32 (a column's entries all hold the same value); their number."""
+    for i in range(n):
+        count[cols[i]] += 1
+    m = 0
+    for i in range(n):
+        c = cols[i]
+        times = count[c]
+        if times == 0:  # done at its first entry
+            continue
+        count[c] = 0
+        v = vals[i]
+        total = v
+        for _ in range(times - 1):
+            total += v
+        out_cols[m] = c
+        out_vals[m] = total
+        m += 1
+    return m
+
+
+@njit(cache=True)
+def _column_order(cols, vals, m, keys, one):
+    """The ``m`` distinct entries sorted by column (the canonical order) in place."""
+    bits = vals.view(np.uint32)
+    ones = one.view(np.uint32)
+    for i in range(m):
+        keys[i] = (np.int64(cols[i]) << 32) | np.int64(bits[i])
+    keys[:m].sort()
+    for i in range(m):
+        cols[i] = np.int32(keys[i] >> 32)
+        ones[0] = np.uint32(keys[i] & 0xFFFFFFFF)
+        vals[i] = one[0]
+
+
+@njit(cache=True)
+def _top(cols, vals, m, dense, w32, top, top_cols, top_vals):
+    """Gradient x input of each of the row's ``m`` distinct entries (the gradient: the rows of
+    ``dense`` times the class weights ``w32``, in float32, as ``EndModel.attributions``); the
+    ``top`` largest positive ones into ``top_cols`` / ``top_vals``, largest first, of equal
+    ones the lower column (the first in canonical order, as ``end_model.top_attributions``);
+    their number."""
+    got = 0
+    for i in range(m):
+        c = cols[i]
+        g = dense[c, 0] * w32[0]
+        for j in range(1, dense.shape[1]):
+            g += dense[c, j] * w32[j]
+        v = np.float64(g * vals[i])
+        if not v > 0:
+            continue
+        if got == top:
+            if v < top_vals[top - 1] or (v == top_vals[top - 1] and c > top_cols[top - 1]):
+                continue
+            at = top - 1  # the smallest kept makes room
+        else:
+            at = got
+            got += 1
+        while at > 0 and (top_vals[at - 1] < v or (top_vals[at - 1] == v and top_cols[at - 1] > c)):
+            top_vals[at] = top_vals[at - 1]
+            top_cols[at] = top_cols[at - 1]
+            at -= 1
+        top_vals[at] = v
+        top_cols[at] = c
+    return got
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _score_top(data, offsets, blocks, shift, word_table, space_table, columns, idf, idf_at, sub_tf,
+               num_ptr, num_cols, num_vals, num_offset, dense, bias, explain, top, out, top_cols, top_vals, top_n,
+               parts):
+    nb = blocks.shape[0]
+    k_classes = dense.shape[1]
+    bounds = _chunks(offsets[0], parts)
+    for c in prange(len(bounds) - 1):
+        r0, r1 = bounds[c], bounds[c + 1]
+        longest = 0
+        for f in range(offsets.shape[0]):
+            longest = max(longest, _longest(offsets[f], r0, r1))
+        scratch = (np.empty(longest + 3, np.int64), np.empty(longest + 3, np.int64), np.empty(longest + 3, np.uint64),
+                   np.empty(longest + 3, np.uint64), np.empty(longest + 3, np.int64))
+        size = 1
+        for b in range(nb):  # n-grams a row of that many bytes can have, per block (as ``_score``)
+            size += 3 * (blocks[b, 3] - blocks[b, 2] + 1) * (longest + 3)
+        most = 0
+        for r in range(r0, r1):
+            most = max(most, num_ptr[r + 1] - num_ptr[r])
+        size += most
+        cols = np.empty(size, np.int32)
+        vals = np.empty(size, np.float32)
+        merged_cols = np.empty(size, np.int32)
+        merged_vals = np.empty(size, np.float32)
+        count = np.zeros(dense.shape[0], np.int32)
+        keys = np.empty(size if k_classes > 2 else 0, np.int64)
+        one = np.empty(1, np.float32)
+        z = np.empty(k_classes, np.float32)
+        w64 = np.empty(k_classes, np.float64)
+        w32 = np.empty(k_classes, np.float32)
+        for r in range(r0, r1):
+            pos = 0
+            for b in range(nb):  # each block's entries multiplied in where found, as ``_score`` adds them
+                f, char_kind, lo, hi, off = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3], blocks[b, 4]
+                k = _row(data, offsets[f, r], offsets[f, r + 1], char_kind == 1, lo, hi, shift, word_table,
+                         space_table, columns[b], idf[idf_at[b]:idf_at[b + 1]], sub_tf, scratch, cols[pos:],
+                         vals[pos:])
+                for i in range(pos, pos + k):
+                    cols[i] += off
+                    a = vals[i]
+                    for j in range(k_classes):
+                        out[r, j] += a * dense[cols[i], j]
+                pos += k
+            for i in range(num_ptr[r], num_ptr[r + 1]):  # then the numeric block's, as ``_sparse_dot``
+                cols[pos] = num_cols[i] + num_offset
+                vals[pos] = num_vals[i]
+                for j in range(k_classes):
+                    out[r, j] += vals[pos] * dense[cols[pos], j]
+                pos += 1
+            slot = explain[r]
+            if slot < 0:
+                continue
+            # the row as ``EndModel.attributions`` takes it: each column once (sum_duplicates)
+            m = _distinct(cols, vals, pos, count, merged_cols, merged_vals)
+            best = 0  # the class explained: the largest logit, the first of equal ones (argmax of the probabilities)
+            for j in range(k_classes):
+                if out[r, j] + bias[j] > out[r, best] + bias[best]:
+                    best = j
+            # d margin / d logits: 1 for the class, -softmax of the others' logits (decision_function's on
+            # the canonical row: its entries added in column order); of two classes, -1 for the other
+            for j in range(k_classes):
+                w32[j] = np.float32(1.0) if j == best else np.float32(-1.0)
+            if k_classes > 2:
+                _column_order(merged_cols, merged_vals, m, keys, one)
+                for j in range(k_classes):
+                    z[j] = 0
+                for i in range(m):
+                    for j in range(k_classes):
+                        z[j] += merged_vals[i] * dense[merged_cols[i], j]
+                top_z = -np.inf
+                for j in range(k_classes):
+                    if j != best:
+                        top_z = max(top_z, np.float64(z[j] + bias[j]))
+                total = 0.0
+                for j in range(k_classes):
+                    w64[j] = 0.0 if j == best else np.exp(np.float64(z[j] + bias[j]) - top_z)
+                    total += w64[j]
+                for j in range(k_classes):
+                    if j != best:
+                        w32[j] = np.float32(-w64[j] / total)
+            top_n[slot] = _top(merged_cols, merged_vals, m, dense, w32, top, top_cols[slot], top_vals[slot])
+    return out
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def _copy_rows(ptr, cols, vals, col_offset, dest, out_cols, out_vals, parts):
     n = len(ptr) - 1
@@ -413,3 +568,63 @@ def score(data, offsets, kind: str, lo: int, hi: int, bits: int, word_table, spa
     with lock:
         return _score(data, offsets, kind == "c", int(lo), int(hi), _u64(64 - int(bits)), word_table, space_table,
                       columns, idf, sub_tf, np.int32(col_offset), dense, out, _parts())
+
+
+def score_top(data, offsets, blocks, bits: int, word_table, space_table, columns, idf, idf_at, sub_tf, numeric,
+              num_offset: int, dense, bias, explain, top: int, out) -> tuple:
+    """``score`` of every block of every row in one pass (``out`` += the rows @ ``dense``, added
+    in the order ``Featurizer.dot`` adds them) and, for the rows with ``explain[r]`` >= 0, a
+    linear model's (``dense``, ``bias``) attributions toward its largest logit, the ``top``
+    largest positive ones: what ``end_model.top_attributions(EndModel.attributions(X, argmax))``
+    gives on their feature matrix X, which is never made. ``data``: the text fields' bytes
+    end to end, ``offsets`` (fields x rows + 1) into it; ``blocks`` (blocks x 5, int64): field,
+    1 for char_wb n-grams, lo, hi, first column; ``columns`` (blocks x 2^``bits``); ``idf``:
+    the blocks' end to end, block b's from ``idf_at[b]``; ``numeric``: a float32 CSR block
+    (or None) whose column j is feature ``num_offset`` + j. Returns (columns, values, counts)
+    per explained row (``explain[r]``: its slot), each row's largest first."""
+    slots = int(explain.max(initial=-1)) + 1
+    top_cols = np.zeros((slots, top), np.int32)
+    top_vals = np.zeros((slots, top), np.float64)
+    top_n = np.zeros(slots, np.int64)
+    n = offsets.shape[1] - 1
+    if numeric is None:
+        num_ptr, num_cols, num_vals = np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    else:
+        num_ptr, num_cols, num_vals = numeric.indptr.astype(np.int64), numeric.indices, numeric.data
+    with lock:
+        _score_top(data, offsets, blocks, _u64(64 - int(bits)), word_table, space_table, columns, idf, idf_at, sub_tf,
+                   num_ptr, num_cols, num_vals, np.int32(num_offset), dense, bias, explain, int(top), out, top_cols,
+                   top_vals, top_n, _parts())
+    return top_cols, top_vals, top_n
+
+
+_P = _u64(0x100000001B3)  # ledger._P
+_FIN = _u64(0xFF51AFD7ED558CCD)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _id_hashes(data, offsets, parts):
+    n = len(offsets) - 1
+    out = np.empty(n, np.uint64)
+    bounds = _chunks(offsets, parts)
+    for c in prange(len(bounds) - 1):
+        for r in range(bounds[c], bounds[c + 1]):
+            h = _u64(0)
+            p = _u64(1)
+            for i in range(offsets[r], offsets[r + 1]):
+                h += _u64(data[i]) * p
+                p *= _P
+            h += _u64(offsets[r + 1] - offsets[r]) * _MIX
+            h ^= h >> _u64(33)
+            h *= _FIN
+            h ^= h >> _u64(33)
+            out[r] = h
+    return out
+
+
+def id_hashes(data, offsets) -> np.ndarray:
+    """``ledger.id_hashes`` of texts given as UTF-8 ``data`` and int64 ``offsets`` into it (the
+    same numbers: sum of byte_i P^i, plus the length times M, then murmur3's finaliser), a
+    loop over each id's bytes, ids in parallel."""
+    with lock:
+        return _id_hashes(data, offsets, _parts())

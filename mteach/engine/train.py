@@ -22,6 +22,7 @@ any rule voted (label model posterior, blended with the end model), "end_model" 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -64,6 +65,7 @@ BLEND_CONFIDENCE = 0.95
 BOOTSTRAP_DRAWS = 1000
 MIN_GOLD_FOR_BLEND = 20
 MIN_COVERED_ROWS = 10
+TOP_FEATURES = 5  # features a ledger keeps per row the end model decides (end_model_features)
 
 
 class ModelError(MteachError):
@@ -139,13 +141,51 @@ class TrainedModel:
         raw = end_model_raw_proba(self.featurizer, self.end_model, _feature_table(self.spec, table))
         return tempered(raw, self.end_temperature)
 
-    def top_features(self, table: pa.Table, classes: np.ndarray, k: int = 5) -> pa.Array:
+    def top_features(self, table: pa.Table, classes: np.ndarray, k: int = TOP_FEATURES) -> pa.Array:
         """Per row, the ``k`` features that pushed it most toward ``classes[i]`` (gradient × input
         of that class's margin, on the sparse features), as list<struct<feature, weight>>."""
         X = self.featurizer.transform(_feature_table(self.spec, table))
-        features, weights, counts = top_attributions(self.end_model.attributions(X, classes), k)
-        names = np.asarray(self.featurizer.feature_names_, dtype=object)
-        values = pa.StructArray.from_arrays([pa.array(names[features].tolist(), pa.string()),
+        return self._feature_lists(*top_attributions(self.end_model.attributions(X, classes), k))
+
+    def end_model_output(self, table: pa.Table, explain: np.ndarray, k: int = TOP_FEATURES) -> tuple:
+        """(``end_model_proba`` of every row, ``top_features`` toward the most probable class of
+        the rows where ``explain`` is True, in row order): what a ledger takes from the end
+        model. A linear model over hashed n-grams, with the compiled kernel, gets both from one
+        pass over the text (``Featurizer.scores_and_top``: the rows' feature matrix is never
+        made); otherwise they are computed apart."""
+        fused = self._fused_output(_feature_table(self.spec, table), explain, k)
+        if fused is not None:
+            return fused
+        em = self.end_model_proba(table)
+        rows = np.flatnonzero(explain)
+        return em, self.top_features(table.take(pa.array(rows)), em[rows].argmax(axis=1), k)
+
+    def _fused_output(self, ftable: pa.Table, explain: np.ndarray, k: int) -> Optional[tuple]:
+        """``end_model_output`` by ``Featurizer.scores_and_top``, chunk by chunk as
+        ``end_model_raw_proba``; None where it cannot run."""
+        linear = self.end_model.linear_weights()
+        if linear is None:
+            return None
+        logits, tops = [np.zeros((0, self.end_model.n_classes_), np.float32)], []
+        for start in range(0, ftable.num_rows, END_MODEL_CHUNK_ROWS):
+            chunk = ftable.slice(start, END_MODEL_CHUNK_ROWS)
+            got = self.featurizer.scores_and_top(chunk, *linear, explain[start:start + chunk.num_rows], k)
+            if got is None:
+                return None
+            logits.append(got[0])
+            tops.append(got[1])
+        raw = self.end_model.proba_from_logits(np.concatenate(logits).astype(np.float64))
+        features, weights, counts = (np.concatenate(p) for p in zip(*tops)) if tops else \
+            (np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int64))
+        return tempered(raw, self.end_temperature), self._feature_lists(features, weights, counts)
+
+    @functools.cached_property
+    def _feature_names(self) -> pa.Array:
+        return pa.array(self.featurizer.feature_names_, pa.string())
+
+    def _feature_lists(self, features: np.ndarray, weights: np.ndarray, counts: np.ndarray) -> pa.Array:
+        """``top_attributions``'s (columns, weights, counts per row) as list<struct<feature, weight>>."""
+        values = pa.StructArray.from_arrays([self._feature_names.take(pa.array(features, pa.int64())),
                                              pa.array(weights, pa.float64())], names=["feature", "weight"])
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)

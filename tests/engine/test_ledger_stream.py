@@ -94,6 +94,25 @@ def test_id_hashes_tell_ids_apart_and_agree_across_batches():
     assert led.id_hashes(pa.array([5, 7, 5])).tolist() == [5, 7, 5]
 
 
+def test_the_compiled_id_hashes_are_the_numpy_ones(monkeypatch):
+    """Past ``_KERNEL_ID_BYTES`` of ids the kernel hashes them: the same numbers, on any text
+    and on a slice of an array (its bytes not starting at 0)."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(0)
+    pieces = ["a", "Z", "0", "#", "é", "日本", "🎵", " ", ""]
+    ids = pa.array([None if rng.random() < 0.05 else "".join(rng.choice(pieces, int(rng.integers(0, 40))))
+                    for _ in range(3000)], pa.string())
+    ngram_kernel = pytest.importorskip("mteach.engine.ngram_kernel")
+    hashes, calls = ngram_kernel.id_hashes, []
+    for arr in (ids, ids.slice(17, 2000), pa.array(ids.to_pylist(), pa.large_string())):
+        numpy_ones = led.id_hashes(arr)
+        with monkeypatch.context() as m:
+            m.setattr(led, "_KERNEL_ID_BYTES", 0)
+            m.setattr(ngram_kernel, "id_hashes", lambda *a: calls.append(1) or hashes(*a))
+            assert led.id_hashes(arr).tolist() == numpy_ones.tolist()
+    assert len(calls) == 3
+
+
 def test_repeated_ids_found_batch_by_batch_equal_those_of_the_whole_column(tmp_path):
     # hashes spread over every bucket file; repeats within and across batches, text and integer ids
     rng = np.random.default_rng(0)
@@ -133,3 +152,43 @@ def test_label_with_a_model_streams_the_same_file_as_in_memory(youtube, tmp_path
         out = tmp_path / f"streamed{batch_rows}.parquet"
         led.label_data(spec, test, out, "COMMENT_ID", model=model, batch_rows=batch_rows)
         assert out.read_bytes() == (tmp_path / "memory.parquet").read_bytes(), batch_rows
+
+
+def test_label_with_a_model_writes_the_matrix_paths_ledger_from_one_kernel_pass(youtube, tmp_path, monkeypatch):
+    """The end model's probabilities and top features of the rows no rule covers, taken from the
+    text in one kernel pass (``Featurizer.scores_and_top``), give the same ledger, byte for byte,
+    as the numpy path (the uncovered rows' feature matrix made, then their attributions)."""
+    kernel = pytest.importorskip("mteach.engine.ngram_kernel")
+    from mteach.engine.train import train
+    from mteach.settings import load_settings
+    spec, source, batch, _ = youtube
+    config = tmp_path / "mteach.toml"
+    config.write_text("[end_model]\nepochs = 3\n")  # the default featurizer: word and char_wb n-grams
+    model, _ = train(spec, batch.table, load_settings(config), None, votes=batch.votes, hint_effects=False)
+    test = open_source(ROOT / "data" / "youtube" / "test.csv")
+    spec = load_spec(SPEC, test.schema)
+    calls = []
+    score_top = kernel.score_top
+    monkeypatch.setattr(kernel, "score_top", lambda *a: calls.append(1) or score_top(*a))
+    led.label_data(spec, test, tmp_path / "kernel.parquet", "COMMENT_ID", model=model, batch_rows=100)
+    assert calls, "the kernel's pass was not used"
+    monkeypatch.setenv("MTEACH_NO_NUMBA", "1")
+    ledger = led.label_data(spec, test, tmp_path / "numpy.parquet", "COMMENT_ID", model=model, batch_rows=100)
+    assert (tmp_path / "kernel.parquet").read_bytes() == (tmp_path / "numpy.parquet").read_bytes()
+    features = ledger.table.column("end_model_features").to_pylist()
+    assert sum(1 for f in features if f) > 10  # rows the end model decided, with their features
+
+
+def test_ids_of_a_dictionary_column_stream_to_the_same_file(youtube, tmp_path):
+    """Each batch of a dictionary-encoded id column brings its own dictionary: the spool (an
+    Arrow IPC stream) takes them, and the file equals the one built in memory."""
+    table = pa.csv.read_csv(TRAIN)
+    table = table.set_column(table.schema.get_field_index("COMMENT_ID"), "COMMENT_ID",
+                             table.column("COMMENT_ID").dictionary_encode())
+    pq.write_table(table, tmp_path / "data.parquet", row_group_size=500)
+    source = open_source(tmp_path / "data.parquet")
+    assert pa.types.is_dictionary(source.schema.field("COMMENT_ID").type)
+    spec = load_spec(SPEC, source.schema)
+    _in_memory(spec, source, tmp_path / "memory.parquet", GoldRequest())
+    led.label_data(spec, source, tmp_path / "streamed.parquet", "COMMENT_ID", batch_rows=333)
+    assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "memory.parquet").read_bytes()
