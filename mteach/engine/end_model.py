@@ -86,7 +86,6 @@ def _build_net(n_features: int, n_classes: int, hidden: int):
 def _sparse_batch(X: sp.csr_matrix, device):
     """A CSR batch as embedding_bag's (indices, offsets, per-sample weights) tensors."""
     import torch
-    X = X if X.has_canonical_format else X.copy()
     return (torch.as_tensor(X.indices.astype(np.int64), device=device),
             torch.as_tensor(X.indptr[:-1].astype(np.int64), device=device),
             torch.as_tensor(X.data.astype(np.float32, copy=False), device=device))
@@ -101,43 +100,83 @@ def first_layer_output(first, X: sp.csr_matrix, device):
     return z + first.bias
 
 
-def _train_embed(first, indices, rows, values, n_rows: int):
-    """``first`` on a CSR batch for training: each non-zero's weight column times its value,
-    added into its row (a gather and an ``index_add``; their backward is a scatter into the
-    weight's gradient, several times cheaper than embedding_bag's, which sorts the indices)."""
+_SPARSE_FIRST_LAYER = None
+
+
+def _sparse_first_layer():
+    """The autograd function of the first layer's weight product on a CSR batch (built on first
+    use: this module is imported without torch). Any layout of the weight gives the same
+    values; training on the CPU stores it feature-major (``_feature_major``), so both passes go
+    through it one feature's row at a time:
+    - forward: ``embedding_bag``, each row's sum in one pass over its entries (torch's fast
+      path when the table, the weight's transpose, is contiguous);
+    - backward: the weight's gradient batch.T @ grad, made feature-major (on the CPU the
+      parameter's own layout, so autograd keeps it without a copy): scipy's sparse product on
+      the CPU, one ``index_add`` of each entry's row gradient elsewhere. Autograd's own
+      backward of ``embedding_bag`` sorts the indices: several times slower."""
+    global _SPARSE_FIRST_LAYER
+    if _SPARSE_FIRST_LAYER is None:
+        import torch
+        import torch.nn.functional as F
+
+        class SparseFirstLayer(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, weight, indices, offsets, values, rows):
+                ctx.batch, ctx.n_features = (indices, values, rows), weight.shape[1]
+                return F.embedding_bag(indices, weight.detach().t(), offsets, mode="sum", per_sample_weights=values)
+
+            @staticmethod
+            def backward(ctx, grad):
+                indices, values, rows = ctx.batch
+                if isinstance(rows, sp.csr_matrix):  # on the CPU, the batch itself
+                    by_feature = torch.from_numpy(rows.T @ grad.contiguous().numpy())
+                else:
+                    per_entry = torch.index_select(grad, 0, rows) * values[:, None]
+                    by_feature = grad.new_zeros(ctx.n_features, grad.shape[1]).index_add_(0, indices, per_entry)
+                return by_feature.t(), None, None, None, None
+
+        _SPARSE_FIRST_LAYER = SparseFirstLayer
+    return _SPARSE_FIRST_LAYER
+
+
+def _feature_major(layer, on: bool) -> None:
+    """Store ``layer``'s (units × features) weight feature-major (its transpose contiguous), as
+    the sparse first layer reads and writes it, or back in torch's usual layout; the same
+    values either way. Before the optimizer is made: its moments take the weight's layout."""
     import torch
-    contributions = torch.index_select(first.weight, 1, indices) * values
-    z = torch.zeros(first.weight.shape[0], n_rows, dtype=contributions.dtype, device=contributions.device)
-    return z.index_add_(1, rows, contributions).t() + first.bias
+    w = layer.weight.detach()
+    layer.weight = torch.nn.Parameter(w.t().contiguous().t() if on else w.contiguous())
+
+
+def _train_embed(first, batch):
+    """``first`` on a CSR batch for training (``_EpochBatches``), with gradients for its weight
+    and bias."""
+    return _sparse_first_layer().apply(first.weight, *batch) + first.bias
 
 
 class _EpochBatches:
-    """The mini-batches of epochs: the matrix handed to torch once; each batch gathers its
-    rows' entries (the rows of ``perm`` in order, each row's entries in order) by one index
-    computed from the row pointers, so no epoch copies or permutes the whole matrix."""
+    """The mini-batches of epochs: each batch gathers its rows of the permutation by scipy's row
+    indexing (in C, into a batch-sized copy: no epoch copies the whole matrix, and no index
+    per entry is built in Python)."""
 
     def __init__(self, X: sp.csr_matrix, Y, W, batch_size: int, device):
-        import torch
-        self.indptr = X.indptr.astype(np.int64)
-        self.indices = torch.from_numpy(X.indices.astype(np.int64)).to(device)
-        self.values = torch.from_numpy(X.data.astype(np.float32, copy=False)).to(device)
-        self.Y, self.W = Y, W
+        self.X, self.Y, self.W = X, Y, W
         self.bs, self.device = batch_size, device
 
     def epoch(self, perm: np.ndarray):
-        """(indices, row in the batch, values, soft labels, weights) of each batch of ``perm``."""
+        """((indices, row offsets, values, for the backward the batch itself on the CPU or each
+        entry's row in the batch elsewhere), soft labels, weights) of each batch of ``perm``,
+        on the device."""
         import torch
         for start in range(0, len(perm), self.bs):
             rows = perm[start:start + self.bs]
-            first = self.indptr[rows]
-            lengths = self.indptr[rows + 1] - first
-            ends = np.cumsum(lengths)
-            at = np.repeat(first - ends + lengths, lengths)
-            at += np.arange(len(at))
-            at = torch.from_numpy(at).to(self.device)
-            in_batch = torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)).to(self.device)
+            xb = self.X[rows]
+            tensors = [xb.indices.astype(np.int64), xb.indptr[:-1].astype(np.int64), xb.data]  # int64: torch's
+            if self.device.type != "cpu":                                                       # fast index kernels
+                tensors.append(np.repeat(np.arange(len(rows)), np.diff(xb.indptr)))
+            batch = [torch.from_numpy(a).to(self.device) for a in tensors]
             index = torch.from_numpy(rows)
-            yield (torch.index_select(self.indices, 0, at), in_batch, torch.index_select(self.values, 0, at),
+            yield ((*batch, xb) if self.device.type == "cpu" else tuple(batch),
                    self.Y[index].to(self.device), self.W[index].to(self.device))
 
 
@@ -179,6 +218,19 @@ def _as_csr(X) -> sp.csr_matrix:
     if a.ndim != 2:
         raise ValueError(f"X must be 2-d (rows × features), got shape {a.shape}")
     return sp.csr_matrix(a)
+
+
+def _duplicates_summed(X: sp.csr_matrix, sort: bool) -> sp.csr_matrix:
+    """``X`` with one entry per feature in each row (hashed features repeat one per occurrence):
+    fewer non-zeros to read on every pass. ``sort``: each row's features in order too, which
+    lbfgs's hundred passes repay (1.5x faster at 100k rows); otherwise (torch's few passes) the
+    product with the identity, which sums a row's repeats in one pass over its entries (scipy's
+    dense row accumulator) without sorting every row: half the time."""
+    if sort:
+        X = X.copy()
+        X.sum_duplicates()
+        return X
+    return X @ sp.identity(X.shape[1], dtype=X.dtype, format="csr")
 
 
 def _as_soft_labels(y, n: int) -> np.ndarray:
@@ -230,7 +282,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
         large data the epochs shrink (at least one), each epoch there being already many
         steps; 0 = always ``epochs``.
     max_steps_per_epoch: on large data the mini-batch grows so an epoch takes at most
-        this many steps (each step updates every weight, so steps, not rows, cost time).
+        this many steps (each step has a fixed cost: the optimizer updates every weight).
     """
 
     def __init__(self, hidden: int = 0, epochs: int = 30, lr: float = 0.1,
@@ -286,9 +338,6 @@ class EndModel(ClassifierMixin, BaseEstimator):
 
         self._validate_params()
         X = _as_csr(X)
-        if not X.has_canonical_format:  # one entry per feature (hashed features repeat one per
-            X = X.copy()                # occurrence): fewer non-zeros to read on every pass
-            X.sum_duplicates()
         n, dim = X.shape
         if n == 0:
             raise ValueError("cannot fit the end model on zero rows")
@@ -314,8 +363,11 @@ class EndModel(ClassifierMixin, BaseEstimator):
 
         device = resolve_device(self.device)
         progress = progress or (lambda steps: None)
+        fast_path = self.solver == "auto" and int(self.hidden) == 0 and not hints
+        if not X.has_canonical_format:
+            X = _duplicates_summed(X, sort=fast_path)
         with _threads(self.num_threads):
-            if self.solver == "auto" and int(self.hidden) == 0 and not hints:
+            if fast_path:
                 return self._fit_linear(X, Y, w, device, progress)
             return self._fit(X, Y, w, hints, keys, device, progress)
 
@@ -404,11 +456,14 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 torch.manual_seed(int(self.seed))
                 net = _build_net(dim, k, int(self.hidden)).to(device)
             first, rest = first_layer(net)
+            _feature_major(first, device.type == "cpu")  # CPU only: fused Adam on a strided weight is unchecked on a GPU
             gen = torch.Generator().manual_seed(int(self.seed))
             decay = [p for nme, p in net.named_parameters() if nme.endswith("weight")]
             no_decay = [p for nme, p in net.named_parameters() if not nme.endswith("weight")]
+            # fused: one pass per step over each parameter and its moments (the for-loop Adam makes
+            # a dozen over the wide layer: twice the time)
             opt = torch.optim.Adam([{"params": decay, "weight_decay": float(self.weight_decay)},
-                                     {"params": no_decay, "weight_decay": 0.0}], lr=float(self.lr))
+                                     {"params": no_decay, "weight_decay": 0.0}], lr=float(self.lr), fused=True)
             Yt = torch.as_tensor(Y, dtype=torch.float32)
             Wt = torch.as_tensor(w / w.mean(), dtype=torch.float32)
             d_units = [torch.as_tensor(h.unit_direction, dtype=torch.float32, device=device) for h in hints]
@@ -433,9 +488,9 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 pen_sum = [0.0] * len(hints)
                 nb = 0
                 net.train()
-                for indices, rows, values, yb, wb in batches.epoch(perm):
+                for batch, yb, wb in batches.epoch(perm):
                     # the wide layer, from the sparse rows, computed once for the loss and every hint
-                    z = _train_embed(first, indices, rows, values, len(yb))
+                    z = _train_embed(first, batch)
                     logp = torch.log_softmax(rest(z), dim=1)
                     ce = (-(yb * logp).sum(dim=1) * wb).sum() / wb.sum().clamp_min(1e-12)
                     loss = ce
@@ -461,6 +516,7 @@ class EndModel(ClassifierMixin, BaseEstimator):
                 progress(int(self.epochs) - epochs)  # the epochs the row budget skipped
         finally:
             torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        _feature_major(first, False)
         self._fitted(net, device, dim, k, history)
         return self
 
