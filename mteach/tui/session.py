@@ -402,24 +402,19 @@ def studio_rows(source, id_column: Optional[str], max_rows: int, seed: int, keep
     row whose id is in ``keep`` (reviewed, queued, gold), read batch by batch so memory
     follows the sample, not the file. Without ``id_column`` the ids are row numbers in the
     whole file, so labels recorded on a sample name the same rows as on the full data."""
-    total, tables = source.num_rows, []
-    if total is None:  # CSV, JSONL: count while reading, keeping the rows while they fit
-        total = 0
+    total, held = source.num_rows, None
+    if total is None:  # CSV, JSONL: count while reading, holding the rows while they fit
+        total, held = 0, []
         for batch in source.batches():
             total += batch.num_rows
-            if tables is not None and max_rows and total > max_rows:
-                tables = None  # too many: a second pass takes the sample
-            elif tables is not None:
-                tables.append(batch)
+            if held is not None and max_rows and total > max_rows:
+                held = None  # too many: a second pass takes the sample
+            elif held is not None:
+                held.append(batch)
     if total == 0:
         raise DataError(f"{source.path}: the file has a header but no rows")
-    if tables and total <= (max_rows or total):
-        table = pa.Table.from_batches(tables, schema=source.schema)
-    elif total <= (max_rows or total):
-        table = source.read_all()
-    else:
-        table = None
-    if table is not None:
+    if not max_rows or total <= max_rows:
+        table = pa.Table.from_batches(held, schema=source.schema) if held is not None else source.read_all()
         return table, pc.cast(batch_ids(table, id_column, source.path, 0), pa.string()), total
     picked = np.sort(np.random.default_rng(seed).choice(total, max_rows, replace=False))
     wanted = pa.array(sorted(keep), pa.string())
