@@ -219,8 +219,8 @@ class Session:
             from ..errors import did_you_mean
             raise DataError(f"{data_path}: no id column {id_column!r}{did_you_mean(id_column, source.schema.names)}"
                             f" (columns: {', '.join(source.schema.names)})")
-        keep = _listed_ids(gold_path_for(Path(spec_path)), queue, gold)
-        table, ids, total = studio_rows(source, id_column, max_rows, seed, keep)
+        table, ids, total = studio_rows(source, id_column, max_rows, seed,
+                                        lambda: _listed_ids(gold_path_for(Path(spec_path)), queue, gold))
         spec_path = Path(spec_path)
         if spec_path.is_dir():
             raise DataError(f"{spec_path}: is a folder; give a spec file (.mt)")
@@ -396,11 +396,11 @@ class Session:
             self.excluded()[i] = False
         return i
 
-def studio_rows(source, id_column: Optional[str], max_rows: int, seed: int, keep: frozenset = frozenset()) -> tuple:
+def studio_rows(source, id_column: Optional[str], max_rows: int, seed: int, keep=frozenset) -> tuple:
     """(table, string ids, rows in the file): every row when there are at most ``max_rows``
     (0: no cap); else a seeded random sample of ``max_rows`` rows, in file order, plus every
-    row whose id is in ``keep`` (reviewed, queued, gold), read batch by batch so memory
-    follows the sample, not the file. Without ``id_column`` the ids are row numbers in the
+    row whose id is in ``keep()`` (reviewed, queued, gold: read only when sampling), read batch
+    by batch so memory follows the sample, not the file. Without ``id_column`` the ids are row numbers in the
     whole file, so labels recorded on a sample name the same rows as on the full data."""
     total, held = source.num_rows, None
     if total is None:  # CSV, JSONL: count while reading, holding the rows while they fit
@@ -417,7 +417,7 @@ def studio_rows(source, id_column: Optional[str], max_rows: int, seed: int, keep
         table = pa.Table.from_batches(held, schema=source.schema) if held is not None else source.read_all()
         return table, pc.cast(batch_ids(table, id_column, source.path, 0), pa.string()), total
     picked = np.sort(np.random.default_rng(seed).choice(total, max_rows, replace=False))
-    wanted = pa.array(sorted(keep), pa.string())
+    wanted = pa.array(sorted(keep()), pa.string())
     parts, offset = [], 0
     for batch in source.batches():
         mask = np.zeros(batch.num_rows, dtype=bool)
