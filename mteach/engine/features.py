@@ -58,12 +58,46 @@ from mteach.compiler.tokens import char_class, char_table, flag_runs, fold_case,
 
 FORMAT_VERSION = 2          # hashed n-grams; version 1 (vocabulary) still loads
 VOCABULARY_FORMAT_VERSION = 1
-MAX_HASH_BITS = 24          # the bucket -> column table is 2^bits int32 per block
+MAX_HASH_BITS = 24          # the bucket -> column table is 2^bits / 4 bytes per block
 _SUB_BATCH_BYTES = 1 << 20  # n-grams are computed on about this many text bytes at a time
 
 # One token pattern for words: runs of word characters, single letters included
 # (sklearn's default drops one-character tokens, which loses "u", "i", digits...).
 _TOKEN_PATTERN = r"(?u)\b\w+\b"
+
+
+def lookup_tables(buckets: list, bits: int) -> np.ndarray:
+    """Each block's bucket -> column table (blocks x 2^``bits``/64 x 2, uint64; ``buckets``:
+    each block's fitted buckets, increasing, column i is bucket i): per 64 buckets, a bit
+    per fitted one and how many fitted buckets come before them. 2^20 buckets take 256 KB
+    (an int32 per bucket would take 4 MB, past the cache); ``bucket_columns`` and the
+    compiled kernel's ``_column`` read it."""
+    groups = max(1, (1 << bits) >> 6)
+    tables = np.zeros((len(buckets), groups, 2), dtype=np.uint64)
+    for t, b in zip(tables, buckets):
+        b = np.asarray(b, dtype=np.int64)
+        np.bitwise_or.at(t[:, 0], b >> 6, np.left_shift(np.uint64(1), (b & 63).astype(np.uint64)))
+        t[1:, 1] = np.cumsum(np.bincount(b >> 6, minlength=groups))[:-1]
+    return tables
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):  # numpy 2
+        return np.bitwise_count(x).astype(np.int64)
+    return _BYTE_BITS[x.view(np.uint8).reshape(-1, 8)].sum(axis=1, dtype=np.int64)
+
+
+_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+
+
+def bucket_columns(table: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """The columns of ``buckets`` (int64) in a block's table (``lookup_tables``), -1 for
+    buckets not fitted."""
+    buckets = np.asarray(buckets, dtype=np.uint64)
+    word = table[(buckets >> np.uint64(6)).astype(np.int64)]
+    below = word[:, 0] << (np.uint64(63) - (buckets & np.uint64(63)))  # its bit on top, those below under it
+    cols = word[:, 1].astype(np.int64) + _popcount(below) - 1
+    return np.where(below >> np.uint64(63) == 1, cols, -1)
 
 
 def _column_texts(table: pa.Table, field: str) -> list:
@@ -522,10 +556,8 @@ class Featurizer(BaseEstimator):
                 self._vectorizer(kind, vocabulary=vocab) if vocab else None
                 for (field, kind), vocab in zip(self._block_specs(), self.vocabularies_)
             ]
-        else:  # bucket -> column (-1: not a feature), a row per block
-            self._columns = np.full((len(self.buckets_), 1 << int(self.hash_bits)), -1, dtype=np.int32)
-            for b, buckets in enumerate(self.buckets_):
-                self._columns[b, buckets] = np.arange(len(buckets), dtype=np.int32)
+        else:  # bucket -> column, a table per block
+            self._columns = lookup_tables(self.buckets_, int(self.hash_bits))
         names, offsets = [], []
         pos = 0
         for (field, kind), terms in zip(self._block_specs(), self.terms_):
@@ -577,11 +609,11 @@ class Featurizer(BaseEstimator):
         batch is sorted: a repeated n-gram is several entries of one column (every product
         sums them; ``sum_duplicates`` merges them) and |row| = sqrt(sum of idf^2 over the
         occurrences). With ``sublinear_tf`` the counts are merged first (a sort)."""
-        columns, idf = self._columns[b], self.idfs_[b]
+        table, idf = self._columns[b], self.idfs_[b]
         width = len(idf)
         _, kind = self._block_specs()[b]
         ptr, buckets, _ = _ngrams(kind, arr, self.ngram_range, self.char_ngram_range, int(self.hash_bits))
-        cols = columns[buckets]
+        cols = bucket_columns(table, buckets).astype(np.int32)
         kept = np.zeros(len(cols) + 1, dtype=np.int64)
         np.cumsum(cols >= 0, out=kept[1:])
         ptr, cols = kept[ptr], cols[cols >= 0]
@@ -709,10 +741,9 @@ class Featurizer(BaseEstimator):
         slots[explain] = np.arange(int(np.count_nonzero(explain)))
         out = np.zeros((n, dense.shape[1]), dtype=np.float32)
         bias = np.ascontiguousarray(bias, dtype=np.float32)
-        columns = self._columns if len(specs) else np.zeros((0, 1), np.int32)
         top_cols, top_vals, top_n = kernel.score_top(
-            data, offsets, blocks, int(self.hash_bits), char_table("word"), char_table("space"), columns, idf,
-            idf_at, sub_tf, numeric, self.numeric_offset_, dense, bias, slots, int(k), out)
+            data, offsets, blocks, int(self.hash_bits), char_table("word"), char_table("space"), self._columns,
+            idf, idf_at, sub_tf, numeric, self.numeric_offset_, dense, bias, slots, int(k), out)
         kept = np.arange(int(k))[None, :] < top_n[:, None]
         return out + bias, (top_cols[kept], top_vals[kept], top_n)
 
@@ -864,6 +895,11 @@ class Featurizer(BaseEstimator):
             self.vocabularies_ = None
             self.terms_ = [list(b["terms"]) for b in d["blocks"]]
             self.buckets_ = [np.asarray(b["buckets"], dtype=np.int64) for b in d["blocks"]]
+            for (field, kind), buckets in zip(specs, self.buckets_):  # what ``lookup_tables`` needs
+                if buckets.ndim != 1 or (buckets[1:] <= buckets[:-1]).any() or \
+                        (len(buckets) and not 0 <= buckets[0] <= buckets[-1] < 1 << self.hash_bits):
+                    raise ValueError(f"saved featurizer block {field}:{kind}: its buckets are not increasing "
+                                     f"numbers below 2^{self.hash_bits}")
         else:
             self.vocabularies_ = [{t: i for i, t in enumerate(b["terms"])} for b in d["blocks"]]
             self.buckets_ = None

@@ -6,9 +6,10 @@ n-grams: hashing is a loop over bytes, which numpy can only do that way. These k
 the same work per row, fused, and over row chunks in parallel: read the row's UTF-8 bytes,
 find its words (for ``char_wb``, its whitespace-separated words, padded) with the same
 character tables, hash each n-gram with the same polynomial hash (``features.ngram_bucket``
-is its definition), look the bucket up in the fitted column table and write the entry —
-column and idf / |row| as float32 — straight into the whole matrix's CSR arrays, every
-block of a row side by side, so no block is stacked afterwards. The matrix is the numpy
+is its definition), look the bucket up in the fitted column table (``_column``: a bit per
+bucket, 256 KB for 2^20 buckets, so it stays in the cache) and write the entry — column
+and idf / |row| as float32 — straight into the whole matrix's CSR arrays, every block of a
+row side by side, so no block is stacked afterwards. The matrix is the numpy
 path's, bit for bit: the same entries in the same order, the same float64 sums in the same
 order (tests/engine/test_features_kernel.py checks it).
 
@@ -32,7 +33,8 @@ import threading
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 if not os.environ.get("NUMBA_THREADING_LAYER"):
     # fork-safe and needs no other library; it runs one parallel kernel at a time: ``lock``
@@ -46,6 +48,27 @@ _B = _u64(0x100000001B3)  # features._B and its inverse mod 2^64
 _B_INV = _u64(pow(0x100000001B3, -1, 1 << 64))
 _MIX = _u64(0x9E3779B97F4A7C15)  # features._MIX
 _SPACE = _u64(32)
+
+
+@intrinsic
+def _popcount(typingctx, x):
+    """The number of bits set in a uint64 (one ``popcnt`` instruction)."""
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+    return types.uint64(types.uint64), codegen
+
+
+@njit(cache=True)
+def _column(table, h, shift):
+    """The column of the bucket ``h >> shift`` (-1: not fitted) in ``table``
+    (``features.lookup_tables``): per 64 buckets, a bit per fitted one and the columns of the
+    buckets before; its column is that plus the fitted buckets below it in its 64."""
+    bucket = h >> shift
+    g = np.int64(bucket >> _u64(6))
+    below = table[g, 0] << (_u64(63) - (bucket & _u64(63)))  # its bit on top, those below it under
+    if np.int64(below) >= 0:
+        return -1
+    return np.int64(table[g, 1]) + np.int64(_popcount(below)) - 1
 
 
 @njit(cache=True)
@@ -67,25 +90,25 @@ def _char(data, i, table):
 @njit(cache=True)
 def _runs(data, s, e, table, want, starts, ends):
     """The maximal runs of characters of class ``want`` in bytes [s, e) (``tokens.flag_runs``):
-    their number; their bounds go into ``starts`` / ``ends``."""
-    n = 0
-    inside = False
+    their number; their bounds go into ``starts`` / ``ends``. Without branches on the
+    characters (runs are short: a branch would be mispredicted at most of their ends): each
+    character's offset is written as the next start and the next end, and that one is kept
+    (the count moves on) where a run starts or ends."""
+    n_starts = 0
+    n_ends = 0
+    inside = 0
     i = s
     while i < e:
         cls, size = _char(data, i, table)
-        if cls == want:
-            if not inside:
-                starts[n] = i
-                inside = True
-        elif inside:
-            ends[n] = i
-            n += 1
-            inside = False
+        now = np.int64(cls == want)
+        starts[n_starts] = i
+        ends[n_ends] = i
+        n_starts += now & (1 - inside)
+        n_ends += inside & (1 - now)
+        inside = now
         i += size
-    if inside:
-        ends[n] = e
-        n += 1
-    return n
+    ends[n_ends] = e
+    return n_ends + inside
 
 
 @njit(cache=True)
@@ -135,7 +158,7 @@ def _word_row(data, s, e, lo, hi, shift, word_table, columns, starts, ends, th, 
                 h += _SPACE * p + q * th[j + n - 1]
                 p = q * tp[j + n - 1]
             if n >= lo:
-                col = columns[np.int64((h * _MIX) >> shift)]
+                col = _column(columns, h * _MIX, shift)
                 if col >= 0:
                     out[k] = col
                     k += 1
@@ -174,7 +197,7 @@ def _char_row(data, s, e, lo, hi, shift, space_table, columns, starts, ends, pre
         c += 1
         at[c] = m
         if c < lo:
-            col = columns[np.int64((prefix[m] * _MIX) >> shift)]
+            col = _column(columns, prefix[m] * _MIX, shift)
             if col >= 0:
                 out[k] = col
                 k += 1
@@ -183,11 +206,32 @@ def _char_row(data, s, e, lo, hi, shift, space_table, columns, starts, ends, pre
             a = at[g]
             base, mix = prefix[a], mixed[a]
             for n in range(lo, min(hi, c - g) + 1):
-                col = columns[np.int64(((prefix[at[g + n]] - base) * mix) >> shift)]
+                col = _column(columns, (prefix[at[g + n]] - base) * mix, shift)
                 if col >= 0:
                     out[k] = col
                     k += 1
     return k
+
+
+@njit(cache=True)
+def _add_products(cols, vals, start, stop, col_offset, dense, out):
+    """``out`` += entries ``start``..``stop`` (columns ``cols`` + ``col_offset``, values ``vals``)
+    @ ``dense``: each of ``out``'s sums added to in entry order, in float32, as scipy's product
+    adds them. Each sum is a chain of dependent adds, so two are built side by side, in
+    registers."""
+    k = dense.shape[1]
+    for j in range(0, k - 1, 2):
+        t0, t1 = out[j], out[j + 1]
+        for i in range(start, stop):
+            c = cols[i] + col_offset
+            t0 += vals[i] * dense[c, j]
+            t1 += vals[i] * dense[c, j + 1]
+        out[j], out[j + 1] = t0, t1
+    if k % 2:
+        t0 = out[k - 1]
+        for i in range(start, stop):
+            t0 += vals[i] * dense[cols[i] + col_offset, k - 1]
+        out[k - 1] = t0
 
 
 @njit(cache=True)
@@ -238,7 +282,7 @@ def _row(data, s, e, char_kind, lo, hi, shift, word_table, space_table, columns,
     idf / |row| as float32 (with ``sub_tf``: each distinct column once, increasing, tf idf /
     |row|); how many. ``scratch``: (starts, ends, token hashes / prefix, powers, character
     starts), each as long as the row's bytes + 3."""
-    starts, ends, th, tp, at = scratch
+    starts, ends, th, tp, at, weights = scratch
     if char_kind:
         k = _char_row(data, s, e, lo, hi, shift, space_table, columns, starts, ends, th, tp, at, cols)
     else:
@@ -265,18 +309,26 @@ def _row(data, s, e, char_kind, lo, hi, shift, word_table, space_table, columns,
     else:  # each occurrence idf / |row|; |row|^2 added up in entry order, as numpy's bincount does
         for i in range(k):
             v = idf[cols[i]]
+            weights[i] = v
             total += v * v
         norm = np.sqrt(total)
         for i in range(k):
-            vals[i] = np.float32(idf[cols[i]] / norm)
+            vals[i] = np.float32(weights[i] / norm)
     return k
 
 
 @njit(cache=True)
-def _scratch(offsets, r0, r1):
-    size = _longest(offsets, r0, r1) + 3
+def _scratch(longest, most):
+    """``_row``'s scratch for rows of up to ``longest`` bytes and ``most`` n-grams."""
+    size = longest + 3
     return (np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.uint64),
-            np.empty(size, np.uint64), np.empty(size, np.int64))
+            np.empty(size, np.uint64), np.empty(size, np.int64), np.empty(most, np.float64))
+
+
+@njit(cache=True)
+def _most(lo, hi, longest):
+    """At least as many n-grams of ``lo``..``hi`` units as a row of ``longest`` bytes has."""
+    return 3 * (hi - lo + 1) * (longest + 3)
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -286,7 +338,8 @@ def _fill(data, offsets, char_kind, lo, hi, shift, word_table, space_table, colu
     kept = np.zeros(n, np.int64)
     bounds = _chunks(offsets, parts)
     for c in prange(len(bounds) - 1):
-        scratch = _scratch(offsets, bounds[c], bounds[c + 1])
+        longest = _longest(offsets, bounds[c], bounds[c + 1])
+        scratch = _scratch(longest, _most(lo, hi, longest))
         for r in range(bounds[c], bounds[c + 1]):
             a = dest[r]
             k = _row(data, offsets[r], offsets[r + 1], char_kind, lo, hi, shift, word_table, space_table, columns,
@@ -300,44 +353,38 @@ def _fill(data, offsets, char_kind, lo, hi, shift, word_table, space_table, colu
 @njit(cache=True, parallel=True, nogil=True)
 def _score(data, offsets, char_kind, lo, hi, shift, word_table, space_table, columns, idf, sub_tf, col_offset,
            dense, out, parts):
-    n = len(offsets) - 1
     bounds = _chunks(offsets, parts)
     for c in prange(len(bounds) - 1):
-        scratch = _scratch(offsets, bounds[c], bounds[c + 1])
-        size = 3 * (hi - lo + 1) * len(scratch[0])  # n-grams a row of that many bytes can have
+        longest = _longest(offsets, bounds[c], bounds[c + 1])
+        size = _most(lo, hi, longest)
+        scratch = _scratch(longest, size)
         cols = np.empty(size, np.int32)
         vals = np.empty(size, np.float32)
         for r in range(bounds[c], bounds[c + 1]):
             k = _row(data, offsets[r], offsets[r + 1], char_kind, lo, hi, shift, word_table, space_table, columns,
                      idf, sub_tf, scratch, cols, vals)
-            for i in range(k):  # as _sparse_dot adds the matrix's entries
-                a = vals[i]
-                for j in range(dense.shape[1]):
-                    out[r, j] += a * dense[cols[i] + col_offset, j]
+            _add_products(cols, vals, 0, k, col_offset, dense, out[r])
     return out
 
 
 @njit(cache=True)
-def _distinct(cols, vals, n, count, out_cols, out_vals):
+def _distinct(cols, vals, n, place, out_cols, out_vals):
     """The row's ``n`` entries as ``sum_duplicates`` merges them: each column once (in order of
-    first occurrence here; ``count``: zeros, one per feature, left zeros), its entries added up
-    in float32 (a column's entries all hold the same value); their number."""
-    for i in range(n):
-        count[cols[i]] += 1
+    first occurrence here; ``place``: zeros, one per feature, left zeros), its entries added up
+    in float32 in entry order; their number."""
     m = 0
     for i in range(n):
         c = cols[i]
-        times = count[c]
-        if times == 0:  # done at its first entry
-            continue
-        count[c] = 0
-        v = vals[i]
-        total = v
-        for _ in range(times - 1):
-            total += v
-        out_cols[m] = c
-        out_vals[m] = total
-        m += 1
+        at = place[c]
+        if at == 0:
+            place[c] = m + 1
+            out_cols[m] = c
+            out_vals[m] = vals[i]
+            m += 1
+        else:
+            out_vals[at - 1] += vals[i]
+    for i in range(m):
+        place[out_cols[i]] = 0
     return m
 
 
@@ -363,17 +410,17 @@ def _top(cols, vals, m, dense, w32, top, top_cols, top_vals):
     ones the lower column (the first in canonical order, as ``end_model.top_attributions``);
     their number."""
     got = 0
+    least = 0.0  # what an entry must exceed: 0, then (``top`` kept) the smallest kept
     for i in range(m):
         c = cols[i]
         g = dense[c, 0] * w32[0]
         for j in range(1, dense.shape[1]):
             g += dense[c, j] * w32[j]
         v = np.float64(g * vals[i])
-        if not v > 0:
-            continue
-        if got == top:
-            if v < top_vals[top - 1] or (v == top_vals[top - 1] and c > top_cols[top - 1]):
+        if not v > least:  # most entries, once ``top`` are kept: a branch rarely mispredicted
+            if not (got == top and v == least and c < top_cols[top - 1]):
                 continue
+        if got == top:
             at = top - 1  # the smallest kept makes room
         else:
             at = got
@@ -384,6 +431,8 @@ def _top(cols, vals, m, dense, w32, top, top_cols, top_vals):
             at -= 1
         top_vals[at] = v
         top_cols[at] = c
+        if got == top:
+            least = top_vals[top - 1]
     return got
 
 
@@ -399,11 +448,10 @@ def _score_top(data, offsets, blocks, shift, word_table, space_table, columns, i
         longest = 0
         for f in range(offsets.shape[0]):
             longest = max(longest, _longest(offsets[f], r0, r1))
-        scratch = (np.empty(longest + 3, np.int64), np.empty(longest + 3, np.int64), np.empty(longest + 3, np.uint64),
-                   np.empty(longest + 3, np.uint64), np.empty(longest + 3, np.int64))
         size = 1
-        for b in range(nb):  # n-grams a row of that many bytes can have, per block (as ``_score``)
-            size += 3 * (blocks[b, 3] - blocks[b, 2] + 1) * (longest + 3)
+        for b in range(nb):
+            size += _most(blocks[b, 2], blocks[b, 3], longest)
+        scratch = _scratch(longest, size)
         most = 0
         for r in range(r0, r1):
             most = max(most, num_ptr[r + 1] - num_ptr[r])
@@ -412,7 +460,7 @@ def _score_top(data, offsets, blocks, shift, word_table, space_table, columns, i
         vals = np.empty(size, np.float32)
         merged_cols = np.empty(size, np.int32)
         merged_vals = np.empty(size, np.float32)
-        count = np.zeros(dense.shape[0], np.int32)
+        place = np.zeros(dense.shape[0], np.int32)
         keys = np.empty(size if k_classes > 2 else 0, np.int64)
         one = np.empty(1, np.float32)
         z = np.empty(k_classes, np.float32)
@@ -427,21 +475,19 @@ def _score_top(data, offsets, blocks, shift, word_table, space_table, columns, i
                          vals[pos:])
                 for i in range(pos, pos + k):
                     cols[i] += off
-                    a = vals[i]
-                    for j in range(k_classes):
-                        out[r, j] += a * dense[cols[i], j]
+                _add_products(cols, vals, pos, pos + k, 0, dense, out[r])
                 pos += k
+            start = pos
             for i in range(num_ptr[r], num_ptr[r + 1]):  # then the numeric block's, as ``_sparse_dot``
                 cols[pos] = num_cols[i] + num_offset
                 vals[pos] = num_vals[i]
-                for j in range(k_classes):
-                    out[r, j] += vals[pos] * dense[cols[pos], j]
                 pos += 1
+            _add_products(cols, vals, start, pos, 0, dense, out[r])
             slot = explain[r]
             if slot < 0:
                 continue
             # the row as ``EndModel.attributions`` takes it: each column once (sum_duplicates)
-            m = _distinct(cols, vals, pos, count, merged_cols, merged_vals)
+            m = _distinct(cols, vals, pos, place, merged_cols, merged_vals)
             best = 0  # the class explained: the largest logit, the first of equal ones (argmax of the probabilities)
             for j in range(k_classes):
                 if out[r, j] + bias[j] > out[r, best] + bias[best]:
@@ -505,10 +551,7 @@ def _compact(dest, kept, out_cols, out_vals):
 @njit(cache=True, parallel=True, nogil=True)
 def _sparse_dot(ptr, cols, vals, col_offset, dense, out):
     for r in prange(len(ptr) - 1):
-        for i in range(ptr[r], ptr[r + 1]):
-            a = vals[i]
-            for j in range(dense.shape[1]):
-                out[r, j] += a * dense[cols[i] + col_offset, j]
+        _add_products(cols, vals, ptr[r], ptr[r + 1], col_offset, dense, out[r])
     return out
 
 
@@ -527,11 +570,11 @@ def count(data, offsets, kind: str, lo: int, hi: int, word_table, space_table) -
 
 def fill(data, offsets, kind: str, lo: int, hi: int, bits: int, word_table, space_table, columns, idf, sub_tf,
          col_offset: int, dest, out_cols, out_vals) -> np.ndarray:
-    """Write each row's fitted n-grams (``columns``: bucket of 2^``bits`` -> column, -1: not
-    fitted) from ``out_cols[dest[r]]`` on: its column plus ``col_offset`` and its value,
-    idf / |row| as float32 — with ``sub_tf`` (1 + log(count) for counts 0, 1, 2...; empty:
-    raw counts) each distinct column once, in increasing order, tf idf / |row|. Returns how
-    many each row kept."""
+    """Write each row's fitted n-grams (``columns``: the block's bucket -> column table of
+    2^``bits`` buckets, ``features.lookup_tables``) from ``out_cols[dest[r]]`` on: its
+    column plus ``col_offset`` and its value, idf / |row| as float32 — with ``sub_tf``
+    (1 + log(count) for counts 0, 1, 2...; empty: raw counts) each distinct column once, in
+    increasing order, tf idf / |row|. Returns how many each row kept."""
     with lock:
         return _fill(data, offsets, kind == "c", int(lo), int(hi), _u64(64 - int(bits)), word_table, space_table,
                      columns, idf, sub_tf, np.int32(col_offset), dest, out_cols, out_vals, _parts())
@@ -578,9 +621,10 @@ def score_top(data, offsets, blocks, bits: int, word_table, space_table, columns
     largest positive ones: what ``end_model.top_attributions(EndModel.attributions(X, argmax))``
     gives on their feature matrix X, which is never made. ``data``: the text fields' bytes
     end to end, ``offsets`` (fields x rows + 1) into it; ``blocks`` (blocks x 5, int64): field,
-    1 for char_wb n-grams, lo, hi, first column; ``columns`` (blocks x 2^``bits``); ``idf``:
-    the blocks' end to end, block b's from ``idf_at[b]``; ``numeric``: a float32 CSR block
-    (or None) whose column j is feature ``num_offset`` + j. Returns (columns, values, counts)
+    1 for char_wb n-grams, lo, hi, first column; ``columns``: the blocks' tables
+    (``features.lookup_tables``); ``idf``: the blocks' end to end, block b's from
+    ``idf_at[b]``; ``numeric``: a float32 CSR block (or None) whose column j is feature
+    ``num_offset`` + j. Returns (columns, values, counts)
     per explained row (``explain[r]``: its slot), each row's largest first."""
     slots = int(explain.max(initial=-1)) + 1
     top_cols = np.zeros((slots, top), np.int32)

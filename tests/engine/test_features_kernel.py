@@ -105,6 +105,49 @@ def test_very_long_rows_and_tokens(kernel, monkeypatch):
     assert_same_csr(f.transform(table), numpy_path(f, table, monkeypatch))
 
 
+def bucket_sets(bits: int) -> list:
+    """Fitted buckets of every shape: none, all, the first and last, a few, half, and runs
+    across the 64-bucket groups' edges."""
+    size = 1 << bits
+    rng = np.random.default_rng(bits)
+    edges = np.array([b for b in (1, 62, 63, 64, 65, 127, 128, 129) if b < size], dtype=np.int64)
+    return [np.zeros(0, np.int64), np.arange(size), np.unique([0, size - 1]), edges,
+            np.flatnonzero(rng.random(size) < 0.03), np.flatnonzero(rng.random(size) < 0.5)]
+
+
+@pytest.mark.parametrize("bits", [1, 5, 6, 7, 16])
+def test_lookup_table_gives_every_buckets_column(kernel, monkeypatch, bits):
+    """The compact bucket -> column table gives every bucket, fitted or not, the column a
+    plain 2^bits table would (-1: not fitted): numpy's lookup (with and without numpy 2's
+    popcount) and the kernel's, whose hash keeps its bucket in the top bits."""
+    size, shift = 1 << bits, np.uint64(64 - bits)
+    every = np.arange(size)
+    sets = bucket_sets(bits)
+    tables = features.lookup_tables(sets, bits)
+    assert tables.shape == (len(sets), max(1, size // 64), 2) and tables.nbytes == len(sets) * max(16, size // 4)
+    low = np.random.default_rng(0).integers(0, 1 << 63, size=size, dtype=np.uint64) >> np.uint64(bits - 1)
+    hashes = (every.astype(np.uint64) << shift) | low  # the bits under the bucket's must not matter
+    for table, buckets in zip(tables, sets):
+        plain = np.full(size, -1)
+        plain[buckets] = np.arange(len(buckets))
+        np.testing.assert_array_equal(features.bucket_columns(table, every), plain)
+        assert [kernel._column(table, h, shift) for h in hashes] == plain.tolist()
+    with monkeypatch.context() as m:
+        m.delattr(np, "bitwise_count", raising=False)
+        for table, buckets in zip(tables, sets):
+            got = features.bucket_columns(table, every)
+            assert (got[buckets] == np.arange(len(buckets))).all() and (np.delete(got, buckets) == -1).all()
+
+
+def test_a_saved_featurizer_with_buckets_out_of_order_is_refused():
+    f = Featurizer(["text"], hash_bits=8).fit(pa.table({"text": ["free money now", "love this song"]}))
+    for bad in ([5, 3], [1, 1], [-1, 2], [2, 256]):
+        d = f.to_dict()
+        d["blocks"][0]["buckets"] = bad
+        with pytest.raises(ValueError, match=r"block text:w: its buckets are not increasing numbers below 2\^8"):
+            Featurizer.from_dict(d)
+
+
 def test_same_matrix_with_any_number_of_threads(kernel):
     import numba
     table = pa.table({"text": pa.array(random_texts(3000, 4), pa.string())})
