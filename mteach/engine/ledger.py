@@ -217,10 +217,6 @@ class _HashNode:
             child.close()
 
 
-def ledger_sha256(table: pa.Table, run: str, rules: str, model: str) -> str:
-    return _ledger_digest(rows_sha256(table), run, rules, model)
-
-
 def _ledger_digest(rows_digest: str, run: str, rules: str, model: str) -> str:
     h = hashlib.sha256()
     for part in (rows_digest, run, rules, model):
