@@ -14,7 +14,8 @@ column             type                                         meaning
                                                                 toward ``label`` (aligned with ``votes``)
 ``gold``           string (only when gold labels were given)    the gold label, null where unknown
 ``end_model_features``  list<struct<feature, weight>> (only      the end model's top features, where the
-                   when the end model gave them)                end model decided
+                   with a model whose end model decides the     end model decided (empty elsewhere)
+                   rows no rule covers)
 ``fields``         struct, one child per spec field (text as    the row's values of the fields the spec
                    string, numbers float64, others as string)   reads, so the audit page can show the row
 =================  ===========================================  ==========================================
@@ -42,7 +43,7 @@ re-running a ledger ``engine.verify``, comparing two spec revisions ``engine.dif
 """
 from __future__ import annotations
 
-import contextlib
+import base64
 import copy
 import dataclasses
 import hashlib
@@ -140,13 +141,10 @@ class RowsHash:
             for chunk in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):  # never combined
                 node.add(chunk)
 
-    def hexdigest(self, leave_out=()) -> str:
-        """The digest of the columns given, less those named in ``leave_out``."""
+    def hexdigest(self) -> str:
         h = hashlib.sha256()
         h.update(str(self.rows).encode() + b"\0")
         for name, node in zip(self.names, self.columns):
-            if name in leave_out:
-                continue
             h.update(name.encode("utf-8") + b"\0")
             node.feed(h)
         return h.hexdigest()
@@ -217,10 +215,6 @@ class _HashNode:
             spool.close()
         for child in self.children:
             child.close()
-
-
-def ledger_sha256(table: pa.Table, run: str, rules: str, model: str) -> str:
-    return _ledger_digest(rows_sha256(table), run, rules, model)
 
 
 def _ledger_digest(rows_digest: str, run: str, rules: str, model: str) -> str:
@@ -405,13 +399,12 @@ class LedgerFacts:
 
 
 def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Optional[np.ndarray] = None,
-                model_output: Optional[ModelOutput] = None, fields: Optional[pa.StructArray] = None,
-                features_column: bool = False) -> pa.Table:
+                model_output: Optional[ModelOutput] = None, fields: Optional[pa.StructArray] = None) -> pa.Table:
     """The ledger's rows for ``votes`` under a fitted label model (a batch, or all rows): each
     row depends only on its own votes, end-model output and gold, so batches concatenate to
-    the rows of the whole table. ``features_column``: an ``end_model_features`` column even
-    when no row here is the end model's (empty lists; every batch of a stream has the same
-    columns)."""
+    the rows of the whole table. A model whose end model decides the rows no rule covers
+    gives an ``end_model_features`` column, empty lists where it decided nothing: every batch
+    has the same columns whatever its rows, so a stream is written as it comes."""
     out = model_output
     end_model_proba = out.proba if out is not None else None
     blend = out.blend if out is not None else 0.0
@@ -481,7 +474,7 @@ def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Op
                                                       mask=~covered)
     if gold is not None:
         cols_out["gold"] = label_names.take(pa.array(np.where(gold >= 0, gold, k)))
-    if features_col is None and features_column:
+    if features_col is None and out is not None and not out.uncovered_by_rules:
         features_col = pa.array([[]] * n, FEATURE_TYPE)
     if features_col is not None:
         cols_out["end_model_features"] = features_col
@@ -566,18 +559,74 @@ def _source_lines(spec: Spec, file: str, first: int, last: int) -> str:
 def write_ledger(ledger: Ledger, output) -> Path:
     """Write ``ledger`` to Parquet through a temporary file; byte-identical for equal input."""
     run, rules, model = (canonical_json(x) for x in (ledger.run, ledger.rules, ledger.model))
-    digest = ledger_sha256(ledger.table, run, rules, model)
-    table = ledger.table.replace_schema_metadata({META_RUN: run, META_RULES: rules, META_MODEL: model,
-                                                  META_HASH: digest})
     with atomic_path(output) as tmp:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=False, row_group_size=LEDGER_ROW_GROUP)
+        file = LedgerFile(tmp, ledger.table.schema)
+        try:
+            file.write(ledger.table)
+            file.close(_ledger_meta(rows_sha256(ledger.table), run, rules, model))
+        finally:
+            file.abort()
     ledger.path = Path(output)
     return Path(output)
 
 
-# Rows per Parquet row group of a ledger: pyarrow's default for ``write_table``, so a streamed
-# ledger is byte-identical to one written from a table in memory.
+def _ledger_meta(rows_digest: str, run: str, rules: str, model: str) -> dict:
+    """A ledger file's metadata: its run, rules and label model (canonical JSON) and its hash."""
+    return {META_RUN: run, META_RULES: rules, META_MODEL: model,
+            META_HASH: _ledger_digest(rows_digest, run, rules, model)}
+
+
+# Rows per Parquet row group of a ledger (pyarrow's default for ``write_table``).
 LEDGER_ROW_GROUP = 1 << 20
+
+
+class LedgerFile:
+    """A ledger's rows written to a Parquet file as they come, its metadata at ``close``. The
+    metadata holds the rows' sha256, known only once every row is written; Parquet keeps
+    metadata in the file's footer, so it is added there, with the Arrow schema as pyarrow's
+    own writer stores it (``ARROW:schema``), and the rows are written once, never spooled.
+    Whatever batches the rows come in, they are cut into chunks of ``DEFAULT_BATCH_ROWS`` (a
+    multiple of the Parquet writer's 1,024-row steps) in row groups of ``LEDGER_ROW_GROUP``,
+    so the same rows always give the same bytes."""
+
+    def __init__(self, path, schema: pa.Schema):
+        self.schema = schema.remove_metadata()
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=False,
+                                        store_schema=False)
+        self._step = min(DEFAULT_BATCH_ROWS, LEDGER_ROW_GROUP)
+        self._pending, self._pending_rows, self._group, self._group_rows = [], 0, [], 0
+
+    def write(self, table: pa.Table) -> None:
+        self._pending.append(table.replace_schema_metadata(None))
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self._step:
+            self._cut(self._step)
+
+    def _cut(self, rows: int) -> None:
+        pending = pa.concat_tables(self._pending)
+        self._group.append(pending.slice(0, rows).combine_chunks())
+        self._pending, self._pending_rows = [pending.slice(rows)], self._pending_rows - rows
+        self._group_rows += rows
+        if self._group_rows >= LEDGER_ROW_GROUP:
+            self._write_group()
+
+    def _write_group(self) -> None:
+        self._writer.write_table(pa.concat_tables(self._group), row_group_size=LEDGER_ROW_GROUP)
+        self._group, self._group_rows = [], 0
+
+    def close(self, meta: dict) -> None:
+        if self._pending_rows:
+            self._cut(self._pending_rows)
+        if self._group:
+            self._write_group()
+        arrow_schema = base64.b64encode(self.schema.with_metadata(meta).serialize().to_pybytes())
+        self._writer.add_key_value_metadata({b"ARROW:schema": arrow_schema, **meta})
+        self.abort()
+
+    def abort(self) -> None:
+        """Close the file as it is (a no-op once closed)."""
+        if self._writer.is_open:
+            self._writer.close()
 
 
 def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Optional[GoldRequest] = None,
@@ -645,56 +694,45 @@ def _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed):
 
 
 def _write_streamed(spec, label_model, batches, gold_of, output, model, seed, run_facts) -> Ledger:
-    """The second pass: each batch's ledger rows spooled to a file beside ``output`` (an Arrow IPC
-    stream, zstd-compressed buffers: cheaper to write and read back than Parquet) and hashed; then the
-    metadata (which holds the hash) and the rows rewritten into ``output``."""
-    from .io import _temporary_name
+    """The second pass: each batch's ledger rows written to ``output`` (``LedgerFile``, through a
+    temporary file) and hashed; the metadata, which holds the hash, written last."""
     output = Path(output)
     counted, labels_seen = LedgerFacts(), {}
-    # the end model's top features: a column when it decides any row, known only at the end
-    features = model is not None and not model.uncovered_by_rules
-    digest, spool, writer, ids = None, _temporary_name(output), None, RepeatedIds()
+    digest, file, ids = None, None, RepeatedIds()
     try:
-        for batch, out in _with_model_output(batches, model):
-            gold = gold_of(batch)
-            rows = ledger_rows(spec, label_model, batch.ids, batch.votes, gold=gold, model_output=out,
-                               fields=row_fields(spec, batch.table), features_column=features)
-            if writer is None:
-                digest = RowsHash(rows.schema)
-                # a stream, not an IPC file: each batch may bring its own dictionaries (dictionary ids)
-                writer = pa.ipc.new_stream(str(spool), rows.schema,
-                                           options=pa.ipc.IpcWriteOptions(compression="zstd"))
-            writer.write_table(rows)
-            digest.add(rows)
-            counted.add(batch.votes, gold)
-            ids.add(rows.column("id"))
-            for entry in pc.value_counts(rows.column("label")).to_pylist():
-                labels_seen[entry["values"]] = labels_seen.get(entry["values"], 0) + entry["counts"]
-        if writer is None:
-            raise DataError(f"{gold_of.path}: the file has a header but no rows")
-        writer.close()
-        if model is not None:
-            gold_of.check(counted.gold_rows)
-        run, rules, params = (canonical_json(x) for x in ledger_metadata(
-            spec, label_model, counted, seed=seed, run_facts=run_facts,
-            blend=None if model is None else model.blend))
-        drop = ["end_model_features"] if features and counted.covered == counted.rows else []
-        meta = {META_RUN: run, META_RULES: rules, META_MODEL: params,
-                META_HASH: _ledger_digest(digest.hexdigest(drop), run, rules, params)}
         with atomic_path(output) as tmp:
-            _rewrite(spool, tmp, meta, drop)
+            try:
+                for batch, out in _with_model_output(batches, model):
+                    gold = gold_of(batch)
+                    rows = ledger_rows(spec, label_model, batch.ids, batch.votes, gold=gold, model_output=out,
+                                       fields=row_fields(spec, batch.table))
+                    if file is None:
+                        digest, file = RowsHash(rows.schema), LedgerFile(tmp, rows.schema)
+                    file.write(rows)
+                    digest.add(rows)
+                    counted.add(batch.votes, gold)
+                    ids.add(rows.column("id"))
+                    for entry in pc.value_counts(rows.column("label")).to_pylist():
+                        labels_seen[entry["values"]] = labels_seen.get(entry["values"], 0) + entry["counts"]
+                if file is None:
+                    raise DataError(f"{gold_of.path}: the file has a header but no rows")
+                if model is not None:
+                    gold_of.check(counted.gold_rows)
+                run, rules, params = (canonical_json(x) for x in ledger_metadata(
+                    spec, label_model, counted, seed=seed, run_facts=run_facts,
+                    blend=None if model is None else model.blend))
+                file.close(_ledger_meta(digest.hexdigest(), run, rules, params))
+            finally:
+                if file is not None:
+                    file.abort()
         ledger = Ledger(None, json.loads(run), json.loads(rules), json.loads(params), output,
                         counts=labels_seen, repeated=ids.repeated(output), streamed=True)
         del ledger.table  # read back from ``output`` when asked for (Ledger.__getattr__)
         return ledger
     finally:
-        if writer is not None:
-            writer.close()
         if digest is not None:
             digest.close()
         ids.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(spool)
 
 
 def _with_model_output(batches, model):
@@ -713,46 +751,6 @@ def _with_model_output(batches, model):
             ahead = coming
         if ahead is not None:
             yield ahead[0], ahead[1].result()
-
-
-def _rewrite(spool: Path, target, meta: dict, drop=()) -> None:
-    """The spooled rows (an Arrow IPC stream, less the columns in ``drop``) written to ``target``
-    with ``meta`` as schema metadata, in row groups of ``LEDGER_ROW_GROUP`` rows: the bytes
-    ``write_ledger`` writes. Each group is made of chunks of ``DEFAULT_BATCH_ROWS`` rows (a
-    multiple of the Parquet writer's 1,024-row steps, so its pages fall where one whole array's
-    would), so no column is ever combined past a chunk."""
-    with pa.OSFile(str(spool)) as spooled, pa.ipc.open_stream(spooled) as source:  # a batch at a time
-        columns = [name for name in source.schema.names if name not in drop]
-        kept = pa.schema([source.schema.field(name) for name in columns])
-        with pq.ParquetWriter(target, kept.with_metadata(meta), compression="zstd",
-                              write_statistics=False) as writer:
-            _regroup((batch.select(columns) for batch in source), kept, meta, writer)
-
-
-def _regroup(batches, kept: pa.Schema, meta: dict, writer) -> None:
-    """``_rewrite``'s chunks and row groups."""
-    pieces, chunks, rows = [], [], 0
-    step = min(DEFAULT_BATCH_ROWS, LEDGER_ROW_GROUP)
-
-    def flush_chunk(size):
-        nonlocal pieces
-        table = pa.Table.from_batches(pieces, schema=kept)
-        chunks.extend(table.slice(0, size).combine_chunks().to_batches())
-        pieces = table.slice(size).to_batches()
-
-    for batch in batches:
-        pieces.append(batch)
-        rows += batch.num_rows
-        while rows >= step:
-            flush_chunk(step)
-            rows -= step
-            if sum(c.num_rows for c in chunks) >= LEDGER_ROW_GROUP:
-                writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
-                chunks = []
-    if rows:
-        flush_chunk(rows)
-    if chunks:
-        writer.write_table(pa.Table.from_batches(chunks, schema=kept).replace_schema_metadata(meta))
 
 
 def label_partitioned(spec, source, output, id_column, gold, seed, batch_rows, progress, model, engine, facts,
@@ -780,13 +778,12 @@ def label_partitioned(spec, source, output, id_column, gold, seed, batch_rows, p
         label_model = _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed)
     else:
         label_model = model.label_model
-    features = model is not None and not model.uncovered_by_rules
     counted, labels_seen, ids = LedgerFacts(), {}, RepeatedIds()
     try:
         with replacing_folder(output) as folder:
             parts = []
             for part in each_partition(_ledger_part, folder=str(folder), label_model=label_model, model=model,
-                                       gold_of=gold_of, features=features):
+                                       gold_of=gold_of):
                 parts.append(part)
                 counted.merge(part.pop("facts"))
                 for label, n in part.pop("labels").items():
@@ -798,12 +795,8 @@ def label_partitioned(spec, source, output, id_column, gold, seed, batch_rows, p
                 gold_of.check(counted.gold_rows)
             run, rules, params = (canonical_json(x) for x in ledger_metadata(
                 spec, label_model, counted, seed=seed, run_facts=facts, blend=None if model is None else model.blend))
-            drop = ["end_model_features"] if features and counted.covered == counted.rows else []
-            digests = [part.pop("rows_sha256_less" if drop else "rows_sha256") for part in parts]
-            for part in parts:
-                part.pop("rows_sha256_less", None)
-            meta = {META_RUN.decode(): run, META_RULES.decode(): rules, META_MODEL.decode(): params,
-                    META_HASH.decode(): _ledger_digest(parts_rows_sha256(digests), run, rules, params), "drop": drop}
+            digest = parts_rows_sha256([part.pop("rows_sha256") for part in parts])
+            meta = {k.decode(): v for k, v in _ledger_meta(digest, run, rules, params).items()}
             write_manifest(folder, parts, {"ledger": meta})
             repeated = ids.repeated([Path(folder) / part["file"] for part in parts])
     finally:
@@ -824,11 +817,11 @@ def _count_part(spec, index, offset, batches, gold_of):
     return counts
 
 
-def _ledger_part(spec, index, offset, batches, folder, label_model, model, gold_of, features):
+def _ledger_part(spec, index, offset, batches, folder, label_model, model, gold_of):
     """On a worker: a partition's ledger rows (``ledger_rows``, as ``label`` builds them batch by
     batch) written as part ``index`` of ``folder``; returns its manifest entry, with what the
     ledger's metadata counts (``facts``, rows per label), the 64-bit hashes of its ids
-    (``RepeatedIds``) and its ``rows_sha256`` (with and without ``end_model_features``)."""
+    (``RepeatedIds``) and its ``rows_sha256``."""
     from .datasets import write_part
     gold_of = gold_of.starting_at(offset)
     facts, labels, hashes, digest = LedgerFacts(), {}, [], None
@@ -839,7 +832,7 @@ def _ledger_part(spec, index, offset, batches, folder, label_model, model, gold_
             gold = gold_of(batch)
             out = model_output(model, batch.table, batch.votes) if model is not None else None
             table = ledger_rows(spec, label_model, batch.ids, batch.votes, gold=gold, model_output=out,
-                                fields=row_fields(spec, batch.table), features_column=features)
+                                fields=row_fields(spec, batch.table))
             digest = digest or RowsHash(table.schema)
             digest.add(table)
             facts.add(batch.votes, gold)
@@ -850,7 +843,7 @@ def _ledger_part(spec, index, offset, batches, folder, label_model, model, gold_
     try:
         entry = write_part(folder, index, rows())
         return {**entry, "facts": facts, "labels": labels, "id_hashes": np.concatenate(hashes),
-                "rows_sha256": digest.hexdigest(), "rows_sha256_less": digest.hexdigest(["end_model_features"])}
+                "rows_sha256": digest.hexdigest()}
     finally:
         if digest is not None:
             digest.close()
@@ -1119,7 +1112,8 @@ def _open_partitioned(path: Path, check: bool, batch_rows: int) -> Ledger:
 
 def ledger_columns(path) -> list:
     """A ledger's column names, read from a file's footer or a partitioned ledger's first part
-    (less the columns its manifest says to leave out)."""
+    (less those its manifest says to leave out: ``end_model_features`` in a ledger written
+    before that column was kept in every ledger of a model)."""
     path = Path(path)
     if not path.is_dir():
         return pq.read_schema(path).names

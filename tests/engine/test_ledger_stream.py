@@ -180,8 +180,8 @@ def test_label_with_a_model_writes_the_matrix_paths_ledger_from_one_kernel_pass(
 
 
 def test_ids_of_a_dictionary_column_stream_to_the_same_file(youtube, tmp_path):
-    """Each batch of a dictionary-encoded id column brings its own dictionary: the spool (an
-    Arrow IPC stream) takes them, and the file equals the one built in memory."""
+    """Each batch of a dictionary-encoded id column brings its own dictionary: the file still
+    equals the one built in memory."""
     table = pa.csv.read_csv(TRAIN)
     table = table.set_column(table.schema.get_field_index("COMMENT_ID"), "COMMENT_ID",
                              table.column("COMMENT_ID").dictionary_encode())
@@ -192,3 +192,44 @@ def test_ids_of_a_dictionary_column_stream_to_the_same_file(youtube, tmp_path):
     _in_memory(spec, source, tmp_path / "memory.parquet", GoldRequest())
     led.label_data(spec, source, tmp_path / "streamed.parquet", "COMMENT_ID", batch_rows=333)
     assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "memory.parquet").read_bytes()
+
+
+def test_the_streamed_ledger_keeps_its_types_and_metadata_for_any_parquet_reader(youtube, tmp_path):
+    """The metadata goes into the footer after the rows (it holds their hash): pyarrow's own
+    reader still sees it as the schema's metadata, and the Arrow types (large_string ids here)
+    come back as written."""
+    table = pa.csv.read_csv(TRAIN)
+    table = table.set_column(table.schema.get_field_index("COMMENT_ID"), "COMMENT_ID",
+                             table.column("COMMENT_ID").cast(pa.large_string()))
+    pq.write_table(table, tmp_path / "data.parquet")
+    source = open_source(tmp_path / "data.parquet")
+    spec = load_spec(SPEC, source.schema)
+    out = tmp_path / "ledger.parquet"
+    led.label_data(spec, source, out, "COMMENT_ID", batch_rows=333)
+    schema = pq.read_schema(out)
+    assert schema.field("id").type == pa.large_string()
+    assert {led.META_RUN, led.META_RULES, led.META_MODEL, led.META_HASH} <= set(schema.metadata)
+    assert led.read_ledger(out).table.num_rows == table.num_rows  # the recorded hash checks
+
+
+def test_a_models_ledger_has_its_features_column_even_when_every_row_is_covered(youtube, tmp_path):
+    """The column is known before the first row is written: empty lists where the end model
+    decided nothing, the same bytes streamed as built in memory."""
+    from mteach.engine.train import train
+    from mteach.settings import load_settings
+    spec, source, batch, _ = youtube
+    config = tmp_path / "mteach.toml"
+    config.write_text("[features]\nchar_ngrams = false\n[end_model]\nepochs = 2\n")
+    model, _ = train(spec, batch.table, load_settings(config), None, votes=batch.votes, hint_effects=False)
+    covered = np.flatnonzero((batch.votes != -1).any(axis=1))
+    pq.write_table(batch.table.take(pa.array(covered)), tmp_path / "covered.parquet")
+    data = open_source(tmp_path / "covered.parquet")
+    ledger = led.label_data(spec, data, tmp_path / "streamed.parquet", "COMMENT_ID", model=model, batch_rows=100)
+    features = ledger.table.column("end_model_features").to_pylist()
+    assert len(features) == len(covered) and not any(features)
+    whole = collect_votes(spec, data, "COMMENT_ID")
+    out = led.model_output(model, whole.table, whole.votes)
+    assert out.features is None  # no row for the end model to decide
+    memory = led.ledger_rows(spec, model.label_model, whole.ids, whole.votes, model_output=out,
+                             fields=led.row_fields(spec, whole.table))
+    assert memory.column_names == ledger.table.column_names
