@@ -5,6 +5,7 @@
     python bench/scale.py predict [--sizes 50000 200000 1000000] [--repeat 1]  # peak RSS and rows/s of predict vs apply
     python bench/scale.py label-model [--sizes 1000000] [--repeat 3]  # label --model and label vs apply
     python bench/scale.py stream  [--sizes 1000000 10000000] [--big-csv]  # every streaming verb
+    python bench/scale.py kernel  [--rows 262144] [--repeat 3] [--against CHECKOUT]  # the n-gram kernel's calls
 
 train: the YouTube train comments replicated to ``--rows`` rows (bench/_common.py), the
 spec's votes, the label model's soft labels of the covered rows, the default featurizer
@@ -48,6 +49,17 @@ once on the YouTube train split with the settings of ``STREAM_CONFIG`` (printed)
 on the replicated data uses them too ([end_model] max_rows caps the rows it keeps).
 ``--verbs label predict``: only those verbs (and apply, the baseline, at each size); quote a
 verb of two words: ``--verbs verify diff "predict --gold"``.
+kernel: the model trained as predict's (the default featurizer) on the first ``--rows`` rows
+of the replicated data, in batches of 65,536 with their rules' votes: the end model's output
+as ``label --model`` takes it (``end_model_output``: every row's logits and the top features of
+the rows no rule covers, ``ngram_kernel.score_top``), ``transform`` (``fill``) and ``dot``
+(``score``, what ``predict`` runs), each through all the batches, and ``transform`` without
+numba (the numpy path) on the first batch, after a first call that loads (or compiles) the
+kernel; CPU and wall seconds, the least of ``--repeat`` tries in each
+of ``--repeat`` fresh processes. ``--against CHECKOUT``: the same in another checkout of mteach
+(e.g. ``git worktree add /tmp/main main``), the processes interleaved, and the ratios; the
+outputs of both must be identical (their sha256 is compared).
+
 ``--big-csv``: also a CSV of over 2 GB in one string column (long documents made of YouTube
 comments, written to the temporary folder and deleted after), through every verb (or those
 of ``--verbs``): each must finish (no ArrowCapacityError).
@@ -417,6 +429,89 @@ def bench_stream(sizes: list, big_csv: bool, verbs=None) -> None:
             bench_big_csv(tmp, model, config, verbs=verbs)
 
 
+KERNEL_CHILD = """
+import hashlib, json, os, sys, time
+from mteach.engine.datasets import open_source
+from mteach.engine.train import _feature_table, load_model
+from mteach.engine.votes import vote_batches
+model, data, rows, repeat, id_column = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+trained = load_model(model)
+batches, n = [], 0  # (table, feature table, rows no rule covers)
+for b in vote_batches(trained.spec, open_source(data), id_column, batch_rows=65536, threads=2):
+    batches.append((b.table, _feature_table(trained.spec, b.table), ~(b.votes != -1).any(axis=1)))
+    n += b.table.num_rows
+    if n >= rows:
+        break
+f, weights = trained.featurizer, trained.end_model.linear_weights()[0]
+def numpy_path(ft):  # the featurizer without numba, on the first batch only (it is slow)
+    os.environ["MTEACH_NO_NUMBA"] = "1"
+    try:
+        return f.transform(ft)
+    finally:
+        os.environ.pop("MTEACH_NO_NUMBA")
+calls = {"end_model_output": (lambda t, ft, e: trained.end_model_output(t, e), batches),
+         "transform": (lambda t, ft, e: f.transform(ft), batches),
+         "dot": (lambda t, ft, e: f.dot(ft, weights), batches),
+         "transform, numpy": (lambda t, ft, e: numpy_path(ft), batches[:1])}
+digest = hashlib.sha256()
+for name, (call, some) in calls.items():  # the kernel's code loaded (or compiled); the outputs' hash
+    for got in (call(*b) for b in some):
+        if name == "end_model_output":
+            digest.update(got[0].tobytes()); digest.update(str(got[1].to_pylist()).encode())
+        elif name.startswith("transform"):
+            for part in (got.indptr, got.indices, got.data):
+                digest.update(part.tobytes())
+        else:
+            digest.update(got.tobytes())
+best = {}
+for _ in range(repeat):
+    for name, (call, some) in calls.items():
+        c, w = time.process_time(), time.perf_counter()
+        for b in some:
+            call(*b)
+        c, w = time.process_time() - c, time.perf_counter() - w
+        got = [min(best.get(name, [c, w, 0])[0], c), min(best.get(name, [c, w, 0])[1], w)]
+        best[name] = got + [sum(b[0].num_rows for b in some)]
+print(json.dumps({"best": best, "sha256": digest.hexdigest()}))
+"""
+
+
+def kernel_run(checkout: Path, model: Path, data: Path, rows: int, repeat: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    proc = subprocess.run([sys.executable, "-c", KERNEL_CHILD, str(model), str(data), str(rows), str(repeat), ID],
+                          env=env, capture_output=True, text=True, cwd=checkout)
+    if proc.returncode:
+        sys.exit(f"the kernel's calls in {checkout} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def bench_kernel(rows: int, repeat: int, against) -> None:
+    """The kernel's calls in this checkout (and ``against``'s), see the module's docstring."""
+    with tempfile.TemporaryDirectory(prefix="mteach-scale-") as tmp:
+        _, model = default_model(Path(tmp))
+        data = replicated_parquet(max(rows, 65536))
+        checkouts = {"this": ROOT} | ({"against": Path(against).resolve()} if against else {})
+        best = {}
+        for _ in range(repeat):  # interleaved, each process the least of ``repeat`` tries
+            for name, checkout in checkouts.items():
+                got = kernel_run(checkout, model, data, rows, repeat)
+                if name in best:
+                    got["best"] = {call: [min(a, b) for a, b in zip(v[:2], best[name]["best"][call])] + v[2:]
+                                   for call, v in got["best"].items()}
+                best[name] = got
+        for name, got in best.items():
+            for call, (c, w, n) in got["best"].items():
+                ratio = ""
+                if name == "this" and "against" in best:
+                    ac, aw, _ = best["against"]["best"][call]
+                    ratio = f"  this / against: CPU {c / ac:.2f}, wall {w / aw:.2f}"
+                print(f"kernel: {name:<8} {call:<17} {n:>8,} rows  {c:6.2f} CPU-s  {w:6.2f} s wall{ratio}")
+        if "against" in best:
+            same = best["this"]["sha256"] == best["against"]["sha256"]
+            print(f"kernel: outputs {'identical' if same else 'DIFFERENT'} (sha256 {best['this']['sha256'][:16]}…"
+                  f"{'' if same else ' vs ' + best['against']['sha256'][:16] + '…'}); load {os.getloadavg()[0]:.1f}")
+
+
 def bench_big_csv(tmp: Path, model: Path, config: Path, docs: int = 110_000, chars: int = 21_000,
                   verbs=None) -> None:
     """A CSV whose CONTENT column holds over 2 GB: every verb must finish on it."""
@@ -452,8 +547,10 @@ def main(argv=None) -> int:
         child_run(sys.argv[2:])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("train", "longdoc", "predict", "label-model", "stream"))
-    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("what", choices=("train", "longdoc", "predict", "label-model", "stream", "kernel"))
+    ap.add_argument("--rows", type=int, help="train: rows to train on (default 100,000); kernel: rows to run "
+                    "(default 262,144)")
+    ap.add_argument("--against", help="kernel: another checkout of mteach to compare with")
     ap.add_argument("--docs", type=int, default=10_000)
     ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000, 1_000_000])
     ap.add_argument("--repeat", type=int, default=1, help="predict, label-model: run each verb this many times at "
@@ -465,7 +562,8 @@ def main(argv=None) -> int:
                     "default: all)")
     args = ap.parse_args(argv)
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
-    {"train": lambda: bench_train(args.rows, args.repeat), "longdoc": lambda: bench_longdoc(args.docs),
+    {"train": lambda: bench_train(args.rows or 100_000, args.repeat),
+     "kernel": lambda: bench_kernel(args.rows or 262_144, args.repeat, args.against), "longdoc": lambda: bench_longdoc(args.docs),
      "predict": lambda: bench_predict(args.sizes, args.repeat),
      "label-model": lambda: bench_label_model(args.sizes, args.repeat), "stream": lambda: bench_stream(args.sizes, "only" if args.big_csv_only else args.big_csv, args.verbs)}[args.what]()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

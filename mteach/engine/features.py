@@ -83,7 +83,7 @@ def lookup_tables(buckets: list, bits: int) -> np.ndarray:
 
 def _popcount(x: np.ndarray) -> np.ndarray:
     if hasattr(np, "bitwise_count"):  # numpy 2
-        return np.bitwise_count(x).astype(np.int64)
+        return np.bitwise_count(x)
     return _BYTE_BITS[x.view(np.uint8).reshape(-1, 8)].sum(axis=1, dtype=np.int64)
 
 
@@ -91,13 +91,18 @@ _BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
 def bucket_columns(table: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-    """The columns of ``buckets`` (int64) in a block's table (``lookup_tables``), -1 for
-    buckets not fitted."""
-    buckets = np.asarray(buckets, dtype=np.uint64)
-    word = table[(buckets >> np.uint64(6)).astype(np.int64)]
-    below = word[:, 0] << (np.uint64(63) - (buckets & np.uint64(63)))  # its bit on top, those below under it
-    cols = word[:, 1].astype(np.int64) + _popcount(below) - 1
-    return np.where(below >> np.uint64(63) == 1, cols, -1)
+    """The columns of ``buckets`` in a block's table (``lookup_tables``), -1 for buckets not
+    fitted (int64)."""
+    buckets = np.asarray(buckets, dtype=np.int64)
+    flat = table.reshape(-1)
+    at = (buckets >> 6) << 1
+    below = flat[at]
+    below <<= (63 - (buckets & 63)).astype(np.uint64)  # its bit on top, those below it under
+    cols = flat[at + 1].view(np.int64)
+    cols += _popcount(below)
+    cols -= 1
+    cols[below < np.uint64(1 << 63)] = -1
+    return cols
 
 
 def _column_texts(table: pa.Table, field: str) -> list:
