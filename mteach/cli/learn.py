@@ -14,8 +14,8 @@ from ..engine.report import fmt_number
 from ..errors import DataError
 from ..settings import SettingsError, load_settings
 from .common import (Loaded, add_data_argument, add_data_options, add_engine_options, add_run_options,
-                     add_spec_data_arguments, dump_json, engine_for, gold_asked, gold_request, load, print_table,
-                     progress_bar, writes_parts)
+                     add_spec_data_arguments, dump_json, engine_for, gold_asked, gold_request, load, load_model,
+                     print_table, progress_bar, writes_parts)
 
 
 def register(sub):
@@ -309,7 +309,6 @@ def say_predicted(output, rows: int, covered: int) -> None:
 def cmd_predict(args) -> int:
     from ..engine.apply import resolve_id_column
     from ..engine.datasets import open_source
-    from ..engine.train import load_model
     if not (args.output or args.gold or args.gold_column):
         raise DataError("nothing to do: give -o OUT.parquet for predictions and/or gold labels to evaluate")
     source = open_source(args.data)

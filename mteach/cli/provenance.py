@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..compiler.checker import load_spec
@@ -15,8 +16,8 @@ from ..engine.verify import verify_ledger
 from ..engine.datasets import open_source
 from ..errors import DataError
 from .common import (add_data_argument, add_data_options, add_engine_options, add_format_option, add_run_options,
-                     add_spec_data_arguments, dump_json, engine_for, gold_request, load, print_table, progress_bar,
-                     writes_parts)
+                     add_spec_data_arguments, dump_json, engine_for, gold_request, load, load_model, print_table,
+                     progress_bar, writes_parts)
 
 
 def register(sub):
@@ -123,11 +124,10 @@ def cmd_label(args) -> int:
     passes = 1 if args.model else 2  # fit on vote counts, then write (on Dask too)
     with progress_bar(rows * passes if rows is not None else None,
                       "labelling" if passes == 1 else "labelling (2 passes: fit, write)", not args.quiet) as advance, \
-            engine_for(args, args.threads) as engine:
+            engine_for(args, args.threads) as engine, ThreadPoolExecutor(max_workers=1) as loader:
         model = None
-        if args.model:
-            from ..engine.train import load_model
-            model = load_model(args.model, args.spec, loaded.source.schema)
+        if args.model:  # loaded (scikit-learn imported, ~1.5 s) while the first batches' votes are computed
+            model = loader.submit(load_model, args.model, args.spec, loaded.source.schema)
         ledger = label_data(loaded.spec, loaded.source, args.output, loaded.id_column,
                             gold=gold_request(args), seed=args.seed, threads=args.threads, progress=advance,
                             model=model, engine=engine, partitioned=writes_parts(args),

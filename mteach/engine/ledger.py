@@ -48,11 +48,12 @@ import copy
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -604,8 +605,9 @@ class LedgerFile:
 
     def _cut(self, rows: int) -> None:
         pending = pa.concat_tables(self._pending)
-        self._group.append(pending.slice(0, rows).combine_chunks())
-        self._pending, self._pending_rows = [pending.slice(rows)], self._pending_rows - rows
+        self._group.append(pending.slice(0, rows).combine_chunks())  # a copy only where batches meet
+        rest = pending.slice(rows)
+        self._pending, self._pending_rows = [rest] if rest.num_rows else [], self._pending_rows - rows
         self._group_rows += rows
         if self._group_rows >= LEDGER_ROW_GROUP:
             self._write_group()
@@ -642,7 +644,9 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
     ``gold``: where gold labels come from (``engine.gold.GoldRequest``).
     ``model``: a trained model (``mteach.engine.train.TrainedModel``) of the same spec: its
     label model is used as trained (one pass), its end model decides the rows no rule
-    covers (with their top features) and joins covered rows with the model's blend.
+    covers (with their top features) and joins covered rows with the model's blend. It may
+    be a ``concurrent.futures.Future`` of one, still loading: the first batches' votes are
+    computed meanwhile (``_while_loading``).
     ``engine``: who computes the votes (``engine.votes``); ``partitioned``: write the ledger
     as a folder with a part per partition, written where the partition is evaluated (on the
     Dask workers), and a manifest (``label_partitioned``). ``label_model_settings``:
@@ -661,26 +665,53 @@ def label_data(spec, data, output, id_column: Optional[str] = None, *, gold: Opt
              "spec_from_data": Path(os.path.relpath(os.path.realpath(spec.root),
                                                     os.path.realpath(source.path.parent))).as_posix(),
              "id_column": id_column or ROW_NUMBER}
-    if model is not None:
-        facts["model"] = {"spec_hash": model.spec.content_hash, "blend": model.blend, "settings": model.settings,
-                          **(model.provenance or {})}
     if partitioned:
+        model = model.result() if isinstance(model, Future) else model
         return label_partitioned(spec, source, output, id_column, gold, seed, batch_rows, progress, model, engine,
-                                 facts, label_model_settings)
+                                 _with_model_facts(facts, model), label_model_settings)
     gold_of = batch_gold(gold, spec.labels, source.path, id_column)
 
     def passes():
         return vote_batches(spec, source, id_column, columns=gold.columns, batch_rows=batch_rows, threads=threads,
                             progress=progress, engine=engine)
+    batches = passes()
     if model is None:
         from .label_model import VoteCounts  # scikit-learn is slow to import
         counts = VoteCounts(len(spec.rules))
-        for batch in passes():
+        for batch in batches:
             counts.add(batch.votes, gold_of(batch))
         label_model = _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed)
+        batches = passes()
     else:
+        if isinstance(model, Future):
+            batches, model = _while_loading(batches, model)
         label_model = model.label_model
-    return _write_streamed(spec, label_model, passes(), gold_of, output, model, seed, facts)
+    return _write_streamed(spec, label_model, batches, gold_of, output, model, seed, _with_model_facts(facts, model))
+
+
+def _with_model_facts(facts: dict, model) -> dict:
+    """The run facts with those of the trained model used, if any."""
+    if model is None:
+        return facts
+    return {**facts, "model": {"spec_hash": model.spec.content_hash, "blend": model.blend,
+                               "settings": model.settings, **(model.provenance or {})}}
+
+
+# Batches whose votes are computed while a model loads: ~1.5 s of imports and reading (mostly
+# one core) against ~0.2 CPU-s of votes a batch of 65,536 rows; they are held (~10 MB each).
+MODEL_LOAD_LOOKAHEAD = 8
+
+
+def _while_loading(batches, model: Future) -> tuple:
+    """(batches, the model): batches are taken (their votes computed, on the cores the loading
+    leaves free) until ``model`` is loaded or ``MODEL_LOAD_LOOKAHEAD`` of them are held; those
+    come first in the batches returned."""
+    batches, held = iter(batches), []
+    for batch in batches:
+        held.append(batch)
+        if model.done() or len(held) >= MODEL_LOAD_LOOKAHEAD:
+            break
+    return itertools.chain(held, batches), model.result()
 
 
 def _fit_on_counts(spec, counts, source, gold_of, label_model_settings, seed):

@@ -233,3 +233,36 @@ def test_a_models_ledger_has_its_features_column_even_when_every_row_is_covered(
     memory = led.ledger_rows(spec, model.label_model, whole.ids, whole.votes, model_output=out,
                              fields=led.row_fields(spec, whole.table))
     assert memory.column_names == ledger.table.column_names
+
+
+def test_a_model_still_loading_gets_the_first_batches_votes_computed_meanwhile(youtube, tmp_path):
+    """``label --model`` loads the model on a thread (a Future): batches are voted on while it
+    loads, and the ledger is the file a loaded model gives; a model that fails to load fails
+    the run, and nothing is written."""
+    from concurrent.futures import Future
+    from mteach.engine.train import train
+    from mteach.settings import load_settings
+    spec, source, batch, _ = youtube
+    config = tmp_path / "mteach.toml"
+    config.write_text("[features]\nchar_ngrams = false\n[end_model]\nepochs = 2\n")
+    model, _ = train(spec, batch.table, load_settings(config), None, votes=batch.votes, hint_effects=False)
+    led.label_data(spec, source, tmp_path / "loaded.parquet", "COMMENT_ID", model=model, batch_rows=100)
+    loading, voted = Future(), []
+
+    def progress(rows):  # the model is "loaded" once three batches were voted on
+        voted.append(loading.done())
+        if len(voted) == 3:
+            loading.set_result(model)
+    import threading
+    late = threading.Timer(60, lambda: loading.done() or loading.set_result(model))  # no hang if it waits first
+    late.start()
+    led.label_data(spec, source, tmp_path / "loading.parquet", "COMMENT_ID", model=loading, batch_rows=100,
+                   progress=progress)
+    late.cancel()
+    assert voted[:3] == [False, False, False] and all(voted[3:])
+    assert (tmp_path / "loading.parquet").read_bytes() == (tmp_path / "loaded.parquet").read_bytes()
+    failed = Future()
+    failed.set_exception(DataError("model.json: not a model folder"))
+    with pytest.raises(DataError, match="not a model folder"):
+        led.label_data(spec, source, tmp_path / "failed.parquet", "COMMENT_ID", model=failed, batch_rows=100)
+    assert not (tmp_path / "failed.parquet").exists()
