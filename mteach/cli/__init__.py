@@ -45,11 +45,14 @@ def reuse_freed_memory() -> None:
     """Let this process reuse the memory it frees instead of faulting in fresh zeroed pages.
 
     A verb works batch after batch, freeing and allocating the same large arrays. By default
-    glibc gives freed memory at the top of its heap back to the system, and numpy asks for
-    transparent huge pages for every array of 4 MiB or more, so each batch faults in and
-    zeroes fresh 2 MiB pages: a quarter of `apply`'s CPU time on 1M rows (bench/README.md).
-    Freed memory is kept instead (the peak is what it was; nothing is used for longer than
-    the command runs). Only the CLI does this: the API leaves its host process alone."""
+    glibc gives freed memory at the top of its heap back to the system, numpy asks for
+    transparent huge pages for every array of 4 MiB or more, and Arrow's allocator (mimalloc)
+    asks for them for its whole arena and gives back what it frees, so each batch faults in
+    and zeroes fresh 2 MiB pages: a quarter of `apply`'s CPU time on 1M rows, a sixth of
+    `label --model`'s (bench/README.md). Instead glibc keeps what it frees, and Arrow
+    allocates through glibc too (the peak is what it was, or lower; nothing is held past the
+    command). Only the CLI does this: the API leaves its host process alone, and a user's
+    NUMPY_MADVISE_HUGEPAGE, GLIBC_TUNABLES or ARROW_DEFAULT_MEMORY_POOL wins."""
     try:  # numpy's NUMPY_MADVISE_HUGEPAGE=0, which is read only when numpy is first imported
         from numpy._core.multiarray import _set_madvise_hugepage
     except ImportError:
@@ -67,6 +70,9 @@ def reuse_freed_memory() -> None:
             return
         mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
         mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD: blocks under 256 MiB come from the heap, reused
+        if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+            import pyarrow as pa
+            pa.set_memory_pool(pa.system_memory_pool())
 
 
 def main(argv=None) -> int:
