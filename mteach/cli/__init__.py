@@ -41,42 +41,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def reuse_freed_memory() -> None:
-    """Let this process reuse the memory it frees instead of faulting in fresh zeroed pages.
-
-    A verb works batch after batch, freeing and allocating the same large arrays. By default
-    glibc gives freed memory at the top of its heap back to the system, numpy asks for
-    transparent huge pages for every array of 4 MiB or more, and Arrow's allocator (mimalloc)
-    asks for them for its whole arena and gives back what it frees, so each batch faults in
-    and zeroes fresh 2 MiB pages: a quarter of `apply`'s CPU time on 1M rows, a sixth of
-    `label --model`'s (bench/README.md). Instead glibc keeps what it frees, and Arrow
-    allocates through glibc too (the peak is what it was, or lower; nothing is held past the
-    command). Only the CLI does this: the API leaves its host process alone, and a user's
-    NUMPY_MADVISE_HUGEPAGE, GLIBC_TUNABLES or ARROW_DEFAULT_MEMORY_POOL wins."""
-    try:  # numpy's NUMPY_MADVISE_HUGEPAGE=0, which is read only when numpy is first imported
+def no_huge_page_advice() -> None:
+    """Stop numpy asking for transparent huge pages for arrays of 4 MiB or more (what
+    NUMPY_MADVISE_HUGEPAGE=0 does, read only when numpy is first imported; a user's setting
+    wins). A verb frees and allocates the same large arrays batch after batch, and each new
+    one then faulted in and zeroed fresh 2 MiB pages (perf: 29% of `apply`'s CPU samples on 1M
+    rows were in that zeroing, numpy's and Arrow's). Only the CLI does this: the API leaves
+    its host process alone. (Keeping freed memory in glibc, or Arrow allocating through it,
+    saved more time but raised peak memory at 10M rows past the 1.5x of 1M rows allowed.)"""
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return
+    try:
         from numpy._core.multiarray import _set_madvise_hugepage
     except ImportError:
         try:
             from numpy.core.multiarray import _set_madvise_hugepage  # numpy 1.x
         except ImportError:
-            _set_madvise_hugepage = None
-    if "NUMPY_MADVISE_HUGEPAGE" not in os.environ and _set_madvise_hugepage is not None:
-        _set_madvise_hugepage(False)
-    if sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in os.environ:
-        import ctypes
-        try:
-            mallopt = ctypes.CDLL("libc.so.6").mallopt
-        except (OSError, AttributeError):  # not glibc (musl, ...)
             return
-        mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
-        mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD: blocks under 256 MiB come from the heap, reused
-        if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-            import pyarrow as pa
-            pa.set_memory_pool(pa.system_memory_pool())
+    _set_madvise_hugepage(False)
 
 
 def main(argv=None) -> int:
-    reuse_freed_memory()
+    no_huge_page_advice()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -72,7 +72,8 @@ class LocalEngine:
         source = source if isinstance(source, DataSource) else open_source(source)
         wanted = list(dict.fromkeys(columns_needed(spec) + ([id_column] if id_column else []) + list(columns)))
         offset = 0
-        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.threads)
+        try:
             pending = []
 
             def done(batch, future) -> VoteBatch:
@@ -89,6 +90,10 @@ class LocalEngine:
                     yield done(*pending.pop(0))
             for batch, future in pending:
                 yield done(batch, future)
+        finally:
+            # not waited for: a generator left unfinished is closed by the garbage collector, maybe
+            # on one of these threads, which cannot join itself; what is queued is dropped
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 ENGINES = ("local", "dask")
