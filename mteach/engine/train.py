@@ -475,8 +475,9 @@ def training_rows(covered: np.ndarray, gold_covered: Optional[np.ndarray], max_r
     idx = np.flatnonzero(covered)
     if not max_rows or idx.shape[0] <= max_rows:
         return idx, f"all {idx.shape[0]:,} covered rows"
-    keep = np.flatnonzero(gold_covered) if gold_covered is not None else np.zeros(0, dtype=idx.dtype)
-    rest = np.setdiff1d(idx, keep)
+    gold_covered = gold_covered if gold_covered is not None else np.zeros_like(covered)
+    keep = np.flatnonzero(gold_covered)
+    rest = np.flatnonzero(covered & ~gold_covered)  # masks, not np.setdiff1d: 10 s on 8.5M rows
     rows = np.union1d(keep, _sample(rest, max(max_rows - keep.shape[0], 0), seed))
     gold_note = f", its {keep.shape[0]:,} gold rows kept" if keep.shape[0] else ""
     return rows, (f"{rows.shape[0]:,} of {idx.shape[0]:,} covered rows ([end_model] max_rows = {max_rows:,}: "
