@@ -588,41 +588,31 @@ class LedgerFile:
     metadata holds the rows' sha256, known only once every row is written; Parquet keeps
     metadata in the file's footer, so it is added there, with the Arrow schema as pyarrow's
     own writer stores it (``ARROW:schema``), and the rows are written once, never spooled.
-    Whatever batches the rows come in, they are cut into chunks of ``DEFAULT_BATCH_ROWS`` (a
-    multiple of the Parquet writer's 1,024-row steps) in row groups of ``LEDGER_ROW_GROUP``,
-    so the same rows always give the same bytes."""
+    Whatever batches the rows come in, they are cut into row groups of ``LEDGER_ROW_GROUP``
+    rows, so the same rows always give the same bytes."""
 
     def __init__(self, path, schema: pa.Schema):
         self.schema = schema.remove_metadata()
         self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=False,
                                         store_schema=False)
-        self._step = min(DEFAULT_BATCH_ROWS, LEDGER_ROW_GROUP)
-        self._pending, self._pending_rows, self._group, self._group_rows = [], 0, [], 0
+        self._pending, self._pending_rows = [], 0
 
     def write(self, table: pa.Table) -> None:
         self._pending.append(table.replace_schema_metadata(None))
         self._pending_rows += table.num_rows
-        while self._pending_rows >= self._step:
-            self._cut(self._step)
+        while self._pending_rows >= LEDGER_ROW_GROUP:
+            self._write_group(LEDGER_ROW_GROUP)
 
-    def _cut(self, rows: int) -> None:
+    def _write_group(self, rows: int) -> None:
         pending = pa.concat_tables(self._pending)
-        self._group.append(pending.slice(0, rows).combine_chunks())  # a copy only where batches meet
+        # one chunk per column (a copy only where batches meet), so its pages are those of one array
+        self._writer.write_table(pending.slice(0, rows).combine_chunks(), row_group_size=rows)
         rest = pending.slice(rows)
         self._pending, self._pending_rows = [rest] if rest.num_rows else [], self._pending_rows - rows
-        self._group_rows += rows
-        if self._group_rows >= LEDGER_ROW_GROUP:
-            self._write_group()
-
-    def _write_group(self) -> None:
-        self._writer.write_table(pa.concat_tables(self._group), row_group_size=LEDGER_ROW_GROUP)
-        self._group, self._group_rows = [], 0
 
     def close(self, meta: dict) -> None:
         if self._pending_rows:
-            self._cut(self._pending_rows)
-        if self._group:
-            self._write_group()
+            self._write_group(self._pending_rows)
         arrow_schema = base64.b64encode(self.schema.with_metadata(meta).serialize().to_pybytes())
         self._writer.add_key_value_metadata({b"ARROW:schema": arrow_schema, **meta})
         self.abort()
