@@ -137,12 +137,16 @@ def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] =
         if rows == 0:
             raise DataError(f"{data}: the file has a header but no rows")
 
+    # Parquet stores an int8 as an int32: dictionary-encoding a thousand vote columns and
+    # keeping their min and max took half of `apply`'s time at 1,000 rules; zstd alone
+    # packs their runs of -1. The id column keeps both.
+    options = {"compression": "zstd", "use_dictionary": [id_name], "write_statistics": [id_name]}
     if partitioned:
-        with DatasetWriter(output, schema) as writer:
+        with DatasetWriter(output, schema, options=options) as writer:
             write_all(writer.write)
     else:
         with atomic_path(output) as tmp:
-            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            with pq.ParquetWriter(tmp, schema, **options) as writer:
                 write_all(writer.write_batch)
     return ApplyResult(Path(output), rows, names, coverage, id_name)
 

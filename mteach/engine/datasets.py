@@ -138,12 +138,15 @@ def replacing_folder(target):
         yield Path(tmp)
 
 
-def write_part(folder, index: int, tables, schema: Optional[pa.Schema] = None) -> dict:
+def write_part(folder, index: int, tables, schema: Optional[pa.Schema] = None,
+               options: Optional[dict] = None) -> dict:
     """Part ``index`` of a partitioned output: ``tables`` (Tables or RecordBatches, cast to
-    ``schema`` when given) written to ``folder/part-NNNNN.parquet`` through a temporary name.
+    ``schema`` when given) written to ``folder/part-NNNNN.parquet`` through a temporary name,
+    with ``options`` for ``pq.ParquetWriter`` (default: zstd).
     Runs wherever the part is made (on a Dask worker for the engine's outputs). Returns its
     manifest entry: file, rows, sha256."""
     path = Path(folder) / PART.format(index)
+    options = options or {"compression": "zstd"}
     rows, writer = 0, None
     with atomic_path(path) as tmp:
         try:
@@ -152,7 +155,7 @@ def write_part(folder, index: int, tables, schema: Optional[pa.Schema] = None) -
                     table = pa.Table.from_batches([table])
                 if schema is not None and table.schema != schema:
                     table = table.cast(schema)
-                writer = writer or pq.ParquetWriter(tmp, schema or table.schema, compression="zstd")
+                writer = writer or pq.ParquetWriter(tmp, schema or table.schema, **options)
                 writer.write_table(table)
                 rows += table.num_rows
         finally:
@@ -161,7 +164,7 @@ def write_part(folder, index: int, tables, schema: Optional[pa.Schema] = None) -
         if writer is None:
             if schema is None:
                 raise DataError(f"{path}: a part with no rows and no schema")
-            pq.write_table(schema.empty_table(), tmp, compression="zstd")
+            pq.write_table(schema.empty_table(), tmp, **options)
     return {"file": path.name, "rows": rows, "sha256": file_fingerprint(path)}
 
 
@@ -180,16 +183,17 @@ class DatasetWriter:
     ``abort()`` (or an error inside ``with DatasetWriter(...) as writer:``) leaves ``folder`` as
     it was."""
 
-    def __init__(self, folder, schema: pa.Schema, facts: Optional[dict] = None):
+    def __init__(self, folder, schema: pa.Schema, facts: Optional[dict] = None, options: Optional[dict] = None):
         self.folder = Path(folder)
         self.schema = schema
+        self.options = options  # for ``pq.ParquetWriter``, see ``write_part``
         self.facts = facts or {}
         self.parts: list = []
         self._place = replacing_folder(self.folder)
         self.tmp = self._place.__enter__()
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
-        self.parts.append(write_part(self.tmp, len(self.parts), [table], self.schema))
+        self.parts.append(write_part(self.tmp, len(self.parts), [table], self.schema, self.options))
 
     def close(self) -> Path:
         write_manifest(self.tmp, self.parts, self.facts)

@@ -151,3 +151,26 @@ def test_phrase_set_reports_every_start_and_repeats_share_an_id():
     row = np.array([0, 0, 0, 1, 1])
     starts, which = ps.match([ids], lambda t: row[t + 1] == row[t])
     assert sorted(zip(starts.tolist(), which.tolist())) == [(0, 0), (0, 3), (1, 1), (3, 0), (4, 1)]
+
+
+def test_phrase_rules_voted_together_equal_each_rules_own_mask():
+    """``vote_matrix`` sets the votes of all ``has any(...)`` rules of plain phrases from one
+    pass; each rule's column still equals its own mask, with its own label, beside rules
+    it does not take that way (all, near, punctuation, a window of the text)."""
+    rng = random.Random(3)
+    texts = pa.array([random_text(rng) for _ in range(400)], pa.string())
+    rules = []
+    for i in range(40):
+        ps = [random_phrase(rng) for _ in range(rng.randint(1, 4))]
+        rules.append(f"text has any({literal(ps)})" if i % 5 else f"text has all({literal(ps)})")
+    rules += ['text has any("t&c", "my channel")', 'first(text, 20) has any("free", "check out")',
+              'text has "sub" near "please" within 2 words', 'text has any("free") and not text has "money"']
+    body = "\n".join(f"rule r{i} : {r} => {'AB'[i % 2]}" for i, r in enumerate(rules))
+    spec = mteach.load_spec("mixed.mt", pa.schema([pa.field("CONTENT", pa.string())]),
+                            text=f'concept c\nlabels A, B\nfield text = "CONTENT"\n{body}\n')
+    table = pa.table({"CONTENT": texts})
+    votes = vote_matrix(spec, table)
+    assert (votes >= 0).any(axis=0).sum() >= 30  # most rules fire somewhere, so a lost vote shows
+    for j, rule in enumerate(spec.rules):
+        mask = BatchEvaluator(spec, table).predicate(rule.predicate)
+        assert np.array_equal(votes[:, j], np.where(mask, j % 2, -1)), rules[j]
