@@ -7,7 +7,8 @@
    phrases (words and two-word phrases drawn, seeded, from the YouTube comments'
    vocabulary; every tenth rule adds a phrase with punctuation, "t&c"-style), applied to
    --rows replicated comments. Prints rows/s next to the 14-rule bundled spec's rows/s
-   measured in the same run.
+   measured in the same run, twice: the votes in memory (``collect_votes``, the spec
+   already loaded) and ``mteach apply`` writing the vote file (the spec's parse included).
 2. A big lexicon: --lexicon phrases (the corpus' words and bigrams, padded with made-up
    words) in a lexicon file, used by ``has``, ``count(text, lexicon)`` and ``near`` rules
    on --lexicon-rows rows. Prints seconds and the peak RSS of each (a fresh process each,
@@ -30,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,9 +96,25 @@ def child(spec_path: str, data: str, votes_out: str) -> None:
                       "fired": int((votes >= 0).sum())}))
 
 
-def run_child(spec_path: Path, data: Path, votes_out: str = "") -> dict:
+def apply_child(spec_path: str, data: str, output: str) -> None:
+    """Runs in a fresh process: ``mteach apply`` as the command line runs it, timed from its start."""
+    from mteach.cli import main
+    from mteach.engine.io import open_data
+
+    rows = open_data(data).num_rows
+    t0 = time.perf_counter()
+    if main(["apply", spec_path, data, "-o", output, "-q"]) != 0:
+        raise SystemExit("mteach apply failed")
+    seconds, peak = time.perf_counter() - t0, peak_rss_mib()
+    votes = pq.ParquetFile(output)
+    fired = sum(int(pc.sum(pc.not_equal(col, -1)).as_py() or 0)
+                for group in range(votes.num_row_groups) for col in votes.read_row_group(group).columns[1:])
+    print(json.dumps({"seconds": seconds, "peak_mib": peak, "rows": rows, "fired": fired}))
+
+
+def run_child(spec_path: Path, data: Path, votes_out: str = "", mode: str = "--child") -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, __file__, "--child", str(spec_path), str(data), votes_out],
+    proc = subprocess.run([sys.executable, __file__, mode, str(spec_path), str(data), votes_out],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
@@ -104,8 +122,8 @@ def run_child(spec_path: Path, data: Path, votes_out: str = "") -> dict:
 
 
 def main(argv=None) -> int:
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(*sys.argv[2:5])
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("--child", "--apply-child"):
+        (child if sys.argv[1] == "--child" else apply_child)(*sys.argv[2:5])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000)
@@ -128,18 +146,22 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         if not args.skip_rules:
             data = replicated_parquet(args.rows)
-            base = run_child(ROOT / "specs" / "youtube_spam.mt", data, save("bundled"))
             spec = tmp / "many.mt"
             spec.write_text(many_rules_spec(args.rules))
-            many = run_child(spec, data, save(f"rules{args.rules}"))
-            for name, r in ((f"bundled spec (14 rules)", base), (f"{args.rules} phrase rules", many)):
-                if "error" in r:
-                    print(f"{name}: failed: {r['error']}")
-                else:
-                    print(f"{name}, {r['rows']:,} rows: {r['rows'] / r['seconds']:,.0f} rows/s "
-                          f"({r['seconds']:.2f} s, peak RSS {r['peak_mib']:,.0f} MiB, {r['fired']:,} votes)")
-            if "error" not in base and "error" not in many:
-                print(f"ratio: {args.rules} rules take {many['seconds'] / base['seconds']:.1f}× the bundled spec's time")
+            bundled = ROOT / "specs" / "youtube_spam.mt"
+            for how, run in (("votes in memory", lambda s, name: run_child(s, data, save(name))),
+                             ("mteach apply", lambda s, name: run_child(s, data, str(tmp / f"{name}.parquet"),
+                                                                        "--apply-child"))):
+                base, many = run(bundled, "bundled"), run(spec, f"rules{args.rules}")
+                for name, r in ((f"bundled spec (14 rules)", base), (f"{args.rules} phrase rules", many)):
+                    if "error" in r:
+                        print(f"{how}: {name}: failed: {r['error']}")
+                    else:
+                        print(f"{how}: {name}, {r['rows']:,} rows: {r['rows'] / r['seconds']:,.0f} rows/s "
+                              f"({r['seconds']:.2f} s, peak RSS {r['peak_mib']:,.0f} MiB, {r['fired']:,} votes)")
+                if "error" not in base and "error" not in many:
+                    print(f"{how}: {args.rules} rules take {many['seconds'] / base['seconds']:.1f}× "
+                          f"the bundled spec's time")
         if not args.skip_lexicon:
             data = replicated_parquet(args.lexicon_rows)
             (tmp / "lex.txt").write_text("\n".join(lexicon_phrases(args.lexicon)) + "\n")

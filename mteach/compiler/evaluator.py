@@ -33,7 +33,7 @@ from ..grammar import ast
 from ..grammar.visitor import NodeVisitor
 from .spec import Spec, number_pattern, regex_pattern
 from .tokens import (NONWORD, TokenIndex, char_class, flag_runs, fold, fold_case, is_word_char, np_bool,
-                     phrase_regex, phrase_set, runs_per_row, utf8_views, word_runs)
+                     phrase_regex, phrase_set, runs_per_row, utf8_views, word_runs, word_shapes)
 
 ABSTAIN = -1
 
@@ -83,26 +83,43 @@ class _PhrasePlan:
         self.pset = phrase_set(tuple(tuple(word_runs(p)[0]) for p in phrases))
         self._ids: dict = {}
         self._lists: dict = {}
+        self._from: dict = {}
 
+    # The caches below are shared by the threads evaluating batches: read once with get, so
+    # that another thread's clear() between a test and a read cannot lose an entry.
     def ids(self, phrases: tuple) -> np.ndarray:
-        if phrases not in self._ids:
+        ids = self._ids.get(phrases)
+        if ids is None:
             if len(self._ids) > 4096:
                 self._ids.clear()
-            self._ids[phrases] = np.unique(self.pset.same_as[[self.position[p] for p in phrases]])
-        return self._ids[phrases]
+            ids = self._ids[phrases] = np.unique(self.pset.same_as[[self.position[p] for p in phrases]])
+        return ids
+
+    def ids_from(self, words: tuple, ids: np.ndarray) -> np.ndarray:
+        """Per token, its word's index in this plan's vocabulary, from its index in ``words``
+        (a sorted superset; -1, none, stays -1)."""
+        table = self._from.get(words)
+        if table is None:
+            position = {w: i for i, w in enumerate(self.pset.vocab.to_pylist())}
+            if len(self._from) > 8:
+                self._from.clear()
+            table = self._from[words] = np.array([position.get(w, -1) for w in words] + [-1], np.int64)
+        return table[ids]  # -1 reads the last slot
 
     def lists_of(self, lists: tuple) -> tuple:
         """For several phrase lists, which lists hold each phrase id: (bounds, list index),
         the lists of phrase id i being ``list_index[bounds[i]:bounds[i + 1]]``."""
-        if lists not in self._lists:
+        found = self._lists.get(lists)
+        if found is None:
             if len(self._lists) > 64:
                 self._lists.clear()
             ids = [self.ids(phrases) for phrases in lists]
             phrase = np.concatenate(ids + [np.zeros(0, np.int64)])
             owner = np.repeat(np.arange(len(lists)), [len(i) for i in ids])
             order = np.argsort(phrase, kind="stable")
-            self._lists[lists] = np.searchsorted(phrase[order], np.arange(len(self.position) + 1)), owner[order]
-        return self._lists[lists]
+            found = self._lists[lists] = (np.searchsorted(phrase[order], np.arange(len(self.position) + 1)),
+                                          owner[order])
+        return found
 
 
 @functools.lru_cache(maxsize=4096)
@@ -115,12 +132,12 @@ class PhraseMatches:
     """Where the token-index phrases of one text occur in a batch: every (start token,
     phrase) pair, found for all the spec's phrases on that text in one ``PhraseSet`` pass."""
 
-    def __init__(self, phrases: tuple, index: TokenIndex, spaced: bool):
+    def __init__(self, phrases: tuple, index: TokenIndex, spaced: bool, known: tuple):
+        """``known``: (words, ids), each token's index in ``words`` (``BatchEvaluator.word_ids``)."""
         self.plan = _PhrasePlan.of(phrases)
         self.row = index.row
-        pset = self.plan.pset
-        self.starts, self.which = pset.match([index.word_ids(pset.vocab, pset.shape)],
-                                             lambda t: index.linked(t, spaced))
+        self.starts, self.which = self.plan.pset.match([self.plan.ids_from(*known)],
+                                                       lambda t: index.linked(t, spaced))
         self.count = len(phrases)
         self._by_phrase = None  # (starts sorted by phrase, bounds), made when first needed
         self.parts = (self,)  # see PhraseMatchesUnion
@@ -185,6 +202,16 @@ class PhraseMatchesUnion:
 
     def rows_with_all(self, phrases, n: int) -> np.ndarray:
         return np.logical_and.reduce([part.rows_with_all(share, n) for part, share in self._split(phrases)])
+
+
+def _token_words(spec: Spec, source_key) -> tuple:
+    """The words of all the spec's token-index phrases on one text, exact or not, sorted."""
+    found = _spec_phrases(spec)
+    key = ("token words", source_key)
+    if key not in found:
+        found[key] = tuple(sorted({w for exact in (True, False) for p in _token_phrases(spec, source_key, exact)
+                                   for w in word_runs(p)[0]}))
+    return found[key]
 
 
 def _walk_phrases(spec: Spec) -> dict:
@@ -266,6 +293,16 @@ class BatchEvaluator(NodeVisitor):
         """The token index of the lower-cased text."""
         return self._cached(("tokens", src.key()), lambda: TokenIndex(self.lower(src)))
 
+    def word_ids(self, src) -> tuple:
+        """(words, ids): the words of the spec's token-index phrases on this text and, per
+        token, its index in them (-1: none). Looked up once for both phrase passes."""
+        words = _token_words(self.spec, src.key())
+        key = ("word ids", src.key())
+        if key not in self.memo or self.memo[key][0] != words:  # one at a time: the latest spec's
+            vocab = pa.array(words, pa.string())
+            self.memo[key] = words, self.tokens(src).word_ids(vocab, word_shapes(words) if words else None)
+        return self.memo[key]
+
     def phrase_matches(self, src, exact: bool) -> PhraseMatches:
         """Where the spec's phrases on this text that the token index serves occur: the
         ``exact`` ones (plain words separated by whitespace: a match is the whole-word
@@ -276,13 +313,13 @@ class BatchEvaluator(NodeVisitor):
         def build():
             last = self.memo.get(latest)  # this evaluator's earlier pass, for an earlier spec (the studio's)
             if last is None:
-                return PhraseMatches(phrases, self.tokens(src), spaced=exact)
+                return PhraseMatches(phrases, self.tokens(src), exact, self.word_ids(src))
             new = tuple(p for p in phrases if not any(p in part.plan.position for part in last.parts))
             if not new:
                 return last
             if len(last.parts) >= PhraseMatchesUnion.MAX_PARTS:
-                return PhraseMatches(phrases, self.tokens(src), spaced=exact)
-            return PhraseMatchesUnion(last.parts + (PhraseMatches(new, self.tokens(src), spaced=exact),))
+                return PhraseMatches(phrases, self.tokens(src), exact, self.word_ids(src))
+            return PhraseMatchesUnion(last.parts + (PhraseMatches(new, self.tokens(src), exact, self.word_ids(src)),))
         # keyed by the phrases too: an evaluator may outlive one version of the spec (the studio's)
         matches = self.memo[latest] = self._cached(("phrase matches", src.key(), exact, phrases), build)
         return matches
@@ -530,14 +567,11 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / den, np.where(np.isnan(den), np.nan, 0.0))
 
 
-def _any_exact_phrases(rule):
-    """(source, phrases) of a rule that is only ``F has any(...)`` of phrases the token index
-    matches exactly (most rules of a phrase-heavy spec), else None."""
+def _has_any(rule):
+    """(source, phrases) of a rule that is only ``F has any(...)``, else None."""
     p = rule.predicate
     if isinstance(p, ast.Has) and isinstance(p.phrases, ast.Phrases) and p.phrases.mode == "any":
-        exact = _exact_phrases(p.phrases.phrases)
-        if len(exact) == len(p.phrases.phrases):
-            return p.source, exact
+        return p.source, p.phrases.phrases
     return None
 
 
@@ -553,16 +587,24 @@ def vote_matrix(spec: Spec, batch, rules=None) -> np.ndarray:
     n = batch.num_rows
     out = np.full((n, len(rules)), ABSTAIN, dtype=np.int8, order="F")
     ev = BatchEvaluator(spec, batch)
-    # Rules that are only ``has any(...)`` of exact phrases, by text: their votes are set all
-    # together from the text's one phrase pass (a thousand such rules cost one pass and a
-    # few vector steps, not a thousand masks); the other rules one by one.
+    # ``has any(...)`` rules, by text: where their exact phrases (plain words) occur is set for
+    # all of them together from the text's one phrase pass (a thousand such rules cost that
+    # pass and a few vector steps, not a thousand masks); their other phrases, and the other
+    # rules, one mask at a time.
     by_text: dict = {}
     for j, rule in enumerate(rules):
-        plain = _any_exact_phrases(rule)
-        if plain is None:
+        has = _has_any(rule)
+        if has is None:
             np.copyto(out[:, j], rule.label_index, where=ev.predicate(rule.predicate))
-        else:
-            by_text.setdefault(plain[0].key(), (plain[0], []))[1].append((j, plain[1]))
+            continue
+        src, phrases = has
+        exact = _exact_phrases(phrases)
+        if exact:
+            by_text.setdefault(src.key(), (src, []))[1].append((j, exact))
+        if len(exact) < len(phrases):
+            served = set(exact)
+            others = np.logical_or.reduce([ev.phrase(src, p) for p in phrases if p not in served])
+            np.copyto(out[:, j], rule.label_index, where=others)
     flat = out.T.reshape(-1)  # a view: out is column-major
     for src, members in by_text.values():
         rows, k = ev.phrase_matches(src, True).rows_of_lists(tuple(phrases for _, phrases in members))

@@ -78,6 +78,8 @@ _MAX_CODE_POINT = 0x110000
 _tables: dict = {}
 _tables_lock = threading.Lock()
 _RE2_SPACE_BYTES = np.frombuffer(b"\t\n\f\r ", np.uint8)  # RE2's \s
+_RE2_SPACE_TABLE = np.zeros(256, dtype=bool)
+_RE2_SPACE_TABLE[_RE2_SPACE_BYTES] = True
 
 
 def char_table(name: str) -> np.ndarray:
@@ -264,12 +266,16 @@ class TokenIndex:
     def _spaces_between(self, tokens: np.ndarray) -> np.ndarray:
         """For each token t: whether every byte between it and token t + 1 is [\\t\\n\\f\\r ]."""
         lo, hi = self.ends[tokens], self.starts[tokens + 1]
-        width = (hi - lo).astype(np.int64)
+        single = hi - lo == 1  # most gaps are one byte: a table lookup
+        out = np.zeros(len(tokens), dtype=bool)
+        out[single] = _RE2_SPACE_TABLE[self.bytes[lo[single]]]
+        wide = np.flatnonzero(~single)
+        lo, width = lo[wide], (hi[wide] - lo[wide]).astype(np.int64)
         first = np.cumsum(width) - width
         positions = np.repeat(lo - first, width) + np.arange(width.sum())
-        other = ~np.isin(self.bytes[positions], _RE2_SPACE_BYTES)
-        counts = np.concatenate([[0], np.cumsum(other)])
-        return counts[first + width] == counts[first]
+        counts = np.concatenate([[0], np.cumsum(~_RE2_SPACE_TABLE[self.bytes[positions]])])
+        out[wide] = counts[first + width] == counts[first]
+        return out
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -339,6 +345,17 @@ class PhraseSet:
         self.final = np.full(len(states), -1, dtype=np.int64)
         for state, i in finals.items():
             self.final[state] = i
+        # What can go on from a state, to prune the walk before the costlier tests: whether it
+        # has a longer phrase, and per depth the words that can come next (one slot more,
+        # False, which a word id of -1 reads).
+        self.extends = np.zeros(len(states), dtype=bool)
+        self.follows = [None]
+        for keys, _ in self.levels:
+            self.extends[keys // self.width] = True
+        for keys, _ in self.levels[1:]:
+            follows = np.zeros(self.width + 1, dtype=bool)
+            follows[keys % self.width] = True
+            self.follows.append(follows)
         # a phrase that repeats another (same words) matches where that one does
         self.same_as = np.array([finals[states[p]] if p else -1 for p in self.phrases], np.int64)
 
@@ -369,7 +386,9 @@ class PhraseSet:
             if depth >= len(self.levels):
                 break
             last = pos + depth - 1
-            ok = last + 1 < n
+            ok = self.extends[state] & (last + 1 < n)
+            pos, state, last = pos[ok], state[ok], last[ok]
+            ok = np.logical_or.reduce([self.follows[depth][alt[last + 1]] for alt in ids])
             pos, state, last = pos[ok], state[ok], last[ok]
             ok = linked(last)
             pos, state = self._advance(depth, pos[ok], state[ok], ids, last[ok] + 1)
