@@ -100,11 +100,13 @@ class _PhrasePlan:
         (a sorted superset; -1, none, stays -1)."""
         table = self._from.get(words)
         if table is None:
-            position = {w: i for i, w in enumerate(self.pset.vocab.to_pylist())}
+            vocab = self.pset.vocab.to_pylist()
+            position = {w: i for i, w in enumerate(vocab)}
             if len(self._from) > 8:
                 self._from.clear()
-            table = self._from[words] = np.array([position.get(w, -1) for w in words] + [-1], np.int64)
-        return table[ids]  # -1 reads the last slot
+            table = self._from[words] = (None if list(words) == vocab else
+                                         np.array([position.get(w, -1) for w in words] + [-1], np.int32))
+        return ids if table is None else table[ids]  # -1 reads the last slot
 
     def lists_of(self, lists: tuple) -> tuple:
         """For several phrase lists, which lists hold each phrase id: (bounds, list index),

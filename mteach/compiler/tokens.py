@@ -223,7 +223,7 @@ class TokenIndex:
         """Per token: its index in ``vocab`` (a string array of lower-cased words), or -1;
         one hash pass (``index_in``) over the tokens that could be a vocabulary word (right
         length and first byte: ``shape`` is ``word_shapes(vocab)``, when already known)."""
-        ids = np.full(len(self.starts), -1, dtype=np.int64)
+        ids = np.full(len(self.starts), -1, dtype=np.int32)
         if len(vocab) == 0 or len(self.starts) == 0:
             return ids
         first_bytes, lengths = shape or word_shapes(vocab.to_pylist())
