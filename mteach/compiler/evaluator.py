@@ -355,10 +355,7 @@ class BatchEvaluator(NodeVisitor):
         together from ``phrase_matches`` (a list of 50,000 costs one pass, not 50,000
         masks); the others one by one."""
         exact = _exact_phrases(node.phrases)
-        masks = []
-        if len(exact) < len(node.phrases):
-            served = set(exact)
-            masks = [self.phrase(src, p) for p in node.phrases if p not in served]
+        masks = self.inexact_phrase_masks(src, node.phrases, exact)
         if exact:
             matches = self.phrase_matches(src, True)
             if node.mode == "all":
@@ -368,6 +365,13 @@ class BatchEvaluator(NodeVisitor):
         if node.mode == "all":
             return np.logical_and.reduce(masks)
         return np.logical_or.reduce(masks)
+
+    def inexact_phrase_masks(self, src, phrases: tuple, exact: tuple) -> list:
+        """A mask for each of ``phrases`` that is not in ``exact`` (``_exact_phrases(phrases)``)."""
+        if len(exact) == len(phrases):
+            return []
+        served = set(exact)
+        return [self.phrase(src, p) for p in phrases if p not in served]
 
     # -- measures --------------------------------------------------------------------
     def _count_regex(self, arr, pattern) -> np.ndarray:
@@ -603,10 +607,9 @@ def vote_matrix(spec: Spec, batch, rules=None) -> np.ndarray:
         exact = _exact_phrases(phrases)
         if exact:
             by_text.setdefault(src.key(), (src, []))[1].append((j, exact))
-        if len(exact) < len(phrases):
-            served = set(exact)
-            others = np.logical_or.reduce([ev.phrase(src, p) for p in phrases if p not in served])
-            np.copyto(out[:, j], rule.label_index, where=others)
+        others = ev.inexact_phrase_masks(src, phrases, exact)
+        if others:
+            np.copyto(out[:, j], rule.label_index, where=np.logical_or.reduce(others))
     flat = out.T.reshape(-1)  # a view: out is column-major
     for src, members in by_text.values():
         rows, k = ev.phrase_matches(src, True).rows_of_lists(tuple(phrases for _, phrases in members))
