@@ -37,21 +37,39 @@ def wilson_interval(correct, total, z: float = 1.96) -> tuple:
     return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
+def votes_per_label(votes: np.ndarray, n_labels: int) -> np.ndarray:
+    """(labels × rows) int32: how many rules vote each label on each row."""
+    out = np.zeros((n_labels, len(votes)), np.int32)
+    for j in range(votes.shape[1]):  # column by column: 1.6x faster than 2-D sums at 1,000 rules
+        col = votes[:, j]
+        for k in range(n_labels):
+            out[k] += col == k
+    return out
+
+
+def row_facts(per_label: np.ndarray) -> tuple:
+    """Per row, from ``votes_per_label``: how many rules vote; conflicted (two or more rules
+    vote, and not all for the same label); the majority vote (-1 where no rule votes or the
+    top labels tie). A few passes over labels × rows instead of several over rows × rules."""
+    n_voting = per_label.sum(axis=0)
+    conflicted = (n_voting > 1) & ((per_label > 0).sum(axis=0) > 1)
+    if len(per_label) == 0:
+        return n_voting, conflicted, np.full(per_label.shape[1], ABSTAIN, dtype=np.int64)
+    top = per_label.max(axis=0)
+    single = (per_label == top).sum(axis=0) == 1
+    verdict = np.where((top > 0) & single, per_label.argmax(axis=0), ABSTAIN).astype(np.int64)
+    return n_voting, conflicted, verdict
+
+
 def majority_vote(votes: np.ndarray, n_classes: int) -> np.ndarray:
     """Most-voted label per row; -1 where no rule votes or the top labels tie."""
-    counts = np.stack([(votes == k).sum(axis=1) for k in range(n_classes)], axis=1)
-    top = counts.max(axis=1)
-    winners = (counts == top[:, None]).sum(axis=1)
-    return np.where((top > 0) & (winners == 1), counts.argmax(axis=1), ABSTAIN)
+    return row_facts(votes_per_label(votes, n_classes))[2]
 
 
 def conflicted_rows(votes: np.ndarray) -> np.ndarray:
     """Per row: two or more rules vote, and not all for the same label."""
-    voted = votes != ABSTAIN
-    # initial=: a spec with no rules yet gives an (n × 0) matrix
-    low = np.where(voted, votes, np.iinfo(np.int8).max).min(axis=1, initial=np.iinfo(np.int8).max)
-    high = np.where(voted, votes, np.iinfo(np.int8).min).max(axis=1, initial=np.iinfo(np.int8).min)
-    return (voted.sum(axis=1) > 1) & (low != high)
+    labels = int(votes.max()) + 1 if votes.size else 0  # -1 (no vote anywhere): none
+    return row_facts(votes_per_label(votes, labels))[1]
 
 
 ROW_FILTERS = ("all", "uncovered", "conflicted", "rule", "label", "wrong")
@@ -151,30 +169,6 @@ class StatsCounts:
                               "recall": tp / actual if actual else float("nan")})
         rows, covered, overlapped, conflicted, gold_rows, mv_correct, mv_decided = self.totals.tolist()
         return Summary(rows, covered, overlapped, conflicted, gold_rows, mv_correct, mv_decided, per_class)
-
-
-def votes_per_label(votes: np.ndarray, n_labels: int) -> np.ndarray:
-    """(labels × rows) int32: how many rules vote each label on each row."""
-    out = np.zeros((n_labels, len(votes)), np.int32)
-    for j in range(votes.shape[1]):  # column by column: 1.6x faster than 2-D sums at 1,000 rules
-        col = votes[:, j]
-        for k in range(n_labels):
-            out[k] += col == k
-    return out
-
-
-def row_facts(per_label: np.ndarray) -> tuple:
-    """(rules voting, conflicted, majority vote) per row from ``votes_per_label``: what
-    ``conflicted_rows`` and ``majority_vote`` give, from a few passes over labels × rows
-    instead of several over rows × rules."""
-    n_voting = per_label.sum(axis=0)
-    conflicted = (n_voting > 1) & ((per_label > 0).sum(axis=0) > 1)
-    if len(per_label) == 0:
-        return n_voting, conflicted, np.full(per_label.shape[1], ABSTAIN, dtype=np.int64)
-    top = per_label.max(axis=0)
-    single = (per_label == top).sum(axis=0) == 1
-    verdict = np.where((top > 0) & single, per_label.argmax(axis=0), ABSTAIN).astype(np.int64)
-    return n_voting, conflicted, verdict
 
 
 def _column_counts(votes: np.ndarray, overlapped: np.ndarray, conflicted: np.ndarray,
