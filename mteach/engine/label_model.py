@@ -744,15 +744,19 @@ def _contributions(L, weights, target, predicted):
             raise ValueError(f"target must be an int or an integer array with one entry per row ({n})")
         if t.min() < 0 or t.max() >= k:
             raise ValueError(f"target must be a class id in 0..{k - 1}")
-    # contrast[j, v, t] = w[j, v, t] - mean_{c != t} w[j, v, c]
-    total = weights.sum(axis=2, keepdims=True)
-    contrast = weights - (total - weights) / (k - 1)
-    voted = L >= 0
-    jj = np.broadcast_to(np.arange(m), (n, m))
-    vv = np.where(voted, L, 0)
-    out = contrast[jj, vv, t[:, None]]
-    out[~voted] = 0.0
+    rows, cols = np.nonzero(L >= 0)
+    out = np.zeros((n, m), dtype=np.float64)
+    out[rows, cols] = vote_contributions(weights, cols, L[rows, cols], t[rows])
     return out
+
+
+def vote_contributions(weights, rules, votes, target) -> np.ndarray:
+    """The contribution toward class ``target`` of rule ``rules`` voting ``votes`` (equal-length
+    arrays, one entry a vote): ``weights[j, v, t] - mean_{c != t} weights[j, v, c]``. What
+    ``contributions`` gives at the votes, without its (rows × rules) matrix."""
+    k = weights.shape[2]
+    chosen = weights[rules, votes, target]
+    return chosen - (weights[rules, votes].sum(axis=1) - chosen) / (k - 1)
 
 
 # --------------------------------------------------------------------------- #

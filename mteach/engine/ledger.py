@@ -422,7 +422,6 @@ def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Op
         proba = np.exp(logits - logits.max(axis=1, keepdims=True))
         proba /= proba.sum(axis=1, keepdims=True)
     predicted = np.argmax(proba, axis=1)
-    contrib = model.contributions(votes, target=predicted)
     if end_model_proba is not None and blend > 0:
         # same convention as the rules' contributions: toward the label, minus the mean of the others
         chosen = log_em[np.arange(n), predicted]
@@ -435,8 +434,10 @@ def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Op
     rule_arr = pa.array(names, pa.string()).take(pa.array(cols))
     vote_labels = pa.array(labels, pa.string()).take(pa.array(votes[rows, cols].astype(np.int64)))
     votes_col = _list_column(offsets, {"rule": rule_arr, "label": vote_labels}, VOTE_TYPE)
-    contrib_col = _list_column(offsets, {"rule": rule_arr, "contribution": pa.array(contrib[rows, cols])},
-                               CONTRIB_TYPE)
+    from .label_model import vote_contributions  # loaded already: ``model`` is one
+    # each vote's contribution toward the row's label (``contributions`` at the votes only)
+    contrib = vote_contributions(model.weights_, cols, votes[rows, cols], predicted[rows])
+    contrib_col = _list_column(offsets, {"rule": rule_arr, "contribution": pa.array(contrib)}, CONTRIB_TYPE)
 
     label_idx = np.where(covered, predicted, -1)
     prob = np.where(covered, proba[np.arange(n), predicted], np.nan)
