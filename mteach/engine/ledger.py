@@ -409,7 +409,8 @@ def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Op
     out = model_output
     end_model_proba = out.proba if out is not None else None
     blend = out.blend if out is not None else 0.0
-    votes = np.ascontiguousarray(votes, dtype=np.int8)
+    from .label_model import vote_contributions, vote_entries  # loaded already: ``model`` is one
+    votes = np.asarray(votes, dtype=np.int8)  # in its own memory order: ``vote_entries`` reads either
     n, m = votes.shape
     labels = list(spec.labels)
     k = len(labels)
@@ -426,15 +427,14 @@ def ledger_rows(spec: Spec, model, ids: pa.Array, votes: np.ndarray, *, gold: Op
         # same convention as the rules' contributions: toward the label, minus the mean of the others
         chosen = log_em[np.arange(n), predicted]
         em_term = chosen - (log_em.sum(axis=1) - chosen) / max(k - 1, 1)
-    voted = votes != -1
-    covered = voted.any(axis=1)
+    rows, cols = vote_entries(votes)  # row-major: rules in spec order within a row
+    per_row = np.bincount(rows, minlength=n)
+    covered = per_row > 0
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(voted.sum(axis=1), out=offsets[1:])
-    rows, cols = np.nonzero(voted)  # row-major: rules in spec order within a row
+    np.cumsum(per_row, out=offsets[1:])
     rule_arr = pa.array(names, pa.string()).take(pa.array(cols))
     vote_labels = pa.array(labels, pa.string()).take(pa.array(votes[rows, cols].astype(np.int64)))
     votes_col = _list_column(offsets, {"rule": rule_arr, "label": vote_labels}, VOTE_TYPE)
-    from .label_model import vote_contributions  # loaded already: ``model`` is one
     # each vote's contribution toward the row's label (``contributions`` at the votes only)
     contrib = vote_contributions(model.weights_, cols, votes[rows, cols], predicted[rows])
     contrib_col = _list_column(offsets, {"rule": rule_arr, "contribution": pa.array(contrib)}, CONTRIB_TYPE)

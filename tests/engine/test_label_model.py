@@ -351,3 +351,18 @@ def test_an_infinite_prior_strength_fixes_the_accuracy_at_the_prior():
     free = LabelModel(accuracy_prior=[0.8, 0.8, np.nan], prior_strength=0.0, abstain_shrinkage=1.0).fit(L)
     odds = free.weights_[:, 1, 1] - free.weights_[:, 1, 0]  # a vote for class 1: its log-odds
     assert abs(odds[0] - odds[1]) > 0.1  # learned from the votes, the two differ
+
+
+def test_vote_entries_are_row_major_in_either_memory_order():
+    """The engine's vote matrices are column-major; ``vote_entries`` reads them column by
+    column and must still give np.nonzero's row-major (row, then rule) order."""
+    from mteach.engine.label_model import vote_entries
+    rng = np.random.default_rng(0)
+    L = np.where(rng.random((300, 40)) < 0.1, rng.integers(0, 3, (300, 40)), -1).astype(np.int8)
+    expected = np.nonzero(L >= 0)
+    for layout in (np.ascontiguousarray(L), np.asfortranarray(L), np.asfortranarray(L[:, :1]),
+                   np.asfortranarray(np.full((5, 0), -1, np.int8))):
+        rows, cols = vote_entries(layout)
+        want = np.nonzero(layout >= 0)
+        assert np.array_equal(rows, want[0]) and np.array_equal(cols, want[1])
+    assert len(expected[0]) > 500
