@@ -896,15 +896,24 @@ class VoteCounts:
         self.has_gold = self.has_gold or gold is not None
         if n == 0:
             return
-        keys = np.empty((n, self.n_rules + 1), dtype=np.int16)
-        keys[:, :-1] = votes
-        keys[:, -1] = g
         if gold is not None and (g >= 0).any():
             known = g >= 0
             self._gold_votes.append(np.asarray(votes[known], dtype=np.int8))
             self._gold.append(g[known].astype(np.int64))
-        uniq, first, counts = _distinct_rows(keys)
-        self._merge(uniq, first + self.rows, counts)
+        # The batch's distinct rows, by a hash read column by column (the engine's matrices are
+        # column-major: a row-major copy of 1,000 rules' votes took 0.5 s a batch), each row
+        # checked against its hash's first row; only those rows become keys.
+        _, first, inverse, counts = np.unique(_row_hash(votes, g, 0), return_index=True, return_inverse=True,
+                                              return_counts=True)
+        inverse = inverse.ravel()
+        same = first[inverse]
+        if not (np.array_equal(g, g[same]) and all(np.array_equal(votes[:, j], votes[same, j])
+                                                   for j in range(votes.shape[1]))):
+            first, counts = np.arange(n), np.ones(n, dtype=np.int64)  # a collision: every row a key
+        keys = np.empty((len(first), self.n_rules + 1), dtype=np.int16)
+        keys[:, :-1] = votes[first]
+        keys[:, -1] = g[first]
+        self._merge(keys, first + self.rows, counts)
         self.rows += n
 
     def _merge(self, keys, first, counts) -> None:

@@ -51,3 +51,18 @@ def test_counting_a_pattern_keeps_its_first_appearance_across_batches():
     votes, gold, weight = counts.patterns()
     assert votes.tolist() == [[1, -1], [0, 0], [-1, -1]] and weight.tolist() == [2, 2, 1]
     assert gold.tolist() == [-1, -1, -1]
+
+
+def test_rows_whose_hashes_collide_are_still_counted_apart(youtube, monkeypatch):
+    """A batch's distinct rows are found by a 64-bit row hash, checked row by row: rows that
+    share a hash but differ (forced here: every row hashes to 0) are counted apart."""
+    from mteach.engine import label_model
+    spec, _, batch, gold = youtube
+    expected = VoteCounts(len(spec.rules))
+    expected.add(batch.votes, gold)
+    monkeypatch.setattr(label_model, "_row_hash", lambda L, extra, seed: np.zeros(len(L), np.uint64))
+    collided = VoteCounts(len(spec.rules))
+    collided.add(batch.votes, gold)
+    for got, want in zip(collided.patterns(), expected.patterns()):
+        assert np.array_equal(got, want)
+    assert len(expected.patterns()[2]) > 10
