@@ -1,14 +1,15 @@
 """Phrase rules at scale: 1,000 phrase rules, and a 50,000-phrase lexicon.
 
     python bench/phrase_rules.py [--rows 100000] [--rules 1000] [--lexicon 50000] [--lexicon-rows 100000]
-                                 [--skip-rules] [--skip-lexicon] [--votes-out DIR]
+                                 [--skip-rules] [--skip-lexicon] [--verbs apply stats label] [--votes-out DIR]
 
 1. Many rules: a spec of --rules rules, each ``text has any(...)`` of one to three
    phrases (words and two-word phrases drawn, seeded, from the YouTube comments'
    vocabulary; every tenth rule adds a phrase with punctuation, "t&c"-style), applied to
    --rows replicated comments. Prints rows/s next to the 14-rule bundled spec's rows/s
-   measured in the same run, twice: the votes in memory (``collect_votes``, the spec
-   already loaded) and ``mteach apply`` writing the vote file (the spec's parse included).
+   measured in the same run: the votes in memory (``collect_votes``, the spec already
+   loaded), then each of --verbs as the command line runs it (``mteach apply`` writing the
+   vote file, ``stats``, ``label`` writing the ledger; the spec's parse included).
 2. A big lexicon: --lexicon phrases (the corpus' words and bigrams, padded with made-up
    words) in a lexicon file, used by ``has``, ``count(text, lexicon)`` and ``near`` rules
    on --lexicon-rows rows. Prints seconds and the peak RSS of each (a fresh process each,
@@ -96,34 +97,40 @@ def child(spec_path: str, data: str, votes_out: str) -> None:
                       "fired": int((votes >= 0).sum())}))
 
 
-def apply_child(spec_path: str, data: str, output: str) -> None:
-    """Runs in a fresh process: ``mteach apply`` as the command line runs it, timed from its start."""
+def cli_child(verb: str, spec_path: str, data: str, output: str) -> None:
+    """Runs in a fresh process: ``mteach VERB`` as the command line runs it, timed from its start."""
+    import contextlib
+    import io
+
     from mteach.cli import main
     from mteach.engine.io import open_data
 
     rows = open_data(data).num_rows
+    argv = [verb, spec_path, data, "-q"] + ([] if verb == "stats" else ["-o", output])
     t0 = time.perf_counter()
-    if main(["apply", spec_path, data, "-o", output, "-q"]) != 0:
-        raise SystemExit("mteach apply failed")
+    with contextlib.redirect_stdout(io.StringIO()):  # stats' table
+        if main(argv) != 0:
+            raise SystemExit(f"mteach {verb} failed")
     seconds, peak = time.perf_counter() - t0, peak_rss_mib()
-    votes = pq.ParquetFile(output)
-    fired = sum(int(pc.sum(pc.not_equal(col, -1)).as_py() or 0)
-                for group in range(votes.num_row_groups) for col in votes.read_row_group(group).columns[1:])
+    fired = None
+    if verb == "apply":
+        votes = pq.ParquetFile(output)
+        fired = sum(int(pc.sum(pc.not_equal(col, -1)).as_py() or 0)
+                    for group in range(votes.num_row_groups) for col in votes.read_row_group(group).columns[1:])
     print(json.dumps({"seconds": seconds, "peak_mib": peak, "rows": rows, "fired": fired}))
 
 
-def run_child(spec_path: Path, data: Path, votes_out: str = "", mode: str = "--child") -> dict:
+def run_child(mode: str, *args) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, __file__, mode, str(spec_path), str(data), votes_out],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, __file__, mode, *map(str, args)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("--child", "--apply-child"):
-        (child if sys.argv[1] == "--child" else apply_child)(*sys.argv[2:5])
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("--child", "--cli-child"):
+        (child if sys.argv[1] == "--child" else cli_child)(*sys.argv[2:])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000)
@@ -131,6 +138,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lexicon", type=int, default=50_000)
     ap.add_argument("--lexicon-rows", type=int, default=100_000)
     ap.add_argument("--skip-rules", action="store_true")
+    ap.add_argument("--verbs", nargs="*", default=["apply", "stats", "label"], choices=["apply", "stats", "label"],
+                    help="the commands timed on the many-rules spec besides the votes in memory "
+                         "(default: apply stats label)")
     ap.add_argument("--skip-lexicon", action="store_true")
     ap.add_argument("--votes-out", default="", help="folder to save each case's votes (.npy) in")
     args = ap.parse_args(argv)
@@ -149,16 +159,19 @@ def main(argv=None) -> int:
             spec = tmp / "many.mt"
             spec.write_text(many_rules_spec(args.rules))
             bundled = ROOT / "specs" / "youtube_spam.mt"
-            for how, run in (("votes in memory", lambda s, name: run_child(s, data, save(name))),
-                             ("mteach apply", lambda s, name: run_child(s, data, str(tmp / f"{name}.parquet"),
-                                                                        "--apply-child"))):
+            runs = [("votes in memory", lambda s, name: run_child("--child", s, data, save(name)))]
+            for verb in args.verbs:
+                runs.append((f"mteach {verb}", lambda s, name, verb=verb: run_child(
+                    "--cli-child", verb, s, data, tmp / f"{name}-{verb}.parquet")))
+            for how, run in runs:
                 base, many = run(bundled, "bundled"), run(spec, f"rules{args.rules}")
                 for name, r in ((f"bundled spec (14 rules)", base), (f"{args.rules} phrase rules", many)):
                     if "error" in r:
                         print(f"{how}: {name}: failed: {r['error']}")
                     else:
+                        fired = "" if r["fired"] is None else f", {r['fired']:,} votes"
                         print(f"{how}: {name}, {r['rows']:,} rows: {r['rows'] / r['seconds']:,.0f} rows/s "
-                              f"({r['seconds']:.2f} s, peak RSS {r['peak_mib']:,.0f} MiB, {r['fired']:,} votes)")
+                              f"({r['seconds']:.2f} s, peak RSS {r['peak_mib']:,.0f} MiB{fired})")
                 if "error" not in base and "error" not in many:
                     print(f"{how}: {args.rules} rules take {many['seconds'] / base['seconds']:.1f}× "
                           f"the bundled spec's time")
@@ -168,7 +181,7 @@ def main(argv=None) -> int:
             for name, rule in CASES.items():
                 spec = tmp / f"{name}.mt"
                 spec.write_text(f'concept bench "lexicon"\nlabels A, B\nfield text = "CONTENT"\n{rule}\n')
-                r = run_child(spec, data, save(f"lexicon_{name}"))
+                r = run_child("--child", spec, data, save(f"lexicon_{name}"))
                 if "error" in r:
                     print(f"{args.lexicon:,}-phrase lexicon, {name}: failed: {r['error']}")
                 else:
