@@ -366,3 +366,22 @@ def test_vote_entries_are_row_major_in_either_memory_order():
         want = np.nonzero(layout >= 0)
         assert np.array_equal(rows, want[0]) and np.array_equal(cols, want[1])
     assert len(expected[0]) > 500
+
+
+def test_many_rarely_voting_rules_fit_on_the_vote_list_and_agree_with_the_blocks(monkeypatch):
+    """Two classes and 300 rules that vote on ~1% of rows each: the cheaper vote-list engine
+    fits them (not the blocks of 10 rules), and gives the blocks' model to 1e-7."""
+    from mteach.engine import label_model
+    rng = np.random.default_rng(5)
+    n, m = 4000, 300
+    y = rng.integers(0, 2, n)
+    L = np.where(rng.random((n, m)) < 0.8, y[:, None], 1 - y[:, None]).astype(np.int8)
+    L[rng.random((n, m)) < 0.99] = -1
+    monkeypatch.setattr(label_model, "_BinaryBlocks", None)  # would fail if the blocks were used
+    sparse = LabelModel().fit(L)
+    monkeypatch.undo()
+    monkeypatch.setattr(label_model, "_votes_are_sparse", lambda L: False)
+    blocks = LabelModel().fit(L)
+    np.testing.assert_allclose(sparse.weights_, blocks.weights_, rtol=1e-7, atol=1e-9)
+    assert sparse.n_iter_ == blocks.n_iter_
+    assert np.array_equal(sparse.predict(L), blocks.predict(L))
