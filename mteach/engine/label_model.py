@@ -892,8 +892,9 @@ class VoteCounts:
     def __init__(self, n_rules: int):
         self.n_rules = n_rules
         self.rows = 0
-        self._keys = np.zeros((0, n_rules + 1), dtype=np.int16)  # vote row + gold (-1 unknown)
-        self._first = np.zeros(0, dtype=np.int64)                 # row of first appearance
+        self._keys = np.zeros((0, n_rules + 1), dtype=np.int8)  # vote row + gold (-1 unknown)
+        self._hashes = np.zeros(0, dtype=np.uint64)              # each key's _row_hash
+        self._first = np.zeros(0, dtype=np.int64)                # row of first appearance
         self._counts = np.zeros(0, dtype=np.int64)
         self._gold_votes, self._gold = [], []
         self.has_gold = False
@@ -901,7 +902,7 @@ class VoteCounts:
     def add(self, votes: np.ndarray, gold: Optional[np.ndarray] = None) -> None:
         votes = np.asarray(votes)
         n = votes.shape[0]
-        g = np.full(n, -1, dtype=np.int16) if gold is None else np.asarray(gold).astype(np.int16)
+        g = np.full(n, -1, dtype=np.int8) if gold is None else np.asarray(gold).astype(np.int8)
         self.has_gold = self.has_gold or gold is not None
         if n == 0:
             return
@@ -912,32 +913,53 @@ class VoteCounts:
         # The batch's distinct rows, by a hash read column by column (the engine's matrices are
         # column-major: a row-major copy of 1,000 rules' votes took 0.5 s a batch), each row
         # checked against its hash's first row; only those rows become keys.
-        _, first, inverse, counts = np.unique(_row_hash(votes, g, 0), return_index=True, return_inverse=True,
-                                              return_counts=True)
+        h = _row_hash(votes, g, 0)
+        _, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
         inverse = inverse.ravel()
         same = first[inverse]
         if not (np.array_equal(g, g[same]) and all(np.array_equal(votes[:, j], votes[same, j])
                                                    for j in range(votes.shape[1]))):
             first, counts = np.arange(n), np.ones(n, dtype=np.int64)  # a collision: every row a key
-        keys = np.empty((len(first), self.n_rules + 1), dtype=np.int16)
+        keys = np.empty((len(first), self.n_rules + 1), dtype=np.int8)
         keys[:, :-1] = votes[first]
         keys[:, -1] = g[first]
-        self._merge(keys, first + self.rows, counts)
+        self._merge(keys, h[first], first + self.rows, counts)
         self.rows += n
 
-    def _merge(self, keys, first, counts) -> None:
+    def _merge(self, keys, hashes, first, counts) -> None:
+        """Count ``keys`` (rows that come after those counted so far; ``hashes`` their
+        ``_row_hash``). A key whose hash is a stored key's, and whose row is that key's, adds
+        its count there; the others are appended: a lookup per key, not a sort of all the
+        keys so far (with 1,000 rules most rows are distinct). Where a hash repeats (a
+        collision, or the collision fallback's repeated rows) the keys are compared whole."""
+        order = np.argsort(self._hashes, kind="stable")
+        stored = self._hashes[order]
+        at = np.minimum(np.searchsorted(stored, hashes), max(len(stored) - 1, 0))
+        hit = stored[at] == hashes if len(stored) else np.zeros(len(hashes), dtype=bool)
+        match = order[at[hit]]
+        if (len(np.unique(hashes)) == len(hashes) and len(np.unique(stored)) == len(stored)
+                and np.array_equal(self._keys[match], keys[hit])):
+            self._counts[match] += counts[hit]
+            self._first[match] = np.minimum(self._first[match], first[hit])
+            new = ~hit
+            self._keys = np.concatenate([self._keys, keys[new]])
+            self._hashes = np.concatenate([self._hashes, hashes[new]])
+            self._first = np.concatenate([self._first, first[new]])
+            self._counts = np.concatenate([self._counts, counts[new]])
+            return
         both = np.concatenate([self._keys, keys])
         uniq, index, inverse = _distinct_rows(both, inverse=True)
         firsts = np.full(uniq.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(firsts, inverse, np.concatenate([self._first, first]))
         self._keys, self._first = uniq, firsts
+        self._hashes = np.concatenate([self._hashes, hashes])[index]
         self._counts = np.bincount(inverse, weights=np.concatenate([self._counts, counts]),
                                    minlength=uniq.shape[0]).astype(np.int64)
 
     def absorb(self, other: "VoteCounts") -> None:
         """Add the counts of the rows that follow these (another partition's, counted alone):
         the same counts as adding its batches here, in order."""
-        self._merge(other._keys, other._first + self.rows, other._counts)
+        self._merge(other._keys, other._hashes, other._first + self.rows, other._counts)
         self._gold_votes += other._gold_votes
         self._gold += other._gold
         self.has_gold = self.has_gold or other.has_gold

@@ -66,3 +66,29 @@ def test_rows_whose_hashes_collide_are_still_counted_apart(youtube, monkeypatch)
     for got, want in zip(collided.patterns(), expected.patterns()):
         assert np.array_equal(got, want)
     assert len(expected.patterns()[2]) > 10
+
+
+@pytest.mark.parametrize("hashing", ["real", "constant"])
+def test_counts_added_batch_by_batch_or_absorbed_from_parts_are_the_same(youtube, monkeypatch, hashing):
+    """Batches, and parts counted alone then absorbed in order (the Dask engine), give the
+    counts of one pass. "constant": every row hashes to 0 and each batch is one row, so a new
+    row's hash always matches a stored row's and only comparing the rows tells them apart."""
+    from mteach.engine import label_model
+    spec, _, batch, gold = youtube
+    size = 150 if hashing == "real" else 1
+    votes, gold = (batch.votes, gold) if hashing == "real" else (batch.votes[:300], gold[:300])
+    whole = VoteCounts(len(spec.rules))
+    whole.add(votes, gold)
+    if hashing == "constant":
+        monkeypatch.setattr(label_model, "_row_hash", lambda L, extra, seed: np.zeros(len(L), np.uint64))
+    batched, absorbed = VoteCounts(len(spec.rules)), VoteCounts(len(spec.rules))
+    for start in range(0, len(votes), size):
+        part = VoteCounts(len(spec.rules))
+        part.add(votes[start:start + size], gold[start:start + size])
+        batched.add(votes[start:start + size], gold[start:start + size])
+        absorbed.absorb(part)
+    assert len(whole.patterns()[2]) > 20
+    for counts in (batched, absorbed):
+        assert counts.rows == whole.rows
+        for got, want in zip(counts.patterns(), whole.patterns()):
+            assert np.array_equal(got, want)
