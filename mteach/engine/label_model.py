@@ -236,11 +236,10 @@ def _patterns(L, gold, seed, weight=None):
     new[0] = True
     np.not_equal(hs[1:], hs[:-1], out=new[1:])
     same = ~new[1:]
-    Ls = L[order]
-    ok = np.array_equal(Ls[1:][same], Ls[:-1][same])
+    later, earlier = order[1:][same], order[:-1][same]  # rows that share a hash: compared, only they
+    ok = np.array_equal(L[later], L[earlier])
     if ok and gold is not None:
-        gs = gold[order]
-        ok = np.array_equal(gs[1:][same], gs[:-1][same])
+        ok = np.array_equal(gold[later], gold[earlier])
     if not ok:  # pragma: no cover - only on a 64-bit hash collision
         M = L if gold is None else np.column_stack([L, gold])
         _, first, inverse = np.unique(M, axis=0, return_index=True, return_inverse=True)
