@@ -1,7 +1,8 @@
 """Phrase rules at scale: 1,000 phrase rules, and a 50,000-phrase lexicon.
 
     python bench/phrase_rules.py [--rows 100000] [--rules 1000] [--lexicon 50000] [--lexicon-rows 100000]
-                                 [--skip-rules] [--skip-lexicon] [--verbs apply stats label] [--votes-out DIR]
+                                 [--skip-rules] [--skip-lexicon] [--verbs apply stats label]
+                                 [--distinct-rows N] [--votes-out DIR]
 
 1. Many rules: a spec of --rules rules, each ``text has any(...)`` of one to three
    phrases (words and two-word phrases drawn, seeded, from the YouTube comments'
@@ -9,7 +10,9 @@
    --rows replicated comments. Prints rows/s next to the 14-rule bundled spec's rows/s
    measured in the same run: the votes in memory (``collect_votes``, the spec already
    loaded), then each of --verbs as the command line runs it (``mteach apply`` writing the
-   vote file, ``stats``, ``label`` writing the ledger; the spec's parse included).
+   vote file, ``stats``, ``label`` writing the ledger; the spec's parse included). With
+   --distinct-rows N, --verbs again on N generated comments of 12 random words each, where
+   nearly every row has its own vote pattern (the replicated comments have 1,586).
 2. A big lexicon: --lexicon phrases (the corpus' words and bigrams, padded with made-up
    words) in a lexicon file, used by ``has``, ``count(text, lexicon)`` and ``near`` rules
    on --lexicon-rows rows. Prints seconds and the peak RSS of each (a fresh process each,
@@ -60,6 +63,21 @@ def many_rules_spec(n: int, seed: int = 0) -> str:
             phrases.append(f"{phrases[0].split()[0]}&co")
         lines.append(f"rule r{i} : text has any({', '.join(json.dumps(p) for p in phrases)}) => {'AB'[i % 2]}")
     return "\n".join(lines) + "\n"
+
+
+def distinct_parquet(rows: int, seed: int = 0) -> Path:
+    """``rows`` comments of 12 words drawn (seeded) from the corpus' 3,000 most frequent:
+    unlike the replicated comments, almost every row gets its own vote pattern."""
+    import pyarrow as pa
+    path = ROOT / "bench" / "_data" / f"distinct_{rows}.parquet"
+    if not path.exists():
+        words = np.array(vocabulary()[0][:3000])
+        rng = np.random.default_rng(seed)
+        texts = [" ".join(row) for row in words[rng.integers(0, len(words), (rows, 12))]]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({TEXT: texts}), path.with_suffix(".tmp"), compression="zstd")
+        path.with_suffix(".tmp").rename(path)
+    return path
 
 
 def lexicon_phrases(n: int, seed: int = 0) -> list:
@@ -142,6 +160,9 @@ def main(argv=None) -> int:
                     help="the commands timed on the many-rules spec besides the votes in memory "
                          "(default: apply stats label)")
     ap.add_argument("--skip-lexicon", action="store_true")
+    ap.add_argument("--distinct-rows", type=int, default=0,
+                    help="also time --verbs with the many-rules spec on this many generated comments "
+                         "of 12 random words each, nearly every row its own vote pattern (default: skip)")
     ap.add_argument("--votes-out", default="", help="folder to save each case's votes (.npy) in")
     args = ap.parse_args(argv)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
@@ -175,6 +196,16 @@ def main(argv=None) -> int:
                 if "error" not in base and "error" not in many:
                     print(f"{how}: {args.rules} rules take {many['seconds'] / base['seconds']:.1f}× "
                           f"the bundled spec's time")
+        if args.distinct_rows and not args.skip_rules:
+            data = distinct_parquet(args.distinct_rows)
+            for verb in args.verbs:
+                r = run_child("--cli-child", verb, spec, data, tmp / f"distinct-{verb}.parquet")
+                if "error" in r:
+                    print(f"mteach {verb}: distinct rows: failed: {r['error']}")
+                else:
+                    print(f"mteach {verb}: {args.rules} phrase rules, {r['rows']:,} distinct generated rows: "
+                          f"{r['rows'] / r['seconds']:,.0f} rows/s ({r['seconds']:.2f} s, "
+                          f"peak RSS {r['peak_mib']:,.0f} MiB)")
         if not args.skip_lexicon:
             data = replicated_parquet(args.lexicon_rows)
             (tmp / "lex.txt").write_text("\n".join(lexicon_phrases(args.lexicon)) + "\n")
