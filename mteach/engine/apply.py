@@ -26,6 +26,7 @@ from ..compiler.checker import load_spec
 from ..compiler.evaluator import vote_matrix
 from ..compiler.spec import Spec, field_kind
 from ..errors import DataError
+from .analysis import votes_per_rule
 from .io import DEFAULT_BATCH_ROWS, DataSource, as_table, atomic_path
 from .votes import vote_batches
 
@@ -133,8 +134,7 @@ def apply_file(spec: Spec | str | Path, data, output, id_column: Optional[str] =
             arrays = [batch.ids] + [pa.array(batch.votes[:, j]) for j in range(len(names))]
             write(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += batch.num_rows
-            # column by column: a thousand rules' columns are 3x faster than one 2-D count
-            coverage += [np.count_nonzero(batch.votes[:, j] != -1) for j in range(len(names))]
+            coverage += votes_per_rule(batch.votes)
         if rows == 0:
             raise DataError(f"{data}: the file has a header but no rows")
 

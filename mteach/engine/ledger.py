@@ -69,6 +69,7 @@ from ..compiler.spec import Spec
 from ..compiler.tokens import powers
 from ..errors import DataError, MteachError
 from ..grammar import ast
+from .analysis import votes_per_rule
 from .apply import ROW_NUMBER, resolve_id_column, rules_table
 from .gitfacts import UNAVAILABLE, blame_lines, blame_spans, spec_git_facts
 from .gold import GoldRequest, align_gold, gold_from_column, parse_mapping, read_gold_file
@@ -381,10 +382,9 @@ class LedgerFacts:
     gold_rows: Optional[int] = None            # rows with a gold label; None: no gold asked for
 
     def add(self, votes: np.ndarray, gold: Optional[np.ndarray]) -> None:
-        voted = votes != -1
         self.rows += votes.shape[0]
-        self.covered += int(voted.any(axis=1).sum())
-        counts = voted.sum(axis=0)
+        self.covered += int((votes != -1).any(axis=1).sum())
+        counts = votes_per_rule(votes)
         self.vote_counts = counts if self.vote_counts is None else self.vote_counts + counts
         if gold is not None:
             self.gold_rows = (self.gold_rows or 0) + int((gold >= 0).sum())
